@@ -1,0 +1,55 @@
+"""pgqueue: an asyncio job runner on PostgreSQL.
+
+Schedule jobs with :class:`Scheduler` (one round trip: INSERT + NOTIFY, optionally inside
+your transaction), run them with a :class:`Worker` (LISTEN wake-ups, batched claims with
+``FOR UPDATE SKIP LOCKED``, results flushed in batches with COPY into the job-runs log).
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    ConfigError,
+    ErrorWithRetry,
+    ParamsEncodeError,
+    PgQueueError,
+    SchemaError,
+    SchemaNotMigratedError,
+    SchemaTooNewError,
+    UnknownJobTypeError,
+)
+from ._models import Job, Outcome, RunInfo, log_final_runs
+from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
+from ._scheduler import Scheduler
+from ._worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "ErrorFilter",
+    "ErrorWithRetry",
+    "ExponentialBackoff",
+    "Job",
+    "LinearBackoff",
+    "Outcome",
+    "ParamsEncodeError",
+    "PgQueueError",
+    "RunInfo",
+    "Scheduler",
+    "SchemaError",
+    "SchemaNotMigratedError",
+    "SchemaTooNewError",
+    "UnknownJobTypeError",
+    "Worker",
+    "chain",
+    "log_final_runs",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("pgqueue._"):
+        try:
+            _obj.__module__ = "pgqueue"
+        except (AttributeError, TypeError):  # pragma: no cover - e.g. typing constructs
+            pass
+del _name, _obj

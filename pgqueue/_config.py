@@ -1,0 +1,98 @@
+"""Worker options: defaults as constants with units, one validation pass at construction.
+
+Each bad value raises :class:`ConfigError` (a ``ValueError``) naming the field, when the
+worker is built, not minutes later inside a loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from ._errors import ConfigError
+from ._models import ShouldLogRun
+
+__all__ = ["WorkerConfig"]
+
+CONCURRENCY = 10
+PREFETCH = 500  # most jobs a worker holds claimed and unfinished
+POLL_INTERVAL_S = 5.0  # backstop when no notification arrives (LISTEN normally wakes us)
+FLUSH_MAX = 500  # results buffered before a flush
+FLUSH_AGE_S = 0.02  # oldest buffered result waits at most this long
+BUFFER_BATCHES = 4  # results buffered beyond flush_max × this block the runners
+HEARTBEAT_INTERVAL_S = 5.0
+DEAD_AFTER_S = 30.0  # a worker silent this long is dead; its jobs are freed
+MAX_IDENT_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+def _positive_int(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def check_name(kind: str, value: str) -> None:
+    """Queue and type names: non-empty text without NUL, at most 200 characters."""
+    if not isinstance(value, str) or not value or "\x00" in value or len(value) > 200:  # noqa: PLR2004
+        raise ConfigError(f"{kind} must be a non-empty string of at most 200 characters, got {value!r}")
+
+
+def check_schema(schema: str) -> None:
+    """The schema name must fit PostgreSQL's identifiers, with room for the channel suffix."""
+    if not isinstance(schema, str) or not schema or "\x00" in schema:
+        raise ConfigError(f"schema must be a non-empty string, got {schema!r}")
+    if len((schema + "_events").encode()) > MAX_IDENT_BYTES:
+        raise ConfigError(f"schema name is too long ({schema!r}): at most {MAX_IDENT_BYTES - 7} bytes")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How one worker claims, runs and records jobs."""
+
+    queues: tuple[str, ...]
+    """Queues to take jobs from."""
+    concurrency: int = CONCURRENCY
+    """Jobs run at the same time (each by one runner task)."""
+    prefetch: int = PREFETCH
+    """Most jobs held claimed and unfinished. The claim size adapts to the observed rate
+    between ``concurrency`` and this, so slow jobs are not hoarded by one worker."""
+    poll_interval: float = POLL_INTERVAL_S
+    """Seconds between backstop claims when no notification arrives."""
+    flush_max: int = FLUSH_MAX
+    """Results buffered before they are written."""
+    flush_age: float = FLUSH_AGE_S
+    """Seconds the oldest buffered result may wait before it is written."""
+    buffer_max: int = FLUSH_MAX * BUFFER_BATCHES
+    """Results buffered at most; runners wait (and claims pause) above it."""
+    heartbeat_interval: float = HEARTBEAT_INTERVAL_S
+    """Seconds between heartbeats of this worker's row."""
+    dead_after: float = DEAD_AFTER_S
+    """Seconds without heartbeat after which a worker counts as dead."""
+    should_log_run: ShouldLogRun | None = None
+    """Which runs get a row in ``job_runs``; None logs every run."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.queues, str) or not self.queues:
+            raise ConfigError(f"queues must be a non-empty list of queue names, got {self.queues!r}")
+        for q in self.queues:
+            check_name("queue", q)
+        if len(set(self.queues)) != len(self.queues):
+            raise ConfigError(f"queues has duplicates: {list(self.queues)!r}")
+        for name in ("concurrency", "prefetch", "flush_max", "buffer_max"):
+            _positive_int(name, getattr(self, name))
+        for name in ("poll_interval", "flush_age", "heartbeat_interval", "dead_after"):
+            _positive(name, getattr(self, name))
+        if self.prefetch < self.concurrency:
+            raise ConfigError(f"prefetch ({self.prefetch}) must be >= concurrency ({self.concurrency})")
+        if self.buffer_max < self.flush_max:
+            raise ConfigError(f"buffer_max ({self.buffer_max}) must be >= flush_max ({self.flush_max})")
+        if self.dead_after < 3 * self.heartbeat_interval:
+            raise ConfigError(
+                f"dead_after ({self.dead_after}) must be >= 3 × heartbeat_interval ({self.heartbeat_interval})"
+            )
+        if self.should_log_run is not None and not callable(self.should_log_run):
+            raise ConfigError("should_log_run must be callable")

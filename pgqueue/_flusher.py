@@ -1,0 +1,127 @@
+"""Writes finished runs in batches: one transaction ends or puts back the jobs and COPYs the log.
+
+A flush is due at ``flush_max`` results or when the oldest is ``flush_age`` old (River's
+batch completer and pgxjob's buffered results). A failed write keeps the batch and retries
+with backoff; while it fails the result buffer fills, runners block at its high-water mark
+and claiming pauses, so nothing is dropped and nothing piles up without bound. The write is
+fenced by (worker, attempt) in SQL, so retrying a flush that did commit changes nothing.
+
+On shutdown the worker calls :meth:`Flusher.drain`, shielded from cancellation, so the
+last results are written even when the worker is being cancelled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import anyio
+
+from ._buffer import ResultBuffer
+from ._log import BATCH_FLUSHED, FLUSH_FAILED, get_logger
+from ._models import Job, RunInfo, ShouldLogRun
+from ._runner import RunResult
+from ._store import FinalizeResult, FlushBatch, Store
+
+__all__ = ["Flusher", "build_batch"]
+
+RETRY_MIN_S = 0.05
+RETRY_MAX_S = 5.0
+_log = get_logger()
+_UTC = dt.UTC
+_fromts = dt.datetime.fromtimestamp
+
+
+def build_batch(items: list[RunResult], worker_id: int, should_log_run: ShouldLogRun | None) -> FlushBatch:
+    """Split results into ended and put-back jobs and build their run-log rows."""
+    b = FlushBatch()
+    for r in items:
+        job: Job = r.job
+        jid, attempt = job.id, job.attempt
+        retry = r.retry
+        if retry is None:
+            b.ended_ids.append(jid)
+            b.ended_attempts.append(attempt)
+        else:
+            b.back_ids.append(jid)
+            b.back_attempts.append(attempt)
+            b.back_at.append(retry.at)
+            b.back_delay.append(retry.delay)
+            b.back_error_inc.append(r.error_inc)
+            b.back_error.append(r.error)
+        if should_log_run is not None and not should_log_run(job, RunInfo(r.outcome, retry is None, r.error)):
+            continue
+        b.runs.append([
+            jid, worker_id, job.inserted_at, job.run_at, _fromts(r.started, _UTC), _fromts(r.finished, _UTC),
+            None, attempt, job.priority, job.queue, job.type, r.outcome.value, r.error, job.params_json, r.result,
+        ])  # fmt: skip
+    return b
+
+
+class Flusher:
+    """The only writer of results for one worker."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        results: ResultBuffer[RunResult],
+        worker_id: Callable[[], int],
+        should_log_run: ShouldLogRun | None,
+        on_put_back: Callable[[float], None],
+    ) -> None:
+        self._store = store
+        self._results = results
+        self._worker_id = worker_id
+        self._should_log_run = should_log_run
+        self._on_put_back = on_put_back
+        self._failures = 0
+        self.flushes = 0  # successful flushes, for tests and metrics
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Flush whenever a batch is due, until cancelled."""
+        task_status.started()
+        while True:
+            await self._results.wait_batch()
+            if not await self.flush_once():
+                await anyio.sleep(self._backoff())
+
+    async def flush_once(self) -> bool:
+        """Write everything buffered now; on failure put it back and return False."""
+        items = self._results.take()
+        if not items:
+            return True
+        try:
+            res = await self._write(items)
+        except Exception as exc:  # noqa: BLE001 - keep the results and retry; never drop them
+            self._results.restore(items)
+            self._failures += 1
+            _log.warning(
+                FLUSH_FAILED, results=len(items), error=f"{type(exc).__name__}: {exc}",
+                retry_in_s=round(self._backoff(), 3),
+            )  # fmt: skip
+            return False
+        self._failures = 0
+        self.flushes += 1
+        if res.put_back:
+            self._on_put_back(min(res.put_back.values()).timestamp())
+        _log.debug(BATCH_FLUSHED, results=len(items), ended=len(res.ended), put_back=len(res.put_back))
+        return True
+
+    async def _write(self, items: list[RunResult]) -> FinalizeResult:
+        batch = build_batch(items, self._worker_id(), self._should_log_run)
+        return await self._store.job_finalize_many(self._worker_id(), batch)
+
+    def _backoff(self) -> float:
+        return min(RETRY_MAX_S, RETRY_MIN_S * 2 ** max(self._failures - 1, 0))
+
+    async def drain(self, deadline_s: float) -> int:
+        """Flush until the buffer is empty or ``deadline_s`` passes; returns results left unwritten.
+
+        Shielded: it runs during shutdown, often inside a cancelled scope.
+        """
+        with anyio.CancelScope(shield=True), anyio.move_on_after(deadline_s):
+            while len(self._results):
+                if not await self.flush_once():
+                    await anyio.sleep(self._backoff())
+        return len(self._results)

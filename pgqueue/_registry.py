@@ -1,0 +1,78 @@
+"""Job types by name: the handler, its default queue and its retry policy.
+
+The scheduler validates names against this registry before writing anything; the worker
+looks handlers up here. Both processes import the same module that registers the types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+from ._config import check_name
+from ._errors import ConfigError, UnknownJobTypeError
+from ._models import JobHandler
+from ._retry import ErrorFilter
+
+__all__ = ["JobType", "Registry"]
+
+DEFAULT_QUEUE = "default"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobType:
+    """A registered job type."""
+
+    name: str
+    """Stored in each job row; the key that finds the handler."""
+    handler: JobHandler
+    """The job's code."""
+    queue: str = DEFAULT_QUEUE
+    """Queue used when ``schedule`` names none."""
+    retry: ErrorFilter | None = None
+    """Error filter deciding retries; None: no retries except an explicit ErrorWithRetry."""
+    is_async: bool = True
+    """False for a plain function, which runs in a worker thread."""
+
+
+class Registry:
+    """Name → :class:`JobType`."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def add(self, name: str, handler: JobHandler, *, queue: str, retry: ErrorFilter | None) -> JobType:
+        """Register a type; a second registration of the same name is an error."""
+        check_name("job type", name)
+        check_name("queue", queue)
+        if not callable(handler):
+            raise ConfigError(f"handler for job type {name!r} is not callable")
+        if retry is not None and not callable(retry):
+            raise ConfigError(f"retry for job type {name!r} must be an error filter (callable)")
+        if name in self._types:
+            raise ConfigError(f"job type {name!r} is already registered")
+        jt = JobType(name, handler, queue, retry, inspect.iscoroutinefunction(handler))
+        self._types[name] = jt
+        return jt
+
+    def get(self, name: str) -> JobType | None:
+        """The type, or None when this process does not know it."""
+        return self._types.get(name)
+
+    def require(self, name: str) -> JobType:
+        """The type, or :class:`UnknownJobTypeError` naming the known ones."""
+        jt = self._types.get(name)
+        if jt is None:
+            known = ", ".join(sorted(self._types)) or "none"
+            raise UnknownJobTypeError(f"unknown job type {name!r} (registered: {known})")
+        return jt
+
+    def queues(self) -> tuple[str, ...]:
+        """Default queues of all registered types, sorted, without duplicates."""
+        return tuple(sorted({t.queue for t in self._types.values()}))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __len__(self) -> int:
+        return len(self._types)

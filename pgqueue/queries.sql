@@ -1,0 +1,214 @@
+-- Every runtime query of pgqueue, by name. `_sql.py` parses this file once at import.
+--
+-- Format: each query opens with `-- name: <noun>_<verb>[_many]`, then `-- why:` and
+-- `-- params:` lines (asyncpg has no named parameters), then the SQL up to the next name.
+-- `{schema}` stands for the configured schema, substituted as a quoted identifier when a
+-- store is built; everything else is a bind parameter. Time is the database's now(), so
+-- worker clocks never mix with the server's.
+--
+-- Notification payloads on the schema's channel (parsed by `_listener.py`):
+--   r:<queue>          jobs in <queue> are due now: claim
+--   d:<epoch>:<queue>  a job in <queue> is due at <epoch> seconds: arm a timer, do not claim
+
+-- name: migration_lock
+-- why: serialise concurrent migrators (several processes starting at once) per schema.
+-- params: $1 lock key text
+SELECT pg_advisory_xact_lock(hashtextextended($1, 0));
+
+-- name: migration_schema_create
+-- why: the schema must exist before the version table and the migrations go in it.
+-- params: none
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+-- name: migration_version_table_create
+-- why: records which migrations ran; created by the migrator, not by a migration.
+-- params: none
+CREATE TABLE IF NOT EXISTS {schema}.schema_version (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migration_search_path_set
+-- why: migration files use unqualified names; this points them at our schema for the
+--      current transaction only.
+-- params: $1 quoted schema identifier text
+SELECT set_config('search_path', $1, true);
+
+-- name: migration_versions_get
+-- why: the versions already applied, to apply the rest and to refuse a newer schema.
+-- params: none
+SELECT version FROM {schema}.schema_version ORDER BY version;
+
+-- name: migration_version_insert
+-- why: mark a migration applied, in the same transaction as its DDL.
+-- params: $1 version int, $2 name text
+INSERT INTO {schema}.schema_version (version, name) VALUES ($1, $2);
+
+-- name: schema_version_table_exists
+-- why: tell "never migrated" from "migrated to version N" without an error.
+-- params: $1 qualified table name text
+SELECT to_regclass($1) IS NOT NULL;
+
+-- name: schema_version_max
+-- why: startup check that the database schema matches the code.
+-- params: none
+SELECT coalesce(max(version), 0) FROM {schema}.schema_version;
+
+-- name: job_insert
+-- why: one round trip inserts the job and wakes the workers of its queue; on a caller's
+--      connection both commit or roll back with the caller's transaction.
+-- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
+--         $5 priority smallint, $6 channel text
+WITH ins AS (
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed)
+    VALUES ($1, $2, $3::json, coalesce($4::timestamptz, now()), $5,
+            coalesce($4::timestamptz, now()) > now())
+    RETURNING id, run_at, delayed
+)
+SELECT id, pg_notify($6::text, CASE WHEN delayed
+                           THEN 'd:' || extract(epoch FROM run_at)::text || ':' || $1::text
+                           ELSE 'r:' || $1::text END)
+FROM ins;
+
+-- name: job_insert_many
+-- why: bulk insert of one type into one queue: one statement and one notification per chunk.
+--      Ids come back in input order (the identity follows the ORDER BY of the insert).
+-- params: $1 queue text, $2 type text, $3 params json[], $4 run_at timestamptz (NULL = now),
+--         $5 priority smallint, $6 channel text
+WITH ins AS (
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed)
+    SELECT $1, $2, u.p, coalesce($4::timestamptz, now()), $5, coalesce($4::timestamptz, now()) > now()
+    FROM unnest($3::json[]) WITH ORDINALITY AS u(p, n)
+    ORDER BY u.n
+    RETURNING id, run_at, delayed
+)
+SELECT array_agg(id ORDER BY id) AS ids,
+       pg_notify($6::text, CASE WHEN bool_and(delayed)
+                           THEN 'd:' || extract(epoch FROM min(run_at))::text || ':' || $1::text
+                           ELSE 'r:' || $1::text END)
+FROM ins;
+
+-- name: job_claim_many
+-- why: the worker's only read on the hot path. Locks up to $2 due jobs across the worker's
+--      queues with SKIP LOCKED and marks them as its own, in one statement. Per queue, one
+--      branch reads the claim index in (priority, run_at, id) order and one reads due
+--      delayed jobs from the due index; the merge keeps priority order across queues.
+--      `id = ANY(ARRAY(...))`, not `id IN (SELECT ...)`: the latter can plan as a hash
+--      semi-join over a sequential scan. The worker's own row is locked FOR KEY SHARE, so
+--      a reaper deleting it waits for this claim to commit and then releases these jobs;
+--      a reaped worker claims nothing.
+-- params: $1 queues text[], $2 limit int, $3 worker_id bigint
+WITH w AS (
+    SELECT id FROM {schema}.workers WHERE id = $3 FOR KEY SHARE
+)
+UPDATE {schema}.jobs j
+SET worker_id = $3, attempt = j.attempt + 1, delayed = false
+WHERE j.id = ANY(ARRAY(
+    SELECT c.id
+    FROM unnest($1::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT * FROM (
+            SELECT id, priority, run_at FROM {schema}.jobs
+            WHERE queue = q.name AND worker_id IS NULL AND NOT delayed
+            ORDER BY priority, run_at, id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ) AS ready
+        UNION ALL
+        SELECT * FROM (
+            SELECT id, priority, run_at FROM {schema}.jobs
+            WHERE queue = q.name AND worker_id IS NULL AND delayed AND run_at <= now()
+            ORDER BY run_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ) AS due
+    ) AS c
+    ORDER BY c.priority, c.run_at, c.id
+    LIMIT $2
+))
+AND EXISTS (SELECT 1 FROM w)
+RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
+          j.run_at, j.inserted_at;
+
+-- name: job_next_due
+-- why: when the queues are drained the fetcher sleeps until the next delayed job is due
+--      instead of polling; one due-index entry per queue.
+-- params: $1 queues text[]
+SELECT min(n.run_at)
+FROM unnest($1::text[]) AS q(name)
+CROSS JOIN LATERAL (
+    SELECT run_at FROM {schema}.jobs
+    WHERE queue = q.name AND worker_id IS NULL AND delayed
+    ORDER BY run_at
+    LIMIT 1
+) AS n;
+
+-- name: job_finalize_many
+-- why: one statement per flush ends finished jobs (delete) and puts failed or interrupted
+--      ones back (update). Each row is fenced by (worker_id, attempt): a repeated flush, a
+--      reaped worker or a stale run changes nothing. Returns what it changed, so the run
+--      log only gets rows for runs that this worker still owned.
+-- params: $1 worker_id bigint, $2 end ids bigint[], $3 end attempts int[],
+--         $4 put-back ids bigint[], $5 put-back attempts int[],
+--         $6 retry at timestamptz[] (NULL = now() + delay), $7 retry delay seconds float8[],
+--         $8 error increment int[], $9 last error text[] (NULL keeps the old one)
+WITH ended AS (
+    DELETE FROM {schema}.jobs j
+    WHERE j.id = ANY($2::bigint[]) AND j.worker_id = $1
+      AND (j.id, j.attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[]))
+    RETURNING j.id
+), put_back AS (
+    UPDATE {schema}.jobs j
+    SET worker_id = NULL,
+        run_at = r.run_at,
+        delayed = r.run_at > now(),
+        errors = j.errors + r.error_inc,
+        last_error = coalesce(r.error, j.last_error)
+    FROM (
+        SELECT u.id, u.attempt, coalesce(u.at, now() + make_interval(secs => u.delay)) AS run_at,
+               u.error_inc, u.error
+        FROM unnest($4::bigint[], $5::int[], $6::timestamptz[], $7::float8[], $8::int[], $9::text[])
+             AS u(id, attempt, at, delay, error_inc, error)
+    ) AS r
+    WHERE j.id = ANY($4::bigint[]) AND j.id = r.id AND j.attempt = r.attempt AND j.worker_id = $1
+    RETURNING j.id, j.run_at
+)
+SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
+       (SELECT array_agg(id) FROM put_back) AS put_back_ids,
+       (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at;
+
+-- name: job_release_many
+-- why: shutdown hands back claimed jobs that never started, at once and without counting
+--      the claim as an attempt, so another worker takes them immediately.
+-- params: $1 worker_id bigint, $2 ids bigint[]
+UPDATE {schema}.jobs
+SET worker_id = NULL, attempt = attempt - 1, delayed = false
+WHERE id = ANY($2::bigint[]) AND worker_id = $1;
+
+-- name: worker_register
+-- why: a worker's identity; its row is the lease on every job it claims.
+-- params: $1 pid int, $2 hostname text, $3 queues text[]
+INSERT INTO {schema}.workers (pid, hostname, queues) VALUES ($1, $2, $3) RETURNING id;
+
+-- name: worker_heartbeat
+-- why: keep the lease alive; no row back means this worker was reaped.
+-- params: $1 worker_id bigint
+UPDATE {schema}.workers SET heartbeat = now() WHERE id = $1 RETURNING id;
+
+-- name: worker_deregister
+-- why: a clean exit: give back whatever this worker still holds and drop its row, in one
+--      statement, so no job stays owned by a worker that is gone.
+-- params: $1 worker_id bigint
+WITH released AS (
+    UPDATE {schema}.jobs SET worker_id = NULL, delayed = run_at > now()
+    WHERE worker_id = $1
+    RETURNING id
+)
+DELETE FROM {schema}.workers WHERE id = $1 RETURNING (SELECT count(*) FROM released);
+
+-- name: listen_probe
+-- why: the listener's health check: a notification it sends itself must come back, or
+--      the LISTEN connection is treated as dead (half-open sockets look alive otherwise).
+-- params: $1 channel text, $2 payload text
+SELECT pg_notify($1, $2);
