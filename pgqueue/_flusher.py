@@ -27,6 +27,7 @@ __all__ = ["Flusher", "build_batch"]
 
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 5.0
+WRITE_TIMEOUT_S = 30.0  # one flush transaction may take this long before it is abandoned and retried
 _log = get_logger()
 _UTC = dt.UTC
 _fromts = dt.datetime.fromtimestamp
@@ -76,6 +77,7 @@ class Flusher:
         self._should_log_run = should_log_run
         self._on_put_back = on_put_back
         self._failures = 0
+        self._lock = anyio.Lock()
         self.flushes = 0  # successful flushes, for tests and metrics
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -87,17 +89,32 @@ class Flusher:
                 await anyio.sleep(self._backoff())
 
     async def flush_once(self) -> bool:
-        """Write everything buffered now; on failure put it back and return False."""
-        items = self._results.take()
-        if not items:
-            return True
-        try:
-            res = await self._write(items)
-        except Exception as exc:  # noqa: BLE001 - keep the results and retry; never drop them
-            self._results.restore(items)
+        """Write everything buffered now; on failure put it back and return False.
+
+        Flushes are serialised (the background loop and a shutdown drain may both call
+        this) and each write is shielded from cancellation with a deadline: a write in
+        flight either commits or is rolled back and its results restored, never abandoned
+        halfway with the batch forgotten.
+        """
+        async with self._lock:
+            items = self._results.take()
+            if not items:
+                return True
+            res: FinalizeResult | None = None
+            error: BaseException | None = None
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(WRITE_TIMEOUT_S):
+                    try:
+                        res = await self._write(items)
+                    except Exception as exc:  # noqa: BLE001 - keep the results and retry; never drop them
+                        error = exc
+                if res is None:
+                    self._results.restore(items)
+        if res is None:
             self._failures += 1
             _log.warning(
-                FLUSH_FAILED, results=len(items), error=f"{type(exc).__name__}: {exc}",
+                FLUSH_FAILED, results=len(items),
+                error=f"{type(error).__name__}: {error}" if error else f"timed out after {WRITE_TIMEOUT_S}s",
                 retry_in_s=round(self._backoff(), 3),
             )  # fmt: skip
             return False

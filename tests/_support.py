@@ -1,0 +1,55 @@
+"""Helpers shared by the tests: run a worker until an event, read the run log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import asyncpg
+
+from pgqueue import Worker
+
+WAIT_S = 30.0  # generous ceiling for "this must happen": a hang fails, slowness does not
+
+
+class Counter:
+    """Counts handler calls and fires an event at a target."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.calls: list[Any] = []
+        self.done = anyio.Event()
+
+    def hit(self, value: Any) -> None:
+        self.calls.append(value)
+        if len(self.calls) >= self.target:
+            self.done.set()
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    """Run ``worker`` for the body of the block, then shut it down gracefully."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        try:
+            yield worker
+        finally:
+            with anyio.fail_after(WAIT_S):
+                await worker.shutdown()
+
+
+async def wait(event: anyio.Event, timeout: float = WAIT_S) -> None:
+    with anyio.fail_after(timeout):
+        await event.wait()
+
+
+async def runs(db: asyncpg.Connection, schema: str, job_id: int | None = None) -> list[asyncpg.Record]:
+    where = "" if job_id is None else "WHERE job_id = $1"
+    args = [] if job_id is None else [job_id]
+    return await db.fetch(f'SELECT * FROM "{schema}".job_runs {where} ORDER BY job_id, attempt', *args)
+
+
+async def hot_count(db: asyncpg.Connection, schema: str) -> int:
+    return int(await db.fetchval(f'SELECT count(*) FROM "{schema}".jobs'))

