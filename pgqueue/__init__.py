@@ -7,6 +7,8 @@ your transaction), run them with a :class:`Worker` (LISTEN wake-ups, batched cla
 
 from __future__ import annotations
 
+import contextlib
+
 from ._errors import (
     ConfigError,
     ErrorWithRetry,
@@ -48,8 +50,6 @@ __all__ = [
 for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("pgqueue._"):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):  # e.g. typing constructs
             _obj.__module__ = "pgqueue"
-        except (AttributeError, TypeError):  # pragma: no cover - e.g. typing constructs
-            pass
 del _name, _obj

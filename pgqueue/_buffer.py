@@ -14,6 +14,7 @@ Both buffers are bounded: the fetcher never claims more than ``prefetch`` jobs, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -92,8 +93,12 @@ class ResultBuffer(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    async def put(self, item: T) -> None:
-        """Add a result; waits while the buffer is above its high-water mark."""
+    def put(self, item: T) -> bool:
+        """Add a result; True means the caller must ``await wait_drained()`` before the next.
+
+        Synchronous on purpose: it runs once per job, and an ``async def`` costs a
+        coroutine object per call even when it never waits.
+        """
         items = self._items
         if not items:
             self._first_at = self._monotonic()
@@ -104,8 +109,11 @@ class ResultBuffer(Generic[T]):
             self._full.set()
             if n >= self.high_water:
                 self._drained.clear()
-        if not self._drained.is_set():
-            await self._drained.wait()
+        return not self._drained.is_set()
+
+    async def wait_drained(self) -> None:
+        """Wait until the flusher has brought the buffer below its low-water mark."""
+        await self._drained.wait()
 
     def blocked(self) -> bool:
         """True while runners are held back (the flusher cannot keep up or is failing)."""
@@ -121,15 +129,17 @@ class ResultBuffer(Generic[T]):
         remaining = self._first_at + self.flush_age - self._monotonic()
         if remaining > 0:
             self._full.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), remaining)
-            except TimeoutError:
-                pass
 
-    def take(self) -> list[T]:
-        """Remove and return everything buffered (at most the caller's batch limit is its job)."""
-        items, self._items = self._items, []
-        self._full.clear()
+    def take(self, limit: int) -> list[T]:
+        """Remove and return the oldest ``limit`` items (the rest stay, as old as they were)."""
+        if len(self._items) <= limit:
+            items, self._items = self._items, []
+        else:
+            items, self._items = self._items[:limit], self._items[limit:]
+        if len(self._items) < self.flush_max:
+            self._full.clear()
         self._release_waiters()
         return items
 

@@ -26,7 +26,7 @@ MAX_IDENT_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+    if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
 
@@ -92,7 +92,8 @@ class WorkerConfig:
             raise ConfigError(f"buffer_max ({self.buffer_max}) must be >= flush_max ({self.flush_max})")
         if self.dead_after < 3 * self.heartbeat_interval:
             raise ConfigError(
-                f"dead_after ({self.dead_after}) must be >= 3 × heartbeat_interval ({self.heartbeat_interval})"
+                f"dead_after ({self.dead_after}) must be >= 3 × heartbeat_interval "
+                f"({self.heartbeat_interval})"
             )
         if self.should_log_run is not None and not callable(self.should_log_run):
             raise ConfigError("should_log_run must be callable")

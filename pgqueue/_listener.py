@@ -15,6 +15,7 @@ polls at a short interval (``on_state(False)``).
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 from collections.abc import Callable
 
@@ -22,7 +23,7 @@ import anyio
 import asyncpg
 
 from ._log import LISTENER_CONNECTED, LISTENER_LOST, get_logger
-from ._store import Store
+from ._store import ListenConn, Store
 
 __all__ = ["Listener", "parse_payload"]
 
@@ -38,9 +39,10 @@ def parse_payload(payload: str) -> tuple[str, str, float | None]:
     if kind == "d":
         at, _, queue = rest.partition(":")
         try:
-            return "d", queue, float(at)
+            when = float(at)
         except ValueError:
             return "", "", None
+        return ("d", queue, when) if math.isfinite(when) else ("", "", None)
     if kind in ("r", "p"):
         return kind, rest, None
     return "", "", None
@@ -73,8 +75,8 @@ class Listener:
         self.connected = False
         self.connects = 0  # successful connects, for tests and metrics
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        kind, name, at = parse_payload(payload)
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        kind, name, at = parse_payload(str(payload))
         if kind == "r" and name in self._queues:
             self._on_ready()
         elif kind == "d" and name in self._queues and at is not None:
@@ -85,7 +87,7 @@ class Listener:
     def _on_terminate(self, _conn: object) -> None:
         self._lost.set()
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _connect(self) -> ListenConn:
         conn = await self._store.listen_connect()
         try:
             self._lost = asyncio.Event()
@@ -96,11 +98,11 @@ class Listener:
             raise
         self.connected = True
         self.connects += 1
-        self._on_state(True)
+        self._on_state(True)  # noqa: FBT003 - the callback takes the new state
         _log.info(LISTENER_CONNECTED, channel=self._store.channel)
         return conn
 
-    async def _close(self, conn: asyncpg.Connection) -> None:
+    async def _close(self, conn: ListenConn) -> None:
         with anyio.move_on_after(2, shield=True):
             try:
                 conn.remove_termination_listener(self._on_terminate)
@@ -116,7 +118,7 @@ class Listener:
             while True:
                 reason = await self._serve(conn)
                 self.connected = False
-                self._on_state(False)
+                self._on_state(False)  # noqa: FBT003
                 _log.warning(LISTENER_LOST, reason=reason)
                 await self._close(conn)
                 conn = await self._reconnect()
@@ -125,7 +127,7 @@ class Listener:
             self.connected = False
             await self._close(conn)
 
-    async def _serve(self, conn: asyncpg.Connection) -> str:
+    async def _serve(self, conn: ListenConn) -> str:
         """Return a reason once the connection is lost or stops answering probes."""
         while True:
             with anyio.move_on_after(self._probe_interval):
@@ -141,12 +143,14 @@ class Listener:
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 return f"probe failed: {type(exc).__name__}"
 
-    async def _reconnect(self) -> asyncpg.Connection:
+    async def _reconnect(self) -> ListenConn:
         delay = 0.05
         while True:
             try:
                 return await self._connect()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                _log.warning(LISTENER_LOST, reason=f"reconnect failed: {type(exc).__name__}: {exc}", retry_in_s=delay)
+                _log.warning(
+                    LISTENER_LOST, reason=f"reconnect failed: {type(exc).__name__}: {exc}", retry_in_s=delay
+                )
                 await anyio.sleep(delay)
                 delay = min(RECONNECT_MAX_S, delay * 2)

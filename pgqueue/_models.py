@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from ._codec import decode
 
@@ -20,6 +20,12 @@ __all__ = ["Job", "JobHandler", "Outcome", "RunInfo", "ShouldLogRun", "log_final
 # Column order of `job_claim_many ... RETURNING`; Job reads rows by position.
 _ID, _QUEUE, _TYPE, _PARAMS, _PRIORITY, _ATTEMPT, _ERRORS, _LAST_ERROR, _RUN_AT, _INSERTED_AT = range(10)
 _UNSET: Any = object()
+
+
+class Row(Protocol):
+    """A claimed row: an asyncpg Record or, for jobs built by hand, a tuple."""
+
+    def __getitem__(self, index: int, /) -> Any: ...  # noqa: ANN401 - columns of several types
 
 
 class Job:
@@ -46,33 +52,45 @@ class Job:
         inserted_at: dt.datetime | None = None,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
-        self._row: Sequence[Any] = (
-            id, queue, type, None, priority, attempt, errors, last_error, run_at or now, inserted_at or now,
+        self._row: Row = (
+            id,
+            queue,
+            type,
+            None,
+            priority,
+            attempt,
+            errors,
+            last_error,
+            run_at or now,
+            inserted_at or now,
         )
         self._params = params
 
     @classmethod
-    def _from_row(cls, row: Sequence[Any]) -> Job:
+    def _from_row(cls, row: Row) -> Job:
         """Wrap a claimed row without copying it (the worker's fast path)."""
         job = cls.__new__(cls)
-        job._row = row
-        job._params = _UNSET
+        job._row = row  # noqa: SLF001 - this class's own slots, set without __init__
+        job._params = _UNSET  # noqa: SLF001
         return job
 
     @property
     def id(self) -> int:
         """The job's id, stable across its runs."""
-        return int(self._row[_ID])
+        v: int = self._row[_ID]
+        return v
 
     @property
     def queue(self) -> str:
         """The queue it was claimed from."""
-        return str(self._row[_QUEUE])
+        v: str = self._row[_QUEUE]
+        return v
 
     @property
     def type(self) -> str:
         """The registered job type name."""
-        return str(self._row[_TYPE])
+        v: str = self._row[_TYPE]
+        return v
 
     @property
     def params(self) -> Any:  # noqa: ANN401 - decoded JSON
@@ -89,28 +107,32 @@ class Job:
             from ._codec import encode  # noqa: PLC0415 - only for jobs built by hand
 
             return encode(self._params)
-        return None if raw is None else str(raw)
+        text: str | None = raw
+        return text
 
     @property
     def priority(self) -> int:
         """Lower runs first."""
-        return int(self._row[_PRIORITY])
+        v: int = self._row[_PRIORITY]
+        return v
 
     @property
     def attempt(self) -> int:
-        """This run's number, from 1."""
-        return int(self._row[_ATTEMPT])
+        """The number of this run, from 1."""
+        v: int = self._row[_ATTEMPT]
+        return v
 
     @property
     def errors(self) -> int:
         """Failed runs before this one."""
-        return int(self._row[_ERRORS])
+        v: int = self._row[_ERRORS]
+        return v
 
     @property
     def last_error(self) -> str | None:
         """The error text of the last failed run, if any."""
-        v = self._row[_LAST_ERROR]
-        return None if v is None else str(v)
+        v: str | None = self._row[_LAST_ERROR]
+        return v
 
     @property
     def run_at(self) -> dt.datetime:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
-from typing import Protocol
+from collections.abc import Iterable
+from typing import Protocol, cast
 
-from ._errors import ConfigError, ErrorWithRetry
+from ._errors import ConfigError, ErrorWithRetry, check_delay
 from ._models import Job
 
 __all__ = ["ErrorFilter", "ExponentialBackoff", "LinearBackoff", "chain"]
@@ -31,16 +32,26 @@ class ErrorFilter(Protocol):
         ...
 
 
-def _seconds(value: float | dt.timedelta, name: str) -> float:
-    s = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
-    if not s >= 0:
-        raise ConfigError(f"{name} must be >= 0 seconds, got {value!r}")
-    return s
+_seconds = check_delay
+
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
 
 
-def _check_types(retry_on: tuple[type[BaseException], ...]) -> None:
-    if not retry_on or not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
-        raise ConfigError(f"retry_on must be a non-empty tuple of exception types, got {retry_on!r}")
+def _exception_types(retry_on: object) -> tuple[type[BaseException], ...]:
+    """One exception type or an iterable of them, as the tuple ``isinstance`` needs."""
+    out: tuple[object, ...] = ()
+    if isinstance(retry_on, type):
+        out = (retry_on,)
+    elif isinstance(retry_on, Iterable) and not isinstance(retry_on, str | bytes):
+        out = tuple(retry_on)
+    if not out or not all(isinstance(t, type) and issubclass(t, BaseException) for t in out):
+        raise ConfigError(f"retry_on must be an exception type or a non-empty list of them, got {retry_on!r}")
+    return cast("tuple[type[BaseException], ...]", out)
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,13 +66,12 @@ class LinearBackoff:
 
     max_retries: int
     base_delay: float | dt.timedelta
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    retry_on: ExceptionTypes = (Exception,)
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ConfigError(f"LinearBackoff.max_retries must be >= 0, got {self.max_retries}")
+        _check_count("LinearBackoff.max_retries", self.max_retries)
         _seconds(self.base_delay, "LinearBackoff.base_delay")
-        _check_types(self.retry_on)
+        object.__setattr__(self, "retry_on", _exception_types(self.retry_on))
 
     def __call__(self, job: Job, error: BaseException, /) -> BaseException:
         """Apply the policy."""
@@ -85,18 +95,20 @@ class ExponentialBackoff:
     base: float | dt.timedelta = 1.0
     cap: float | dt.timedelta = 300.0
     jitter: float = 0.1
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    retry_on: ExceptionTypes = (Exception,)
     rng: random.Random = dataclasses.field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ConfigError(f"ExponentialBackoff.max_retries must be >= 0, got {self.max_retries}")
-        base, cap = _seconds(self.base, "ExponentialBackoff.base"), _seconds(self.cap, "ExponentialBackoff.cap")
+        _check_count("ExponentialBackoff.max_retries", self.max_retries)
+        base, cap = (
+            _seconds(self.base, "ExponentialBackoff.base"),
+            _seconds(self.cap, "ExponentialBackoff.cap"),
+        )
         if cap < base:
             raise ConfigError(f"ExponentialBackoff.cap ({cap}) must be >= base ({base})")
-        if not 0 <= self.jitter <= 1:
+        if isinstance(self.jitter, bool) or not 0 <= self.jitter <= 1:
             raise ConfigError(f"ExponentialBackoff.jitter must be within [0, 1], got {self.jitter}")
-        _check_types(self.retry_on)
+        object.__setattr__(self, "retry_on", _exception_types(self.retry_on))
 
     def delay(self, errors: int) -> float:
         """Seconds to wait after the ``errors``-th failure (0-based), jitter included."""

@@ -62,8 +62,14 @@ def _check_run_at(run_at: dt.datetime | dt.timedelta | None) -> dt.datetime | No
 
 
 def _check_priority(priority: int) -> int:
-    if not isinstance(priority, int) or isinstance(priority, bool) or not _SMALLINT[0] <= priority <= _SMALLINT[1]:
-        raise ConfigError(f"priority must be an integer in [{_SMALLINT[0]}, {_SMALLINT[1]}], got {priority!r}")
+    if (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not _SMALLINT[0] <= priority <= _SMALLINT[1]
+    ):
+        raise ConfigError(
+            f"priority must be an integer in [{_SMALLINT[0]}, {_SMALLINT[1]}], got {priority!r}"
+        )
     return priority
 
 
@@ -100,7 +106,9 @@ class Scheduler:
             raise ConfigError(f"dsn must be a non-empty string, got {dsn!r}")
         check_schema(schema)
         if not 1 <= pool_min_size <= pool_max_size:
-            raise ConfigError(f"need 1 <= pool_min_size <= pool_max_size, got {pool_min_size}, {pool_max_size}")
+            raise ConfigError(
+                f"need 1 <= pool_min_size <= pool_max_size, got {pool_min_size}, {pool_max_size}"
+            )
         self.schema = schema
         self._dsn = dsn
         self._pool = pool
@@ -190,7 +198,7 @@ class Scheduler:
         prio = _check_priority(priority)
         encoded = encode(params)
         store = await self.open()
-        return await store.job_insert(conn, q, type, encoded, at, prio)
+        return await store.job_insert(conn, queue=q, type_=type, params=encoded, run_at=at, priority=prio)
 
     async def schedule_many(
         self,
@@ -224,7 +232,10 @@ class Scheduler:
         store = await self.open()
         ids: list[int] = []
         for start in range(0, len(encoded), chunk_size):
-            ids += await store.job_insert_many(conn, q, type, encoded[start : start + chunk_size], at, prio)
+            chunk = encoded[start : start + chunk_size]
+            ids += await store.job_insert_many(
+                conn, queue=q, type_=type, params=chunk, run_at=at, priority=prio
+            )
         return ids
 
     # -- workers --------------------------------------------------------------------------

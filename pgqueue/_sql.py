@@ -20,7 +20,7 @@ from typing import Self
 __all__ = ["QUERIES", "Queries", "parse_queries", "quote_ident"]
 
 _NAME_RE = re.compile(r"^--\s*name:\s*(\w+)\s*$")
-SCHEMA_TOKEN = "{schema}"
+SCHEMA_TOKEN = "{schema}"  # noqa: S105 - an SQL placeholder, not a secret
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,7 +101,9 @@ def _load() -> Queries:
     expected = set(Queries.names())
     unknown, missing = set(parsed) - expected, expected - set(parsed)
     if unknown or missing:
-        raise ValueError(f"queries.sql does not match Queries: unknown {sorted(unknown)}, missing {sorted(missing)}")
+        raise ValueError(
+            f"queries.sql does not match Queries: unknown {sorted(unknown)}, missing {sorted(missing)}"
+        )
     return Queries(**parsed)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from ._sql import QUERIES, Queries, quote_ident
 
@@ -27,12 +28,26 @@ __all__ = ["RUN_COLUMNS", "FinalizeResult", "FlushBatch", "Store", "create_pool"
 
 # Column order of the COPY into job_runs; the flusher builds records in this order.
 RUN_COLUMNS = (
-    "job_id", "worker_id", "inserted_at", "run_at", "started_at", "finished_at", "retry_at",
-    "attempt", "priority", "queue", "type", "outcome", "error", "params", "result",
-)  # fmt: skip
+    "job_id",
+    "worker_id",
+    "inserted_at",
+    "run_at",
+    "started_at",
+    "finished_at",
+    "retry_at",
+    "attempt",
+    "priority",
+    "queue",
+    "type",
+    "outcome",
+    "error",
+    "params",
+    "result",
+)
 RUN_RETRY_AT = RUN_COLUMNS.index("retry_at")
 
 Executor = asyncpg.Pool | asyncpg.Connection
+ListenConn = asyncpg.Connection | PoolConnectionProxy  # a pool connection when we only have a pool
 
 
 async def _no_reset(_conn: asyncpg.Connection) -> None:
@@ -120,6 +135,7 @@ class Store:
     async def job_insert(
         self,
         conn: asyncpg.Connection | None,
+        *,
         queue: str,
         type_: str,
         params: str,
@@ -128,12 +144,15 @@ class Store:
     ) -> int:
         """Insert one job and notify its queue, in one statement."""
         ex: Executor = self.pool if conn is None else conn
-        job_id: int = await ex.fetchval(self.q.job_insert, queue, type_, params, run_at, priority, self.channel)
+        job_id: int = await ex.fetchval(
+            self.q.job_insert, queue, type_, params, run_at, priority, self.channel
+        )
         return job_id
 
     async def job_insert_many(
         self,
         conn: asyncpg.Connection | None,
+        *,
         queue: str,
         type_: str,
         params: list[str],
@@ -194,13 +213,15 @@ class Store:
     async def job_release_many(self, worker_id: int, ids: Sequence[int]) -> int:
         """Hand back claimed jobs that never started."""
         status: str = await self.pool.execute(self.q.job_release_many, worker_id, list(ids))
-        return int(status.split()[-1])
+        return int(status.rsplit(maxsplit=1)[-1])
 
     # -- workers -------------------------------------------------------------------------
 
     async def worker_register(self, queues: Sequence[str]) -> int:
         """Insert this process's worker row; returns its id."""
-        wid: int = await self.pool.fetchval(self.q.worker_register, os.getpid(), socket.gethostname(), list(queues))
+        wid: int = await self.pool.fetchval(
+            self.q.worker_register, os.getpid(), socket.gethostname(), list(queues)
+        )
         return wid
 
     async def worker_heartbeat(self, worker_id: int) -> bool:
@@ -214,7 +235,7 @@ class Store:
 
     # -- listening -----------------------------------------------------------------------
 
-    async def listen_connect(self) -> asyncpg.Connection:
+    async def listen_connect(self) -> ListenConn:
         """A dedicated connection for LISTEN, outside the pool when we know the DSN.
 
         With only an application pool, one of its connections is held for the worker's
@@ -223,16 +244,16 @@ class Store:
         if self.dsn is not None:
             conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
             return conn
-        acquired: asyncpg.Connection = await self.pool.acquire()
+        acquired: PoolConnectionProxy = await self.pool.acquire()
         return acquired
 
-    async def listen_probe(self, conn: asyncpg.Connection, payload: str) -> None:
+    async def listen_probe(self, conn: ListenConn, payload: str) -> None:
         """Send a notification to our own channel on the LISTEN connection."""
         await conn.execute(self.q.listen_probe, self.channel, payload)
 
-    async def listen_close(self, conn: asyncpg.Connection) -> None:
+    async def listen_close(self, conn: ListenConn) -> None:
         """Close (or give back) a connection from :meth:`listen_connect`."""
-        if self.dsn is not None:
-            await conn.close(timeout=5)
-        else:
+        if isinstance(conn, PoolConnectionProxy):
             await self.pool.release(conn)
+        else:
+            await conn.close(timeout=5)

@@ -66,7 +66,7 @@ class Worker:
 
     @property
     def id(self) -> int:
-        """This worker's row id while it runs (0 before)."""
+        """The worker's row id while it runs (0 before)."""
         return self._id
 
     @property
@@ -114,27 +114,43 @@ class Worker:
         cfg = self.config
         jobs: JobBuffer[Job] = JobBuffer()
         results: ResultBuffer[RunResult] = ResultBuffer(
-            flush_max=cfg.flush_max, flush_age=cfg.flush_age, high_water=cfg.buffer_max,
+            flush_max=cfg.flush_max,
+            flush_age=cfg.flush_age,
+            high_water=cfg.buffer_max,
             monotonic=self._clock.monotonic,
-        )  # fmt: skip
-        fetcher = Fetcher(store=store, config=cfg, jobs=jobs, results=results, stats=self.stats, clock=self._clock)
+        )
+        fetcher = Fetcher(
+            store=store, config=cfg, jobs=jobs, results=results, stats=self.stats, clock=self._clock
+        )
         fetcher.worker_id = self._id
         flusher = Flusher(
-            store=store, results=results, worker_id=lambda: self._id, should_log_run=cfg.should_log_run,
+            store=store,
+            results=results,
+            worker_id=lambda: self._id,
+            should_log_run=cfg.should_log_run,
             on_put_back=fetcher.note_due,
-        )  # fmt: skip
+            batch_max=cfg.flush_max,
+        )
         listener = Listener(
-            store=store, queues=cfg.queues, on_ready=fetcher.notify_ready, on_due=fetcher.note_due,
+            store=store,
+            queues=cfg.queues,
+            on_ready=fetcher.notify_ready,
+            on_due=fetcher.note_due,
             on_state=fetcher.set_listening,
-        )  # fmt: skip
+        )
         self._fetcher, self._flusher, self._listener = fetcher, flusher, listener
         self._jobs = jobs
         limiter = anyio.CapacityLimiter(cfg.concurrency)
         runners = [
             Runner(
-                registry=self._registry, jobs=jobs, results=results, stats=self.stats, clock=self._clock,
-                on_capacity=fetcher.on_capacity, thread_limiter=limiter,
-            )  # fmt: skip
+                registry=self._registry,
+                jobs=jobs,
+                results=results,
+                stats=self.stats,
+                clock=self._clock,
+                on_capacity=fetcher.on_capacity,
+                thread_limiter=limiter,
+            )
             for _ in range(cfg.concurrency)
         ]
         fetcher.on_batch = lambda: _refresh_debug(runners)
@@ -199,4 +215,3 @@ def _refresh_debug(runners: list[Runner]) -> None:
 async def _in_scope(scope: anyio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
     with scope:
         await fn()
-

@@ -149,6 +149,12 @@ CROSS JOIN LATERAL (
 --      ones back (update). Each row is fenced by (worker_id, attempt): a repeated flush, a
 --      reaped worker or a stale run changes nothing. Returns what it changed, so the run
 --      log only gets rows for runs that this worker still owned.
+--      The attempt of row j is looked up with array_position() rather than by joining an
+--      unnest(): a join lets the planner rescan the unnest per row (O(n²); seen with
+--      generic plans and with custom ones), while this stays one primary-key scan plus
+--      cheap in-memory comparisons whatever the plan. Ids in one call are unique.
+--      Put-back rows go to the due index (delayed = true) whatever their time: the claim
+--      takes due rows from there in run_at order.
 -- params: $1 worker_id bigint, $2 end ids bigint[], $3 end attempts int[],
 --         $4 put-back ids bigint[], $5 put-back attempts int[],
 --         $6 retry at timestamptz[] (NULL = now() + delay), $7 retry delay seconds float8[],
@@ -156,22 +162,18 @@ CROSS JOIN LATERAL (
 WITH ended AS (
     DELETE FROM {schema}.jobs j
     WHERE j.id = ANY($2::bigint[]) AND j.worker_id = $1
-      AND (j.id, j.attempt) IN (SELECT * FROM unnest($2::bigint[], $3::int[]))
+      AND j.attempt = ($3::int[])[array_position($2::bigint[], j.id)]
     RETURNING j.id
 ), put_back AS (
     UPDATE {schema}.jobs j
     SET worker_id = NULL,
-        run_at = r.run_at,
-        delayed = r.run_at > now(),
-        errors = j.errors + r.error_inc,
-        last_error = coalesce(r.error, j.last_error)
-    FROM (
-        SELECT u.id, u.attempt, coalesce(u.at, now() + make_interval(secs => u.delay)) AS run_at,
-               u.error_inc, u.error
-        FROM unnest($4::bigint[], $5::int[], $6::timestamptz[], $7::float8[], $8::int[], $9::text[])
-             AS u(id, attempt, at, delay, error_inc, error)
-    ) AS r
-    WHERE j.id = ANY($4::bigint[]) AND j.id = r.id AND j.attempt = r.attempt AND j.worker_id = $1
+        delayed = true,
+        run_at = coalesce(($6::timestamptz[])[array_position($4::bigint[], j.id)],
+                          now() + make_interval(secs => ($7::float8[])[array_position($4::bigint[], j.id)])),
+        errors = j.errors + ($8::int[])[array_position($4::bigint[], j.id)],
+        last_error = coalesce(($9::text[])[array_position($4::bigint[], j.id)], j.last_error)
+    WHERE j.id = ANY($4::bigint[]) AND j.worker_id = $1
+      AND j.attempt = ($5::int[])[array_position($4::bigint[], j.id)]
     RETURNING j.id, j.run_at
 )
 SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
@@ -198,10 +200,11 @@ UPDATE {schema}.workers SET heartbeat = now() WHERE id = $1 RETURNING id;
 
 -- name: worker_deregister
 -- why: a clean exit: give back whatever this worker still holds and drop its row, in one
---      statement, so no job stays owned by a worker that is gone.
+--      statement, so no job stays owned by a worker that is gone. (No index on worker_id:
+--      it would cost every claim an index insert for this rare scan of the small hot table.)
 -- params: $1 worker_id bigint
 WITH released AS (
-    UPDATE {schema}.jobs SET worker_id = NULL, delayed = run_at > now()
+    UPDATE {schema}.jobs SET worker_id = NULL, delayed = true
     WHERE worker_id = $1
     RETURNING id
 )

@@ -27,9 +27,10 @@ CREATE TABLE workers (
 --   attempt    runs started so far; the claim increments it, so a run cut short by a
 --              crash still counts, and every finalize is fenced by (worker_id, attempt).
 --   errors     failed runs so far (the retry filters' "error count").
---   delayed    true while the job waits for a future run_at: such rows sit in the small
---              due index instead of the claim index, so claims and "next due" never scan
---              past future jobs. Immediate jobs (the hot path) are inserted with false.
+--   delayed    true while the job waits in the small due index instead of the claim
+--              index: scheduled for a future run_at, or put back (retry, release). Claims
+--              and "next due" never scan past future jobs; immediate jobs (the hot path)
+--              are inserted with false.
 --   params     json, not jsonb: cheaper to insert and never queried by the database.
 -- The id is BY DEFAULT so that a job can be re-inserted under its own id (re-run).
 CREATE TABLE jobs (
@@ -60,8 +61,9 @@ CREATE INDEX jobs_claim_idx ON jobs (queue, priority, run_at, id) WHERE worker_i
 -- second branch takes the due ones by run_at, and "next due" reads one entry per queue.
 CREATE INDEX jobs_due_idx ON jobs (queue, run_at) WHERE worker_id IS NULL AND delayed;
 
--- The jobs a worker holds: used by finalize (fencing), shutdown release and reaping.
-CREATE INDEX jobs_worker_idx ON jobs (worker_id) WHERE worker_id IS NOT NULL;
+-- Deliberately no index on worker_id: claims would pay an index insert per job for the
+-- rare statements that look jobs up by worker (deregister, reaping), which scan instead;
+-- finalize finds its rows by primary key.
 
 -- One row per run, append-only, written with COPY by the flusher.
 --   outcome   what happened to this run.

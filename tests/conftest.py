@@ -41,7 +41,7 @@ def pg_server() -> Iterator[str]:
         yield env
         return
     if docker_answers():
-        from testcontainers.postgres import PostgresContainer  # noqa: PLC0415 - only with Docker
+        from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16-alpine", driver=None) as pg:
             yield pg.get_connection_url()

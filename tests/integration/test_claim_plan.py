@@ -43,5 +43,5 @@ async def test_claim_uses_index_scans_on_a_large_table(scheduler: Scheduler, db:
     assert ("Seq Scan", None) not in scans, scans
     names = {name for _, name in scans}
     assert {"jobs_claim_idx", "jobs_due_idx", "jobs_pkey"} <= names
-    claimed = [n for n in nodes if n["Node Type"] == "ModifyTable"][0]["Actual Rows"]
+    claimed = next(n for n in nodes if n["Node Type"] == "ModifyTable")["Actual Rows"]
     assert claimed == 500

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from pgqueue import Job, Outcome, Scheduler, log_final_runs
-from tests._support import Counter, hot_count, runs, running, wait
+from tests._support import Counter, hot_count, running, runs, wait
 
 pytestmark = pytest.mark.pg
 
@@ -121,7 +121,9 @@ async def test_transactional_enqueue_rollback_leaves_no_job_and_no_wakeup(
     assert await hot_count(db, scheduler.schema) == 0
 
 
-async def test_transactional_enqueue_commit_runs(scheduler: Scheduler, db: asyncpg.Connection, dsn: str) -> None:
+async def test_transactional_enqueue_commit_runs(
+    scheduler: Scheduler, db: asyncpg.Connection, dsn: str
+) -> None:
     done = Counter(2)
 
     @scheduler.job("noop")
@@ -168,7 +170,9 @@ async def test_scheduling_while_the_worker_is_busy(scheduler: Scheduler, db: asy
     assert len(await runs(db, scheduler.schema)) == 6
 
 
-async def test_backlog_of_10000_runs_every_job_exactly_once(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+async def test_backlog_of_10000_runs_every_job_exactly_once(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
     n = 10_000
     done = Counter(n)
 
@@ -229,7 +233,9 @@ async def test_shutdown_flushes_buffered_results(scheduler: Scheduler, db: async
     assert await hot_count(db, scheduler.schema) == 0
 
 
-async def test_unknown_type_fails_once_with_a_clear_error(dsn: str, scheduler: Scheduler, db: asyncpg.Connection) -> None:
+async def test_unknown_type_fails_once_with_a_clear_error(
+    dsn: str, scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
     """A job of a type this worker does not know ends failed, is logged, and is not retried."""
     other = Scheduler(dsn, schema=scheduler.schema)  # the worker's process: knows only "known"
     done = Counter(1)
@@ -286,7 +292,9 @@ async def test_sync_handler_runs_in_a_thread(scheduler: Scheduler) -> None:
     assert done.calls[0] != threading.get_ident()
 
 
-async def test_application_pool_is_used_and_left_open(dsn: str, schema_name: str, db: asyncpg.Connection) -> None:
+async def test_application_pool_is_used_and_left_open(
+    dsn: str, schema_name: str, db: asyncpg.Connection
+) -> None:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     try:
         s = Scheduler(pool=pool, schema=schema_name)

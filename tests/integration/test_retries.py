@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import asyncpg
 import pytest
 
 from pgqueue import ErrorWithRetry, ExponentialBackoff, Job, LinearBackoff, Scheduler
-from tests._support import Counter, hot_count, runs, running, wait
+from tests._support import Counter, hot_count, running, runs, wait
 
 pytestmark = pytest.mark.pg
 
@@ -38,7 +39,7 @@ async def test_linear_backoff_end_to_end(scheduler: Scheduler, db: asyncpg.Conne
     assert rows[3]["retry_at"] is None
     assert "Traceback" in rows[0]["error"]
     assert "ValueError: failure 1" in rows[0]["error"]
-    for n, (prev, nxt) in enumerate(zip(rows, rows[1:], strict=False), start=1):
+    for n, (prev, nxt) in enumerate(itertools.pairwise(rows), start=1):
         expected = dt.timedelta(seconds=0.2 * n)
         asked = prev["retry_at"] - prev["finished_at"]
         assert expected <= asked < expected + dt.timedelta(seconds=0.05)

@@ -80,7 +80,9 @@ async def test_boundary_errors_are_the_builtin_kinds(sched: Scheduler) -> None:
         await sched.schedule("noop", {"x": object()})
 
 
-async def test_schedule_many_returns_ids_in_order_across_chunks(sched: Scheduler, db: asyncpg.Connection) -> None:
+async def test_schedule_many_returns_ids_in_order_across_chunks(
+    sched: Scheduler, db: asyncpg.Connection
+) -> None:
     ids = await sched.schedule_many("noop", [{"i": i} for i in range(25)], chunk_size=10)
     assert len(ids) == 25
     rows = await db.fetch(f'SELECT id, params::text AS p FROM "{sched.schema}".jobs')

@@ -1,0 +1,59 @@
+# pgqueue developer commands. `make help` lists them.
+# Every target creates .venv and installs the project (with dev extras) on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+LOCAL_DSN ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test test-unit test-integration test-chaos chaos lint format bench wheel-check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+help: ## Show this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+demo: $(STAMP) ## Schedule jobs (one delayed, one failing then retried), run a worker, print what happened
+	@$(PY) examples/demo.py
+
+test: $(STAMP) ## The whole suite (PGQUEUE_TEST_DSN, else testcontainers, else embedded PostgreSQL)
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## Unit tests only: no database
+	$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP) ## Integration tests on a real server
+	$(PY) -m pytest tests/integration
+
+test-chaos: $(STAMP) ## The bounded chaos tests (as in `make test`)
+	$(PY) -m pytest tests/chaos
+
+chaos: $(STAMP) ## The full chaos soak (100,000 jobs; minutes)
+	PGQUEUE_SLOW=1 $(PY) -m pytest tests/chaos -m slow -s
+
+lint: $(STAMP) ## ruff (check + format check) and mypy --strict
+	$(VENV)/bin/ruff check pgqueue tests examples
+	$(VENV)/bin/ruff format --check pgqueue tests examples
+	$(VENV)/bin/mypy --strict pgqueue
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix pgqueue tests examples
+	$(VENV)/bin/ruff format pgqueue tests examples
+
+bench: $(STAMP) ## Drain benchmark (JSON line on stdout); BENCH_DSN picks the server
+	$(PY) -m pgqueue.bench
+
+wheel-check: $(STAMP) ## Build the wheel and check it ships queries.sql and the migrations
+	@rm -rf dist && $(PY) -m pip wheel --quiet --no-deps --wheel-dir dist . >/dev/null
+	@$(PY) -c "import sys, zipfile, glob; names = set(zipfile.ZipFile(glob.glob('dist/*.whl')[0]).namelist()); \
+	need = {'pgqueue/queries.sql', 'pgqueue/py.typed', 'pgqueue/sql/001_init.sql'}; missing = need - names; \
+	print('wheel ok' if not missing else f'wheel misses {sorted(missing)}'); sys.exit(bool(missing))"
+
+clean: ## Remove the venv, caches and the embedded databases
+	rm -rf $(VENV) .pgqueue .pytest_cache .mypy_cache .ruff_cache dist build

@@ -1,0 +1,140 @@
+"""The ``pgqueue`` command: ``worker``, ``migrate`` and ``bench``.
+
+``pgqueue worker myapp.jobs:scheduler`` imports the module that registers the job types
+(the same one the application schedules with) and runs a worker until SIGTERM or SIGINT:
+the first signal stops gracefully (no new claims, running jobs finish, results are
+written, the worker row is removed); a second signal stops at once (running jobs are
+cancelled and released for another worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+from ._config import CONCURRENCY, POLL_INTERVAL_S
+from ._errors import PgQueueError
+from ._scheduler import Scheduler
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="pgqueue: an asyncio job runner on PostgreSQL."
+)
+
+DsnOption = Annotated[
+    str | None, typer.Option("--dsn", envvar="PGQUEUE_DSN", help="PostgreSQL DSN (default: $PGQUEUE_DSN).")
+]
+SchemaOption = Annotated[
+    str, typer.Option("--schema", envvar="PGQUEUE_SCHEMA", help="Schema holding pgqueue's tables.")
+]
+
+
+def load_scheduler(target: str) -> Scheduler:
+    """Import ``module:attribute`` and check that it is a Scheduler."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise typer.BadParameter(f"expected module:attribute (like myapp.jobs:scheduler), got {target!r}")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
+    obj = getattr(module, attr, None)
+    if not isinstance(obj, Scheduler):
+        raise typer.BadParameter(f"{target} is {type(obj).__name__}, not a pgqueue.Scheduler")
+    return obj
+
+
+@app.command()
+def migrate(dsn: DsnOption = None, schema: SchemaOption = "pgqueue") -> None:
+    """Apply pending migrations to the schema (idempotent)."""
+    if not dsn:
+        raise typer.BadParameter("give --dsn or set PGQUEUE_DSN", param_hint="--dsn")
+
+    async def go() -> list[int]:
+        async with Scheduler(dsn, schema=schema) as s:
+            return await s.migrate()
+
+    try:
+        applied = asyncio.run(go())
+    except (PgQueueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"schema {schema!r}: applied {applied}" if applied else f"schema {schema!r}: up to date")
+
+
+@app.command()
+def worker(
+    target: Annotated[str, typer.Argument(help="The Scheduler to serve, as module:attribute.")],
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Queue to serve (repeatable; default: all registered)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at the same time.")] = CONCURRENCY,
+    prefetch: Annotated[int | None, typer.Option(min=1, help="Most jobs held claimed.")] = None,
+    poll_interval: Annotated[
+        float, typer.Option(min=0.001, help="Backstop poll, seconds.")
+    ] = POLL_INTERVAL_S,
+) -> None:
+    """Run a worker until SIGTERM/SIGINT (a second signal stops at once)."""
+    scheduler = load_scheduler(target)
+    try:
+        w = scheduler.worker(
+            queues=queue or None, concurrency=concurrency, prefetch=prefetch, poll_interval=poll_interval
+        )
+    except PgQueueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+    async def go() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    graceful = False
+                    async for _ in signals:
+                        if graceful:
+                            tg.cancel_scope.cancel()  # second signal: hard stop
+                            return
+                        graceful = True
+                        tg.start_soon(w.shutdown)
+
+            tg.start_soon(on_signals)
+            await w.run()
+            tg.cancel_scope.cancel()
+        await scheduler.close()
+
+    try:
+        asyncio.run(go())
+    except (PgQueueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def bench(
+    jobs: Annotated[int, typer.Option("--jobs", "-n", min=1, help="Jobs per drain.")] = 20_000,
+    concurrency: Annotated[
+        list[int] | None, typer.Option("--concurrency", "-c", help="Worker concurrency (repeatable).")
+    ] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option(
+            "--dsn", envvar="BENCH_DSN", help="Database to (re)create; name must start with bench_."
+        ),
+    ] = None,
+) -> None:
+    """Measure the durable drain rate; prints one JSON line."""
+    from .bench import run_bench  # noqa: PLC0415 - the benchmark is not needed to run jobs
+
+    run_bench(n=jobs, concurrencies=concurrency or [10, 50], dsn=dsn)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

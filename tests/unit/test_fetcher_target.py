@@ -1,0 +1,138 @@
+"""Fetcher claim sizing: the adaptive target (Little's law) and when there is room to claim."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from pgqueue._buffer import JobBuffer, ResultBuffer
+from pgqueue._clock import SystemClock
+from pgqueue._config import WorkerConfig
+from pgqueue._fetcher import Fetcher
+from pgqueue._models import Job
+from pgqueue._runner import RunResult, RunStats
+
+if TYPE_CHECKING:
+    from pgqueue._store import Store
+
+CONCURRENCY = 10
+PREFETCH = 500
+
+
+def make_fetcher(*, high_water: int = 2000) -> tuple[Fetcher, RunStats, ResultBuffer[RunResult]]:
+    stats = RunStats()
+    results: ResultBuffer[RunResult] = ResultBuffer(flush_max=1, flush_age=1.0, high_water=high_water)
+    fetcher = Fetcher(
+        store=cast("Store", None),
+        config=WorkerConfig(queues=("q",), concurrency=CONCURRENCY, prefetch=PREFETCH),
+        jobs=JobBuffer[Job](),
+        results=results,
+        stats=stats,
+        clock=SystemClock(),
+    )
+    return fetcher, stats, results
+
+
+def finish(stats: RunStats, runs: int, busy_s: float) -> None:
+    stats.finished += runs
+    stats.busy_s += busy_s
+
+
+def test_target_is_concurrency_before_any_run_is_measured() -> None:
+    fetcher, stats, _ = make_fetcher()
+    assert fetcher._target() == CONCURRENCY
+    finish(stats, CONCURRENCY - 1, 0.0001)  # fewer runs than concurrency: not measured yet
+    assert fetcher._target() == CONCURRENCY
+
+
+def test_fast_jobs_get_the_full_prefetch() -> None:
+    fetcher, stats, _ = make_fetcher()
+    fetcher._rtt = 0.002
+    finish(stats, 10, 1e-5)
+    assert fetcher._target() == PREFETCH
+
+
+def test_one_second_jobs_stay_near_concurrency() -> None:
+    fetcher, stats, _ = make_fetcher()
+    fetcher._rtt = 0.002
+    finish(stats, 10, 10.0)
+    target = fetcher._target()
+    assert CONCURRENCY <= target <= CONCURRENCY + 1
+
+
+def test_target_tracks_the_latest_measurement() -> None:
+    fetcher, stats, _ = make_fetcher()
+    fetcher._rtt = 0.002
+    finish(stats, 10, 10.0)
+    assert fetcher._target() <= CONCURRENCY + 1
+    finish(stats, 10, 1e-5)  # the jobs got fast: the next window counts, not the total
+    assert fetcher._target() == PREFETCH
+
+
+def test_target_never_exceeds_prefetch_or_falls_below_concurrency() -> None:
+    for busy in (0.0, 1e-9, 1e-3, 1.0, 1e6):
+        fetcher, stats, _ = make_fetcher()
+        finish(stats, 10, busy)
+        assert CONCURRENCY <= fetcher._target() <= PREFETCH, busy
+
+
+def test_want_is_zero_above_half_the_target_and_the_gap_at_or_below() -> None:
+    fetcher, stats, _ = make_fetcher()
+    target = fetcher._target()
+    assert target == CONCURRENCY
+    for held in range(target + 3):
+        stats.outstanding = held
+        want = fetcher._want()
+        if held > target // 2:
+            assert want == 0, held
+        else:
+            assert want == target - held, held
+
+
+def test_want_with_a_measured_large_target() -> None:
+    fetcher, stats, _ = make_fetcher()
+    fetcher._rtt = 0.002
+    finish(stats, 10, 1e-5)
+    stats.outstanding = PREFETCH // 2
+    assert fetcher._want() == PREFETCH - PREFETCH // 2
+    stats.outstanding = PREFETCH // 2 + 1
+    assert fetcher._want() == 0
+
+
+def test_want_is_zero_while_the_result_buffer_is_blocked() -> None:
+    fetcher, stats, results = make_fetcher(high_water=2)
+    stats.outstanding = 0
+    assert fetcher._want() == CONCURRENCY
+    results.restore([cast("RunResult", object()), cast("RunResult", object())])  # at high water
+    assert results.blocked()
+    assert fetcher._want() == 0
+    results.take(1000)
+    assert fetcher._want() == CONCURRENCY
+
+
+def test_note_due_keeps_the_earliest_time() -> None:
+    fetcher, _, _ = make_fetcher()
+    assert fetcher._next_due is None
+    fetcher.note_due(200.0)
+    assert fetcher._next_due == 200.0
+    fetcher.note_due(300.0)
+    assert fetcher._next_due == 200.0
+    fetcher.note_due(100.0)
+    assert fetcher._next_due == 100.0
+
+
+def test_note_due_wakes_the_loop_only_for_an_earlier_time() -> None:
+    fetcher, _, _ = make_fetcher()
+    fetcher.note_due(200.0)
+    assert fetcher._wake.is_set()
+    fetcher._wake.clear()
+    fetcher.note_due(300.0)
+    assert not fetcher._wake.is_set()
+
+
+def test_notify_ready_sets_the_pending_flag_and_wakes() -> None:
+    fetcher, _, _ = make_fetcher()
+    fetcher._pending = False
+    fetcher._wake.clear()
+    fetcher.notify_ready()
+    assert fetcher._pending
+    assert fetcher._wake.is_set()

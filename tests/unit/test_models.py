@@ -1,0 +1,153 @@
+"""Job (a read-only view of a claimed row), Outcome, RunInfo and log_final_runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pgqueue import Job, Outcome, RunInfo, log_final_runs
+
+RUN_AT = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+INSERTED_AT = dt.datetime(2029, 12, 31, tzinfo=dt.UTC)
+
+
+def claimed_row(params_text: str | None = '{"a": [1, 2], "b": "x"}') -> tuple[object, ...]:
+    # Claim order: id, queue, type, params, priority, attempt, errors, last_error, run_at, inserted_at
+    return (42, "emails", "send", params_text, -3, 2, 1, "boom", RUN_AT, INSERTED_AT)
+
+
+# -- hand-built jobs ---------------------------------------------------------------------
+
+
+def test_constructor_fields_are_readable() -> None:
+    job = Job(
+        id=7,
+        type="t",
+        params={"k": 1},
+        queue="q",
+        priority=5,
+        attempt=3,
+        errors=2,
+        last_error="e",
+        run_at=RUN_AT,
+        inserted_at=INSERTED_AT,
+    )
+    assert (job.id, job.type, job.queue, job.priority, job.attempt, job.errors) == (7, "t", "q", 5, 3, 2)
+    assert job.last_error == "e"
+    assert job.run_at == RUN_AT
+    assert job.inserted_at == INSERTED_AT
+
+
+def test_constructor_defaults() -> None:
+    job = Job(id=1, type="t")
+    assert job.queue == "default"
+    assert (job.priority, job.attempt, job.errors) == (0, 1, 0)
+    assert job.last_error is None
+    assert job.params is None
+    assert job.params_json is None
+    assert job.run_at.tzinfo is not None
+    assert job.inserted_at.tzinfo is not None
+
+
+def test_params_are_returned_as_given() -> None:
+    params = {"a": [1, 2]}
+    job = Job(id=1, type="t", params=params)
+    assert job.params is params
+
+
+@pytest.mark.parametrize(
+    ("params", "text"),
+    [({"a": 1}, '{"a":1}'), ([1, "x"], '[1,"x"]'), ("s", '"s"'), (0, "0"), (False, "false")],
+)
+def test_params_json_encodes_params_of_a_hand_built_job(params: object, text: str) -> None:
+    assert Job(id=1, type="t", params=params).params_json == text
+
+
+def test_fields_are_read_only() -> None:
+    job = Job(id=1, type="t")
+    with pytest.raises(AttributeError):
+        job.id = 2  # type: ignore[misc]
+
+
+def test_repr_contains_id_and_type() -> None:
+    r = repr(Job(id=123, type="send_email", queue="mail", attempt=2))
+    assert "123" in r
+    assert "send_email" in r
+    assert r.startswith("<Job")
+
+
+# -- jobs wrapped from a claimed row -----------------------------------------------------
+
+
+def test_from_row_reads_fields_by_claim_position() -> None:
+    job = Job._from_row(claimed_row())
+    assert job.id == 42
+    assert job.queue == "emails"
+    assert job.type == "send"
+    assert job.priority == -3
+    assert job.attempt == 2
+    assert job.errors == 1
+    assert job.last_error == "boom"
+    assert job.run_at == RUN_AT
+    assert job.inserted_at == INSERTED_AT
+
+
+def test_from_row_decodes_params() -> None:
+    job = Job._from_row(claimed_row())
+    assert job.params == {"a": [1, 2], "b": "x"}
+    assert job.params_json == '{"a": [1, 2], "b": "x"}'  # as stored, not re-encoded
+
+
+def test_from_row_decodes_params_once() -> None:
+    job = Job._from_row(claimed_row())
+    first = job.params
+    assert job.params is first
+
+
+def test_from_row_decodes_params_lazily() -> None:
+    job = Job._from_row(claimed_row("{not json"))  # wrapping does not decode
+    assert job.id == 42
+    assert job.params_json == "{not json"
+    with pytest.raises(ValueError):  # orjson.JSONDecodeError is a ValueError
+        _ = job.params
+
+
+def test_from_row_with_null_params() -> None:
+    job = Job._from_row(claimed_row(None))
+    assert job.params is None
+    assert job.params_json is None
+
+
+def test_from_row_null_last_error() -> None:
+    row = list(claimed_row())
+    row[7] = None
+    assert Job._from_row(tuple(row)).last_error is None
+
+
+# -- Outcome, RunInfo, log_final_runs ----------------------------------------------------
+
+
+def test_outcome_values_are_the_stored_strings() -> None:
+    assert {o.value for o in Outcome} == {
+        "succeeded",
+        "failed",
+        "timeout",
+        "interrupted",
+        "cancelled",
+        "crashed",
+    }
+    assert isinstance(Outcome.SUCCEEDED, str)
+    assert str(Outcome.SUCCEEDED) == "succeeded"
+
+
+@pytest.mark.parametrize("final", [True, False])
+def test_log_final_runs_logs_only_final_runs(final: bool) -> None:
+    info = RunInfo(outcome=Outcome.FAILED, final=final, error="e")
+    assert log_final_runs(Job(id=1, type="t"), info) is final
+
+
+def test_run_info_is_frozen() -> None:
+    info = RunInfo(Outcome.SUCCEEDED, final=True, error=None)
+    with pytest.raises(AttributeError):
+        info.final = False  # type: ignore[misc]
