@@ -7,7 +7,7 @@ your transaction), run them with a :class:`Worker` (LISTEN wake-ups, batched cla
 
 from __future__ import annotations
 
-import contextlib
+from contextlib import suppress as _suppress
 
 from ._errors import (
     ConfigError,
@@ -50,6 +50,6 @@ __all__ = [
 for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("pgqueue._"):
-        with contextlib.suppress(AttributeError, TypeError):  # e.g. typing constructs
+        with _suppress(AttributeError, TypeError):  # e.g. typing constructs
             _obj.__module__ = "pgqueue"
 del _name, _obj
