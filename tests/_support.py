@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -11,6 +12,7 @@ import asyncpg
 
 from pgqueue import Worker
 
+ROOT_DIR = str(Path(__file__).resolve().parent.parent)
 WAIT_S = 30.0  # generous ceiling for "this must happen": a hang fails, slowness does not
 
 

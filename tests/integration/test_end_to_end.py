@@ -338,3 +338,38 @@ async def test_bad_dsn_fails_at_start() -> None:
     s.register("noop", lambda job: None)
     with pytest.raises(OSError), anyio.fail_after(30):
         await s.worker().run()
+
+
+async def test_structured_log_events(scheduler: Scheduler, caplog: pytest.LogCaptureFixture) -> None:
+    from pgqueue import LinearBackoff
+
+    done = Counter(3)
+
+    @scheduler.job("ok")
+    async def ok(job: Job) -> None:
+        done.hit(job.id)
+
+    @scheduler.job("bad", retry=LinearBackoff(1, 0))
+    async def bad(job: Job) -> None:
+        done.hit(job.id)
+        raise RuntimeError("nope")
+
+    caplog.set_level("DEBUG", logger="pgqueue")
+    good = await scheduler.schedule("ok")
+    failing = await scheduler.schedule("bad")
+    async with running(scheduler.worker()):
+        await wait(done.done)
+    events: dict[str, list[dict[str, object]]] = {}
+    for rec in caplog.records:
+        if rec.name == "pgqueue":
+            events.setdefault(rec.getMessage(), []).append(vars(rec))
+    started = [e for e in events["job_started"] if e["job_id"] == good]
+    assert started
+    assert {"type", "queue", "attempt"} <= set(started[0])
+    [finished] = [e for e in events["job_finished"] if e["job_id"] == good]
+    assert finished["duration_s"] >= 0
+    [retry] = events["job_retry"]
+    assert (retry["job_id"], retry["attempt"], retry["retry_at"]) == (failing, 1, "+0s")
+    [failed] = events["job_failed"]
+    assert (failed["job_id"], failed["attempt"], failed["error"]) == (failing, 2, "RuntimeError: nope")
+    assert {"worker_registered", "listener_connected", "worker_stopped"} <= set(events)

@@ -1,0 +1,26 @@
+"""A job module for the CLI tests: `pgqueue worker tests.cli_app:scheduler`."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+
+from pgqueue import Job, Scheduler
+
+scheduler = Scheduler(
+    os.environ.get("PGQUEUE_DSN", "postgresql://unset"), schema=os.environ.get("PGQUEUE_SCHEMA", "pgqueue")
+)
+
+
+@scheduler.job("echo")
+async def echo(job: Job) -> object:
+    return job.params
+
+
+@scheduler.job("hang")
+async def hang(job: Job) -> None:
+    await anyio.sleep_forever()
+
+
+not_a_scheduler = 42

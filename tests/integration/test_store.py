@@ -1,0 +1,89 @@
+"""Every named query, through the store, on a real server (the contract the stages rely on)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import anyio
+import asyncpg
+import pytest
+
+from pgqueue import Scheduler
+from pgqueue._sql import QUERIES
+from pgqueue._store import FlushBatch
+
+pytestmark = pytest.mark.pg
+
+
+async def test_every_store_method_against_the_database(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    schema = scheduler.schema
+    store = await scheduler.open()
+    assert await store.schema_version() == 1
+
+    wid = await store.worker_register(["q"])
+    assert await store.worker_heartbeat(wid) is True
+
+    a = await store.job_insert(None, queue="q", type_="t", params='{"a":1}', run_at=None, priority=0)
+    b, c = await store.job_insert_many(None, queue="q", type_="t", params=["1", "2"], run_at=None, priority=0)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    d = await store.job_insert(None, queue="q", type_="t", params="null", run_at=later, priority=0)
+    assert await store.job_next_due(["q"]) == later
+    assert await store.job_next_due(["elsewhere"]) is None
+
+    rows = await store.job_claim_many(["q"], 10, wid)
+    assert [r["id"] for r in rows] == [a, b, c]  # the delayed job is not due
+    assert {r["attempt"] for r in rows} == {1}
+
+    # Release c unstarted: its attempt is not counted.
+    assert await store.job_release_many(wid, [c]) == 1
+    assert await db.fetchval(f'SELECT attempt FROM "{schema}".jobs WHERE id = $1', c) == 0
+
+    batch = FlushBatch(ended_ids=[a], ended_attempts=[1], back_ids=[b], back_attempts=[1])
+    batch.back_at, batch.back_delay, batch.back_error_inc, batch.back_error = [None], [30.0], [1], ["boom"]
+    now = dt.datetime.now(dt.UTC)
+    for jid in (a, b):
+        batch.runs.append([jid, wid, now, now, now, now, None, 1, 0, "q", "t", "succeeded", None, "{}", None])
+    res = await store.job_finalize_many(wid, batch)
+    assert res.ended == {a}
+    assert set(res.put_back) == {b}
+    assert res.runs_logged == 2
+    row = await db.fetchrow(
+        f'SELECT worker_id, errors, last_error, delayed, run_at FROM "{schema}".jobs WHERE id = $1', b
+    )
+    assert (row["worker_id"], row["errors"], row["last_error"], row["delayed"]) == (None, 1, "boom", True)
+    logged = await db.fetchval(f'SELECT retry_at FROM "{schema}".job_runs WHERE job_id = $1', b)
+    assert logged == row["run_at"] == res.put_back[b]
+
+    # The same flush again (a lost acknowledgement): fenced, nothing changes, nothing logged.
+    again = await store.job_finalize_many(wid, batch)
+    assert (again.ended, again.put_back, again.runs_logged) == (frozenset(), {}, 0)
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".job_runs') == 2
+
+    # Claim c again, then deregister: everything held is released, the row is gone.
+    [again_c] = await store.job_claim_many(["q"], 10, wid)
+    assert again_c["id"] == c
+    assert await store.worker_deregister(wid) == 1
+    assert await db.fetchval(f'SELECT worker_id FROM "{schema}".jobs WHERE id = $1', c) is None
+    assert await store.worker_heartbeat(wid) is False
+    # A worker whose row is gone claims nothing.
+    assert await store.job_claim_many(["q"], 10, wid) == []
+    assert d  # still scheduled
+
+    # LISTEN connection and the self-probe.
+    conn = await store.listen_connect()
+    got = anyio.Event()
+    await conn.add_listener(store.channel, lambda *_: got.set())
+    await store.listen_probe(conn, "p:x")
+    with anyio.fail_after(10):
+        await got.wait()
+    await store.listen_close(conn)
+
+
+def test_every_query_has_a_store_method() -> None:
+    import inspect
+
+    from pgqueue import _store
+
+    source = inspect.getsource(_store)
+    unused = [n for n in QUERIES.names() if f"q.{n}" not in source]
+    assert unused == []
