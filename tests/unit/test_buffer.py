@@ -6,8 +6,12 @@ guarded by ``anyio.fail_after`` against hangs; nothing asserts how long anything
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from pgqueue._buffer import JobBuffer, ResultBuffer
 
@@ -43,6 +47,22 @@ class Flag:
         self.done = False
 
 
+@asynccontextmanager
+async def started(fn: Callable[[], Awaitable[object]]) -> AsyncIterator[tuple[Flag, TaskGroup]]:
+    """Run ``fn`` in a task until everything blocks; yield its Flag (set once ``fn`` returned)."""
+    flag = Flag()
+
+    async def run() -> None:
+        await fn()
+        flag.done = True
+
+    with anyio.fail_after(HANG_GUARD_S):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await anyio.wait_all_tasks_blocked()
+            yield flag, tg
+
+
 # -- ResultBuffer: when a flush is due ---------------------------------------------------
 
 
@@ -51,18 +71,9 @@ async def test_put_below_flush_max_does_not_signal_a_batch_before_flush_age() ->
     await put(buf, 1)
     await put(buf, 2)
     assert len(buf) == 2
-    flag = Flag()
-
-    async def waiter() -> None:
-        await buf.wait_batch()
-        flag.done = True
-
-    with anyio.fail_after(HANG_GUARD_S):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(waiter)
-            await anyio.wait_all_tasks_blocked()
-            assert not flag.done  # two items, flush_max 3, oldest is young: no batch yet
-            await put(buf, 3)  # reaching flush_max wakes the flusher
+    async with started(buf.wait_batch) as (flag, _tg):
+        assert not flag.done  # two items, flush_max 3, oldest is young: no batch yet
+        await put(buf, 3)  # reaching flush_max wakes the flusher
     assert flag.done
 
 
@@ -97,18 +108,9 @@ async def test_wait_batch_returns_once_the_oldest_item_ages_real_clock() -> None
 
 async def test_wait_batch_waits_while_empty_and_wakes_on_put() -> None:
     buf = result_buffer(flush_max=1)
-    flag = Flag()
-
-    async def waiter() -> None:
-        await buf.wait_batch()
-        flag.done = True
-
-    with anyio.fail_after(HANG_GUARD_S):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(waiter)
-            await anyio.wait_all_tasks_blocked()
-            assert not flag.done
-            await put(buf, 1)
+    async with started(buf.wait_batch) as (flag, _tg):
+        assert not flag.done
+        await put(buf, 1)
     assert flag.done
 
 
@@ -119,18 +121,9 @@ async def test_age_is_measured_from_the_first_item_after_a_take() -> None:
     clock.now += 100
     assert buf.take(1000) == [1]
     await put(buf, 2)  # arrives now: its age starts now, not at the first put
-    flag = Flag()
-
-    async def waiter() -> None:
-        await buf.wait_batch()
-        flag.done = True
-
-    with anyio.fail_after(HANG_GUARD_S):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(waiter)
-            await anyio.wait_all_tasks_blocked()
-            assert not flag.done
-            tg.cancel_scope.cancel()
+    async with started(buf.wait_batch) as (flag, tg):
+        assert not flag.done
+        tg.cancel_scope.cancel()
 
 
 # -- ResultBuffer: backpressure with hysteresis ------------------------------------------
@@ -146,21 +139,13 @@ async def test_put_blocks_at_high_water_and_resumes_after_take() -> None:
     for i in range(3):
         await put(buf, i)  # below high water: returns at once
     assert not buf.blocked()
-    flag = Flag()
-
-    async def runner() -> None:
-        await put(buf, 3)  # the fourth item reaches high water: this put waits
-        flag.done = True
-
-    with anyio.fail_after(HANG_GUARD_S):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(runner)
-            await anyio.wait_all_tasks_blocked()
-            assert not flag.done
-            assert buf.blocked()
-            assert len(buf) == 4  # the item is buffered; only the runner waits
-            assert buf.take(1000) == [0, 1, 2, 3]  # drained below low water
-            assert not buf.blocked()
+    # The fourth item reaches high water: this put waits.
+    async with started(lambda: put(buf, 3)) as (flag, _tg):
+        assert not flag.done
+        assert buf.blocked()
+        assert len(buf) == 4  # the item is buffered; only the runner waits
+        assert buf.take(1000) == [0, 1, 2, 3]  # drained below low water
+        assert not buf.blocked()
     assert flag.done
 
 
