@@ -46,8 +46,15 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix pgqueue tests examples
 	$(VENV)/bin/ruff format pgqueue tests examples
 
-bench: $(STAMP) ## Drain benchmark (JSON line on stdout); BENCH_DSN picks the server
+bench: $(STAMP) ## Benchmark (enqueue, drain C=10/50, latency, 2 workers, WAL, RSS); BENCH_BIG=1 adds the 1M drain
 	$(PY) -m pgqueue.bench
+
+.PHONY: bench-compare bench-ci
+bench-compare: $(STAMP) ## pgqueue vs bench_raw.py (+ pgqueuer) on one server, RUNS=3 interleaved: medians, ratios
+	$(PY) -m pgqueue.bench.compare
+
+bench-ci: $(STAMP) ## Gross-regression check: 5,000-job drain at C=10 vs bench_raw.py, fails below 0.5x raw
+	$(PY) -m pgqueue.bench.compare --ci
 
 wheel-check: $(STAMP) ## Build the wheel and check it ships queries.sql and the migrations
 	@rm -rf dist && $(PY) -m pip wheel --quiet --no-deps --wheel-dir dist . >/dev/null

@@ -1,0 +1,165 @@
+"""Workloads (b), (d), (f), (g): the durable drain, its WAL and tuple cost, the worker's memory.
+
+Method (the peers' ``measure_drain``): ``n`` jobs pre-queued in bulk (untimed), then
+``VACUUM ANALYZE`` and ``CHECKPOINT``; one worker at concurrency C in this process. The
+clock starts at the call that starts the worker (start-up is part of the cost) and stops
+when **the database** shows every job finished: the hot table empty and ``n`` rows in the
+run log, polled every 10 ms once the last handler has run. A handler count alone would
+report jobs whose results still sit in the worker's buffer.
+
+Around the drain the server's WAL and table counters are read (see ``_stats``), and this
+process's RSS before the worker starts and once the jobs are persisted: the worker runs
+here, and after the preload's garbage is collected it is what grows.
+
+The same function drains the big backlog (``--big``), with a progress bar and the rate
+per tenth of the backlog, which shows whether claims slow down as the table shrinks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+import anyio
+import asyncpg
+
+from pgqueue import Worker
+
+from ._harness import Params, Tracker, fresh_scheduler, preload, progress_bar, vacuum_and_checkpoint
+from ._stats import cost_per_job, rss_mb, snapshot
+
+__all__ = ["bench_drain"]
+
+POLL_S = 0.01  # database poll once the handlers are done, as the peers poll
+SAMPLE_S = 0.1  # handler-count sampling for the progress bar and the per-tenth rates
+BIG_RATE_FLOOR = 2000  # jobs/s: the big drain's timeout assumes at least this rate
+
+
+async def _sample(
+    tracker: Tracker,
+    t0: float,
+    samples: list[tuple[float, int]],
+    bar_update: Callable[[int, float], None],
+) -> None:
+    """Record (seconds since start, handlers done) every SAMPLE_S, and move the bar."""
+    while True:
+        now = time.time()
+        samples.append((now - t0, tracker.count))
+        bar_update(tracker.count, tracker.count / max(now - t0, 1e-9))
+        await anyio.sleep(SAMPLE_S)
+
+
+def _tenths(samples: list[tuple[float, int]], n: int) -> list[float]:
+    """Handler-side jobs/s over each tenth of the backlog (times interpolated between samples)."""
+    marks: list[float] = [0.0]
+    step = n / 10
+    prev_t, prev_c = 0.0, 0
+    for t, c in samples:
+        while len(marks) <= 10 and c >= len(marks) * step:  # noqa: PLR2004 - ten tenths
+            goal = len(marks) * step
+            marks.append(prev_t + (t - prev_t) * (goal - prev_c) / max(c - prev_c, 1))
+        prev_t, prev_c = t, c
+    return [round(step / max(b - a, 1e-9), 1) for a, b in itertools.pairwise(marks)]
+
+
+async def bench_drain(
+    dsn: str, params: Params, *, n: int, concurrency: int, big: bool = False
+) -> dict[str, object]:
+    """One drain of ``n`` pre-queued jobs at ``concurrency``; timing, cost per job, RSS."""
+    tracker = Tracker(n)
+    timeout = max(params.drain_timeout_s, n / BIG_RATE_FLOOR) if big else params.drain_timeout_s
+    show = params.progress and big
+    samples: list[tuple[float, int]] = []
+    async with AsyncExitStack() as stack:
+        scheduler = await stack.enter_async_context(fresh_scheduler(dsn, tracker))
+        await preload(scheduler, n, batch=params.enq_batch, progress=show)
+        await scheduler.close()  # the preload's backends exit and publish their counters
+        mon = await asyncpg.connect(dsn)
+        stack.push_async_callback(mon.close)  # closed last: it reads the counters after the pool is gone
+        remaining_sql = (
+            f'SELECT (SELECT count(*) FROM "{scheduler.schema}".jobs) + $1'  # noqa: S608 - our own schema name
+            f' - (SELECT count(*) FROM "{scheduler.schema}".job_runs)'
+        )
+        await vacuum_and_checkpoint(mon)
+        wal0, tab0 = await snapshot(mon)
+        await scheduler.open()  # the pool is open before the clock, as the peers connect first
+        rss_before, _ = rss_mb()
+        worker = scheduler.worker(concurrency=concurrency)
+        t_persist: float | None = None
+        with progress_bar(f"drain {n:,} at C={concurrency}", n, enabled=show) as bar:
+
+            def bar_update(done: int, rate: float) -> None:
+                if bar is not None:
+                    bar.update(bar.task_ids[0], completed=done, rate=f"{rate:,.0f} jobs/s")
+
+            t0 = time.time()
+            async with anyio.create_task_group() as tg:
+                await tg.start(worker.run)
+                if big:
+                    tg.start_soon(_sample, tracker, t0, samples, bar_update)
+                with anyio.move_on_after(timeout):
+                    await tracker.done.wait()
+                    while True:
+                        if await mon.fetchval(remaining_sql, n) == 0:
+                            t_persist = time.time()
+                            break
+                        await anyio.sleep(POLL_S)
+                t_stop = time.time()
+                rss_after, _ = rss_mb()
+                await worker.shutdown()
+                tg.cancel_scope.cancel()  # the sampler
+        stop_s = time.time() - t_stop
+        await scheduler.close()  # its backends must exit before the "after" counters are read
+        wal1, tab1 = await snapshot(mon)
+    return _result(
+        tracker,
+        worker,
+        n=n,
+        concurrency=concurrency,
+        times=(t0, t_persist, t_stop, stop_s),
+        cost=cost_per_job(n, wal0, wal1, tab0, tab1),
+        rss=(rss_before, rss_after),
+        tenths=_tenths([*samples, (tracker.last_end - t0, tracker.count)], n) if big else None,
+    )
+
+
+def _result(
+    tracker: Tracker,
+    worker: Worker,
+    *,
+    n: int,
+    concurrency: int,
+    times: tuple[float, float | None, float, float],
+    cost: dict[str, object],
+    rss: tuple[float | None, float | None],
+    tenths: list[float] | None,
+) -> dict[str, object]:
+    """The drain's JSON object, keyed as the peers key theirs (plus cost and RSS)."""
+    t0, t_persist, t_stop, stop_s = times
+    rss_before, rss_after = rss
+    _, rss_peak = rss_mb()
+    out: dict[str, object] = {
+        "n": n,
+        "concurrency": concurrency,
+        "done_handlers": tracker.count,
+        "startup_s": round((tracker.first_start or t0) - t0, 4),
+        "handlers_s": round(tracker.last_end - t0, 4) if tracker.last_end else None,
+        "handlers_jps": round(tracker.count / max((tracker.last_end or time.time()) - t0, 1e-9), 1),
+        "stop_s": round(stop_s, 3),
+        "claims": worker.claims,
+        "flushes": worker.flushes,
+    }
+    if t_persist is not None:
+        out["persisted_s"] = round(t_persist - t0, 4)
+        out["jps"] = round(n / (t_persist - t0), 1)
+    else:
+        out["timed_out"] = True
+        out["jps"] = round(tracker.count / (t_stop - t0), 1)
+    out["cost"] = cost
+    growth = None if rss_before is None or rss_after is None else round(rss_after - rss_before, 1)
+    out["rss"] = {"before_mb": rss_before, "after_mb": rss_after, "growth_mb": growth, "peak_mb": rss_peak}
+    if tenths is not None:
+        out["tenths_jps"] = tenths
+    return out

@@ -1,0 +1,187 @@
+"""The parts every workload shares: parameters, the no-op handler and its counts, set-up.
+
+Parameters and their defaults are those of ``../shared/bench/peers/common.py`` (same
+environment variable names too), so a pgqueue figure and a peer's figure measure the same
+thing. The handler does what every peer's handler does: decode the params, yield once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.lowlevel
+import asyncpg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pgqueue import Job, Scheduler
+
+from ._server import recreate_database
+
+__all__ = [
+    "JOB_TYPE",
+    "PAYLOAD",
+    "Params",
+    "Tracker",
+    "fresh_scheduler",
+    "payload_for",
+    "pct",
+    "preload",
+    "progress_bar",
+    "vacuum_and_checkpoint",
+]
+
+JOB_TYPE = "noop"
+PAYLOAD: dict[str, object] = {
+    "user_id": 12345,
+    "kind": "noop",
+    "tags": ["a", "b"],
+    "note": "small json payload",
+}
+PRELOAD_CALL = 20_000  # jobs per schedule_many call while preloading: bounds the encoded params held at once
+STDERR = Console(stderr=True)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Workload sizes; defaults and environment names as in the peers' ``common.py``."""
+
+    n: int = field(default_factory=lambda: _env_int("BENCH_N", 20_000))
+    """Jobs for the bulk enqueue and for each drain."""
+    single_n: int = field(default_factory=lambda: _env_int("BENCH_SINGLE_N", 2000))
+    enq_batch: int = field(default_factory=lambda: _env_int("BENCH_ENQ_BATCH", 1000))
+    concurrencies: tuple[int, ...] = (10, 50)
+    lat_n: int = field(default_factory=lambda: _env_int("BENCH_LAT_N", 200))
+    lat_spacing_s: float = field(default_factory=lambda: _env_int("BENCH_LAT_SPACING_MS", 20) / 1000)
+    lat_concurrency: int = field(default_factory=lambda: _env_int("BENCH_LAT_CONCURRENCY", 10))
+    lat_warmup: int = field(default_factory=lambda: _env_int("BENCH_LAT_WARMUP", 5))
+    drain_timeout_s: float = field(
+        default_factory=lambda: float(os.environ.get("BENCH_DRAIN_TIMEOUT_S", "120"))
+    )
+    big_n: int = field(default_factory=lambda: _env_int("BENCH_BIG_N", 1_000_000))
+    """Backlog of the long drain (``--big``)."""
+    progress: bool = True
+    """Progress bars on stderr for the long phases (preload and drain of the big backlog)."""
+
+    def as_json(self) -> dict[str, object]:
+        """The parameters as the peers report them (``params`` of the JSON line)."""
+        return {
+            "N": self.n,
+            "SINGLE_N": self.single_n,
+            "ENQ_BATCH": self.enq_batch,
+            "CONCURRENCY": list(self.concurrencies),
+            "LAT_N": self.lat_n,
+            "LAT_SPACING_MS": self.lat_spacing_s * 1000,
+            "LAT_CONCURRENCY": self.lat_concurrency,
+            "BIG_N": self.big_n,
+        }
+
+
+def payload_for(i: int) -> dict[str, object]:
+    """The peers' payload: a small JSON object."""
+    return {"i": i, **PAYLOAD}
+
+
+def pct(values: list[float], p: float) -> float:
+    """Percentile with linear interpolation (numpy's default), as ``common.pct``."""
+    if not values:
+        return float("nan")
+    xs = sorted(values)
+    k = (len(xs) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+class Tracker:
+    """Handler-side counts and latencies; its :meth:`handler` is the no-op job.
+
+    One tracker per phase; the event fires when ``expected`` handlers have finished.
+    """
+
+    def __init__(self, expected: int = 0, *, record_latency: bool = False) -> None:
+        self.reset(expected, record_latency=record_latency)
+
+    def reset(self, expected: int, *, record_latency: bool = False) -> None:
+        """Start counting afresh (the latency phase resets between warm-up and measurement)."""
+        self.expected = expected
+        self.record_latency = record_latency
+        self.count = 0
+        self.first_start: float | None = None
+        self.last_end = 0.0
+        self.latencies_ms: list[float] = []
+        self.done = anyio.Event()
+
+    async def handler(self, job: Job) -> None:
+        """The no-op job: note the entry time, decode the params, yield once."""
+        now = time.time()
+        if self.first_start is None:
+            self.first_start = now
+        params = job.params  # decode, as every peer's handler does
+        if self.record_latency and isinstance(params, dict) and not params.get("warmup"):
+            t_enq = params.get("t_enq")
+            if isinstance(t_enq, float):
+                self.latencies_ms.append((now - t_enq) * 1000.0)
+        await anyio.lowlevel.checkpoint()
+        self.count += 1
+        self.last_end = time.time()
+        if self.expected and self.count >= self.expected:
+            self.done.set()
+
+
+@asynccontextmanager
+async def fresh_scheduler(dsn: str, tracker: Tracker) -> AsyncIterator[Scheduler]:
+    """Recreate the database, migrate it, and yield an open scheduler with the no-op job."""
+    await recreate_database(dsn)
+    scheduler = Scheduler(dsn)
+    scheduler.register(JOB_TYPE, tracker.handler)
+    async with scheduler:
+        await scheduler.migrate()
+        yield scheduler
+
+
+@contextmanager
+def progress_bar(description: str, total: int, *, enabled: bool) -> Iterator[Progress | None]:
+    """A rich progress bar on stderr (None when disabled); the caller advances task 0."""
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=STDERR, transient=True) as bar:
+        bar.add_task(description, total=total, rate="")
+        yield bar
+
+
+async def preload(scheduler: Scheduler, n: int, *, batch: int, progress: bool = False) -> None:
+    """Queue ``n`` no-op jobs in bulk (untimed): ``schedule_many`` with ``batch`` jobs per statement."""
+    with progress_bar("preload", n, enabled=progress and n > PRELOAD_CALL) as bar:
+        for start in range(0, n, PRELOAD_CALL):
+            stop = min(n, start + PRELOAD_CALL)
+            await scheduler.schedule_many(
+                JOB_TYPE, (payload_for(i) for i in range(start, stop)), chunk_size=batch
+            )
+            if bar is not None:
+                bar.update(bar.task_ids[0], completed=stop)
+
+
+async def vacuum_and_checkpoint(mon: asyncpg.Connection) -> None:
+    """As the peers do before a drain: fresh statistics, and no dirty pages left from the preload."""
+    await mon.execute("VACUUM ANALYZE")
+    with contextlib.suppress(asyncpg.PostgresError):  # needs superuser or pg_checkpoint, as for the peers
+        await mon.execute("CHECKPOINT")

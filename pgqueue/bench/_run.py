@@ -1,0 +1,116 @@
+"""One benchmark run: the phases in order, each in a freshly recreated database.
+
+Phases: ``enqueue`` (a), ``drain`` (b, with the cost (f) and the RSS (g) of each drain),
+``latency`` (c), ``two_workers`` (e) and, opt-in because it takes minutes, ``big`` (d):
+the drain of a 1,000,000-job backlog, whose rate is compared with the small drain's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+from collections.abc import Iterable
+
+import anyio
+
+from pgqueue import __version__
+
+from ._drain import bench_drain
+from ._enqueue import bench_enqueue
+from ._harness import STDERR, Params
+from ._latency import bench_latency
+from ._report import JsonObject, emit, get_num
+from ._server import DB_NAME, default_dsn, machine_info, server_info
+from ._two import bench_two_workers
+
+__all__ = ["ALL_PHASES", "DEFAULT_PHASES", "run_bench"]
+
+DEFAULT_PHASES = ("enqueue", "drain", "latency", "two_workers")
+ALL_PHASES = (*DEFAULT_PHASES, "big")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 3)
+
+
+async def _main(params: Params, phases: tuple[str, ...], dsn: str | None) -> JsonObject:
+    target = dsn or default_dsn(DB_NAME)
+    results: JsonObject = {}
+    first_c = params.concurrencies[0]
+    if "enqueue" in phases:
+        STDERR.log("enqueue")
+        results.update(await bench_enqueue(target, params))
+    if "drain" in phases:
+        for c in params.concurrencies:
+            STDERR.log(f"drain {params.n:,} at C={c}")
+            results[f"drain_c{c}"] = await bench_drain(target, params, n=params.n, concurrency=c)
+    if "latency" in phases:
+        STDERR.log("latency")
+        results["latency"] = await bench_latency(target, params)
+    if "two_workers" in phases:
+        STDERR.log(f"two worker processes, {params.n:,} jobs at C={first_c} each")
+        results["two_workers"] = await bench_two_workers(target, params, n=params.n, concurrency=first_c)
+        results["two_workers_vs_one"] = _ratio(
+            get_num(results, "two_workers", "jps"), get_num(results, f"drain_c{first_c}", "jps")
+        )
+    if "big" in phases:
+        STDERR.log(f"big drain: {params.big_n:,} jobs at C={first_c}")
+        results["big_drain"] = await bench_drain(
+            target, params, n=params.big_n, concurrency=first_c, big=True
+        )
+        results["big_vs_20k"] = _ratio(
+            get_num(results, "big_drain", "jps"), get_num(results, f"drain_c{first_c}", "jps")
+        )
+    rss_phase = "big_drain" if "big_drain" in results else f"drain_c{first_c}"
+    rss = results.get(rss_phase)
+    if isinstance(rss, dict) and isinstance(rss.get("rss"), dict):
+        results["rss"] = {"phase": rss_phase, **rss["rss"]}
+    return {
+        "system": "pgqueue",
+        "version": __version__,
+        "python": platform.python_version(),
+        "loop": _loop_name(),
+        "params": params.as_json(),
+        "phases": list(phases),
+        "server": await server_info(target),
+        "machine": machine_info(),
+        **results,
+    }
+
+
+def _loop_name() -> str:
+    return "uvloop" if os.environ.get("BENCH_UVLOOP") == "1" else "asyncio"
+
+
+def run_bench(
+    *,
+    n: int | None = None,
+    concurrencies: Iterable[int] | None = None,
+    dsn: str | None = None,
+    phases: Iterable[str] | None = None,
+    big: bool = False,
+    params: Params | None = None,
+) -> JsonObject:
+    """Run the benchmark; print its JSON line (stdout) and table (stderr); return the line.
+
+    ``n`` and ``concurrencies`` override ``params`` (default: the peers' parameters, read
+    from the same ``BENCH_*`` environment variables). ``big`` adds the 1M-backlog phase.
+    On ``BENCH_UVLOOP=1`` the run uses uvloop, as the peers do.
+    """
+    p = params or Params()
+    if n is not None:
+        p = dataclasses.replace(p, n=n)
+    if concurrencies is not None:
+        p = dataclasses.replace(p, concurrencies=tuple(concurrencies))
+    chosen = tuple(phases) if phases is not None else DEFAULT_PHASES
+    if big and "big" not in chosen:
+        chosen = (*chosen, "big")
+    unknown = set(chosen) - set(ALL_PHASES)
+    if unknown:
+        raise ValueError(f"unknown phases {sorted(unknown)}; known: {', '.join(ALL_PHASES)}")
+    if not p.concurrencies:
+        raise ValueError("give at least one concurrency")
+    line = anyio.run(_main, p, chosen, dsn, backend_options={"use_uvloop": _loop_name() == "uvloop"})
+    emit(line)
+    return line

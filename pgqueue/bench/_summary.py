@@ -1,0 +1,247 @@
+"""Medians, pgqueue/raw ratios, the issue's targets, and the README's markdown table.
+
+Ratios are ratios of medians over the passes of one session. Each pass ran every system
+back to back on one server, so drift between hours cancels out of the ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._report import JsonObject, get_num
+
+__all__ = ["ci_verdict", "markdown_report", "medians"]
+
+SYSTEMS = ("raw", "pgqueue", "pgqueuer")
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One column: where it sits in a system's JSON line, and which way is better."""
+
+    label: str
+    path: tuple[str, ...]
+    higher_is_better: bool = True
+
+
+RATE_METRICS = (
+    Metric("single enqueue/s", ("enqueue_single", "jps")),
+    Metric("bulk enqueue/s", ("enqueue_batch", "jps")),
+    Metric("drain C=10/s", ("drain_c10", "jps")),
+    Metric("drain C=50/s", ("drain_c50", "jps")),
+    Metric("latency p50 ms", ("latency", "p50_ms"), higher_is_better=False),
+    Metric("p95 ms", ("latency", "p95_ms"), higher_is_better=False),
+    Metric("p99 ms", ("latency", "p99_ms"), higher_is_better=False),
+)
+COST_METRICS = (
+    Metric("WAL bytes/job", ("cost", "wal_bytes_per_job"), higher_is_better=False),
+    Metric("WAL records/job", ("cost", "wal_records_per_job"), higher_is_better=False),
+    Metric("dead tuples/job", ("cost", "dead_tuples_per_job"), higher_is_better=False),
+)
+
+
+def _by_system(lines: list[JsonObject]) -> dict[str, list[JsonObject]]:
+    out: dict[str, list[JsonObject]] = {}
+    for line in lines:
+        if "error" not in line:
+            out.setdefault(str(line.get("system")), []).append(line)
+    return out
+
+
+def medians(lines: list[JsonObject], path: tuple[str, ...]) -> float | None:
+    """Median of one value over the lines that have it."""
+    values = [v for v in (get_num(line, *path) for line in lines) if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "n/a"
+    text = f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2f}"  # noqa: PLR2004 - about three significant digits
+    return text + unit
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _rates_table(runs: dict[str, list[JsonObject]]) -> list[str]:
+    head = "| system | runs | " + " | ".join(m.label for m in RATE_METRICS) + " |"
+    rows = [head, "|---|---|" + "---|" * len(RATE_METRICS)]
+    for system in (s for s in SYSTEMS if s in runs):
+        cells = [_fmt(medians(runs[system], m.path)) for m in RATE_METRICS]
+        rows.append(f"| {system} | {len(runs[system])} | " + " | ".join(cells) + " |")
+    for peer in ("raw", "pgqueuer"):
+        if "pgqueue" in runs and peer in runs:
+            cells = [
+                _fmt(_ratio(medians(runs["pgqueue"], m.path), medians(runs[peer], m.path)), "×")
+                for m in RATE_METRICS
+            ]
+            rows.append(f"| **pgqueue / {peer}** | | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _cost_table(runs: dict[str, list[JsonObject]]) -> list[str]:
+    pg = [line for line in runs.get("pgqueue", []) if isinstance(line.get("drain_c10"), dict)]
+    pg_drains = [d for d in (line["drain_c10"] for line in pg) if isinstance(d, dict)]
+    raw = runs.get("raw_cost", [])
+    return [
+        "| drain of 20,000 at C=10 | " + " | ".join(m.label for m in COST_METRICS) + " |",
+        "|---|" + "---|" * len(COST_METRICS),
+        "| raw | " + " | ".join(_fmt(medians(raw, m.path)) for m in COST_METRICS) + " |",
+        "| pgqueue | " + " | ".join(_fmt(medians(pg_drains, m.path)) for m in COST_METRICS) + " |",
+        "| **pgqueue / raw** | "
+        + " | ".join(
+            _fmt(_ratio(medians(pg_drains, m.path), medians(raw, m.path)), "×") for m in COST_METRICS
+        )
+        + " |",
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One of the issue's targets and how it is checked."""
+
+    label: str
+    measure: Callable[[dict[str, list[JsonObject]]], float | None]
+    goal: float
+    at_least: bool
+    unit: str = "×"
+
+
+def _vs_raw(path: tuple[str, ...]) -> Callable[[dict[str, list[JsonObject]]], float | None]:
+    return lambda runs: _ratio(medians(runs.get("pgqueue", []), path), medians(runs.get("raw", []), path))
+
+
+def _pg(path: tuple[str, ...]) -> Callable[[dict[str, list[JsonObject]]], float | None]:
+    return lambda runs: medians(runs.get("pgqueue", []), path)
+
+
+def _wal_vs_raw(runs: dict[str, list[JsonObject]]) -> float | None:
+    path = ("cost", "wal_bytes_per_job")
+    return _ratio(
+        medians(runs.get("pgqueue", []), ("drain_c10", *path)), medians(runs.get("raw_cost", []), path)
+    )
+
+
+TARGETS = (
+    Target("drain C=10 ≥ 0.8× raw", _vs_raw(("drain_c10", "jps")), 0.8, at_least=True),
+    Target("drain C=50 ≥ 0.8× raw", _vs_raw(("drain_c50", "jps")), 0.8, at_least=True),
+    Target("bulk enqueue ≥ 0.8× raw", _vs_raw(("enqueue_batch", "jps")), 0.8, at_least=True),
+    Target("single enqueue ≥ 0.9× raw", _vs_raw(("enqueue_single", "jps")), 0.9, at_least=True),
+    Target("latency p50 ≤ 1.3× raw", _vs_raw(("latency", "p50_ms")), 1.3, at_least=False),
+    Target("latency p99 ≤ 5 ms", _pg(("latency", "p99_ms")), 5.0, at_least=False, unit=" ms"),
+    Target("1M-backlog drain ≥ 0.9× the 20k drain", _pg(("big_vs_20k",)), 0.9, at_least=True),
+    Target(
+        "worker RSS growth < 50 MB over 1M jobs",
+        _pg(("big_drain", "rss", "growth_mb")),
+        50,
+        at_least=False,
+        unit=" MB",
+    ),
+    Target("WAL bytes/job ≤ 1.5× raw", _wal_vs_raw, 1.5, at_least=False),
+)
+
+
+def _targets_table(runs: dict[str, list[JsonObject]], *, big: bool) -> list[str]:
+    rows = ["| target (issue 5) | measured | met |", "|---|---|---|"]
+    for t in TARGETS:
+        value = t.measure(runs)
+        if value is None:
+            why = "not run (BENCH_BIG=1)" if not big and ("1M" in t.label) else "n/a"
+            rows.append(f"| {t.label} | {why} | - |")
+            continue
+        met = value >= t.goal if t.at_least else value <= t.goal
+        rows.append(f"| {t.label} | {_fmt(value, t.unit)} | {'yes' if met else '**no**'} |")
+    return rows
+
+
+def _extras(runs: dict[str, list[JsonObject]]) -> list[str]:
+    pg = runs.get("pgqueue", [])
+    lines = []
+    two, two_ratio = medians(pg, ("two_workers", "jps")), medians(pg, ("two_workers_vs_one",))
+    if two is not None:
+        lines.append(
+            f"- two worker processes (C=10 each): {_fmt(two)} jobs/s, {_fmt(two_ratio, '×')} one worker"
+        )
+    big = medians(pg, ("big_drain", "jps"))
+    if big is not None:
+        lines.append(
+            f"- 1M-job backlog drain: {_fmt(big)} jobs/s ({_fmt(medians(pg, ('big_vs_20k',)), '×')} the 20k "
+            f"drain); worker RSS +{_fmt(medians(pg, ('big_drain', 'rss', 'growth_mb')), ' MB')}"
+        )
+    else:
+        growth = medians(pg, ("drain_c10", "rss", "growth_mb"))
+        lines.append(
+            f"- worker RSS over the 20k drain: +{_fmt(growth, ' MB')} (the 1M run needs BENCH_BIG=1)"
+        )
+    for system, group in runs.items():
+        if system in SYSTEMS:
+            per_run = " | ".join(
+                f"{_fmt(get_num(x, 'drain_c10', 'jps'))}/{_fmt(get_num(x, 'drain_c50', 'jps'))}; "
+                f"{_fmt(get_num(x, 'latency', 'p50_ms'))}"
+                for x in group
+            )
+            lines.append(f"- per pass, {system} (drain C=10/C=50 jobs/s; p50 ms): {per_run}")
+    return lines
+
+
+def _setup(runs: dict[str, list[JsonObject]]) -> str:
+    line = runs.get("pgqueue", [{}])[0]
+    server, machine = line.get("server"), line.get("machine")
+    s = server if isinstance(server, dict) else {}
+    m = machine if isinstance(machine, dict) else {}
+    return (
+        f"Setup: {m.get('nproc', '?')} CPUs (nproc), {m.get('ram_gb', '?')} GB RAM; PostgreSQL "
+        f"{s.get('server_version', '?')} with fsync={s.get('fsync', '?')}, synchronous_commit="
+        f"{s.get('synchronous_commit', '?')}, shared_buffers={s.get('shared_buffers_mb', '?')} MB; "
+        f"Python {line.get('python', '?')}, {line.get('loop', '?')} loop; "
+        f"pgqueue {line.get('version', '?')}; "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}."
+    )
+
+
+def markdown_report(lines: list[JsonObject], *, notes: list[str], big: bool) -> str:
+    """The whole comparison as markdown, ready for the README's Performance section."""
+    runs = _by_system(lines)
+    errors = [f"- {line.get('system')}: {line.get('error')}" for line in lines if "error" in line]
+    parts = [
+        "### Performance (medians of one `make bench-compare` session)",
+        "",
+        *_rates_table(runs),
+        "",
+        *_cost_table(runs),
+        "",
+        *_targets_table(runs, big=big),
+        "",
+        *_extras(runs),
+        "",
+        _setup(runs),
+        (
+            "Reproduce: `make bench-compare` (`RUNS=3` passes, interleaved; `BENCH_BIG=1` adds the "
+            "1,000,000-job drain). Only same-run ratios are comparable across machines."
+        ),
+    ]
+    if notes or errors:
+        parts += ["", "Notes:", *(f"- {n}" for n in notes), *errors]
+    return "\n".join(parts) + "\n"
+
+
+def ci_verdict(lines: list[JsonObject], *, floor: float) -> tuple[bool, str]:
+    """(passed, message): fails only when pgqueue's median drain < ``floor`` × raw's."""
+    runs = _by_system(lines)
+    pg = medians(runs.get("pgqueue", []), ("drain_c10", "jps"))
+    raw = medians(runs.get("raw", []), ("drain_c10", "jps"))
+    if pg is None:
+        return False, "bench-ci FAILED: the pgqueue benchmark did not produce a drain rate"
+    if raw is None:
+        return True, "bench-ci: the raw ceiling did not run; no same-run ratio, not failing"
+    ratio = pg / raw
+    verdict = "ok" if ratio >= floor else "FAILED (gross regression)"
+    return ratio >= floor, (
+        f"bench-ci {verdict}: pgqueue drain {pg:,.0f} jobs/s vs raw {raw:,.0f} jobs/s = {ratio:.2f}× "
+        f"(floor {floor}×, medians of {len(runs.get('pgqueue', []))} passes)"
+    )

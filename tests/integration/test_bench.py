@@ -1,0 +1,161 @@
+"""Smoke tests of the benchmark: every workload runs and reports the expected keys.
+
+Tiny sizes, no timing assertions: timings belong to ``make bench``, never to the suite.
+Each test works in its own ``bench_test_<random>`` database on the test server, dropped
+afterwards; without the right to create databases the tests are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+from pgqueue.bench._drain import bench_drain
+from pgqueue.bench._harness import Params
+from pgqueue.bench._server import drop_database, recreate_database, with_database
+from pgqueue.bench._summary import ci_verdict, markdown_report
+from tests._support import ROOT_DIR
+
+PEERS = Path(ROOT_DIR).parent / "shared" / "bench" / "peers"
+DRAIN_KEYS = {"n", "jps", "persisted_s", "done_handlers", "handlers_jps", "startup_s", "claims", "flushes"}
+COST_KEYS = {"wal_bytes_per_job", "wal_lsn_bytes_per_job", "dead_tuples_per_job", "tup_del_per_job"}
+TINY = Params(n=200, single_n=20, lat_n=10, lat_spacing_s=0.005, lat_warmup=2, big_n=300, progress=False)
+
+
+@pytest.fixture
+async def bench_dsn(dsn: str) -> AsyncIterator[str]:
+    """A DSN naming a throw-away bench_test_<random> database on the test server."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        may_create = await conn.fetchval(
+            "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"
+        )
+    finally:
+        await conn.close()
+    if not may_create:
+        pytest.skip("the test server's user cannot create databases")
+    target = with_database(dsn, f"bench_test_{secrets.token_hex(4)}")
+    try:
+        yield target
+    finally:
+        await drop_database(target)
+
+
+@pytest.mark.pg
+async def test_drain_reports_rate_cost_and_rss(bench_dsn: str) -> None:
+    out = await bench_drain(bench_dsn, TINY, n=TINY.n, concurrency=10)
+    assert out.keys() >= DRAIN_KEYS
+    assert "timed_out" not in out
+    assert out["done_handlers"] == TINY.n
+    cost, rss = out["cost"], out["rss"]
+    assert isinstance(cost, dict)
+    assert cost.keys() >= COST_KEYS
+    assert isinstance(rss, dict)
+    assert {"before_mb", "after_mb", "growth_mb", "peak_mb"} <= rss.keys()
+
+
+@pytest.mark.pg
+async def test_big_drain_reports_rate_per_tenth(bench_dsn: str) -> None:
+    out = await bench_drain(bench_dsn, TINY, n=TINY.big_n, concurrency=10, big=True)
+    assert out.keys() >= DRAIN_KEYS
+    tenths = out["tenths_jps"]
+    assert isinstance(tenths, list)
+    assert len(tenths) == 10
+
+
+@pytest.mark.pg
+async def test_every_phase_through_the_command(bench_dsn: str) -> None:
+    """``python -m pgqueue.bench`` with all phases prints one JSON line with every key."""
+    env = {**os.environ, "BENCH_SINGLE_N": "20", "BENCH_LAT_N": "10", "BENCH_LAT_SPACING_MS": "5"}
+    command = [sys.executable, "-m", "pgqueue.bench", "--dsn", bench_dsn, "-n", "200", "-c", "10,20"]
+    command += [
+        "--phases",
+        "enqueue,drain,latency,two_workers",
+        "--big",
+        "--big-jobs",
+        "300",
+        "--no-progress",
+    ]
+    with anyio.fail_after(120):
+        done = await anyio.run_process(command, env=env, cwd=ROOT_DIR, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().strip().splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    expected = {"enqueue_single", "enqueue_batch", "drain_c10", "drain_c20", "latency", "two_workers"}
+    assert (
+        expected | {"big_drain", "big_vs_20k", "two_workers_vs_one", "rss", "server", "machine"}
+        <= line.keys()
+    )
+    assert {"jps", "n", "s"} <= line["enqueue_single"].keys()
+    assert {"p50_ms", "p95_ms", "p99_ms", "seen"} <= line["latency"].keys()
+    assert line["latency"]["seen"] == 10
+    two = line["two_workers"]
+    assert {"jps", "handled_here", "handled_child"} <= two.keys()
+    assert two["handled_here"] + two["handled_child"] >= 200
+    assert line["rss"]["phase"] == "big_drain"
+    assert "phase" in done.stderr.decode()  # the table
+
+
+@pytest.mark.pg
+async def test_raw_cost_from_the_peers(bench_dsn: str) -> None:
+    if not (PEERS / "bench_raw.py").is_file():
+        pytest.skip(f"no peers directory at {PEERS}")
+    command = [sys.executable, "-m", "pgqueue.bench._rawcost", str(PEERS), bench_dsn, "200", "10"]
+    with anyio.fail_after(120):
+        done = await anyio.run_process(command, cwd=ROOT_DIR, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    out = json.loads(done.stdout)
+    assert out["cost"].keys() >= COST_KEYS
+    assert "jps" in out
+
+
+async def test_refuses_a_database_not_named_bench() -> None:
+    with pytest.raises(SystemExit, match="must start with 'bench_'"):
+        await recreate_database("postgresql://nobody@127.0.0.1:1/not_bench_xyz")
+
+
+def _line(system: str, drain: float, **extra: object) -> dict[str, object]:
+    return {
+        "system": system,
+        "enqueue_single": {"jps": 1000.0},
+        "enqueue_batch": {"jps": 50000.0},
+        "drain_c10": {"jps": drain, "cost": {"wal_bytes_per_job": 900.0}},
+        "drain_c50": {"jps": drain},
+        "latency": {"p50_ms": 2.0, "p95_ms": 3.0, "p99_ms": 4.0},
+        **extra,
+    }
+
+
+def test_summary_has_ratios_and_targets() -> None:
+    lines: list[dict[str, object]] = [
+        _line("raw", 40000.0),
+        {"system": "raw_cost", "cost": {"wal_bytes_per_job": 1000.0}},
+        _line("pgqueue", 30000.0),
+        {"system": "pgqueuer", "error": "exit 1"},
+    ]
+    report = markdown_report(lines, notes=["a note"], big=False)
+    assert "| **pgqueue / raw** |" in report
+    assert "0.75×" in report
+    assert "drain C=10 ≥ 0.8× raw | 0.75× | **no** |" in report
+    assert "not run (BENCH_BIG=1)" in report
+    assert "a note" in report
+    assert "pgqueuer: exit 1" in report
+
+
+def test_ci_verdict_fails_only_below_the_floor() -> None:
+    ok, _ = ci_verdict([_line("raw", 40000.0), _line("pgqueue", 21000.0)], floor=0.5)
+    assert ok
+    ok, message = ci_verdict([_line("raw", 40000.0), _line("pgqueue", 19000.0)], floor=0.5)
+    assert not ok
+    assert "gross regression" in message
+    ok, _ = ci_verdict([_line("raw", 40000.0), {"system": "pgqueue", "error": "exit 1"}], floor=0.5)
+    assert not ok
