@@ -11,6 +11,7 @@ from contextlib import suppress as _suppress
 
 from ._errors import (
     ConfigError,
+    DatabaseUnavailableError,
     ErrorWithRetry,
     ParamsEncodeError,
     PgQueueError,
@@ -19,7 +20,7 @@ from ._errors import (
     SchemaTooNewError,
     UnknownJobTypeError,
 )
-from ._models import Job, Outcome, RunInfo, log_final_runs
+from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
 from ._worker import Worker
@@ -27,7 +28,9 @@ from ._worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "CancelResult",
     "ConfigError",
+    "DatabaseUnavailableError",
     "ErrorFilter",
     "ErrorWithRetry",
     "ExponentialBackoff",

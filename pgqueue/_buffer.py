@@ -32,6 +32,7 @@ class JobBuffer(Generic[T]):
         self._items: deque[T] = deque()
         self._ready = asyncio.Event()
         self._closed = False
+        self.cancelled: set[int] = set()  # ids cancelled while waiting here; runners skip them
 
     def push_many(self, items: list[T]) -> None:
         """Add a claimed batch and wake idle runners."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time as _time
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock"]
+__all__ = ["Clock", "SystemClock", "ignore"]
 
 
 class Clock(Protocol):
@@ -29,3 +29,7 @@ class SystemClock:
 
     time = staticmethod(_time.time)
     monotonic = staticmethod(_time.monotonic)
+
+
+def ignore(_value: object) -> None:
+    """A callback that does nothing: the default for optional hooks."""

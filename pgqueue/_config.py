@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 from ._errors import ConfigError
 from ._models import ShouldLogRun
 
-__all__ = ["WorkerConfig"]
+__all__ = ["WorkerConfig", "check_max_attempts", "check_timeout"]
 
 CONCURRENCY = 10
 PREFETCH = 500  # most jobs a worker holds claimed and unfinished
@@ -22,6 +23,9 @@ FLUSH_AGE_S = 0.02  # oldest buffered result waits at most this long
 BUFFER_BATCHES = 4  # results buffered beyond flush_max × this block the runners
 HEARTBEAT_INTERVAL_S = 5.0
 DEAD_AFTER_S = 30.0  # a worker silent this long is dead; its jobs are freed
+SHUTDOWN_GRACE_S = 30.0  # running jobs get this long to finish on shutdown before they are interrupted
+MAX_ATTEMPTS = 25  # runs (claims) a job gets at most, crashes included; River's default
+LISTEN_PROBE_INTERVAL_S = 10.0
 MAX_IDENT_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
@@ -33,6 +37,21 @@ def _positive(name: str, value: float) -> None:
 def _positive_int(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def check_timeout(name: str, value: float | None) -> float | None:
+    """A run-time limit: None (no limit) or a positive number of seconds."""
+    if value is None:
+        return None
+    _positive(name, value)
+    return float(value)
+
+
+def check_max_attempts(value: int) -> int:
+    """Runs a job may get: an integer from 1 to 1000."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:  # noqa: PLR2004
+        raise ConfigError(f"max_attempts must be an integer from 1 to 1000, got {value!r}")
+    return value
 
 
 def check_name(kind: str, value: str) -> None:
@@ -74,18 +93,46 @@ class WorkerConfig:
     """Seconds without heartbeat after which a worker counts as dead."""
     should_log_run: ShouldLogRun | None = None
     """Which runs get a row in ``job_runs``; None logs every run."""
+    shutdown_grace: float = SHUTDOWN_GRACE_S
+    """Seconds running jobs get to finish on shutdown before they are interrupted."""
+    listen: bool = True
+    """LISTEN for wake-ups; False polls only (PgBouncer in transaction mode)."""
+    listen_probe_interval: float = LISTEN_PROBE_INTERVAL_S
+    """Seconds between the listener's self-notifications that prove its connection alive;
+    a probe unanswered within half this (at most 5 s) means reconnect."""
+    on_error: Callable[[BaseException], None] | None = None
+    """Called with every error a background loop survives (claim, flush, heartbeat, listener,
+    start-up while the database is down); the error is logged either way."""
 
     def __post_init__(self) -> None:
+        self._check_queues()
+        for name in ("concurrency", "prefetch", "flush_max", "buffer_max"):
+            _positive_int(name, getattr(self, name))
+        for name in (
+            "poll_interval",
+            "flush_age",
+            "heartbeat_interval",
+            "dead_after",
+            "shutdown_grace",
+            "listen_probe_interval",
+        ):
+            _positive(name, getattr(self, name))
+        self._check_relations()
+        for name in ("should_log_run", "on_error"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise ConfigError(f"{name} must be callable")
+        if not isinstance(self.listen, bool):
+            raise ConfigError(f"listen must be True or False, got {self.listen!r}")
+
+    def _check_queues(self) -> None:
         if isinstance(self.queues, str) or not self.queues:
             raise ConfigError(f"queues must be a non-empty list of queue names, got {self.queues!r}")
         for q in self.queues:
             check_name("queue", q)
         if len(set(self.queues)) != len(self.queues):
             raise ConfigError(f"queues has duplicates: {list(self.queues)!r}")
-        for name in ("concurrency", "prefetch", "flush_max", "buffer_max"):
-            _positive_int(name, getattr(self, name))
-        for name in ("poll_interval", "flush_age", "heartbeat_interval", "dead_after"):
-            _positive(name, getattr(self, name))
+
+    def _check_relations(self) -> None:
         if self.prefetch < self.concurrency:
             raise ConfigError(f"prefetch ({self.prefetch}) must be >= concurrency ({self.concurrency})")
         if self.buffer_max < self.flush_max:
@@ -95,5 +142,3 @@ class WorkerConfig:
                 f"dead_after ({self.dead_after}) must be >= 3 × heartbeat_interval "
                 f"({self.heartbeat_interval})"
             )
-        if self.should_log_run is not None and not callable(self.should_log_run):
-            raise ConfigError("should_log_run must be callable")

@@ -6,6 +6,8 @@
     ├── ConfigError                 (also ValueError) a bad option, named in the message
     ├── UnknownJobTypeError         (also ValueError) scheduling a type nobody registered
     ├── ParamsEncodeError           (also TypeError)  params orjson cannot encode
+    ├── DatabaseUnavailableError    (also ConnectionError) the server could not be reached;
+    │                               nothing was written
     ├── SchemaError                 the database schema does not match this code
     │   ├── SchemaNotMigratedError  older than the code (or empty): run `pgqueue migrate`
     │   └── SchemaTooNewError       newer than the code: upgrade pgqueue
@@ -25,6 +27,7 @@ MAX_DELAY_S = 100 * 365.25 * 86400  # a century: anything longer is a bug, and P
 __all__ = [
     "MAX_DELAY_S",
     "ConfigError",
+    "DatabaseUnavailableError",
     "ErrorWithRetry",
     "ParamsEncodeError",
     "PgQueueError",
@@ -60,6 +63,13 @@ class UnknownJobTypeError(PgQueueError, ValueError):
 
 class ParamsEncodeError(PgQueueError, TypeError):
     """Job params (or a handler's result) cannot be encoded as JSON; nothing was written."""
+
+
+class DatabaseUnavailableError(PgQueueError, ConnectionError):
+    """The database could not be reached (down, restarting, network): nothing was written.
+
+    The cause (``__cause__``) is the driver's error. Retrying later is safe.
+    """
 
 
 class SchemaError(PgQueueError):

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import anyio
 
 from ._buffer import JobBuffer, ResultBuffer
-from ._clock import Clock
+from ._clock import Clock, ignore
 from ._config import WorkerConfig
 from ._log import BATCH_CLAIMED, CLAIM_FAILED, get_logger
 from ._models import Job
@@ -54,6 +54,7 @@ class Fetcher:
         results: ResultBuffer[RunResult],
         stats: RunStats,
         clock: Clock,
+        on_error: Callable[[BaseException], None] = ignore,
     ) -> None:
         self._store = store
         self._config = config
@@ -72,6 +73,8 @@ class Fetcher:
         self._seen_busy = 0.0
         self._low_water = config.concurrency // 2
         self._listening = True
+        self._on_error = on_error
+        self.poll_only = False  # no listener: poll at poll_interval, not the fast rate
         self.worker_id = 0
         self.claims = 0  # claim statements issued (tests and metrics read it)
         self.on_batch: Callable[[], None] = lambda: None  # after each claim (the worker refreshes flags)
@@ -96,7 +99,9 @@ class Fetcher:
 
     def _poll_interval(self) -> float:
         cfg = self._config
-        return cfg.poll_interval if self._listening else min(cfg.poll_interval, FAST_POLL_S)
+        if self._listening or self.poll_only:
+            return cfg.poll_interval
+        return min(cfg.poll_interval, FAST_POLL_S)
 
     def on_capacity(self) -> None:
         """A run finished: claim again if work is waiting and we fell to the low watermark."""
@@ -135,8 +140,9 @@ class Fetcher:
                 except Exception as exc:  # noqa: BLE001 - a lost connection or a restart must not stop the worker
                     failures += 1
                     self._pending = True
-                    delay = min(MAX_RETRY_S, 0.05 * 2**failures)
+                    delay = min(MAX_RETRY_S, 0.05 * 2.0**failures)
                     _log.warning(CLAIM_FAILED, error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+                    self._on_error(exc)
                     await anyio.sleep(delay)
                 continue
             timeout = next_poll - clock.monotonic()
@@ -172,7 +178,7 @@ class Fetcher:
         if done >= cfg.concurrency:
             self._tau = (stats.busy_s - self._seen_busy) / done
             self._seen_finished, self._seen_busy = stats.finished, stats.busy_s
-        if self._tau is None:
-            return cfg.concurrency
+        if self._tau is None:  # nothing measured yet: one spare job per runner
+            return min(cfg.prefetch, 2 * cfg.concurrency)
         extra = cfg.concurrency * PREFETCH_HORIZON * self._rtt / max(self._tau, 1e-6)
         return int(min(cfg.prefetch, cfg.concurrency + math.ceil(extra)))

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import anyio
 
 from ._buffer import ResultBuffer
+from ._clock import ignore
 from ._log import BATCH_FLUSHED, FLUSH_FAILED, get_logger
 from ._models import Job, RunInfo, ShouldLogRun
 from ._runner import RunResult
@@ -99,6 +100,7 @@ class Flusher:
         should_log_run: ShouldLogRun | None,
         on_put_back: Callable[[float], None],
         batch_max: int,
+        on_error: Callable[[BaseException], None] = ignore,
     ) -> None:
         self._store = store
         self._results = results
@@ -106,6 +108,7 @@ class Flusher:
         self._should_log_run = should_log_run
         self._on_put_back = on_put_back
         self._batch_max = batch_max  # results per statement: finalize costs grow faster than linearly
+        self._on_error = on_error
         self._failures = 0
         self._lock = anyio.Lock()
         self.flushes = 0  # successful flushes, for tests and metrics
@@ -142,6 +145,7 @@ class Flusher:
                     self._results.restore(items)
         if res is None:
             self._failures += 1
+            self._on_error(error or TimeoutError(f"flush timed out after {WRITE_TIMEOUT_S}s"))
             _log.warning(
                 FLUSH_FAILED,
                 results=len(items),

@@ -22,8 +22,9 @@ from collections.abc import Callable
 import anyio
 import asyncpg
 
+from ._clock import ignore
 from ._log import LISTENER_CONNECTED, LISTENER_LOST, get_logger
-from ._store import ListenConn, Store
+from ._store import ListenConn, Store, is_unavailable
 
 __all__ = ["Listener", "parse_payload"]
 
@@ -43,7 +44,7 @@ def parse_payload(payload: str) -> tuple[str, str, float | None]:
         except ValueError:
             return "", "", None
         return ("d", queue, when) if math.isfinite(when) else ("", "", None)
-    if kind in ("r", "p"):
+    if kind in ("r", "p", "c"):
         return kind, rest, None
     return "", "", None
 
@@ -59,6 +60,8 @@ class Listener:
         on_ready: Callable[[], None],
         on_due: Callable[[float], None],
         on_state: Callable[[bool], None],
+        on_cancel: Callable[[int], object] = ignore,
+        on_error: Callable[[BaseException], None] = ignore,
         probe_interval: float = PROBE_INTERVAL_S,
         probe_timeout: float = PROBE_TIMEOUT_S,
     ) -> None:
@@ -67,6 +70,8 @@ class Listener:
         self._on_ready = on_ready
         self._on_due = on_due
         self._on_state = on_state
+        self._on_cancel = on_cancel
+        self._on_error = on_error
         self._probe_interval = probe_interval
         self._probe_timeout = probe_timeout
         self._token = secrets.token_hex(8)
@@ -83,6 +88,8 @@ class Listener:
             self._on_due(at)
         elif kind == "p" and name == self._token:
             self._probe_seen.set()
+        elif kind == "c" and name.isdigit():
+            self._on_cancel(int(name))
 
     def _on_terminate(self, _conn: object) -> None:
         self._lost.set()
@@ -111,8 +118,12 @@ class Listener:
                 conn.terminate()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Listen until cancelled. The first connect's error propagates (bad DSN fails start)."""
-        conn = await self._connect()
+        """Listen until cancelled; reports started once LISTEN is in place.
+
+        The first connect retries while the database is unreachable; any other error (a
+        wrong password, say) propagates, so a bad configuration fails the worker's start.
+        """
+        conn = await self._reconnect(first=True)
         task_status.started()
         try:
             while True:
@@ -120,6 +131,7 @@ class Listener:
                 self.connected = False
                 self._on_state(False)  # noqa: FBT003
                 _log.warning(LISTENER_LOST, reason=reason)
+                self._on_error(ConnectionError(f"LISTEN connection lost: {reason}"))
                 await self._close(conn)
                 conn = await self._reconnect()
                 self._on_ready()  # claim once: jobs scheduled during the gap sent no notification we saw
@@ -143,14 +155,17 @@ class Listener:
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 return f"probe failed: {type(exc).__name__}"
 
-    async def _reconnect(self) -> ListenConn:
+    async def _reconnect(self, *, first: bool = False) -> ListenConn:
         delay = 0.05
         while True:
             try:
                 return await self._connect()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except Exception as exc:
+                if first and not is_unavailable(exc):
+                    raise
                 _log.warning(
-                    LISTENER_LOST, reason=f"reconnect failed: {type(exc).__name__}: {exc}", retry_in_s=delay
+                    LISTENER_LOST, reason=f"connect failed: {type(exc).__name__}: {exc}", retry_in_s=delay
                 )
+                self._on_error(exc)
                 await anyio.sleep(delay)
                 delay = min(RECONNECT_MAX_S, delay * 2)

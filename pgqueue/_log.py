@@ -26,9 +26,12 @@ __all__ = [
     "JOB_FINISHED",
     "JOB_RETRY",
     "JOB_STARTED",
+    "JOB_STOPPED",
     "LISTENER_CONNECTED",
     "LISTENER_LOST",
+    "WORKERS_REAPED",
     "WORKER_ERROR",
+    "WORKER_REAPED",
     "WORKER_REGISTERED",
     "WORKER_STOPPED",
     "debug_enabled",
@@ -39,6 +42,9 @@ JOB_STARTED = "job_started"
 JOB_FINISHED = "job_finished"
 JOB_RETRY = "job_retry"
 JOB_FAILED = "job_failed"
+JOB_STOPPED = "job_stopped"
+WORKER_REAPED = "worker_reaped"
+WORKERS_REAPED = "workers_reaped"
 BATCH_CLAIMED = "batch_claimed"
 BATCH_FLUSHED = "batch_flushed"
 FLUSH_FAILED = "flush_failed"

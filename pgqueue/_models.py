@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 from ._codec import decode
 
-__all__ = ["Job", "JobHandler", "Outcome", "RunInfo", "ShouldLogRun", "log_final_runs"]
+__all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLogRun", "log_final_runs"]
 
 # Column order of `job_claim_many ... RETURNING`; Job reads rows by position.
 _ID, _QUEUE, _TYPE, _PARAMS, _PRIORITY, _ATTEMPT, _ERRORS, _LAST_ERROR, _RUN_AT, _INSERTED_AT = range(10)
+_TIMEOUT, _CANCEL_REQUESTED = 10, 11
 _UNSET: Any = object()
 
 
@@ -50,9 +51,10 @@ class Job:
         last_error: str | None = None,
         run_at: dt.datetime | None = None,
         inserted_at: dt.datetime | None = None,
+        timeout: float | None = None,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
-        self._row: Row = (
+        row = (
             id,
             queue,
             type,
@@ -64,6 +66,7 @@ class Job:
             run_at or now,
             inserted_at or now,
         )
+        self._row: Row = (*row, timeout, False)
         self._params = params
 
     @classmethod
@@ -146,6 +149,17 @@ class Job:
         v: dt.datetime = self._row[_INSERTED_AT]
         return v
 
+    @property
+    def timeout(self) -> float | None:
+        """The run-time limit in seconds the job was scheduled with, if any."""
+        v: float | None = self._row[_TIMEOUT]
+        return v
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True when cancel() flagged the job before this worker started it."""
+        return bool(self._row[_CANCEL_REQUESTED])
+
     def __repr__(self) -> str:
         return f"<Job id={self.id} type={self.type!r} queue={self.queue!r} attempt={self.attempt}>"
 
@@ -163,6 +177,17 @@ class Outcome(enum.StrEnum):
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
     CRASHED = "crashed"
+
+
+class CancelResult(enum.StrEnum):
+    """What :meth:`Scheduler.cancel` did."""
+
+    CANCELLED = "cancelled"
+    """The job was waiting; it is now ended as cancelled."""
+    CANCELLING = "cancelling"
+    """A worker holds the job; it was told to stop it and will record it as cancelled."""
+    NOT_FOUND = "not_found"
+    """No live job has that id: it already ended, or never existed."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from ._config import check_name
+from ._config import MAX_ATTEMPTS, check_max_attempts, check_name, check_timeout
 from ._errors import ConfigError, UnknownJobTypeError
 from ._models import JobHandler
 from ._retry import ErrorFilter
@@ -33,6 +33,10 @@ class JobType:
     """Error filter deciding retries; None: no retries except an explicit ErrorWithRetry."""
     is_async: bool = True
     """False for a plain function, which runs in a worker thread."""
+    timeout: float | None = None
+    """Seconds a run may take (None: no limit); a job's own ``timeout`` overrides it."""
+    max_attempts: int = MAX_ATTEMPTS
+    """Runs the job gets at most, crashes included; after that it ends as failed."""
 
 
 class Registry:
@@ -41,7 +45,16 @@ class Registry:
     def __init__(self) -> None:
         self._types: dict[str, JobType] = {}
 
-    def add(self, name: str, handler: JobHandler, *, queue: str, retry: ErrorFilter | None) -> JobType:
+    def add(
+        self,
+        name: str,
+        handler: JobHandler,
+        *,
+        queue: str,
+        retry: ErrorFilter | None,
+        timeout: float | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> JobType:
         """Register a type; a second registration of the same name is an error."""
         check_name("job type", name)
         check_name("queue", queue)
@@ -51,7 +64,15 @@ class Registry:
             raise ConfigError(f"retry for job type {name!r} must be an error filter (callable)")
         if name in self._types:
             raise ConfigError(f"job type {name!r} is already registered")
-        jt = JobType(name, handler, queue, retry, inspect.iscoroutinefunction(handler))
+        jt = JobType(
+            name,
+            handler,
+            queue,
+            retry,
+            inspect.iscoroutinefunction(handler),
+            check_timeout("timeout", timeout),
+            check_max_attempts(max_attempts),
+        )
         self._types[name] = jt
         return jt
 

@@ -7,15 +7,18 @@ PostgreSQL delivers notifications only on commit.
 
 Every argument is checked before anything is written: an unknown type is a
 ``ValueError`` (:class:`UnknownJobTypeError`), params that cannot be encoded a
-``TypeError`` (:class:`ParamsEncodeError`), a bad option a ``ValueError``.
+``TypeError`` (:class:`ParamsEncodeError`), a bad option a ``ValueError``. When the
+database cannot be reached the call raises :class:`DatabaseUnavailableError` (a
+``ConnectionError``): the job was not stored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import NamedTuple, Self, TypeVar
 
 import anyio
 import asyncpg
@@ -28,18 +31,22 @@ from ._config import (
     FLUSH_AGE_S,
     FLUSH_MAX,
     HEARTBEAT_INTERVAL_S,
+    LISTEN_PROBE_INTERVAL_S,
+    MAX_ATTEMPTS,
     POLL_INTERVAL_S,
     PREFETCH,
+    SHUTDOWN_GRACE_S,
     WorkerConfig,
     check_name,
     check_schema,
+    check_timeout,
 )
-from ._errors import ConfigError
+from ._errors import ConfigError, DatabaseUnavailableError
 from ._migrate import apply_migrations
-from ._models import JobHandler, ShouldLogRun
+from ._models import CancelResult, JobHandler, ShouldLogRun
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
-from ._store import Store, create_pool
+from ._store import Store, create_pool, is_unavailable
 from ._worker import Worker
 
 __all__ = ["Scheduler"]
@@ -59,6 +66,26 @@ def _check_run_at(run_at: dt.datetime | dt.timedelta | None) -> dt.datetime | No
     if run_at.tzinfo is None or run_at.utcoffset() is None:
         raise ConfigError(f"run_at must be timezone-aware (naive datetimes are ambiguous), got {run_at!r}")
     return run_at
+
+
+class _Target(NamedTuple):
+    queue: str
+    run_at: dt.datetime | None
+    priority: int
+    timeout: float | None
+
+
+@asynccontextmanager
+async def _reachable(action: str) -> AsyncIterator[None]:
+    """Turn "cannot reach the database" into :class:`DatabaseUnavailableError`."""
+    try:
+        yield
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise DatabaseUnavailableError(
+                f"{action}: the database is unavailable ({type(exc).__name__}: {exc}); nothing was written"
+            ) from exc
+        raise
 
 
 def _check_priority(priority: int) -> int:
@@ -88,7 +115,13 @@ class Scheduler:
             job_id = await scheduler.schedule("send_email", {"to": "a@example.com"})
 
     Give either ``dsn`` (the scheduler owns a pool) or ``pool`` (an asyncpg pool of the
-    application, which the scheduler never closes).
+    application, which the scheduler never closes). The scheduler's own pool connects on
+    first use, so it can be created while the database is down.
+
+    ``pgbouncer=True`` is for PgBouncer (or Supavisor) in transaction mode: no statement
+    cache (``statement_cache_size=0``) and workers that poll instead of LISTEN. Give such
+    workers a short ``poll_interval``; cancel() then reaches running jobs at their worker's
+    next heartbeat instead of at once.
     """
 
     def __init__(
@@ -97,18 +130,23 @@ class Scheduler:
         *,
         pool: asyncpg.Pool | None = None,
         schema: str = "pgqueue",
-        pool_min_size: int = 1,
+        pool_min_size: int = 0,
         pool_max_size: int = 10,
+        pgbouncer: bool = False,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise ConfigError("give exactly one of dsn= or pool=")
         if dsn is not None and (not isinstance(dsn, str) or not dsn):
             raise ConfigError(f"dsn must be a non-empty string, got {dsn!r}")
         check_schema(schema)
-        if not 1 <= pool_min_size <= pool_max_size:
+        if not 0 <= pool_min_size <= pool_max_size or pool_max_size < 1:
             raise ConfigError(
-                f"need 1 <= pool_min_size <= pool_max_size, got {pool_min_size}, {pool_max_size}"
+                f"need 0 <= pool_min_size <= pool_max_size and 1 <= pool_max_size, "
+                f"got {pool_min_size}, {pool_max_size}"
             )
+        if not isinstance(pgbouncer, bool):
+            raise ConfigError(f"pgbouncer must be True or False, got {pgbouncer!r}")
+        self.pgbouncer = pgbouncer
         self.schema = schema
         self._dsn = dsn
         self._pool = pool
@@ -129,7 +167,10 @@ class Scheduler:
                 if self._pool is None:
                     assert self._dsn is not None  # noqa: S101 - checked in __init__
                     self._pool = await create_pool(
-                        self._dsn, min_size=self._pool_sizes[0], max_size=self._pool_sizes[1]
+                        self._dsn,
+                        min_size=self._pool_sizes[0],
+                        max_size=self._pool_sizes[1],
+                        statement_cache_size=0 if self.pgbouncer else 100,
                     )
                 self._store = Store(self._pool, self.schema, dsn=self._dsn)
             return self._store
@@ -152,28 +193,74 @@ class Scheduler:
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations (idempotent, safe to run concurrently); returns versions applied."""
-        return await apply_migrations(await self.open())
+        async with _reachable("migrate"):
+            return await apply_migrations(await self.open())
+
+    async def cancel(self, job_id: int) -> CancelResult:
+        """Cancel a job: a waiting one ends at once, a running one is interrupted by its worker.
+
+        Either way the job ends with a ``cancelled`` run and is not retried. A job that ends
+        before its worker hears of the cancel keeps its real outcome.
+        """
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise ConfigError(f"job_id must be an integer, got {job_id!r}")
+        async with _reachable("cancel"):
+            return await (await self.open()).job_cancel(job_id)
 
     # -- registration ---------------------------------------------------------------------
 
     def job(
-        self, name: str, *, queue: str = DEFAULT_QUEUE, retry: ErrorFilter | None = None
+        self,
+        name: str,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        retry: ErrorFilter | None = None,
+        timeout: float | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> Callable[[H], H]:
-        """Decorator registering ``fn`` as the handler of job type ``name``."""
+        """Decorator registering ``fn`` as the handler of job type ``name``.
+
+        ``retry``: the error filter deciding retries after a failed run (None: none).
+        ``timeout``: seconds a run may take before it is interrupted and counted as a failed
+        run (outcome ``timeout``; the filter decides whether it runs again).
+        ``max_attempts``: runs a job gets at most, runs cut short by a dead worker included,
+        whatever the filter says.
+        """
 
         def register(fn: H) -> H:
-            self.registry.add(name, fn, queue=queue, retry=retry)
+            self.register(name, fn, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts)
             return fn
 
         return register
 
     def register(
-        self, name: str, handler: JobHandler, *, queue: str = DEFAULT_QUEUE, retry: ErrorFilter | None = None
+        self,
+        name: str,
+        handler: JobHandler,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        retry: ErrorFilter | None = None,
+        timeout: float | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
-        """Register a handler without the decorator."""
-        self.registry.add(name, handler, queue=queue, retry=retry)
+        """Register a handler without the decorator (same options as :meth:`job`)."""
+        self.registry.add(name, handler, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts)
 
     # -- scheduling -----------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        type_: str,
+        queue: str | None,
+        run_at: dt.datetime | dt.timedelta | None,
+        priority: int,
+        timeout: float | None,
+    ) -> _Target:
+        """Check everything but the params; shared by schedule() and schedule_many()."""
+        jt = self.registry.require(type_)
+        q = jt.queue if queue is None else queue
+        check_name("queue", q)
+        return _Target(q, _check_run_at(run_at), _check_priority(priority), check_timeout("timeout", timeout))
 
     async def schedule(
         self,
@@ -183,22 +270,24 @@ class Scheduler:
         run_at: dt.datetime | dt.timedelta | None = None,
         queue: str | None = None,
         priority: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
         conn: asyncpg.Connection | None = None,
     ) -> int:
         """Schedule one job and return its id.
 
         ``run_at``: an aware datetime, or a timedelta from now; None runs it now. ``queue``
-        overrides the type's default. ``priority``: lower runs first. ``conn``: run inside
-        that connection's current transaction.
+        overrides the type's default. ``priority``: lower runs first. ``timeout``: this
+        job's run-time limit in seconds (default: the type's). ``conn``: run inside that
+        connection's current transaction.
         """
-        jt = self.registry.require(type)
-        q = jt.queue if queue is None else queue
-        check_name("queue", q)
-        at = _check_run_at(run_at)
-        prio = _check_priority(priority)
+        t = self._prepare(type, queue, run_at, priority, timeout)
         encoded = encode(params)
-        store = await self.open()
-        return await store.job_insert(conn, queue=q, type_=type, params=encoded, run_at=at, priority=prio)
+        async with _reachable("schedule"):
+            store = await self.open()
+            return await store.job_insert(
+                conn, queue=t.queue, type_=type, params=encoded, run_at=t.run_at, priority=t.priority,
+                timeout_s=t.timeout,
+            )  # fmt: skip
 
     async def schedule_many(
         self,
@@ -208,6 +297,7 @@ class Scheduler:
         run_at: dt.datetime | dt.timedelta | None = None,
         queue: str | None = None,
         priority: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
         conn: asyncpg.Connection | None = None,
         chunk_size: int = CHUNK_SIZE,
     ) -> list[int]:
@@ -217,25 +307,22 @@ class Scheduler:
         is encoded before the first insert, so a bad one writes nothing. Without ``conn``
         the chunks commit separately; pass ``conn`` inside a transaction for all-or-nothing.
         """
-        jt = self.registry.require(type)
-        q = jt.queue if queue is None else queue
-        check_name("queue", q)
-        at = _check_run_at(run_at)
-        prio = _check_priority(priority)
-        if not isinstance(chunk_size, int) or chunk_size < 1:
+        t = self._prepare(type, queue, run_at, priority, timeout)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ConfigError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
         if isinstance(params, str | bytes | dict):
             raise ConfigError("params must be an iterable of params values, one per job (not a single value)")
         encoded = [encode(p, what=f"params[{i}]") for i, p in enumerate(params)]
         if not encoded:
             return []
-        store = await self.open()
         ids: list[int] = []
-        for start in range(0, len(encoded), chunk_size):
-            chunk = encoded[start : start + chunk_size]
-            ids += await store.job_insert_many(
-                conn, queue=q, type_=type, params=chunk, run_at=at, priority=prio
-            )
+        async with _reachable("schedule_many"):
+            store = await self.open()
+            for start in range(0, len(encoded), chunk_size):
+                ids += await store.job_insert_many(
+                    conn, queue=t.queue, type_=type, params=encoded[start : start + chunk_size],
+                    run_at=t.run_at, priority=t.priority, timeout_s=t.timeout,
+                )  # fmt: skip
         return ids
 
     # -- workers --------------------------------------------------------------------------
@@ -253,11 +340,16 @@ class Scheduler:
         heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
         dead_after: float = DEAD_AFTER_S,
         should_log_run: ShouldLogRun | None = None,
+        shutdown_grace: float = SHUTDOWN_GRACE_S,
+        listen: bool | None = None,
+        listen_probe_interval: float = LISTEN_PROBE_INTERVAL_S,
+        on_error: Callable[[BaseException], None] | None = None,
     ) -> Worker:
         """Build a worker for ``queues`` (default: the queues of all registered types).
 
-        ``prefetch`` defaults to max(500, concurrency); ``buffer_max`` to 4 × ``flush_max``.
-        Run it with ``await worker.run()`` (until cancelled or ``await worker.shutdown()``).
+        ``prefetch`` defaults to max(500, concurrency); ``buffer_max`` to 4 × ``flush_max``;
+        ``listen`` to True (False with ``pgbouncer=True``). Run it with ``await worker.run()``
+        (until cancelled or ``await worker.shutdown()``).
         """
         if isinstance(queues, str):
             raise ConfigError(f"queues must be a list of queue names, got the string {queues!r}")
@@ -275,5 +367,9 @@ class Scheduler:
             heartbeat_interval=heartbeat_interval,
             dead_after=dead_after,
             should_log_run=should_log_run,
+            shutdown_grace=shutdown_grace,
+            listen=not self.pgbouncer if listen is None else listen,
+            listen_probe_interval=listen_probe_interval,
+            on_error=on_error,
         )
         return Worker(open_store=self.open, registry=self.registry, config=config)

@@ -45,6 +45,12 @@ class Queries:
     worker_heartbeat: str
     worker_deregister: str
     listen_probe: str
+    job_lock: str
+    job_cancel_pending: str
+    job_cancel_running: str
+    job_cancel_requested_many: str
+    worker_reap_lock: str
+    worker_reap_release: str
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

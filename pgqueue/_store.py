@@ -22,9 +22,10 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from ._models import CancelResult
 from ._sql import QUERIES, Queries, quote_ident
 
-__all__ = ["RUN_COLUMNS", "FinalizeResult", "FlushBatch", "Store", "create_pool"]
+__all__ = ["RUN_COLUMNS", "FinalizeResult", "FlushBatch", "Store", "create_pool", "is_unavailable"]
 
 # Column order of the COPY into job_runs; the flusher builds records in this order.
 RUN_COLUMNS = (
@@ -46,17 +47,47 @@ RUN_COLUMNS = (
 )
 RUN_RETRY_AT = RUN_COLUMNS.index("retry_at")
 
+CONNECT_TIMEOUT_S = 10.0
 Executor = asyncpg.Pool | asyncpg.Connection
 ListenConn = asyncpg.Connection | PoolConnectionProxy  # a pool connection when we only have a pool
+
+
+# Errors that mean "the database cannot be reached right now": worth retrying, never a bug.
+_UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable, DNS
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08, including a connection that went away
+    asyncpg.CannotConnectNowError,  # 57P03: starting up or in recovery
+    asyncpg.AdminShutdownError,  # 57P01: shut down or terminated (pg_terminate_backend)
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean the server is unreachable, restarting or dropped us."""
+    if isinstance(exc, asyncpg.InterfaceError):  # "connection is closed", "connection was lost"
+        text = str(exc).lower()
+        return "closed" in text or "lost" in text
+    return isinstance(exc, _UNAVAILABLE)
 
 
 async def _no_reset(_conn: asyncpg.Connection) -> None:
     """Pool reset hook: our pooled connections hold no session state (see module doc)."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """Open a pool for pgqueue's own use."""
-    pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_no_reset)
+async def create_pool(
+    dsn: str, *, min_size: int = 0, max_size: int = 10, statement_cache_size: int = 100
+) -> asyncpg.Pool:
+    """Open a pool for pgqueue's own use.
+
+    ``min_size`` 0 means opening does not connect: a scheduler can be created while the
+    database is down, and ``schedule()`` reports the outage when it happens.
+    ``statement_cache_size=0`` is for PgBouncer in transaction mode.
+    """
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, reset=_no_reset, statement_cache_size=statement_cache_size
+    )
     return pool
 
 
@@ -83,6 +114,24 @@ class FinalizeResult:
     ended: frozenset[int]
     put_back: dict[int, dt.datetime]
     runs_logged: int
+
+
+def _keepalive(conn: asyncpg.Connection) -> None:
+    """TCP keepalives on the LISTEN socket, so a dead peer is noticed in ~25 s, not hours.
+
+    asyncpg has no option for client-side keepalives; the socket comes from the transport
+    (``get_extra_info`` is asyncio's public API, ``_transport`` is asyncpg's attribute).
+    Unix sockets have no keepalive and are skipped. The listener's probe is the main check;
+    this only shortens how long a half-open socket can hide.
+    """
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for opt, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, opt):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
 
 
 class Store:
@@ -141,11 +190,12 @@ class Store:
         params: str,
         run_at: dt.datetime | None,
         priority: int,
+        timeout_s: float | None = None,
     ) -> int:
         """Insert one job and notify its queue, in one statement."""
         ex: Executor = self.pool if conn is None else conn
         job_id: int = await ex.fetchval(
-            self.q.job_insert, queue, type_, params, run_at, priority, self.channel
+            self.q.job_insert, queue, type_, params, run_at, priority, self.channel, timeout_s
         )
         return job_id
 
@@ -158,10 +208,13 @@ class Store:
         params: list[str],
         run_at: dt.datetime | None,
         priority: int,
+        timeout_s: float | None = None,
     ) -> list[int]:
         """Insert jobs of one type and queue, one notification for the lot."""
         ex: Executor = self.pool if conn is None else conn
-        row = await ex.fetchrow(self.q.job_insert_many, queue, type_, params, run_at, priority, self.channel)
+        row = await ex.fetchrow(
+            self.q.job_insert_many, queue, type_, params, run_at, priority, self.channel, timeout_s
+        )
         assert row is not None  # noqa: S101 - an aggregate always returns a row
         ids: list[int] = row[0] or []
         return ids
@@ -215,6 +268,23 @@ class Store:
         status: str = await self.pool.execute(self.q.job_release_many, worker_id, list(ids))
         return int(status.rsplit(maxsplit=1)[-1])
 
+    async def job_cancel(self, job_id: int) -> CancelResult:
+        """End a waiting job as cancelled, or flag a claimed one and tell its worker."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(self.q.job_lock, job_id)
+            if row is None:
+                return CancelResult.NOT_FOUND
+            if row["worker_id"] is None:
+                await conn.execute(self.q.job_cancel_pending, job_id, "cancelled before it ran")
+                return CancelResult.CANCELLED
+            await conn.execute(self.q.job_cancel_running, job_id, self.channel)
+            return CancelResult.CANCELLING
+
+    async def job_cancel_requested_many(self, ids: Sequence[int]) -> set[int]:
+        """Which of these jobs were flagged by cancel()."""
+        rows = await self.pool.fetch(self.q.job_cancel_requested_many, list(ids))
+        return {r[0] for r in rows}
+
     # -- workers -------------------------------------------------------------------------
 
     async def worker_register(self, queues: Sequence[str]) -> int:
@@ -227,6 +297,21 @@ class Store:
     async def worker_heartbeat(self, worker_id: int) -> bool:
         """Refresh the heartbeat; False means the row is gone (this worker was reaped)."""
         return await self.pool.fetchval(self.q.worker_heartbeat, worker_id) is not None
+
+    async def worker_reap(self, dead_after: float, self_id: int) -> tuple[int, int]:
+        """Release the jobs of workers silent for ``dead_after`` seconds and drop them.
+
+        Two statements in one transaction on purpose: the first locks the dead rows (and so
+        waits for their claims in flight), the second reads the jobs with a newer snapshot.
+        Returns (jobs released, workers reaped).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            dead = [r[0] for r in await conn.fetch(self.q.worker_reap_lock, dead_after, self_id)]
+            if not dead:
+                return 0, 0
+            row = await conn.fetchrow(self.q.worker_reap_release, dead)
+            assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
+            return int(row[0]), int(row[1])
 
     async def worker_deregister(self, worker_id: int) -> int:
         """Release everything the worker still holds and delete its row; returns jobs released."""
@@ -242,9 +327,10 @@ class Store:
         life instead (released on close, where the pool's reset runs ``UNLISTEN *``).
         """
         if self.dsn is not None:
-            conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
+            conn: asyncpg.Connection = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_S)
+            _keepalive(conn)
             return conn
-        acquired: PoolConnectionProxy = await self.pool.acquire()
+        acquired: PoolConnectionProxy = await self.pool.acquire(timeout=CONNECT_TIMEOUT_S)
         return acquired
 
     async def listen_probe(self, conn: ListenConn, payload: str) -> None:

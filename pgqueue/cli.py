@@ -19,7 +19,7 @@ from typing import Annotated
 import anyio
 import typer
 
-from ._config import CONCURRENCY, POLL_INTERVAL_S
+from ._config import CONCURRENCY, DEAD_AFTER_S, HEARTBEAT_INTERVAL_S, POLL_INTERVAL_S, SHUTDOWN_GRACE_S
 from ._errors import PgQueueError
 from ._scheduler import Scheduler
 
@@ -70,7 +70,7 @@ def migrate(dsn: DsnOption = None, schema: SchemaOption = "pgqueue") -> None:
 
 
 @app.command()
-def worker(
+def worker(  # noqa: PLR0917 - typer maps each option to a parameter
     target: Annotated[str, typer.Argument(help="The Scheduler to serve, as module:attribute.")],
     queue: Annotated[
         list[str] | None,
@@ -81,12 +81,32 @@ def worker(
     poll_interval: Annotated[
         float, typer.Option(min=0.001, help="Backstop poll, seconds.")
     ] = POLL_INTERVAL_S,
+    heartbeat_interval: Annotated[
+        float, typer.Option(min=0.001, help="Seconds between heartbeats.")
+    ] = HEARTBEAT_INTERVAL_S,
+    dead_after: Annotated[
+        float, typer.Option(min=0.003, help="Seconds of silence after which a worker is reaped.")
+    ] = DEAD_AFTER_S,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(min=0.001, help="Seconds running jobs get on SIGTERM before they are interrupted."),
+    ] = SHUTDOWN_GRACE_S,
+    listen: Annotated[
+        bool, typer.Option(help="LISTEN for wake-ups (--no-listen polls only, for PgBouncer).")
+    ] = True,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (a second signal stops at once)."""
     scheduler = load_scheduler(target)
     try:
         w = scheduler.worker(
-            queues=queue or None, concurrency=concurrency, prefetch=prefetch, poll_interval=poll_interval
+            queues=queue or None,
+            concurrency=concurrency,
+            prefetch=prefetch,
+            poll_interval=poll_interval,
+            heartbeat_interval=heartbeat_interval,
+            dead_after=dead_after,
+            shutdown_grace=shutdown_grace,
+            listen=listen,
         )
     except PgQueueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -9,6 +9,8 @@
 -- Notification payloads on the schema's channel (parsed by `_listener.py`):
 --   r:<queue>          jobs in <queue> are due now: claim
 --   d:<epoch>:<queue>  a job in <queue> is due at <epoch> seconds: arm a timer, do not claim
+--   c:<job id>         cancel this job if you are running it
+--   p:<token>          a listener's probe of its own connection
 
 -- name: migration_lock
 -- why: serialise concurrent migrators (several processes starting at once) per schema.
@@ -59,11 +61,11 @@ SELECT coalesce(max(version), 0) FROM {schema}.schema_version;
 -- why: one round trip inserts the job and wakes the workers of its queue; on a caller's
 --      connection both commit or roll back with the caller's transaction.
 -- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
---         $5 priority smallint, $6 channel text
+--         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = type default)
 WITH ins AS (
-    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed)
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s)
     VALUES ($1, $2, $3::json, coalesce($4::timestamptz, now()), $5,
-            coalesce($4::timestamptz, now()) > now())
+            coalesce($4::timestamptz, now()) > now(), $7)
     RETURNING id, run_at, delayed
 )
 SELECT id, pg_notify($6::text, CASE WHEN delayed
@@ -75,10 +77,10 @@ FROM ins;
 -- why: bulk insert of one type into one queue: one statement and one notification per chunk.
 --      Ids come back in input order (the identity follows the ORDER BY of the insert).
 -- params: $1 queue text, $2 type text, $3 params json[], $4 run_at timestamptz (NULL = now),
---         $5 priority smallint, $6 channel text
+--         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = type default)
 WITH ins AS (
-    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed)
-    SELECT $1, $2, u.p, coalesce($4::timestamptz, now()), $5, coalesce($4::timestamptz, now()) > now()
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s)
+    SELECT $1, $2, u.p, coalesce($4::timestamptz, now()), $5, coalesce($4::timestamptz, now()) > now(), $7
     FROM unnest($3::json[]) WITH ORDINALITY AS u(p, n)
     ORDER BY u.n
     RETURNING id, run_at, delayed
@@ -103,7 +105,7 @@ WITH w AS (
     SELECT id FROM {schema}.workers WHERE id = $3 FOR KEY SHARE
 )
 UPDATE {schema}.jobs j
-SET worker_id = $3, attempt = j.attempt + 1, delayed = false
+SET worker_id = $3, attempt = j.attempt + 1, delayed = false, claimed_at = now()
 WHERE j.id = ANY(ARRAY(
     SELECT c.id
     FROM unnest($1::text[]) AS q(name)
@@ -129,7 +131,7 @@ WHERE j.id = ANY(ARRAY(
 ))
 AND EXISTS (SELECT 1 FROM w)
 RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
-          j.run_at, j.inserted_at;
+          j.run_at, j.inserted_at, j.timeout_s, j.cancel_requested;
 
 -- name: job_next_due
 -- why: when the queues are drained the fetcher sleeps until the next delayed job is due
@@ -215,3 +217,77 @@ DELETE FROM {schema}.workers WHERE id = $1 RETURNING (SELECT count(*) FROM relea
 --      the LISTEN connection is treated as dead (half-open sockets look alive otherwise).
 -- params: $1 channel text, $2 payload text
 SELECT pg_notify($1, $2);
+
+-- name: job_lock
+-- why: cancel() first locks the row, so a claim in progress finishes before we decide
+--      whether the job is pending (delete it) or running (ask its owner to stop it).
+-- params: $1 job id bigint
+SELECT worker_id FROM {schema}.jobs WHERE id = $1 FOR UPDATE;
+
+-- name: job_cancel_pending
+-- why: a job nobody holds ends at once, with a "cancelled" row as its final run.
+-- params: $1 job id bigint, $2 reason text
+WITH gone AS (
+    DELETE FROM {schema}.jobs WHERE id = $1 AND worker_id IS NULL
+    RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params
+)
+INSERT INTO {schema}.job_runs (job_id, inserted_at, run_at, started_at, finished_at, attempt, priority,
+                               queue, type, outcome, error, params)
+SELECT id, inserted_at, run_at, now(), now(), attempt + 1, priority, queue, type, 'cancelled', $2, params
+FROM gone;
+
+-- name: job_cancel_running
+-- why: a claimed job is flagged (so no later claim runs it) and its owner is told by
+--      NOTIFY to interrupt it; the owner records the cancelled run.
+-- params: $1 job id bigint, $2 channel text
+WITH flagged AS (
+    UPDATE {schema}.jobs SET cancel_requested = true WHERE id = $1 AND worker_id IS NOT NULL
+    RETURNING id
+)
+SELECT pg_notify($2, 'c:' || id::text) FROM flagged;
+
+-- name: job_cancel_requested_many
+-- why: the heartbeat's backstop for a missed cancel notification: which of the jobs this
+--      worker runs have been cancelled since.
+-- params: $1 ids bigint[]
+SELECT id FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND cancel_requested;
+
+-- name: worker_reap_lock
+-- why: find workers silent for longer than the deadline and lock their rows. The lock waits
+--      out any claim those workers have in flight (claims hold their own row FOR KEY SHARE),
+--      so the release that follows, in a later statement of this transaction, sees every
+--      job they ever claimed; a claim after it finds no row and takes nothing.
+-- params: $1 dead after seconds float8, $2 the reaping worker's id bigint
+SELECT id FROM {schema}.workers
+WHERE heartbeat < now() - make_interval(secs => $1) AND id <> $2
+ORDER BY id
+FOR UPDATE SKIP LOCKED;
+
+-- name: worker_reap_release
+-- why: free every job the dead workers held, at once, and record the cut-short runs: one
+--      "crashed" (or "timeout", when the run had passed its deadline) row per job, so each
+--      claim has its run row. The claim already counted the attempt, so a job that keeps
+--      killing its workers runs out of attempts instead of looping. Then drop the rows.
+-- params: $1 worker ids bigint[]
+WITH released AS (
+    UPDATE {schema}.jobs j
+    SET worker_id = NULL, delayed = true,
+        last_error = format('worker %s (%s pid %s) stopped heartbeating; the run was cut short',
+                            w.id, w.hostname, w.pid)
+    FROM {schema}.workers w
+    WHERE j.worker_id = w.id AND w.id = ANY($1::bigint[])
+    RETURNING j.id, w.id AS wid, j.inserted_at, j.run_at, j.claimed_at, j.timeout_s, j.attempt,
+              j.priority, j.queue, j.type, j.params, j.last_error
+), logged AS (
+    INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
+                                   retry_at, attempt, priority, queue, type, outcome, error, params)
+    SELECT id, wid, inserted_at, run_at, coalesce(claimed_at, now()), now(), now(), attempt, priority,
+           queue, type,
+           CASE WHEN claimed_at + make_interval(secs => timeout_s) < now() THEN 'timeout' ELSE 'crashed' END,
+           last_error, params
+    FROM released
+    RETURNING job_id
+), dropped AS (
+    DELETE FROM {schema}.workers WHERE id = ANY($1::bigint[]) RETURNING id
+)
+SELECT (SELECT count(*) FROM logged) AS jobs_released, (SELECT count(*) FROM dropped) AS workers_reaped;

@@ -24,13 +24,18 @@ CREATE TABLE workers (
 --              the per-row RI trigger would cost every claimed row a lookup; the claim
 --              statement locks the claiming worker's row once instead, and the reaper
 --              releases a dead worker's jobs explicitly (see queries.sql).
+--   claimed_at when the current claim was made: the start time of a run whose worker died
+--              before it could report, and with timeout_s the run's deadline.
 --   attempt    runs started so far; the claim increments it, so a run cut short by a
 --              crash still counts, and every finalize is fenced by (worker_id, attempt).
 --   errors     failed runs so far (the retry filters' "error count").
+--   timeout_s  this job's run-time limit in seconds (NULL: the type's default, if any).
 --   delayed    true while the job waits in the small due index instead of the claim
 --              index: scheduled for a future run_at, or put back (retry, release). Claims
 --              and "next due" never scan past future jobs; immediate jobs (the hot path)
 --              are inserted with false.
+--   cancel_requested  set by cancel() on a claimed job; its owner interrupts it, and any
+--              path that would run it again (put back, rescue) ends it as cancelled.
 --   params     json, not jsonb: cheaper to insert and never queried by the database.
 -- The id is BY DEFAULT so that a job can be re-inserted under its own id (re-run).
 CREATE TABLE jobs (
@@ -38,10 +43,13 @@ CREATE TABLE jobs (
     worker_id   bigint,
     run_at      timestamptz NOT NULL DEFAULT now(),
     inserted_at timestamptz NOT NULL DEFAULT now(),
+    claimed_at  timestamptz,
     attempt     integer     NOT NULL DEFAULT 0,
     errors      integer     NOT NULL DEFAULT 0,
+    timeout_s   real,
     priority    smallint    NOT NULL DEFAULT 0,
     delayed     boolean     NOT NULL DEFAULT false,
+    cancel_requested boolean NOT NULL DEFAULT false,
     queue       text        NOT NULL,
     type        text        NOT NULL,
     last_error  text,

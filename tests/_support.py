@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,23 @@ async def runs(db: asyncpg.Connection, schema: str, job_id: int | None = None) -
 
 async def hot_count(db: asyncpg.Connection, schema: str) -> int:
     return int(await db.fetchval(f'SELECT count(*) FROM "{schema}".jobs'))
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = WAIT_S) -> None:
+    """Wait until ``check()`` holds, polling every 10 ms; fail after ``timeout`` seconds.
+
+    For state that has no event to wait on: rows written by another process or connection,
+    counters of a running worker. The deadline makes a hang fail; it is not a timing assertion.
+    """
+    with anyio.fail_after(timeout):
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(0.01)
+
+
+async def hot_empty(db: asyncpg.Connection, schema: str) -> bool:
+    return await hot_count(db, schema) == 0

@@ -23,4 +23,11 @@ async def hang(job: Job) -> None:
     await anyio.sleep_forever()
 
 
+@scheduler.job("hang_first_run")
+async def hang_first_run(job: Job) -> str:
+    if job.attempt == 1:
+        await anyio.sleep_forever()
+    return "second run"
+
+
 not_a_scheduler = 42

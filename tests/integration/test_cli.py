@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from pgqueue import Scheduler
-from tests._support import ROOT_DIR
+from tests._support import ROOT_DIR, until
 
 pytestmark = pytest.mark.pg
 
@@ -68,9 +68,10 @@ def test_worker_command_rejects_a_bad_target(dsn: str) -> None:
 
 
 async def _wait_rows(db: asyncpg.Connection, sql: str, want: int) -> None:
-    with anyio.fail_after(30):
-        while await db.fetchval(sql) < want:  # noqa: ASYNC110 - another process's progress: poll the database
-            await anyio.sleep(0.02)
+    async def enough() -> bool:
+        return bool(await db.fetchval(sql) >= want)
+
+    await until(enough)
 
 
 async def test_worker_process_sigterm_is_graceful_and_second_signal_hard_stops(
@@ -106,3 +107,45 @@ async def test_worker_process_sigterm_is_graceful_and_second_signal_hard_stops(
     assert row is not None
     assert row["worker_id"] is None
     assert await db.fetchval(f'SELECT count(*) FROM "{schema}".workers') == 0
+
+
+async def test_a_sigkilled_worker_process_has_its_job_rescued_and_rerun(
+    dsn: str, scheduler: Scheduler, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The worker process dies mid-run (SIGKILL: no clean-up at all). A live worker reaps it
+    after dead_after, records the cut run as crashed, and runs the job again."""
+    schema = scheduler.schema
+    log = (tmp_path / "worker.log").open("w")
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting the worker process under test
+        [sys.executable, "-m", "pgqueue", "worker", "tests.cli_app:scheduler",
+         "--heartbeat-interval", "0.1", "--dead-after", "0.5"],
+        env=_env(dsn, schema), cwd=ROOT_DIR, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        scheduler.register("hang_first_run", lambda job: None)
+        job_id = await scheduler.schedule("hang_first_run")
+        await _wait_rows(db, f'SELECT count(*) FROM "{schema}".jobs WHERE worker_id IS NOT NULL', 1)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    from tests.cli_app import hang_first_run
+
+    rescuer = Scheduler(dsn, schema=schema)
+    rescuer.register("hang_first_run", hang_first_run)
+    try:
+        async with anyio.create_task_group() as tg:
+            worker = rescuer.worker(heartbeat_interval=0.1, dead_after=0.5)
+            await tg.start(worker.run)
+            await _wait_rows(db, f"SELECT count(*) FROM \"{schema}\".job_runs WHERE outcome = 'succeeded'", 1)
+            await worker.shutdown()
+    finally:
+        await rescuer.close()
+    rows = await db.fetch(
+        f'SELECT attempt, outcome, result FROM "{schema}".job_runs WHERE job_id = $1 ORDER BY attempt', job_id
+    )
+    assert [(r["attempt"], r["outcome"]) for r in rows] == [(1, "crashed"), (2, "succeeded")]
+    assert rows[1]["result"] == '"second run"'

@@ -333,13 +333,6 @@ async def test_should_log_run_final_runs_only(scheduler: Scheduler, db: asyncpg.
     assert (run["attempt"], run["outcome"], run["retry_at"]) == (3, "failed", None)
 
 
-async def test_bad_dsn_fails_at_start() -> None:
-    s = Scheduler("postgresql://nobody@127.0.0.1:1/none")
-    s.register("noop", lambda job: None)
-    with pytest.raises(OSError), anyio.fail_after(30):
-        await s.worker().run()
-
-
 async def test_structured_log_events(scheduler: Scheduler, caplog: pytest.LogCaptureFixture) -> None:
     from pgqueue import LinearBackoff
 

@@ -37,11 +37,11 @@ def finish(stats: RunStats, runs: int, busy_s: float) -> None:
     stats.busy_s += busy_s
 
 
-def test_target_is_concurrency_before_any_run_is_measured() -> None:
+def test_target_is_twice_concurrency_before_any_run_is_measured() -> None:
     fetcher, stats, _ = make_fetcher()
-    assert fetcher._target() == CONCURRENCY
+    assert fetcher._target() == 2 * CONCURRENCY  # one spare job per runner
     finish(stats, CONCURRENCY - 1, 0.0001)  # fewer runs than concurrency: not measured yet
-    assert fetcher._target() == CONCURRENCY
+    assert fetcher._target() == 2 * CONCURRENCY
 
 
 def test_fast_jobs_get_the_full_prefetch() -> None:
@@ -78,7 +78,7 @@ def test_target_never_exceeds_prefetch_or_falls_below_concurrency() -> None:
 def test_want_is_zero_above_half_the_target_and_the_gap_at_or_below() -> None:
     fetcher, stats, _ = make_fetcher()
     target = fetcher._target()
-    assert target == CONCURRENCY
+    assert target == 2 * CONCURRENCY
     for held in range(target + 3):
         stats.outstanding = held
         want = fetcher._want()
@@ -101,12 +101,12 @@ def test_want_with_a_measured_large_target() -> None:
 def test_want_is_zero_while_the_result_buffer_is_blocked() -> None:
     fetcher, stats, results = make_fetcher(high_water=2)
     stats.outstanding = 0
-    assert fetcher._want() == CONCURRENCY
+    assert fetcher._want() == 2 * CONCURRENCY
     results.restore([cast("RunResult", object()), cast("RunResult", object())])  # at high water
     assert results.blocked()
     assert fetcher._want() == 0
     results.take(1000)
-    assert fetcher._want() == CONCURRENCY
+    assert fetcher._want() == 2 * CONCURRENCY
 
 
 def test_note_due_keeps_the_earliest_time() -> None:

@@ -1,0 +1,207 @@
+"""Database and connection faults: down at start, unreachable, connections cut, half-open.
+
+The proxy (tests/_proxy.py) sits between pgqueue and the test server, so a test can make
+the database unreachable and bring it back without touching the server itself.
+"""
+
+from __future__ import annotations
+
+import anyio
+import asyncpg
+import pytest
+
+from pgqueue import DatabaseUnavailableError, Job, Scheduler
+from pgqueue._store import Store
+from tests._proxy import PgProxy
+from tests._support import Counter, hot_count, running, runs, until, wait
+
+pytestmark = pytest.mark.pg
+
+
+@pytest.fixture
+async def proxy(dsn: str) -> PgProxy:
+    p = await PgProxy(dsn).start()
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
+async def proxied(proxy: PgProxy, scheduler: Scheduler) -> Scheduler:
+    """A scheduler on the test schema whose every connection goes through the proxy."""
+    s = Scheduler(proxy.dsn, schema=scheduler.schema)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def test_a_wrong_database_name_fails_the_start_at_once(dsn: str) -> None:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    bad = urlunsplit((parts.scheme, parts.netloc, "/no_such_database_xyz", parts.query, ""))
+    s = Scheduler(bad)
+    s.register("noop", lambda job: None)
+    try:
+        with pytest.raises(asyncpg.InvalidCatalogNameError), anyio.fail_after(30):
+            await s.worker().run()
+    finally:
+        await s.close()
+
+
+async def test_schedule_while_the_database_is_down_raises_a_clear_error(
+    proxy: PgProxy, proxied: Scheduler
+) -> None:
+    proxied.register("noop", lambda job: None)
+    proxy.refusing = True
+    with pytest.raises(DatabaseUnavailableError, match="schedule: the database is unavailable") as info:
+        await proxied.schedule("noop")
+    assert isinstance(info.value, ConnectionError)
+    with pytest.raises(DatabaseUnavailableError):
+        await proxied.schedule_many("noop", [1, 2])
+    with pytest.raises(DatabaseUnavailableError):
+        await proxied.cancel(1)
+    proxy.refusing = False
+    assert isinstance(await proxied.schedule("noop"), int)
+
+
+async def test_a_worker_started_while_the_database_is_down_waits_and_reports(
+    proxy: PgProxy, proxied: Scheduler, db: asyncpg.Connection
+) -> None:
+    done = Counter(1)
+    errors: list[BaseException] = []
+
+    @proxied.job("work")
+    async def work(job: Job) -> None:
+        done.hit(job.id)
+
+    proxy.refusing = True
+    worker = proxied.worker(on_error=errors.append)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        await until(lambda: len(errors) >= 2)  # retried, and said so each time
+        assert worker.id == 0  # not started
+        proxy.refusing = False
+        await until(lambda: worker.id != 0)
+        await proxied.schedule("work")
+        await wait(done.done)
+        await worker.shutdown()
+    assert all(isinstance(e, OSError | asyncpg.PostgresError | asyncpg.InterfaceError) for e in errors)
+
+
+async def test_listener_reconnects_and_catches_a_job_scheduled_during_the_gap(
+    proxy: PgProxy, proxied: Scheduler, scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Every connection is cut and refused; a job is scheduled (directly) meanwhile. Its
+    notification is lost, the poll is 60 s away: only the reconnect's catch-up claim runs it."""
+    done = Counter(2)
+
+    @proxied.job("work")
+    async def work(job: Job) -> None:
+        done.hit(job.id)
+
+    scheduler.register("work", work)
+    worker = proxied.worker(poll_interval=60, on_error=lambda e: None)
+    async with running(worker):
+        first = await scheduler.schedule("work")
+        await until(lambda: len(done.calls) == 1)
+        proxy.refusing = True
+        proxy.cut()
+        await until(lambda: worker._listener is not None and not worker._listener.connected)
+        during = await scheduler.schedule("work")  # straight to the server: notify goes nowhere
+        proxy.refusing = False
+        await wait(done.done)
+    assert done.calls == [first, during]
+    assert worker.listener_connects >= 2
+
+
+async def test_a_half_open_listen_connection_is_caught_by_the_probe(
+    proxy: PgProxy, proxied: Scheduler, scheduler: Scheduler
+) -> None:
+    """Bytes stop flowing but the socket stays open: no error, no EOF. The probe notices."""
+    done = Counter(1)
+
+    @proxied.job("work")
+    async def work(job: Job) -> None:
+        done.hit(job.id)
+
+    scheduler.register("work", work)
+    worker = proxied.worker(poll_interval=60, listen_probe_interval=0.2, on_error=lambda e: None)
+    async with running(worker):
+        listener = worker._listener
+        assert listener is not None
+        proxy.blackhole = True
+        await until(lambda: not listener.connected)
+        proxy.cut()  # the dead sockets go; new connections work again
+        proxy.blackhole = False
+        await until(lambda: listener.connected)
+        await scheduler.schedule("work")
+        await wait(done.done)
+    assert worker.listener_connects >= 2
+
+
+async def test_a_failed_flush_keeps_its_results_and_retries(
+    proxy: PgProxy, proxied: Scheduler, db: asyncpg.Connection
+) -> None:
+    done = Counter(20)
+    errors: list[BaseException] = []
+
+    @proxied.job("work")
+    async def work(job: Job) -> None:
+        done.hit(job.id)
+
+    ids = await proxied.schedule_many("work", range(20))
+    worker = proxied.worker(flush_age=3600, flush_max=1000, on_error=errors.append)
+    async with running(worker):
+        await wait(done.done)  # all results are buffered, none written
+        proxy.refusing = True
+        proxy.cut()
+        flusher = worker._flusher
+        assert flusher is not None
+        assert not await flusher.flush_once()  # fails, keeps the batch
+        assert errors
+        proxy.refusing = False
+    # The shutdown flush wrote everything exactly once.
+    rows = await runs(db, proxied.schema)
+    assert sorted(r["job_id"] for r in rows) == sorted(ids)
+    assert await hot_count(db, proxied.schema) == 0
+
+
+async def test_claiming_pauses_while_the_result_buffer_is_full(
+    scheduler: Scheduler, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flushes fail (the store is told to); the buffer fills to buffer_max, runners wait,
+    no more claims go out. When flushes work again everything is written once."""
+    done = Counter(40)
+    failing = True
+    real = Store.job_finalize_many
+
+    async def flaky(self: Store, worker_id: int, batch: object) -> object:
+        if failing:
+            raise ConnectionResetError("injected")
+        return await real(self, worker_id, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "job_finalize_many", flaky)
+
+    @scheduler.job("work")
+    async def work(job: Job) -> None:
+        done.hit(job.id)
+
+    await scheduler.schedule_many("work", range(40))
+    worker = scheduler.worker(
+        concurrency=2, prefetch=4, flush_max=2, buffer_max=4, flush_age=0.01, on_error=lambda e: None
+    )
+    async with running(worker):
+        await until(lambda: worker._flusher is not None and worker._flusher._failures >= 3)
+        claims = worker.claims
+        held = worker.stats.finished
+        assert held <= 4 + 2 + 4  # the buffer, plus at most one claimed batch in hand
+        await anyio.sleep(0.2)
+        assert worker.claims == claims
+        failing = False
+        await wait(done.done)
+    rows = await runs(db, scheduler.schema)
+    assert len(rows) == 40
+    assert len({r["job_id"] for r in rows}) == 40

@@ -1,0 +1,357 @@
+"""Liveness: heartbeats and reaping, fencing, lost leases, shutdown, timeouts, cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import anyio
+import asyncpg
+import pytest
+
+from pgqueue import CancelResult, Job, LinearBackoff, Outcome, Scheduler
+from pgqueue._store import FlushBatch
+from tests._support import Counter, hot_count, hot_empty, running, runs, until, wait
+
+pytestmark = pytest.mark.pg
+
+FAST = {"heartbeat_interval": 0.05, "dead_after": 0.3}  # reaping within a fraction of a second
+
+
+async def _dead_worker_holding(scheduler: Scheduler, db: asyncpg.Connection, n: int) -> tuple[int, list[int]]:
+    """A worker row that claimed ``n`` jobs and then went silent (its heartbeat is old)."""
+    store = await scheduler.open()
+    wid = await store.worker_register(["default"])
+    rows = await store.job_claim_many(["default"], n, wid)
+    await db.execute(
+        f"UPDATE \"{scheduler.schema}\".workers SET heartbeat = now() - interval '1 hour' WHERE id = $1", wid
+    )
+    return wid, [r["id"] for r in rows]
+
+
+async def test_a_live_worker_reaps_a_dead_one_and_reruns_its_jobs(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    done = Counter(3)
+
+    @scheduler.job("work")
+    async def work(job: Job) -> None:
+        done.hit((job.id, job.attempt))
+
+    await scheduler.schedule_many("work", [1, 2, 3])
+    dead, held = await _dead_worker_holding(scheduler, db, 3)
+    async with running(scheduler.worker(poll_interval=60, **FAST)):
+        await wait(done.done)
+    assert sorted(done.calls) == [(j, 2) for j in held]  # the crashed claim counted as attempt 1
+    for job_id in held:
+        crashed, ok = await runs(db, scheduler.schema, job_id)
+        assert (crashed["attempt"], crashed["outcome"], crashed["worker_id"]) == (1, "crashed", dead)
+        assert f"worker {dead} " in crashed["error"]
+        assert crashed["started_at"] <= crashed["finished_at"]
+        assert (ok["attempt"], ok["outcome"]) == (2, "succeeded")
+    assert await db.fetchval(f'SELECT count(*) FROM "{scheduler.schema}".workers WHERE id = $1', dead) == 0
+
+
+async def test_a_long_job_on_a_live_worker_is_never_taken_over(
+    dsn: str, scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Two workers with a 0.3 s dead deadline; a 1.5 s job on one of them runs exactly once."""
+    calls: list[int] = []
+    finished = anyio.Event()
+
+    @scheduler.job("long")
+    async def long(job: Job) -> None:
+        calls.append(job.attempt)
+        await anyio.sleep(1.5)
+        finished.set()
+
+    other = Scheduler(dsn, schema=scheduler.schema)
+    other.register("long", long)
+    try:
+        async with running(scheduler.worker(**FAST)), running(other.worker(**FAST)):
+            job_id = await scheduler.schedule("long")
+            await wait(finished)
+    finally:
+        await other.close()
+    assert calls == [1]
+    [run] = await runs(db, scheduler.schema, job_id)
+    assert run["outcome"] == "succeeded"
+
+
+async def test_a_job_that_keeps_killing_its_workers_ends_after_max_attempts(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    ran = Counter(1)
+
+    @scheduler.job("poison", max_attempts=3, retry=LinearBackoff(10, 0))
+    async def poison(job: Job) -> None:
+        ran.hit(job.attempt)
+
+    job_id = await scheduler.schedule("poison")
+    store = await scheduler.open()
+    for _ in range(3):  # three workers claim it and die before reporting
+        await _dead_worker_holding(scheduler, db, 1)
+        assert await store.worker_reap(0.1, 0) == (1, 1)
+    async with running(scheduler.worker(poll_interval=0.05, on_error=lambda e: None)):
+        await until(lambda: hot_empty(db, scheduler.schema))
+    assert ran.calls == []  # the fourth claim does not run it
+    rows = await runs(db, scheduler.schema, job_id)
+    assert [(r["attempt"], r["outcome"]) for r in rows] == [
+        (1, "crashed"),
+        (2, "crashed"),
+        (3, "crashed"),
+        (4, "failed"),
+    ]
+    assert "max_attempts=3" in rows[-1]["error"]
+    assert rows[-1]["retry_at"] is None
+
+
+async def test_fencing_rejects_a_reaped_workers_late_completion(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    scheduler.register("t", lambda job: None)
+    store = await scheduler.open()
+    job_id = await scheduler.schedule("t")
+    stale, [claimed] = await _dead_worker_holding(scheduler, db, 1)
+    assert claimed == job_id
+    await store.worker_reap(0.1, 0)
+    fresh = await store.worker_register(["default"])
+    [again] = await store.job_claim_many(["default"], 1, fresh)
+    assert again["attempt"] == 2
+    now = dt.datetime.now(dt.UTC)
+
+    def run_row(worker: int, attempt: int, outcome: str) -> list[object]:
+        return [
+            job_id,
+            worker,
+            now,
+            now,
+            now,
+            now,
+            None,
+            attempt,
+            0,
+            "default",
+            "t",
+            outcome,
+            None,
+            "null",
+            None,
+        ]
+
+    late = FlushBatch(ended_ids=[job_id], ended_attempts=[1], runs=[run_row(stale, 1, "succeeded")])
+    res = await store.job_finalize_many(stale, late)
+    assert (res.ended, res.runs_logged) == (frozenset(), 0)
+    assert await hot_count(db, scheduler.schema) == 1  # still held by the rerun
+    good = FlushBatch(ended_ids=[job_id], ended_attempts=[2], runs=[run_row(fresh, 2, "succeeded")])
+    assert (await store.job_finalize_many(fresh, good)).ended == {job_id}
+    rows = await runs(db, scheduler.schema, job_id)
+    assert [(r["attempt"], r["outcome"]) for r in rows] == [(1, "crashed"), (2, "succeeded")]
+
+
+async def test_a_worker_that_lost_its_row_registers_again_and_keeps_working(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    first = Counter(1)
+    second = Counter(1)
+
+    @scheduler.job("a")
+    async def a(job: Job) -> None:
+        first.hit(job.id)
+
+    @scheduler.job("b")
+    async def b(job: Job) -> None:
+        second.hit(job.id)
+
+    worker = scheduler.worker(**FAST)
+    async with running(worker):
+        await scheduler.schedule("a")
+        await wait(first.done)
+        old = worker.id
+        await db.execute(f'DELETE FROM "{scheduler.schema}".workers WHERE id = $1', old)  # reaped
+        await until(lambda: worker.reregistrations > 0)
+        assert worker.id != old
+        await scheduler.schedule("b")
+        await wait(second.done)
+    assert await db.fetchval(f'SELECT count(*) FROM "{scheduler.schema}".workers') == 0
+
+
+async def test_shutdown_releases_prefetched_jobs_and_interrupts_after_grace(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    started = Counter(1)
+
+    @scheduler.job("hang")
+    async def hang(job: Job) -> None:
+        started.hit(job.id)
+        await anyio.sleep_forever()
+
+    ids = await scheduler.schedule_many("hang", range(5))
+    worker = scheduler.worker(concurrency=1, prefetch=5)
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        await wait(started.done)
+        with anyio.fail_after(30):
+            await worker.shutdown(grace=0.2)
+    [hung] = started.calls
+    rows = await runs(db, scheduler.schema)
+    assert [(r["job_id"], r["attempt"], r["outcome"]) for r in rows] == [(hung, 1, "interrupted")]
+    assert rows[0]["retry_at"] is not None  # put back to run again
+    jobs = {r["id"]: r for r in await db.fetch(f'SELECT * FROM "{scheduler.schema}".jobs')}
+    assert set(jobs) == set(ids)
+    assert all(j["worker_id"] is None for j in jobs.values())
+    assert jobs[hung]["attempt"] == 1
+    assert jobs[hung]["errors"] == 0  # an interruption is not an error
+    assert {jobs[i]["attempt"] for i in ids if i != hung} == {0}  # unstarted: the claim is not counted
+
+
+async def test_a_hard_stop_records_interrupted_runs(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    started = Counter(2)
+
+    @scheduler.job("hang")
+    async def hang(job: Job) -> None:
+        started.hit(job.id)
+        await anyio.sleep_forever()
+
+    await scheduler.schedule_many("hang", [1, 2])
+    async with anyio.create_task_group() as tg:
+        await tg.start(scheduler.worker(concurrency=2).run)
+        await wait(started.done)
+        tg.cancel_scope.cancel()
+    rows = await runs(db, scheduler.schema)
+    assert sorted((r["job_id"], r["outcome"]) for r in rows) == sorted(
+        (j, "interrupted") for j in started.calls
+    )
+    assert await db.fetchval(f'SELECT count(*) FROM "{scheduler.schema}".jobs WHERE worker_id IS NULL') == 2
+
+
+async def test_timeout_interrupts_and_the_filter_decides(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    runs_seen = Counter(2)
+
+    @scheduler.job("slow", timeout=0.2, retry=LinearBackoff(1, 0))
+    async def slow(job: Job) -> None:
+        runs_seen.hit(job.attempt)
+        await anyio.sleep(30)
+
+    job_id = await scheduler.schedule("slow")
+    worker = scheduler.worker()
+    async with running(worker):
+        await wait(runs_seen.done)
+        await until(lambda: hot_empty(db, scheduler.schema))
+    rows = await runs(db, scheduler.schema, job_id)
+    assert [(r["attempt"], r["outcome"]) for r in rows] == [(1, "timeout"), (2, "timeout")]
+    assert rows[0]["retry_at"] is not None
+    assert rows[1]["retry_at"] is None
+    assert "exceeded its timeout of 0.2 s" in rows[0]["error"]
+    for r in rows:
+        assert dt.timedelta(seconds=0.2) <= r["finished_at"] - r["started_at"] < dt.timedelta(seconds=5)
+    assert worker.timeouts == 2
+
+
+async def test_a_jobs_own_timeout_overrides_the_type(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    @scheduler.job("sleepy")
+    async def sleepy(job: Job) -> None:
+        await anyio.sleep(30)
+
+    job_id = await scheduler.schedule("sleepy", timeout=0.1)
+    async with running(scheduler.worker()):
+        await until(lambda: hot_empty(db, scheduler.schema))
+    [run] = await runs(db, scheduler.schema, job_id)
+    assert run["outcome"] == "timeout"
+
+
+async def test_sync_handler_timeout_is_recorded_and_the_thread_finishes_alone(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    @scheduler.job("blocking", timeout=0.1)
+    def blocking(job: Job) -> None:
+        release.wait(30)
+
+    job_id = await scheduler.schedule("blocking")
+    async with running(scheduler.worker()):
+        await until(lambda: hot_empty(db, scheduler.schema))
+        release.set()
+    [run] = await runs(db, scheduler.schema, job_id)
+    assert run["outcome"] == "timeout"
+
+
+async def test_cancel_pending_running_and_unknown(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    started = Counter(1)
+    cancelled_inside = anyio.Event()
+
+    @scheduler.job("hang", retry=LinearBackoff(5, 0))
+    async def hang(job: Job) -> None:
+        started.hit(job.id)
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled_inside.set()
+            raise
+
+    later = await scheduler.schedule("hang", run_at=dt.timedelta(hours=1))
+    assert await scheduler.cancel(later) is CancelResult.CANCELLED
+    async with running(scheduler.worker()):
+        running_id = await scheduler.schedule("hang")
+        await wait(started.done)
+        assert await scheduler.cancel(running_id) is CancelResult.CANCELLING
+        await wait(cancelled_inside)
+        await until(lambda: hot_empty(db, scheduler.schema))
+    assert await scheduler.cancel(running_id) is CancelResult.NOT_FOUND
+    assert await scheduler.cancel(10**12) is CancelResult.NOT_FOUND
+    [pending_run] = await runs(db, scheduler.schema, later)
+    assert (pending_run["outcome"], pending_run["retry_at"]) == ("cancelled", None)
+    [running_run] = await runs(db, scheduler.schema, running_id)
+    assert (running_run["outcome"], running_run["retry_at"]) == ("cancelled", None)  # not retried
+
+
+async def test_cancel_reaches_a_claimed_job_that_has_not_started(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    release = anyio.Event()
+    ran: list[int] = []
+
+    @scheduler.job("blocker")
+    async def blocker(job: Job) -> None:
+        await release.wait()
+
+    @scheduler.job("victim")
+    async def victim(job: Job) -> None:
+        ran.append(job.id)
+
+    await scheduler.schedule("blocker")
+    victim_id = await scheduler.schedule("victim")
+    worker = scheduler.worker(concurrency=1, prefetch=10)
+    async with running(worker):
+        claimed = f'SELECT worker_id IS NOT NULL FROM "{scheduler.schema}".jobs WHERE id = $1'
+        await until(lambda: db.fetchval(claimed, victim_id))
+        assert await scheduler.cancel(victim_id) is CancelResult.CANCELLING
+        await until(lambda: worker._jobs is not None and victim_id in worker._jobs.cancelled)  # notified
+        release.set()
+        await until(lambda: hot_empty(db, scheduler.schema))
+    assert ran == []
+    [run] = await runs(db, scheduler.schema, victim_id)
+    assert run["outcome"] == Outcome.CANCELLED
+
+
+async def test_cancel_without_listen_reaches_the_job_at_the_heartbeat(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    started = Counter(1)
+
+    @scheduler.job("hang")
+    async def hang(job: Job) -> None:
+        started.hit(job.id)
+        await anyio.sleep_forever()
+
+    async with running(scheduler.worker(listen=False, poll_interval=0.05, **FAST)):
+        job_id = await scheduler.schedule("hang")
+        await wait(started.done)
+        assert await scheduler.cancel(job_id) is CancelResult.CANCELLING
+        await until(lambda: hot_empty(db, scheduler.schema))
+    [run] = await runs(db, scheduler.schema, job_id)
+    assert run["outcome"] == "cancelled"
