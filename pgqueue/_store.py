@@ -48,6 +48,8 @@ RUN_COLUMNS = (
 RUN_RETRY_AT = RUN_COLUMNS.index("retry_at")
 
 CONNECT_TIMEOUT_S = 10.0
+APP_NAME = "pgqueue"  # pg_stat_activity.application_name of our pooled connections
+LISTENER_APP_NAME = "pgqueue-listener"
 Executor = asyncpg.Pool | asyncpg.Connection
 ListenConn = asyncpg.Connection | PoolConnectionProxy  # a pool connection when we only have a pool
 
@@ -86,7 +88,12 @@ async def create_pool(
     ``statement_cache_size=0`` is for PgBouncer in transaction mode.
     """
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, reset=_no_reset, statement_cache_size=statement_cache_size
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        reset=_no_reset,
+        statement_cache_size=statement_cache_size,
+        server_settings={"application_name": APP_NAME},
     )
     return pool
 
@@ -327,7 +334,9 @@ class Store:
         life instead (released on close, where the pool's reset runs ``UNLISTEN *``).
         """
         if self.dsn is not None:
-            conn: asyncpg.Connection = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_S)
+            conn: asyncpg.Connection = await asyncpg.connect(
+                self.dsn, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": LISTENER_APP_NAME}
+            )
             _keepalive(conn)
             return conn
         acquired: PoolConnectionProxy = await self.pool.acquire(timeout=CONNECT_TIMEOUT_S)
