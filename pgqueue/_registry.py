@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Mapping
 
 from ._config import MAX_ATTEMPTS, check_max_attempts, check_name, check_timeout
 from ._errors import ConfigError, UnknownJobTypeError
@@ -44,6 +45,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._types: dict[str, JobType] = {}
+        self.by_name: Mapping[str, JobType] = self._types
+        """Read-only view for the runner's per-job lookup (one dict get, no call)."""
 
     def add(
         self,

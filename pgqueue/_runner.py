@@ -42,7 +42,7 @@ from ._clock import Clock
 from ._codec import encode
 from ._errors import ErrorWithRetry
 from ._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
-from ._models import Job, Outcome
+from ._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
 from ._registry import JobType, Registry
 
 __all__ = ["RunResult", "RunStats", "Runner", "Watchdog", "error_text"]
@@ -102,10 +102,12 @@ class Runner:
         arm_deadline: Callable[[float], None],
     ) -> None:
         self._registry = registry
+        self._types = registry.by_name
         self._jobs = jobs
         self._results = results
         self._stats = stats
         self._clock = clock
+        self._now = clock.time
         self._on_capacity = on_capacity
         self._limiter = thread_limiter
         self._arm = arm_deadline
@@ -148,7 +150,7 @@ class Runner:
                 return
             started = now()
             result = await self._run_one(job, started)
-            stats.busy_s += result.finished - started
+            stats.busy_s += result[3] - started  # .finished, without the NamedTuple property call
             if results.put(result):
                 await results.wait_drained()
             stats.finished += 1
@@ -156,7 +158,8 @@ class Runner:
             on_capacity()
 
     async def _run_one(self, job: Job, started: float) -> RunResult:  # noqa: C901, PLR0912 - one hot function on purpose: every call costs per job
-        jt = self._registry.get(job.type)
+        row = job.row
+        jt = self._types.get(row[ROW_TYPE])
         if jt is None:
             unknown = LookupError(
                 f"job type {job.type!r} is not registered in this worker; "
@@ -164,9 +167,13 @@ class Runner:
             )
             return self._failed(job, None, unknown, started)
         cancelled = self._jobs.cancelled
-        if job.cancel_requested or job.attempt > jt.max_attempts or (cancelled and job.id in cancelled):
+        if (
+            row[ROW_CANCEL_REQUESTED]
+            or row[ROW_ATTEMPT] > jt.max_attempts
+            or (cancelled and row[ROW_ID] in cancelled)
+        ):
             return self._refuse(job, jt, started)
-        timeout = job.timeout or jt.timeout
+        timeout = row[ROW_TIMEOUT] or jt.timeout
         if timeout is not None:
             self.deadline = started + timeout
             self._arm(self.deadline)
@@ -197,11 +204,11 @@ class Runner:
         finally:
             self.job = None
             self.deadline = None
-        if self._take_reason() is not None:
+        if self._reason is not None and self._take_reason() is not None:
             _log.warning(
                 JOB_STOPPED, job_id=job.id, type=job.type, note="the handler ignored the cancellation"
             )
-        finished = self._clock.time()
+        finished = self._now()
         if self.debug:
             _log.debug(
                 JOB_FINISHED,
@@ -211,7 +218,7 @@ class Runner:
                 attempt=job.attempt,
                 duration_s=round(finished - started, 6),
             )
-        return _new_result((job, Outcome.SUCCEEDED, started, finished, None, encoded, None, 0))
+        return tuple.__new__(RunResult, (job, Outcome.SUCCEEDED, started, finished, None, encoded, None, 0))
 
     def _refuse(self, job: Job, jt: JobType, started: float) -> RunResult:
         """End a claimed job without running it: cancelled meanwhile, or out of attempts."""

@@ -123,6 +123,10 @@ class FinalizeResult:
     runs_logged: int
 
 
+class _FenceMismatchError(Exception):
+    """The fast finalize touched a row of another attempt: roll back, use the exact form."""
+
+
 def _keepalive(conn: asyncpg.Connection) -> None:
     """TCP keepalives on the LISTEN socket, so a dead peer is noticed in ~25 s, not hours.
 
@@ -239,13 +243,25 @@ class Store:
         return v
 
     async def job_finalize_many(self, worker_id: int, batch: FlushBatch) -> FinalizeResult:
-        """Write one flush: end and put back jobs (fenced), then COPY their runs, atomically."""
+        """Write one flush: end and put back jobs (fenced), then COPY their runs, atomically.
+
+        The fast statement fences ended jobs by owner and "attempt among the batch's
+        attempts"; the (id, attempt) pairs it returns are checked here, and any mismatch
+        (only a replay after an unacknowledged commit can cause one) rolls the transaction
+        back and redoes the flush with the exact statement.
+        """
+        try:
+            return await self._finalize(worker_id, batch, exact=False)
+        except _FenceMismatchError:
+            return await self._finalize(worker_id, batch, exact=True)
+
+    async def _finalize(self, worker_id: int, batch: FlushBatch, *, exact: bool) -> FinalizeResult:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                self.q.job_finalize_many,
+                self.q.job_finalize_many_exact if exact else self.q.job_finalize_many,
                 worker_id,
                 batch.ended_ids,
-                batch.ended_attempts,
+                batch.ended_attempts if exact else sorted(set(batch.ended_attempts)),
                 batch.back_ids,
                 batch.back_attempts,
                 batch.back_at,
@@ -254,8 +270,13 @@ class Store:
                 batch.back_error,
             )
             assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
-            ended = frozenset(row[0] or ())
-            put_back: dict[int, dt.datetime] = dict(zip(row[1] or (), row[2] or (), strict=True))
+            ended_ids: list[int] = row[0] or []
+            if not exact and ended_ids:
+                expected = dict(zip(batch.ended_ids, batch.ended_attempts, strict=True))
+                if any(expected[i] != a for i, a in zip(ended_ids, row[1], strict=True)):
+                    raise _FenceMismatchError  # leaves the transaction: nothing was changed
+            ended = frozenset(ended_ids)
+            put_back: dict[int, dt.datetime] = dict(zip(row[2] or (), row[3] or (), strict=True))
             records = batch.runs
             if len(ended) + len(put_back) < len(batch.ended_ids) + len(batch.back_ids):
                 # Some jobs were no longer ours (reaped, or a repeated flush): no run rows.

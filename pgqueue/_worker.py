@@ -213,7 +213,7 @@ class Worker:
             worker_id=lambda: self._id,
             should_log_run=cfg.should_log_run,
             on_put_back=fetcher.note_due,
-            batch_max=cfg.flush_max,
+            batch_max=cfg.buffer_max,
             on_error=lambda exc: self._report(exc, "flush"),
         )
         limiter = anyio.CapacityLimiter(cfg.concurrency)

@@ -87,3 +87,29 @@ def test_every_query_has_a_store_method() -> None:
     source = inspect.getsource(_store)
     unused = [n for n in QUERIES.names() if f"q.{n}" not in source]
     assert unused == []
+
+
+async def test_a_stale_attempt_in_a_batch_falls_back_to_the_exact_fence(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Job j is held at attempt 2 but the batch says attempt 1 (a stale replay); job k really
+    is at attempt 2. The fast fence (attempt among {1, 2}) would end j: the store must see the
+    mismatch, roll back, and end only k."""
+    schema = scheduler.schema
+    store = await scheduler.open()
+    wid = await store.worker_register(["q"])
+    j, k = await store.job_insert_many(None, queue="q", type_="t", params=["1", "2"], run_at=None, priority=0)
+    await db.execute(
+        f'UPDATE "{schema}".jobs SET worker_id = $1, attempt = 2 WHERE id = ANY($2::bigint[])', wid, [j, k]
+    )
+    now = dt.datetime.now(dt.UTC)
+    batch = FlushBatch(ended_ids=[j, k], ended_attempts=[1, 2])
+    for jid, attempt in ((j, 1), (k, 2)):
+        batch.runs.append(
+            [jid, wid, now, now, now, now, None, attempt, 0, "q", "t", "succeeded", None, "{}", None]
+        )
+    res = await store.job_finalize_many(wid, batch)
+    assert res.ended == {k}
+    assert res.runs_logged == 1
+    assert await db.fetchval(f'SELECT worker_id FROM "{schema}".jobs WHERE id = $1', j) == wid  # untouched
+    assert [r[0] for r in await db.fetch(f'SELECT job_id FROM "{schema}".job_runs')] == [k]
