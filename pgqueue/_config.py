@@ -26,6 +26,7 @@ DEAD_AFTER_S = 30.0  # a worker silent this long is dead; its jobs are freed
 SHUTDOWN_GRACE_S = 30.0  # running jobs get this long to finish on shutdown before they are interrupted
 MAX_ATTEMPTS = 25  # runs (claims) a job gets at most, crashes included; River's default
 LISTEN_PROBE_INTERVAL_S = 10.0
+VACUUM_MIN_DEAD = 20_000  # dead tuples in the hot table that make a worker VACUUM it
 MAX_IDENT_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
@@ -100,6 +101,10 @@ class WorkerConfig:
     listen_probe_interval: float = LISTEN_PROBE_INTERVAL_S
     """Seconds between the listener's self-notifications that prove its connection alive;
     a probe unanswered within half this (at most 5 s) means reconnect."""
+    vacuum_min_dead: int = VACUUM_MIN_DEAD
+    """Dead tuples in the hot table (and at least 5% of its live rows) at which a worker
+    VACUUMs it, checked every heartbeat; 0 leaves it to autovacuum. Dead index entries of
+    claimed jobs sit at the head of the claim index and every claim walks over them."""
     on_error: Callable[[BaseException], None] | None = None
     """Called with every error a background loop survives (claim, flush, heartbeat, listener,
     start-up while the database is down); the error is logged either way."""
@@ -121,6 +126,12 @@ class WorkerConfig:
         for name in ("should_log_run", "on_error"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise ConfigError(f"{name} must be callable")
+        if (
+            isinstance(self.vacuum_min_dead, bool)
+            or not isinstance(self.vacuum_min_dead, int)
+            or self.vacuum_min_dead < 0
+        ):
+            raise ConfigError(f"vacuum_min_dead must be an integer >= 0, got {self.vacuum_min_dead!r}")
         if not isinstance(self.listen, bool):
             raise ConfigError(f"listen must be True or False, got {self.listen!r}")
 

@@ -22,6 +22,7 @@ __all__ = [
     "BATCH_FLUSHED",
     "CLAIM_FAILED",
     "FLUSH_FAILED",
+    "JOBS_VACUUMED",
     "JOB_FAILED",
     "JOB_FINISHED",
     "JOB_RETRY",
@@ -43,6 +44,7 @@ JOB_FINISHED = "job_finished"
 JOB_RETRY = "job_retry"
 JOB_FAILED = "job_failed"
 JOB_STOPPED = "job_stopped"
+JOBS_VACUUMED = "jobs_vacuumed"
 WORKER_REAPED = "worker_reaped"
 WORKERS_REAPED = "workers_reaped"
 BATCH_CLAIMED = "batch_claimed"

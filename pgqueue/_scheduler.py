@@ -36,6 +36,7 @@ from ._config import (
     POLL_INTERVAL_S,
     PREFETCH,
     SHUTDOWN_GRACE_S,
+    VACUUM_MIN_DEAD,
     WorkerConfig,
     check_name,
     check_schema,
@@ -343,6 +344,7 @@ class Scheduler:
         shutdown_grace: float = SHUTDOWN_GRACE_S,
         listen: bool | None = None,
         listen_probe_interval: float = LISTEN_PROBE_INTERVAL_S,
+        vacuum_min_dead: int = VACUUM_MIN_DEAD,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> Worker:
         """Build a worker for ``queues`` (default: the queues of all registered types).
@@ -370,6 +372,7 @@ class Scheduler:
             shutdown_grace=shutdown_grace,
             listen=not self.pgbouncer if listen is None else listen,
             listen_probe_interval=listen_probe_interval,
+            vacuum_min_dead=vacuum_min_dead,
             on_error=on_error,
         )
         return Worker(open_store=self.open, registry=self.registry, config=config)

@@ -52,6 +52,10 @@ class Queries:
     job_cancel_requested_many: str
     worker_reap_lock: str
     worker_reap_release: str
+    jobs_dead_tuples: str
+    jobs_vacuum_lock: str
+    jobs_vacuum_unlock: str
+    jobs_vacuum: str
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

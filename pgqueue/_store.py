@@ -341,6 +341,28 @@ class Store:
             assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
             return int(row[0]), int(row[1])
 
+    async def jobs_vacuum_if_needed(self, min_dead: int) -> int | None:
+        """VACUUM the hot table when it holds ``min_dead`` dead tuples (and 5% of its live ones).
+
+        Returns the dead tuples it removed (as counted before), or None when it did not vacuum:
+        below the threshold, or another worker holds the vacuum lock. VACUUM cannot run in a
+        transaction, so this uses a plain pooled connection and a session advisory lock.
+        """
+        table = f"{quote_ident(self.schema)}.jobs"
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(self.q.jobs_dead_tuples, table)
+            if row is None or row[0] < min_dead or row[0] < row[1] // 20:
+                return None
+            key = f"pgqueue.vacuum:{self.schema}"
+            if not await conn.fetchval(self.q.jobs_vacuum_lock, key):
+                return None
+            try:
+                await conn.execute(self.q.jobs_vacuum)
+            finally:
+                await conn.fetchval(self.q.jobs_vacuum_unlock, key)
+            dead: int = row[0]
+            return dead
+
     async def worker_deregister(self, worker_id: int) -> int:
         """Release everything the worker still holds and delete its row; returns jobs released."""
         released: int | None = await self.pool.fetchval(self.q.worker_deregister, worker_id)

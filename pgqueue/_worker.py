@@ -38,6 +38,7 @@ from ._fetcher import Fetcher
 from ._flusher import Flusher
 from ._listener import Listener
 from ._log import (
+    JOBS_VACUUMED,
     WORKER_ERROR,
     WORKER_REAPED,
     WORKER_REGISTERED,
@@ -260,6 +261,8 @@ class Worker:
             await services.start(flusher.run)
             await services.start(watchdog.run)
             services.start_soon(self._heartbeat, store)
+            if cfg.vacuum_min_dead:
+                services.start_soon(self._maintain, store)
             fetch_scope = anyio.CancelScope()
             idle = _Countdown(len(runners))
             async with anyio.create_task_group() as work:
@@ -322,6 +325,21 @@ class Worker:
                         self.cancel_local(job_id)
             except Exception as exc:  # noqa: BLE001 - the next beat retries; the deadline has slack
                 self._report(exc, "heartbeat")
+
+    async def _maintain(self, store: Store) -> None:
+        """Vacuum the hot table when it has piled up dead tuples.
+
+        Its own task: VACUUM can take seconds on a large backlog and must never delay a heartbeat.
+        """
+        while True:
+            await anyio.sleep(self.config.heartbeat_interval)
+            try:
+                removed = await store.jobs_vacuum_if_needed(self.config.vacuum_min_dead)
+            except Exception as exc:  # noqa: BLE001 - maintenance is best effort; autovacuum remains
+                self._report(exc, "vacuum")
+                continue
+            if removed is not None:
+                _log.info(JOBS_VACUUMED, worker_id=self._id, dead_tuples=removed)
 
     async def _lease_lost(self, store: Store) -> None:
         """Our row was reaped: nothing we hold is ours. Stop it and register again."""

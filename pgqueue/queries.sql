@@ -326,3 +326,25 @@ WITH released AS (
     DELETE FROM {schema}.workers WHERE id = ANY($1::bigint[]) RETURNING id
 )
 SELECT (SELECT count(*) FROM logged) AS jobs_released, (SELECT count(*) FROM dropped) AS workers_reaped;
+
+-- name: jobs_dead_tuples
+-- why: the hot table churns (insert, claim, delete); its dead index entries sit at the head
+--      of the claim index, where every claim walks over them until a VACUUM. Workers check
+--      the count and vacuum sooner than autovacuum's server-wide naptime would.
+-- params: $1 qualified table name text
+SELECT n_dead_tup, n_live_tup FROM pg_stat_user_tables WHERE relid = to_regclass($1);
+
+-- name: jobs_vacuum_lock
+-- why: one worker vacuums at a time; the others skip. Session-level, released right after.
+-- params: $1 lock key text
+SELECT pg_try_advisory_lock(hashtextextended($1, 0));
+
+-- name: jobs_vacuum_unlock
+-- why: release the lock taken by jobs_vacuum_lock on the same connection.
+-- params: $1 lock key text
+SELECT pg_advisory_unlock(hashtextextended($1, 0));
+
+-- name: jobs_vacuum
+-- why: remove dead tuples and index entries of the hot table (see jobs_dead_tuples).
+-- params: none
+VACUUM {schema}.jobs;

@@ -11,6 +11,7 @@ import pytest
 from pgqueue import Scheduler
 from pgqueue._sql import QUERIES
 from pgqueue._store import FlushBatch
+from tests._support import until
 
 pytestmark = pytest.mark.pg
 
@@ -113,3 +114,30 @@ async def test_a_stale_attempt_in_a_batch_falls_back_to_the_exact_fence(
     assert res.runs_logged == 1
     assert await db.fetchval(f'SELECT worker_id FROM "{schema}".jobs WHERE id = $1', j) == wid  # untouched
     assert [r[0] for r in await db.fetch(f'SELECT job_id FROM "{schema}".job_runs')] == [k]
+
+
+async def test_vacuum_runs_only_past_the_threshold_and_one_at_a_time(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    schema = scheduler.schema
+    table = f"'\"{schema}\".jobs'::regclass"
+    store = await scheduler.open()
+    await db.execute(
+        f"INSERT INTO \"{schema}\".jobs (queue, type) SELECT 'q', 't' FROM generate_series(1, 3000)"
+    )
+    await db.execute(f'DELETE FROM "{schema}".jobs')
+    await db.execute("SELECT pg_stat_force_next_flush()")  # PostgreSQL 15+: publish the counts now
+
+    async def counted() -> bool:
+        return bool(
+            await db.fetchval(f"SELECT n_dead_tup >= 3000 FROM pg_stat_user_tables WHERE relid = {table}")
+        )
+
+    await until(counted)
+    assert await store.jobs_vacuum_if_needed(10_000) is None  # below the threshold
+    key = f"pgqueue.vacuum:{schema}"
+    await db.fetchval("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
+    assert await store.jobs_vacuum_if_needed(100) is None  # another worker is vacuuming
+    await db.fetchval("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+    assert await store.jobs_vacuum_if_needed(100) == 3000
+    assert await db.fetchval(f"SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = {table}") >= 1
