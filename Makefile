@@ -31,11 +31,11 @@ test-unit: $(STAMP) ## Unit tests only: no database
 test-integration: $(STAMP) ## Integration tests on a real server
 	$(PY) -m pytest tests/integration
 
-test-chaos: $(STAMP) ## The bounded chaos tests (as in `make test`)
-	$(PY) -m pytest tests/chaos
+test-chaos: $(STAMP) ## The bounded chaos test (10,000 jobs; as in `make test`) and its regressions, with the summary line
+	$(PY) -m pytest tests/chaos -s
 
-chaos: $(STAMP) ## The full chaos soak (100,000 jobs; minutes)
-	PGQUEUE_SLOW=1 $(PY) -m pytest tests/chaos -m slow -s
+chaos: $(STAMP) ## The full chaos soak (100,000 jobs, more kills; about a minute), with its summary line
+	PGQUEUE_SLOW=1 $(PY) -m pytest tests/chaos -m "chaos and slow" -s
 
 lint: $(STAMP) ## ruff (check + format check) and mypy --strict
 	$(VENV)/bin/ruff check pgqueue tests examples
