@@ -31,7 +31,7 @@ from ._config import WorkerConfig
 from ._log import BATCH_CLAIMED, CLAIM_FAILED, get_logger
 from ._models import Job
 from ._runner import RunResult, RunStats
-from ._store import Store
+from ._store import HeldConnection, Store
 
 __all__ = ["Fetcher"]
 
@@ -55,6 +55,7 @@ class Fetcher:
         stats: RunStats,
         clock: Clock,
         on_error: Callable[[BaseException], None] = ignore,
+        held: HeldConnection | None = None,
     ) -> None:
         self._store = store
         self._config = config
@@ -72,6 +73,7 @@ class Fetcher:
         self._seen_finished = 0
         self._seen_busy = 0.0
         self._low_water = config.concurrency // 2
+        self._held = held
         self._listening = True
         self._on_error = on_error
         self.poll_only = False  # no listener: poll at poll_interval, not the fast rate
@@ -132,7 +134,7 @@ class Fetcher:
                     got = await self._claim(want)
                     self._backlog = got == want
                     if not self._backlog and look_ahead:
-                        due = await self._store.job_next_due(self._queues)
+                        due = await self._store.job_next_due(self._queues, self._held)
                         look_ahead = False
                         if due is not None:
                             self.note_due(due.timestamp())
@@ -148,12 +150,17 @@ class Fetcher:
             timeout = next_poll - clock.monotonic()
             if self._next_due is not None:
                 timeout = min(timeout, self._next_due - clock.time())
-            with anyio.move_on_after(max(timeout, 0.0)):
+            # A timer on the loop rather than a cancel scope: this runs once per claim cycle,
+            # on the pickup-latency path.
+            timer = asyncio.get_running_loop().call_later(max(timeout, 0.0), self._wake.set)
+            try:
                 await self._wake.wait()
+            finally:
+                timer.cancel()
 
     async def _claim(self, want: int) -> int:
         t0 = self._clock.monotonic()
-        rows = await self._store.job_claim_many(self._queues, want, self.worker_id)
+        rows = await self._store.job_claim_many(self._queues, want, self.worker_id, self._held)
         self._rtt = 0.8 * self._rtt + 0.2 * (self._clock.monotonic() - t0)
         self.claims += 1
         if rows:

@@ -33,7 +33,7 @@ from ._models import (
     ShouldLogRun,
 )
 from ._runner import RunResult
-from ._store import FinalizeResult, FlushBatch, Store
+from ._store import FinalizeResult, FlushBatch, HeldConnection, Store
 
 __all__ = ["Flusher", "build_batch"]
 
@@ -104,6 +104,7 @@ class Flusher:
         on_put_back: Callable[[float], None],
         batch_max: int,
         on_error: Callable[[BaseException], None] = ignore,
+        held: HeldConnection | None = None,
     ) -> None:
         self._store = store
         self._results = results
@@ -112,6 +113,7 @@ class Flusher:
         self._on_put_back = on_put_back
         self._batch_max = batch_max  # results per flush at most (the whole buffer by default, as it lags)
         self._on_error = on_error
+        self._held = held
         self._failures = 0
         self._lock = anyio.Lock()
         self.flushes = 0  # successful flushes, for tests and metrics
@@ -165,7 +167,7 @@ class Flusher:
 
     async def _write(self, items: list[RunResult]) -> FinalizeResult:
         batch = build_batch(items, self._worker_id(), self._should_log_run)
-        return await self._store.job_finalize_many(self._worker_id(), batch)
+        return await self._store.job_finalize_many(self._worker_id(), batch, self._held)
 
     def _backoff(self) -> float:
         return min(RETRY_MAX_S, RETRY_MIN_S * 2.0 ** max(self._failures - 1, 0))

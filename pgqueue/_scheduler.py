@@ -76,16 +76,24 @@ class _Target(NamedTuple):
     timeout: float | None
 
 
+def _unavailable(action: str, exc: Exception) -> DatabaseUnavailableError | None:
+    """The error to raise instead of ``exc`` when it means the database is unreachable."""
+    if not is_unavailable(exc):
+        return None
+    return DatabaseUnavailableError(
+        f"{action}: the database is unavailable ({type(exc).__name__}: {exc}); nothing was written"
+    )
+
+
 @asynccontextmanager
 async def _reachable(action: str) -> AsyncIterator[None]:
     """Turn "cannot reach the database" into :class:`DatabaseUnavailableError`."""
     try:
         yield
     except Exception as exc:
-        if is_unavailable(exc):
-            raise DatabaseUnavailableError(
-                f"{action}: the database is unavailable ({type(exc).__name__}: {exc}); nothing was written"
-            ) from exc
+        err = _unavailable(action, exc)
+        if err is not None:
+            raise err from exc
         raise
 
 
@@ -173,15 +181,17 @@ class Scheduler:
                         max_size=self._pool_sizes[1],
                         statement_cache_size=0 if self.pgbouncer else 100,
                     )
-                self._store = Store(self._pool, self.schema, dsn=self._dsn)
+                self._store = Store(self._pool, self.schema, dsn=self._dsn, lane=self._owns_pool)
             return self._store
 
     async def close(self) -> None:
         """Close the pool if the scheduler created it."""
         store, self._store = self._store, None
-        if store is not None and self._owns_pool:
-            await store.pool.close()
-            self._pool = None
+        if store is not None:
+            await store.close()
+            if self._owns_pool:
+                await store.pool.close()
+                self._pool = None
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -283,12 +293,17 @@ class Scheduler:
         """
         t = self._prepare(type, queue, run_at, priority, timeout)
         encoded = encode(params)
-        async with _reachable("schedule"):
-            store = await self.open()
+        try:  # not _reachable(): schedule() is on the pickup-latency path, and a context manager costs
+            store = self._store or await self.open()
             return await store.job_insert(
                 conn, queue=t.queue, type_=type, params=encoded, run_at=t.run_at, priority=t.priority,
                 timeout_s=t.timeout,
             )  # fmt: skip
+        except Exception as exc:
+            err = _unavailable("schedule", exc)
+            if err is not None:
+                raise err from exc
+            raise
 
     async def schedule_many(
         self,

@@ -51,7 +51,7 @@ from ._migrate import check_schema_version
 from ._models import Job, Outcome
 from ._registry import Registry
 from ._runner import Runner, RunResult, RunStats, Watchdog
-from ._store import Store, is_unavailable
+from ._store import HeldConnection, Store, can_hold, is_unavailable
 
 __all__ = ["Worker"]
 
@@ -87,6 +87,7 @@ class Worker:
         self._watchdog: Watchdog | None = None
         self._jobs: JobBuffer[Job] | None = None
         self._runners: list[Runner] = []
+        self._held: tuple[HeldConnection, ...] = ()
         self.reregistrations = 0  # times the lease was lost and the worker registered again
 
     # -- read-only state for tests, metrics and the CLI ----------------------------------
@@ -198,7 +199,10 @@ class Worker:
             high_water=cfg.buffer_max,
             monotonic=self._clock.monotonic,
         )
+        # Claims and flushes each keep a connection, when the pool can spare them.
+        self._held = (HeldConnection(store.pool), HeldConnection(store.pool)) if can_hold(store.pool) else ()
         fetcher = Fetcher(
+            held=self._held[0] if self._held else None,
             store=store,
             config=cfg,
             jobs=jobs,
@@ -209,6 +213,7 @@ class Worker:
         )
         fetcher.worker_id = self._id
         flusher = Flusher(
+            held=self._held[1] if self._held else None,
             store=store,
             results=results,
             worker_id=lambda: self._id,
@@ -298,6 +303,9 @@ class Worker:
             await self._release_unstarted(store)
             if self._flusher is not None:
                 await self._flusher.drain(CLEANUP_DEADLINE_S)
+            for held in self._held:
+                with anyio.move_on_after(CLEANUP_DEADLINE_S):
+                    await held.release()
             with anyio.move_on_after(CLEANUP_DEADLINE_S):
                 try:
                     await store.worker_deregister(self._id)

@@ -32,7 +32,7 @@ async def bench_latency(dsn: str, params: Params) -> dict[str, object]:
     tracker = Tracker(params.lat_warmup, record_latency=True)
     async with fresh_scheduler(dsn, tracker) as scheduler:
         worker = scheduler.worker(concurrency=params.lat_concurrency)
-        producer = Scheduler(dsn, pool_min_size=1, pool_max_size=1)
+        producer = Scheduler(dsn)  # a separate pool, as an application would have: defaults
         producer.register(JOB_TYPE, tracker.handler)
         async with producer, anyio.create_task_group() as tg:
             await tg.start(worker.run)

@@ -1,7 +1,6 @@
 """Failures the chaos runs found, each reduced to a deterministic reproduction.
 
-A test marked ``xfail(strict=True)`` documents a pgqueue bug that is still open: once pgqueue is
-fixed it passes, strict xfail turns that into a failure, and the marker must go.
+Each test here failed before its fix and now guards against the bug coming back.
 """
 
 from __future__ import annotations
@@ -52,16 +51,6 @@ class HoldEofProxy(PgProxy):
             self._close_pair(pair)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "pgqueue bug: Worker._register_with_retry re-raises asyncpg.InternalClientError ('cannot switch "
-        "to state 11; another operation (2) is in progress'), which asyncpg raises on a pooled connection "
-        "whose backend was just terminated; is_unavailable() does not count it, so the worker process "
-        "exits at start-up instead of retrying (seen in the chaos run as a worker that died on its own)"
-    ),
-)
 async def test_worker_start_survives_a_pooled_connection_terminated_while_idle(
     dsn: str, schema_name: str, db: asyncpg.Connection
 ) -> None:

@@ -178,10 +178,10 @@ async def test_claiming_pauses_while_the_result_buffer_is_full(
     failing = True
     real = Store.job_finalize_many
 
-    async def flaky(self: Store, worker_id: int, batch: object) -> object:
+    async def flaky(self: Store, *args: object) -> object:
         if failing:
             raise ConnectionResetError("injected")
-        return await real(self, worker_id, batch)  # type: ignore[arg-type]
+        return await real(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Store, "job_finalize_many", flaky)
 
