@@ -1,7 +1,10 @@
 """Medians, pgqueue/raw ratios, the issue's targets, and the README's markdown table.
 
-Ratios are ratios of medians over the passes of one session. Each pass ran every system
-back to back on one server, so drift between hours cancels out of the ratio.
+Ratios against a peer are paired: the median over passes of (pgqueue in pass i) / (peer in
+pass i). Each pass ran every system back to back on one server, so drift between hours and
+a disturbed pass (a checkpoint behind one system's run) cancel out of its ratio, where a
+ratio of medians can pair a good pass of one system with a bad one of the other. The
+per-system columns stay plain medians.
 """
 
 from __future__ import annotations
@@ -68,6 +71,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
+def paired_ratio(ours: list[JsonObject], peer: list[JsonObject], path: tuple[str, ...]) -> float | None:
+    """Median of per-pass ratios (passes in order); the ratio of medians if they do not pair up."""
+    if len(ours) != len(peer):
+        return _ratio(medians(ours, path), medians(peer, path))
+    pairs = [(get_num(a, *path), get_num(b, *path)) for a, b in zip(ours, peer, strict=True)]
+    ratios = [a / b for a, b in pairs if a is not None and b]
+    return statistics.median(ratios) if ratios else None
+
+
 def _rates_table(runs: dict[str, list[JsonObject]]) -> list[str]:
     head = "| system | runs | " + " | ".join(m.label for m in RATE_METRICS) + " |"
     rows = [head, "|---|---|" + "---|" * len(RATE_METRICS)]
@@ -76,10 +88,7 @@ def _rates_table(runs: dict[str, list[JsonObject]]) -> list[str]:
         rows.append(f"| {system} | {len(runs[system])} | " + " | ".join(cells) + " |")
     for peer in ("raw", "pgqueuer"):
         if "pgqueue" in runs and peer in runs:
-            cells = [
-                _fmt(_ratio(medians(runs["pgqueue"], m.path), medians(runs[peer], m.path)), "×")
-                for m in RATE_METRICS
-            ]
+            cells = [_fmt(paired_ratio(runs["pgqueue"], runs[peer], m.path), "×") for m in RATE_METRICS]
             rows.append(f"| **pgqueue / {peer}** | | " + " | ".join(cells) + " |")
     return rows
 
@@ -113,7 +122,7 @@ class Target:
 
 
 def _vs_raw(path: tuple[str, ...]) -> Callable[[dict[str, list[JsonObject]]], float | None]:
-    return lambda runs: _ratio(medians(runs.get("pgqueue", []), path), medians(runs.get("raw", []), path))
+    return lambda runs: paired_ratio(runs.get("pgqueue", []), runs.get("raw", []), path)
 
 
 def _pg(path: tuple[str, ...]) -> Callable[[dict[str, list[JsonObject]]], float | None]:
