@@ -205,3 +205,49 @@ async def test_claiming_pauses_while_the_result_buffer_is_full(
     rows = await runs(db, scheduler.schema)
     assert len(rows) == 40
     assert len({r["job_id"] for r in rows}) == 40
+
+
+async def test_the_listen_socket_has_tcp_keepalives(proxy: PgProxy, proxied: Scheduler) -> None:
+    """Over TCP (the proxy), the LISTEN connection asks the kernel to probe a silent peer."""
+    import socket
+
+    proxied.register("noop", lambda job: None)
+    worker = proxied.worker()
+    async with running(worker):
+        listener = worker._listener
+        assert listener is not None
+        store = await proxied.open()
+        conn = await store.listen_connect()
+        try:
+            sock = conn._transport.get_extra_info("socket")  # type: ignore[union-attr]
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+        finally:
+            await store.listen_close(conn)
+
+
+async def test_pgbouncer_mode_polls_and_uses_no_statement_cache(
+    dsn: str, scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """pgbouncer=True: unnamed statements only (no prepared-statement cache), no LISTEN."""
+    bouncer = Scheduler(dsn, schema=scheduler.schema, pgbouncer=True)
+    done = Counter(3)
+
+    @bouncer.job("work")
+    async def work(job: Job) -> None:
+        done.hit(job.id)
+
+    try:
+        worker = bouncer.worker(poll_interval=0.05)
+        assert worker.config.listen is False
+        async with running(worker):
+            await bouncer.schedule_many("work", [1, 2, 3])
+            await wait(done.done)
+        assert worker.listener_connects == 0
+        store = await bouncer.open()
+        async with store.pool.acquire() as conn:
+            assert conn._stmt_cache.get_max_size() == 0  # type: ignore[attr-defined]
+    finally:
+        await bouncer.close()
+    assert len(await runs(db, scheduler.schema)) == 3
