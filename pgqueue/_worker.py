@@ -57,6 +57,7 @@ __all__ = ["Worker"]
 
 CLEANUP_DEADLINE_S = 10.0  # shielded clean-up (release, last flush, deregister) gives up after this
 START_RETRY_MAX_S = 5.0
+VACUUM_CHECK_S = 1.0  # how often a worker looks at the hot table's dead tuples (one pg_stat read)
 _log = get_logger()
 
 
@@ -340,7 +341,7 @@ class Worker:
         Its own task: VACUUM can take seconds on a large backlog and must never delay a heartbeat.
         """
         while True:
-            await anyio.sleep(self.config.heartbeat_interval)
+            await anyio.sleep(min(self.config.heartbeat_interval, VACUUM_CHECK_S))
             try:
                 removed = await store.jobs_vacuum_if_needed(self.config.vacuum_min_dead)
             except Exception as exc:  # noqa: BLE001 - maintenance is best effort; autovacuum remains
