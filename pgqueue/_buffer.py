@@ -50,6 +50,10 @@ class JobBuffer(Generic[T]):
             await self._ready.wait()
         return items.popleft()
 
+    def holds(self, job_id: int) -> bool:
+        """Whether a job with this id waits here (linear: only for rare cancel requests)."""
+        return any(getattr(item, "id", None) == job_id for item in self._items)
+
     def take_all(self) -> list[T]:
         """Remove and return every job not yet started (shutdown hands them back)."""
         out = list(self._items)

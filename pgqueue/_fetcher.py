@@ -39,6 +39,7 @@ PREFETCH_HORIZON = 8.0  # claim round trips' worth of work to hold beyond concur
 DEFAULT_RTT_S = 0.002  # until the first claim is measured
 MAX_RETRY_S = 5.0  # longest wait between claim attempts while the database fails
 FAST_POLL_S = 0.5  # poll interval while the LISTEN connection is down
+EMPTY_CLAIM_REARM_S = 0.05  # a due job another worker holds: look again after this
 _log = get_logger()
 
 
@@ -67,7 +68,7 @@ class Fetcher:
         self._wake = asyncio.Event()
         self._pending = True  # a reason to claim that no claim has answered yet
         self._backlog = False  # the last claim was full: more is probably due
-        self._next_due: float | None = None  # epoch seconds of the earliest known delayed job
+        self._next_due: float | None = None  # monotonic deadline of the earliest known delayed job
         self._rtt = DEFAULT_RTT_S
         self._tau: float | None = None  # mean wall seconds per run, once measured
         self._seen_finished = 0
@@ -88,10 +89,15 @@ class Fetcher:
         self._pending = True
         self._wake.set()
 
-    def note_due(self, epoch: float) -> None:
-        """A delayed job becomes due at ``epoch``; wake then, not before."""
-        if self._next_due is None or epoch < self._next_due:
-            self._next_due = epoch
+    def note_due(self, delay_s: float) -> None:
+        """A delayed job becomes due in ``delay_s`` seconds; wake then, not before.
+
+        Delays come from the server's clock (``due - now()``) and become deadlines on this
+        process's monotonic clock, so a worker clock that runs ahead or behind changes nothing.
+        """
+        deadline = self._clock.monotonic() + max(delay_s, 0.0)
+        if self._next_due is None or deadline < self._next_due:
+            self._next_due = deadline
             self._wake.set()
 
     def set_listening(self, listening: bool) -> None:  # noqa: FBT001 - a callback's signature
@@ -121,7 +127,7 @@ class Fetcher:
         failures = 0
         while True:
             self._wake.clear()
-            if self._next_due is not None and self._next_due <= clock.time():
+            if self._next_due is not None and self._next_due <= clock.monotonic():
                 self._next_due = None
                 self._pending = look_ahead = True
             if clock.monotonic() >= next_poll:
@@ -137,7 +143,9 @@ class Fetcher:
                         due = await self._store.job_next_due(self._queues, self._held)
                         look_ahead = False
                         if due is not None:
-                            self.note_due(due.timestamp())
+                            # Due now but nothing claimable (another worker holds it locked):
+                            # look again shortly rather than in a tight loop.
+                            self.note_due(max(due, EMPTY_CLAIM_REARM_S) if got == 0 else due)
                     failures = 0
                 except Exception as exc:  # noqa: BLE001 - a lost connection or a restart must not stop the worker
                     failures += 1
@@ -149,7 +157,7 @@ class Fetcher:
                 continue
             timeout = next_poll - clock.monotonic()
             if self._next_due is not None:
-                timeout = min(timeout, self._next_due - clock.time())
+                timeout = min(timeout, self._next_due - clock.monotonic())
             # A timer on the loop rather than a cancel scope: this runs once per claim cycle,
             # on the pickup-latency path.
             timer = asyncio.get_running_loop().call_later(max(timeout, 0.0), self._wake.set)
@@ -160,7 +168,12 @@ class Fetcher:
 
     async def _claim(self, want: int) -> int:
         t0 = self._clock.monotonic()
-        rows = await self._store.job_claim_many(self._queues, want, self.worker_id, self._held)
+        worker_id = self.worker_id
+        rows = await self._store.job_claim_many(self._queues, want, worker_id, self._held)
+        if worker_id != self.worker_id:
+            # The lease was lost while this claim was in flight: the reaper has freed these
+            # jobs for others, so running them here would run them twice.
+            return 0
         self._rtt = 0.8 * self._rtt + 0.2 * (self._clock.monotonic() - t0)
         self.claims += 1
         if rows:

@@ -19,7 +19,7 @@ import anyio
 
 from ._buffer import ResultBuffer
 from ._clock import ignore
-from ._log import BATCH_FLUSHED, FLUSH_FAILED, get_logger
+from ._log import BATCH_FLUSHED, FLUSH_FAILED, RUN_UNWRITABLE, SHOULD_LOG_RUN_FAILED, get_logger
 from ._models import (
     ROW_ATTEMPT,
     ROW_ID,
@@ -29,11 +29,12 @@ from ._models import (
     ROW_QUEUE,
     ROW_RUN_AT,
     ROW_TYPE,
+    Job,
     RunInfo,
     ShouldLogRun,
 )
 from ._runner import RunResult
-from ._store import FinalizeResult, FlushBatch, HeldConnection, Store
+from ._store import FinalizeResult, FlushBatch, HeldConnection, Store, is_unavailable
 
 __all__ = ["Flusher", "build_batch"]
 
@@ -79,7 +80,9 @@ def build_batch(items: list[RunResult], worker_id: int, should_log_run: ShouldLo
             b.back_delay.append(retry.delay)
             b.back_error_inc.append(error_inc)
             b.back_error.append(error)
-        if should_log_run is not None and not should_log_run(job, RunInfo(outcome, retry is None, error)):
+        if should_log_run is not None and not _wants_log(
+            should_log_run, job, RunInfo(outcome, retry is None, error)
+        ):
             continue
         params = row[ROW_PARAMS]
         runs.append([
@@ -89,6 +92,18 @@ def build_batch(items: list[RunResult], worker_id: int, should_log_run: ShouldLo
             job.params_json if params is None else params, result,
         ])  # fmt: skip
     return b
+
+
+def _wants_log(hook: ShouldLogRun, job: Job, run: RunInfo) -> bool:
+    """Call the user's hook; one that raises logs the run (and says so).
+
+    Letting it fail the flush would fail it again on every retry.
+    """
+    try:
+        return bool(hook(job, run))
+    except Exception as exc:  # noqa: BLE001 - a broken hook must not stop the flusher
+        _log.error(SHOULD_LOG_RUN_FAILED, job_id=job.id, error=f"{type(exc).__name__}: {exc}")
+        return True
 
 
 class Flusher:
@@ -146,6 +161,10 @@ class Flusher:
                         res = await self._write(items)
                     except Exception as exc:  # noqa: BLE001 - keep the results and retry; never drop them
                         error = exc
+                if res is None and error is not None and not is_unavailable(error):
+                    # Not an outage: retrying the same batch would fail the same way for ever.
+                    with anyio.move_on_after(WRITE_TIMEOUT_S):
+                        res = await self._write_each(items)
                 if res is None:
                     self._results.restore(items)
         if res is None:
@@ -160,14 +179,54 @@ class Flusher:
             return False
         self._failures = 0
         self.flushes += 1
-        if res.put_back:
-            self._on_put_back(min(res.put_back.values()).timestamp())
+        if res.put_back_due_in is not None:
+            self._on_put_back(res.put_back_due_in)
         _log.debug(BATCH_FLUSHED, results=len(items), ended=len(res.ended), put_back=len(res.put_back))
         return True
 
-    async def _write(self, items: list[RunResult]) -> FinalizeResult:
+    async def _write(self, items: list[RunResult], *, with_runs: bool = True) -> FinalizeResult:
         batch = build_batch(items, self._worker_id(), self._should_log_run)
+        if not with_runs:
+            batch.runs = []
         return await self._store.job_finalize_many(self._worker_id(), batch, self._held)
+
+    async def _write_each(self, items: list[RunResult]) -> FinalizeResult | None:
+        """Write a batch that failed for a reason other than an outage, one result at a time.
+
+        A result whose run row cannot be written (a bug, or data the database refuses) still
+        ends or puts back its job, without the row, and says so loudly: the alternative is
+        a flusher that retries the same batch for ever while the worker stalls. Returns None
+        (the whole batch is kept for a retry) if the database becomes unreachable meanwhile;
+        what was written by then is fenced, so writing it again changes nothing.
+        """
+        ended: set[int] = set()
+        put_back: dict[int, dt.datetime] = {}
+        due_in: list[float] = []
+        logged = 0
+        for item in items:
+            try:
+                try:
+                    res = await self._write([item])
+                except Exception as exc:
+                    if is_unavailable(exc):
+                        raise
+                    _log.error(
+                        RUN_UNWRITABLE,
+                        job_id=item.job.id,
+                        attempt=item.job.attempt,
+                        error=f"{type(exc).__name__}: {exc}",
+                        note="the job is finalized without its run row",
+                    )
+                    res = await self._write([item], with_runs=False)
+            except Exception as exc:  # noqa: BLE001 - an outage: keep everything for the retry
+                self._on_error(exc)
+                return None
+            ended |= res.ended
+            put_back |= res.put_back
+            logged += res.runs_logged
+            if res.put_back_due_in is not None:
+                due_in.append(res.put_back_due_in)
+        return FinalizeResult(frozenset(ended), put_back, logged, min(due_in, default=None))
 
     def _backoff(self) -> float:
         return min(RETRY_MAX_S, RETRY_MIN_S * 2.0 ** max(self._failures - 1, 0))

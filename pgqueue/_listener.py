@@ -1,7 +1,7 @@
 """LISTEN on the schema's channel, on a connection of its own, and wake the fetcher.
 
 A notification carries no job, only a reason to look (see the payload format in
-``queries.sql``): ``r:<queue>`` wakes the fetcher, ``d:<epoch>:<queue>`` arms its timer.
+``queries.sql``): ``r:<queue>`` wakes the fetcher, ``d:<seconds>:<queue>`` arms its timer.
 Notifications for queues this worker does not serve are ignored.
 
 LISTEN connections die silently in practice (pgqueuer#253, pg-boss#850: half-open TCP,
@@ -35,7 +35,7 @@ _log = get_logger()
 
 
 def parse_payload(payload: str) -> tuple[str, str, float | None]:
-    """Split a payload into ``(kind, queue_or_token, due_epoch)``; unknown shapes give kind ''."""
+    """Split a payload into ``(kind, queue_or_token, due_in_seconds)``; unknown shapes give kind ''."""
     kind, _, rest = payload.partition(":")
     if kind == "d":
         at, _, queue = rest.partition(":")

@@ -30,6 +30,8 @@ __all__ = [
     "JOB_STOPPED",
     "LISTENER_CONNECTED",
     "LISTENER_LOST",
+    "RUN_UNWRITABLE",
+    "SHOULD_LOG_RUN_FAILED",
     "WORKERS_REAPED",
     "WORKER_ERROR",
     "WORKER_REAPED",
@@ -50,6 +52,8 @@ WORKERS_REAPED = "workers_reaped"
 BATCH_CLAIMED = "batch_claimed"
 BATCH_FLUSHED = "batch_flushed"
 FLUSH_FAILED = "flush_failed"
+RUN_UNWRITABLE = "run_unwritable"
+SHOULD_LOG_RUN_FAILED = "should_log_run_failed"
 CLAIM_FAILED = "claim_failed"
 LISTENER_CONNECTED = "listener_connected"
 LISTENER_LOST = "listener_lost"

@@ -22,8 +22,6 @@ __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLog
 # field is a measurable share of a no-op job.
 ROW_ID, ROW_QUEUE, ROW_TYPE, ROW_PARAMS, ROW_PRIORITY, ROW_ATTEMPT, ROW_ERRORS, ROW_LAST_ERROR = range(8)
 ROW_RUN_AT, ROW_INSERTED_AT, ROW_TIMEOUT, ROW_CANCEL_REQUESTED = range(8, 12)
-_ID, _QUEUE, _TYPE, _PARAMS, _PRIORITY, _ATTEMPT, _ERRORS, _LAST_ERROR = range(8)
-_RUN_AT, _INSERTED_AT, _TIMEOUT, _CANCEL_REQUESTED = range(8, 12)
 _UNSET: Any = object()
 
 
@@ -89,32 +87,32 @@ class Job:
     @property
     def id(self) -> int:
         """The job's id, stable across its runs."""
-        v: int = self._row[_ID]
+        v: int = self._row[ROW_ID]
         return v
 
     @property
     def queue(self) -> str:
         """The queue it was claimed from."""
-        v: str = self._row[_QUEUE]
+        v: str = self._row[ROW_QUEUE]
         return v
 
     @property
     def type(self) -> str:
         """The registered job type name."""
-        v: str = self._row[_TYPE]
+        v: str = self._row[ROW_TYPE]
         return v
 
     @property
     def params(self) -> Any:  # noqa: ANN401 - decoded JSON
         """The decoded params (JSON: dict, list, str, number, bool or None)."""
         if self._params is _UNSET:
-            self._params = decode(self._row[_PARAMS])
+            self._params = decode(self._row[ROW_PARAMS])
         return self._params
 
     @property
     def params_json(self) -> str | None:
         """The params as stored (JSON text), for handlers that parse them themselves."""
-        raw = self._row[_PARAMS]
+        raw = self._row[ROW_PARAMS]
         if raw is None and self._params is not _UNSET and self._params is not None:
             from ._codec import encode  # noqa: PLC0415 - only for jobs built by hand
 
@@ -125,49 +123,49 @@ class Job:
     @property
     def priority(self) -> int:
         """Lower runs first."""
-        v: int = self._row[_PRIORITY]
+        v: int = self._row[ROW_PRIORITY]
         return v
 
     @property
     def attempt(self) -> int:
         """The number of this run, from 1."""
-        v: int = self._row[_ATTEMPT]
+        v: int = self._row[ROW_ATTEMPT]
         return v
 
     @property
     def errors(self) -> int:
         """Failed runs before this one."""
-        v: int = self._row[_ERRORS]
+        v: int = self._row[ROW_ERRORS]
         return v
 
     @property
     def last_error(self) -> str | None:
         """The error text of the last failed run, if any."""
-        v: str | None = self._row[_LAST_ERROR]
+        v: str | None = self._row[ROW_LAST_ERROR]
         return v
 
     @property
     def run_at(self) -> dt.datetime:
         """When the job was due (for a retry: when the retry was due)."""
-        v: dt.datetime = self._row[_RUN_AT]
+        v: dt.datetime = self._row[ROW_RUN_AT]
         return v
 
     @property
     def inserted_at(self) -> dt.datetime:
         """When the job was scheduled."""
-        v: dt.datetime = self._row[_INSERTED_AT]
+        v: dt.datetime = self._row[ROW_INSERTED_AT]
         return v
 
     @property
     def timeout(self) -> float | None:
         """The run-time limit in seconds the job was scheduled with, if any."""
-        v: float | None = self._row[_TIMEOUT]
+        v: float | None = self._row[ROW_TIMEOUT]
         return v
 
     @property
     def cancel_requested(self) -> bool:
         """True when cancel() flagged the job before this worker started it."""
-        return bool(self._row[_CANCEL_REQUESTED])
+        return bool(self._row[ROW_CANCEL_REQUESTED])
 
     def __repr__(self) -> str:
         return f"<Job id={self.id} type={self.type!r} queue={self.queue!r} attempt={self.attempt}>"

@@ -23,13 +23,15 @@ leaves the cancelled scope, so anyio's scopes still behave.
 Sync handlers run in worker threads (``anyio.to_thread``). A thread cannot be stopped:
 on a timeout or cancel the runner records the outcome and moves on at once
 (``abandon_on_cancel``), the thread finishes in the background and its return value is
-ignored; it keeps its slot of the thread limiter until it returns, so threads never
-exceed ``concurrency``.
+ignored; it keeps its slot of the runners' thread limiter until it returns
+(``_run_in_thread``), so threads never exceed ``concurrency``: hung sync handlers use up
+slots instead of piling up threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import traceback
 from collections.abc import Awaitable, Callable
@@ -48,7 +50,9 @@ from ._registry import JobType, Registry
 __all__ = ["RunResult", "RunStats", "Runner", "Watchdog", "error_text"]
 
 _log = get_logger()
-_NOW = ErrorWithRetry  # alias used below for "put back now" requests
+# anyio's default thread limiter (40) would cap sync handlers below a large concurrency; the
+# runners' own limiter is the real bound (see Runner._run_in_thread).
+_THREADS = anyio.CapacityLimiter(10_000)
 
 
 class RunResult(NamedTuple):
@@ -83,7 +87,22 @@ class RunStats:
 def error_text(exc: BaseException) -> str:
     """The error as stored: type, message and traceback (the wrapped error for a retry)."""
     inner = exc.error if isinstance(exc, ErrorWithRetry) else exc
-    return "".join(traceback.format_exception(inner)).rstrip()
+    return storable("".join(traceback.format_exception(inner)).rstrip())
+
+
+def storable(text: str) -> str:
+    """Text PostgreSQL accepts: NUL bytes and lone surrogates escaped.
+
+    A handler's error message is arbitrary; one NUL in it made the whole flush fail, again
+    on every retry, and stopped the worker's results (found in review).
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 class Runner:
@@ -114,7 +133,7 @@ class Runner:
         self._task: asyncio.Task[Any] | None = None
         self._reason: Outcome | None = None  # why the current job is being stopped
         self.job: Job | None = None  # the job in the handler right now
-        self.deadline: float | None = None  # when that run times out (wall clock)
+        self.deadline: float | None = None  # when that run times out (monotonic clock)
         self.debug = False  # per-job DEBUG events; the worker refreshes it per batch
 
     def interrupt(self, reason: Outcome, job_id: int | None = None) -> bool:
@@ -130,6 +149,27 @@ class Runner:
         self._reason = reason
         task.cancel()
         return True
+
+    async def _run_in_thread(self, fn: Callable[[Job], object], job: Job) -> object:
+        """Run a sync handler in a worker thread that holds a slot until the function returns.
+
+        The slot is taken here and given back from the thread's own end, not when the await
+        ends: a timed-out or cancelled run stops waiting at once, but its thread keeps the
+        slot until the function really returns, so threads never exceed ``concurrency``.
+        """
+        limiter = self._limiter
+        token = object()
+        await limiter.acquire_on_behalf_of(token)
+        loop = asyncio.get_running_loop()
+
+        def call() -> object:
+            try:
+                return fn(job)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to free
+                    loop.call_soon_threadsafe(limiter.release_on_behalf_of, token)
+
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=_THREADS)
 
     def _take_reason(self) -> Outcome | None:
         reason = self._reason
@@ -175,7 +215,7 @@ class Runner:
             return self._refuse(job, jt, started)
         timeout = row[ROW_TIMEOUT] or jt.timeout
         if timeout is not None:
-            self.deadline = started + timeout
+            self.deadline = self._clock.monotonic() + timeout
             self._arm(self.deadline)
         if self.debug:
             _log.debug(JOB_STARTED, job_id=job.id, type=job.type, queue=job.queue, attempt=job.attempt)
@@ -184,9 +224,7 @@ class Runner:
             if jt.is_async:
                 value = await cast("Callable[[Job], Awaitable[object]]", jt.handler)(job)
             else:
-                value = await anyio.to_thread.run_sync(
-                    jt.handler, job, limiter=self._limiter, abandon_on_cancel=True
-                )
+                value = await self._run_in_thread(jt.handler, job)
             if isinstance(value, ErrorWithRetry):
                 raise value  # noqa: TRY301 - a returned retry request is handled like a raised one
             encoded = None if value is None else encode(value, what=f"result of job type {job.type!r}")
@@ -252,7 +290,16 @@ class Runner:
         note = "interrupted: the worker stopped before the run finished; the job runs again"
         _log.info(JOB_STOPPED, outcome="interrupted", **fields)
         return _new_result(
-            (job, Outcome.INTERRUPTED, started, finished, note, None, _NOW(InterruptedError(note), 0), 0)
+            (
+                job,
+                Outcome.INTERRUPTED,
+                started,
+                finished,
+                note,
+                None,
+                ErrorWithRetry(InterruptedError(note), 0),
+                0,
+            )
         )
 
     def _hard_stopped(self, job: Job, started: float) -> None:
@@ -266,7 +313,7 @@ class Runner:
                 self._clock.time(),
                 note,
                 None,
-                _NOW(InterruptedError(note), 0),
+                ErrorWithRetry(InterruptedError(note), 0),
                 0,
             )
         )
@@ -330,7 +377,7 @@ class Watchdog:
         task_status.started()
         while True:
             self._wake.clear()
-            now = self._clock.time()
+            now = self._clock.monotonic()
             soonest = math.inf
             for r in self._runners:
                 d = r.deadline

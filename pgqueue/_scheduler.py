@@ -42,7 +42,7 @@ from ._config import (
     check_schema,
     check_timeout,
 )
-from ._errors import ConfigError, DatabaseUnavailableError
+from ._errors import ConfigError, DatabaseUnavailableError, check_delay
 from ._migrate import apply_migrations
 from ._models import CancelResult, JobHandler, ShouldLogRun
 from ._registry import DEFAULT_QUEUE, Registry
@@ -57,21 +57,23 @@ CHUNK_SIZE = 1000  # jobs per statement in schedule_many
 _SMALLINT = (-32768, 32767)
 
 
-def _check_run_at(run_at: dt.datetime | dt.timedelta | None) -> dt.datetime | None:
+def _check_run_at(run_at: dt.datetime | dt.timedelta | None) -> tuple[dt.datetime | None, float | None]:
+    """(absolute time, or delay in seconds): a timedelta is added to the database's clock."""
     if run_at is None:
-        return None
+        return None, None
     if isinstance(run_at, dt.timedelta):
-        return dt.datetime.now(dt.UTC) + run_at
+        return None, check_delay(run_at, "run_at")
     if not isinstance(run_at, dt.datetime):
         raise ConfigError(f"run_at must be a timezone-aware datetime or a timedelta, got {run_at!r}")
     if run_at.tzinfo is None or run_at.utcoffset() is None:
         raise ConfigError(f"run_at must be timezone-aware (naive datetimes are ambiguous), got {run_at!r}")
-    return run_at
+    return run_at, None
 
 
 class _Target(NamedTuple):
     queue: str
     run_at: dt.datetime | None
+    delay: float | None
     priority: int
     timeout: float | None
 
@@ -179,7 +181,7 @@ class Scheduler:
                         self._dsn,
                         min_size=self._pool_sizes[0],
                         max_size=self._pool_sizes[1],
-                        statement_cache_size=0 if self.pgbouncer else 100,
+                        pgbouncer=self.pgbouncer,
                     )
                 self._store = Store(self._pool, self.schema, dsn=self._dsn, lane=self._owns_pool)
             return self._store
@@ -271,7 +273,10 @@ class Scheduler:
         jt = self.registry.require(type_)
         q = jt.queue if queue is None else queue
         check_name("queue", q)
-        return _Target(q, _check_run_at(run_at), _check_priority(priority), check_timeout("timeout", timeout))
+        at, delay = _check_run_at(run_at)
+        limit = check_timeout("timeout", timeout)
+        # The type's timeout is stored on the job too, so rescue knows the run's deadline.
+        return _Target(q, at, delay, _check_priority(priority), jt.timeout if limit is None else limit)
 
     async def schedule(
         self,
@@ -297,7 +302,7 @@ class Scheduler:
             store = self._store or await self.open()
             return await store.job_insert(
                 conn, queue=t.queue, type_=type, params=encoded, run_at=t.run_at, priority=t.priority,
-                timeout_s=t.timeout,
+                timeout_s=t.timeout, delay_s=t.delay,
             )  # fmt: skip
         except Exception as exc:
             err = _unavailable("schedule", exc)
@@ -337,7 +342,7 @@ class Scheduler:
             for start in range(0, len(encoded), chunk_size):
                 ids += await store.job_insert_many(
                     conn, queue=t.queue, type_=type, params=encoded[start : start + chunk_size],
-                    run_at=t.run_at, priority=t.priority, timeout_s=t.timeout,
+                    run_at=t.run_at, priority=t.priority, timeout_s=t.timeout, delay_s=t.delay,
                 )  # fmt: skip
         return ids
 
@@ -359,13 +364,14 @@ class Scheduler:
         shutdown_grace: float = SHUTDOWN_GRACE_S,
         listen: bool | None = None,
         listen_probe_interval: float = LISTEN_PROBE_INTERVAL_S,
-        vacuum_min_dead: int = VACUUM_MIN_DEAD,
+        vacuum_min_dead: int | None = None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> Worker:
         """Build a worker for ``queues`` (default: the queues of all registered types).
 
         ``prefetch`` defaults to max(500, concurrency); ``buffer_max`` to 4 × ``flush_max``;
-        ``listen`` to True (False with ``pgbouncer=True``). Run it with ``await worker.run()``
+        ``listen`` to True and ``vacuum_min_dead`` to 20,000 (False and 0 with
+        ``pgbouncer=True``). Run it with ``await worker.run()``
         (until cancelled or ``await worker.shutdown()``).
         """
         if isinstance(queues, str):
@@ -387,7 +393,10 @@ class Scheduler:
             shutdown_grace=shutdown_grace,
             listen=not self.pgbouncer if listen is None else listen,
             listen_probe_interval=listen_probe_interval,
-            vacuum_min_dead=vacuum_min_dead,
+            # PgBouncer may run the vacuum lock and unlock on different server connections.
+            vacuum_min_dead=(0 if self.pgbouncer else VACUUM_MIN_DEAD)
+            if vacuum_min_dead is None
+            else vacuum_min_dead,
             on_error=on_error,
         )
         return Worker(open_store=self.open, registry=self.registry, config=config)

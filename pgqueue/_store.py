@@ -16,9 +16,11 @@ import dataclasses
 import datetime as dt
 import os
 import socket
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
@@ -76,11 +78,20 @@ _UNAVAILABLE = (
 )
 
 
+_PERMANENT = (
+    asyncpg.ProtocolViolationError,  # 08P01, e.g. a pooler refusing a startup parameter
+    ssl.SSLCertVerificationError,  # an OSError, but waiting will not fix a certificate
+)
+_CONNECTION_GONE = ("connection is closed", "connection was closed", "connection was lost")
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True for errors that mean the server is unreachable, restarting or dropped us."""
-    if isinstance(exc, asyncpg.InterfaceError):  # "connection is closed", "connection was lost"
+    if isinstance(exc, _PERMANENT):
+        return False
+    if isinstance(exc, asyncpg.InterfaceError):
         text = str(exc).lower()
-        return "closed" in text or "lost" in text
+        return any(phrase in text for phrase in _CONNECTION_GONE)
     if isinstance(exc, asyncpg.InternalClientError):
         # Right after the server terminates a pooled connection, asyncpg may hand it out once
         # more before it has seen the end of the stream; the query then fails with "cannot
@@ -94,13 +105,14 @@ async def _no_reset(_conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 0, max_size: int = 10, statement_cache_size: int = 100
+    dsn: str, *, min_size: int = 0, max_size: int = 10, pgbouncer: bool = False
 ) -> asyncpg.Pool:
     """Open a pool for pgqueue's own use.
 
     ``min_size`` 0 means opening does not connect: a scheduler can be created while the
     database is down, and ``schedule()`` reports the outage when it happens.
-    ``statement_cache_size=0`` is for PgBouncer in transaction mode.
+    ``pgbouncer``: no statement cache (transaction mode) and no startup parameters beyond
+    the application name (PgBouncer refuses unknown ones unless told to ignore them).
 
     ``plan_cache_mode=force_generic_plan``: PostgreSQL would otherwise re-plan the claim on
     every execution (it rates the generic plan of a LIMIT $n query as costlier), about
@@ -118,8 +130,12 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         reset=_no_reset,
-        statement_cache_size=statement_cache_size,
-        server_settings={"application_name": APP_NAME, "plan_cache_mode": "force_generic_plan", "jit": "off"},
+        statement_cache_size=0 if pgbouncer else 100,
+        server_settings=(
+            {"application_name": APP_NAME}
+            if pgbouncer
+            else {"application_name": APP_NAME, "plan_cache_mode": "force_generic_plan", "jit": "off"}
+        ),
     )
     return pool
 
@@ -147,6 +163,8 @@ class FinalizeResult:
     ended: frozenset[int]
     put_back: dict[int, dt.datetime]
     runs_logged: int
+    put_back_due_in: float | None = None
+    """Seconds (server clock) until the earliest put-back job is due."""
 
 
 def can_hold(pool: asyncpg.Pool) -> bool:
@@ -274,9 +292,10 @@ class Store:
         run_at: dt.datetime | None,
         priority: int,
         timeout_s: float | None = None,
+        delay_s: float | None = None,
     ) -> int:
         """Insert one job and notify its queue, in one statement."""
-        args = (queue, type_, params, run_at, priority, self.channel, timeout_s)
+        args = (queue, type_, params, run_at, priority, self.channel, timeout_s, delay_s)
         lane = self._lane
         if conn is None and lane is not None and not self._lane_busy:
             self._lane_busy = True
@@ -307,11 +326,12 @@ class Store:
         run_at: dt.datetime | None,
         priority: int,
         timeout_s: float | None = None,
+        delay_s: float | None = None,
     ) -> list[int]:
         """Insert jobs of one type and queue, one notification for the lot."""
         ex: Executor = self.pool if conn is None else conn
         row = await ex.fetchrow(
-            self.q.job_insert_many, queue, type_, params, run_at, priority, self.channel, timeout_s
+            self.q.job_insert_many, queue, type_, params, run_at, priority, self.channel, timeout_s, delay_s
         )
         assert row is not None  # noqa: S101 - an aggregate always returns a row
         ids: list[int] = row[0] or []
@@ -334,13 +354,17 @@ class Store:
             await held.release()
             raise
 
-    async def job_next_due(
-        self, queues: Sequence[str], held: HeldConnection | None = None
-    ) -> dt.datetime | None:
-        """The earliest run_at of a delayed job in these queues, if any."""
-        ex = self.pool if held is None else await held.get()
-        v: dt.datetime | None = await ex.fetchval(self.q.job_next_due, queues)
-        return v
+    async def job_next_due(self, queues: Sequence[str], held: HeldConnection | None = None) -> float | None:
+        """Seconds (by the server's clock) until the next delayed job in these queues is due."""
+        if held is None:
+            v: float | None = await self.pool.fetchval(self.q.job_next_due, queues)
+            return v
+        try:
+            due: float | None = await (await held.get()).fetchval(self.q.job_next_due, queues)
+        except BaseException:
+            await held.release()
+            raise
+        return due
 
     async def job_finalize_many(
         self, worker_id: int, batch: FlushBatch, held: HeldConnection | None = None
@@ -410,7 +434,7 @@ class Store:
                 await conn.copy_records_to_table(
                     "job_runs", records=records, columns=RUN_COLUMNS, schema_name=self.schema
                 )
-            return FinalizeResult(ended, put_back, len(records))
+            return FinalizeResult(ended, put_back, len(records), row[4])
 
     async def job_release_many(self, worker_id: int, ids: Sequence[int]) -> int:
         """Hand back claimed jobs that never started."""
@@ -444,8 +468,14 @@ class Store:
         return wid
 
     async def worker_heartbeat(self, worker_id: int) -> bool:
-        """Refresh the heartbeat; False means the row is gone (this worker was reaped)."""
-        return await self.pool.fetchval(self.q.worker_heartbeat, worker_id) is not None
+        """Refresh the heartbeat; False means the row is gone (this worker was reaped).
+
+        Bounded waits for a connection and for the answer: a heartbeat queued behind busy
+        connections would otherwise come too late and get this worker reaped.
+        """
+        async with self.pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
+            row = await conn.fetchval(self.q.worker_heartbeat, worker_id, timeout=CONNECT_TIMEOUT_S)
+        return row is not None
 
     async def worker_reap(self, dead_after: float, self_id: int) -> tuple[int, int]:
         """Release the jobs of workers silent for ``dead_after`` seconds and drop them.
@@ -480,7 +510,12 @@ class Store:
             try:
                 await conn.execute(self.q.jobs_vacuum)
             finally:
-                await conn.fetchval(self.q.jobs_vacuum_unlock, key)
+                # Shielded: a session lock left on a pooled connection (reset is a no-op)
+                # would stop every worker from vacuuming while that connection lives.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_TIMEOUT_S) as scope:
+                    await conn.fetchval(self.q.jobs_vacuum_unlock, key)
+                if scope.cancelled_caught:
+                    conn.terminate()
             dead: int = row[0]
             return dead
 

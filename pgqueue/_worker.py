@@ -137,7 +137,7 @@ class Worker:
         for r in self._runners:
             if r.interrupt(Outcome.CANCELLED, job_id):
                 return True
-        if self._jobs is not None:
+        if self._jobs is not None and self._jobs.holds(job_id):
             self._jobs.cancelled.add(job_id)  # skipped by the runner that pops it
         return False
 
@@ -150,7 +150,8 @@ class Worker:
         self._running = True
         try:
             store = await self._open_store()
-            await self._register_with_retry(store)
+            if not await self._register_with_retry(store):
+                return  # shutdown() while the database was still unreachable
             log = _log.bind(worker_id=self._id)
             log.info(WORKER_REGISTERED, queues=list(self.config.queues), concurrency=self.config.concurrency)
             try:
@@ -162,10 +163,13 @@ class Worker:
             self._running = False
             self._done.set()
 
-    async def _register_with_retry(self, store: Store) -> None:
-        """Check the schema and register, waiting out a database that is down or restarting."""
+    async def _register_with_retry(self, store: Store) -> bool:
+        """Check the schema and register, waiting out a database that is down or restarting.
+
+        Returns False when :meth:`shutdown` came first (nothing was registered).
+        """
         delay = 0.1
-        while True:
+        while not self._stop.is_set():
             try:
                 await check_schema_version(store)
                 self._id = await store.worker_register(self.config.queues)
@@ -175,10 +179,12 @@ class Worker:
                 if not is_unavailable(exc):
                     raise  # wrong password, unknown database, a bug: waiting will not help
                 self._report(exc, "start", retry_in_s=delay)
-                await anyio.sleep(delay)
+                with anyio.move_on_after(delay):
+                    await self._stop.wait()
                 delay = min(START_RETRY_MAX_S, delay * 2)
                 continue
-            return
+            return True
+        return False
 
     def _report(self, exc: BaseException, action: str, **fields: object) -> None:
         _log.warning(
@@ -316,12 +322,20 @@ class Worker:
     async def _heartbeat(self, store: Store) -> None:
         """Keep the lease, reap dead workers, and catch cancel requests a notification missed."""
         cfg = self.config
+        healthy = False  # our previous heartbeat went through
         while True:
             await anyio.sleep(cfg.heartbeat_interval)
             try:
                 alive = await store.worker_heartbeat(self._id)
                 if not alive:
+                    healthy = False
                     await self._lease_lost(store)
+                    continue
+                if not healthy:
+                    # Back from an outage (or just started): others get one interval to
+                    # heartbeat too before anyone is judged dead, or an outage longer than
+                    # dead_after would make the first worker back reap all the others.
+                    healthy = True
                     continue
                 released, reaped = await store.worker_reap(cfg.dead_after, self._id)
                 if reaped:
@@ -333,6 +347,7 @@ class Worker:
                     for job_id in await store.job_cancel_requested_many(held):
                         self.cancel_local(job_id)
             except Exception as exc:  # noqa: BLE001 - the next beat retries; the deadline has slack
+                healthy = False
                 self._report(exc, "heartbeat")
 
     async def _maintain(self, store: Store) -> None:

@@ -3,12 +3,14 @@
 -- Format: each query opens with `-- name: <noun>_<verb>[_many]`, then `-- why:` and
 -- `-- params:` lines (asyncpg has no named parameters), then the SQL up to the next name.
 -- `{schema}` stands for the configured schema, substituted as a quoted identifier when a
--- store is built; everything else is a bind parameter. Time is the database's now(), so
--- worker clocks never mix with the server's.
+-- store is built; everything else is a bind parameter. Time is the database's now(), and
+-- what a worker must wait for comes back as seconds from now, never as a timestamp to
+-- compare with its own clock: a worker whose clock runs ahead would otherwise claim in a
+-- loop until the server's clock caught up.
 --
 -- Notification payloads on the schema's channel (parsed by `_listener.py`):
 --   r:<queue>          jobs in <queue> are due now: claim
---   d:<epoch>:<queue>  a job in <queue> is due at <epoch> seconds: arm a timer, do not claim
+--   d:<secs>:<queue>   a job in <queue> is due in <secs> seconds: arm a timer, do not claim
 --   c:<job id>         cancel this job if you are running it
 --   p:<token>          a listener's probe of its own connection
 
@@ -61,15 +63,16 @@ SELECT coalesce(max(version), 0) FROM {schema}.schema_version;
 -- why: one round trip inserts the job and wakes the workers of its queue; on a caller's
 --      connection both commit or roll back with the caller's transaction.
 -- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
---         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = type default)
+--         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
+--         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8)
 WITH ins AS (
     INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s)
-    VALUES ($1, $2, $3::json, coalesce($4::timestamptz, now()), $5,
-            coalesce($4::timestamptz, now()) > now(), $7)
+    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7
+    FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
     RETURNING id, run_at, delayed
 )
 SELECT id, pg_notify($6::text, CASE WHEN delayed
-                           THEN 'd:' || extract(epoch FROM run_at)::text || ':' || $1::text
+                           THEN 'd:' || extract(epoch FROM run_at - now())::text || ':' || $1::text
                            ELSE 'r:' || $1::text END)
 FROM ins;
 
@@ -77,17 +80,19 @@ FROM ins;
 -- why: bulk insert of one type into one queue: one statement and one notification per chunk.
 --      Ids come back in input order (the identity follows the ORDER BY of the insert).
 -- params: $1 queue text, $2 type text, $3 params json[], $4 run_at timestamptz (NULL = now),
---         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = type default)
+--         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
+--         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8)
 WITH ins AS (
     INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s)
-    SELECT $1, $2, u.p, coalesce($4::timestamptz, now()), $5, coalesce($4::timestamptz, now()) > now(), $7
-    FROM unnest($3::json[]) WITH ORDINALITY AS u(p, n)
+    SELECT $1, $2, u.p, t.at, $5, t.at > now(), $7
+    FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t,
+         unnest($3::json[]) WITH ORDINALITY AS u(p, n)
     ORDER BY u.n
     RETURNING id, run_at, delayed
 )
 SELECT array_agg(id ORDER BY id) AS ids,
        pg_notify($6::text, CASE WHEN bool_and(delayed)
-                           THEN 'd:' || extract(epoch FROM min(run_at))::text || ':' || $1::text
+                           THEN 'd:' || extract(epoch FROM min(run_at) - now())::text || ':' || $1::text
                            ELSE 'r:' || $1::text END)
 FROM ins;
 
@@ -103,7 +108,7 @@ FROM ins;
 -- params: $1 queues text[], $2 limit int, $3 worker_id bigint
 WITH w AS (
     SELECT id FROM {schema}.workers WHERE id = $3 FOR KEY SHARE
-)
+), claimed AS (
 UPDATE {schema}.jobs j
 SET worker_id = $3, attempt = j.attempt + 1, delayed = false, claimed_at = now()
 WHERE j.id = ANY(ARRAY(
@@ -131,13 +136,16 @@ WHERE j.id = ANY(ARRAY(
 ))
 AND EXISTS (SELECT 1 FROM w)
 RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
-          j.run_at, j.inserted_at, j.timeout_s, j.cancel_requested;
+          j.run_at, j.inserted_at, j.timeout_s, j.cancel_requested
+)
+-- UPDATE ... RETURNING comes back in physical order; runners take jobs in this order.
+SELECT * FROM claimed ORDER BY priority, run_at, id;
 
 -- name: job_next_due
 -- why: when the queues are drained the fetcher sleeps until the next delayed job is due
---      instead of polling; one due-index entry per queue.
+--      instead of polling; one due-index entry per queue. Seconds from the server's now().
 -- params: $1 queues text[]
-SELECT min(n.run_at)
+SELECT extract(epoch FROM min(n.run_at) - now())::float8
 FROM unnest($1::text[]) AS q(name)
 CROSS JOIN LATERAL (
     SELECT run_at FROM {schema}.jobs
@@ -182,7 +190,8 @@ WITH ended AS (
 SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
        (SELECT array_agg(attempt) FROM ended) AS ended_attempts,
        (SELECT array_agg(id) FROM put_back) AS put_back_ids,
-       (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at;
+       (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at,
+       (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in;
 
 -- name: job_finalize_many_exact
 -- why: the exact form of job_finalize_many, used when its fast fence reported a mismatch
@@ -215,7 +224,8 @@ WITH ended AS (
 SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
        NULL::int[] AS ended_attempts,
        (SELECT array_agg(id) FROM put_back) AS put_back_ids,
-       (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at;
+       (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at,
+       (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in;
 
 -- name: job_release_many
 -- why: shutdown hands back claimed jobs that never started, at once and without counting
@@ -288,10 +298,11 @@ SELECT pg_notify($2, 'c:' || id::text) FROM flagged;
 SELECT id FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND cancel_requested;
 
 -- name: worker_reap_lock
--- why: find workers silent for longer than the deadline and lock their rows. The lock waits
---      out any claim those workers have in flight (claims hold their own row FOR KEY SHARE),
---      so the release that follows, in a later statement of this transaction, sees every
---      job they ever claimed; a claim after it finds no row and takes nothing.
+-- why: find workers silent for longer than the deadline and lock their rows. A worker with a
+--      claim in flight holds its own row FOR KEY SHARE, so SKIP LOCKED leaves it for the next
+--      round; once locked here, a late claim of the dead worker waits, finds no row and takes
+--      nothing, and the release that follows (a later statement of this transaction, so a
+--      newer snapshot) sees every job the dead workers ever claimed.
 -- params: $1 dead after seconds float8, $2 the reaping worker's id bigint
 SELECT id FROM {schema}.workers
 WHERE heartbeat < now() - make_interval(secs => $1) AND id <> $2

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from pgqueue import Job, Outcome, Scheduler, log_final_runs
-from tests._support import Counter, hot_count, running, runs, wait
+from tests._support import Counter, hot_count, hot_empty, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -366,3 +366,75 @@ async def test_structured_log_events(scheduler: Scheduler, caplog: pytest.LogCap
     [failed] = events["job_failed"]
     assert (failed["job_id"], failed["attempt"], failed["error"]) == (failing, 2, "RuntimeError: nope")
     assert {"worker_registered", "listener_connected", "worker_stopped"} <= set(events)
+
+
+async def test_an_error_message_with_a_nul_byte_does_not_stop_the_flusher(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    done = Counter(6)
+
+    @scheduler.job("nul")
+    async def nul(job: Job) -> None:
+        done.hit(job.id)
+        if job.params == 0:
+            raise ValueError("bad\x00byte and a lone \ud800 surrogate")
+
+    await scheduler.schedule_many("nul", range(6))
+    async with running(scheduler.worker(flush_max=100, flush_age=0.05)):
+        await wait(done.done)
+    rows = await runs(db, scheduler.schema)
+    assert len(rows) == 6
+    [failed] = [r for r in rows if r["outcome"] == "failed"]
+    assert "bad\\x00byte" in failed["error"]
+    assert await hot_count(db, scheduler.schema) == 0
+
+
+async def test_priority_order_holds_within_one_claimed_batch(scheduler: Scheduler) -> None:
+    order: list[int] = []
+    done = Counter(10)
+
+    @scheduler.job("rec")
+    async def rec(job: Job) -> None:
+        order.append(job.params)
+        done.hit(job.id)
+
+    await scheduler.schedule_many("rec", range(5), priority=5)
+    await scheduler.schedule_many("rec", range(5, 10), priority=-5)
+    async with running(scheduler.worker(concurrency=1, prefetch=10)):  # first claim: 2 jobs, then more
+        await wait(done.done)
+    assert order[:2] == [5, 6]
+    assert order == sorted(order, key=lambda p: (p < 5, p))
+
+
+async def test_a_run_row_the_database_refuses_does_not_block_the_others(
+    scheduler: Scheduler, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever makes one run row unwritable (here: an outcome the CHECK refuses), the flusher
+    writes the rest, ends that job without its row, and keeps going."""
+    from pgqueue import _flusher
+
+    real = _flusher.build_batch
+    poisoned: list[int] = []
+
+    def corrupting(items, worker_id, should_log_run):  # type: ignore[no-untyped-def]
+        batch = real(items, worker_id, should_log_run)
+        for row in batch.runs:
+            if row[13] == "0":  # params of the poisoned job
+                row[11] = "bogus"
+                poisoned.append(row[0])
+        return batch
+
+    monkeypatch.setattr(_flusher, "build_batch", corrupting)
+    done = Counter(5)
+
+    @scheduler.job("work")
+    async def work(job: Job) -> None:
+        done.hit(job.id)
+
+    ids = await scheduler.schedule_many("work", range(5))
+    async with running(scheduler.worker(flush_max=100, flush_age=0.05)):
+        await wait(done.done)
+        await until(lambda: hot_empty(db, scheduler.schema))
+    rows = await runs(db, scheduler.schema)
+    assert poisoned
+    assert sorted(r["job_id"] for r in rows) == sorted(i for i in ids if i != poisoned[0])

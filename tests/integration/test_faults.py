@@ -251,3 +251,48 @@ async def test_pgbouncer_mode_polls_and_uses_no_statement_cache(
     finally:
         await bouncer.close()
     assert len(await runs(db, scheduler.schema)) == 3
+
+
+async def test_pgbouncer_pools_send_no_session_settings(dsn: str) -> None:
+    """PgBouncer refuses startup parameters it does not know: pgbouncer=True sends none."""
+    plain, bouncer = Scheduler(dsn), Scheduler(dsn, pgbouncer=True)
+    try:
+        tuned = await plain.open()
+        assert await tuned.pool.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert await tuned.pool.fetchval("SHOW jit") == "off"
+        bare = await bouncer.open()
+        assert await bare.pool.fetchval("SHOW plan_cache_mode") == "auto"
+        assert bouncer.worker(queues=["q"]).config.vacuum_min_dead == 0
+    finally:
+        await plain.close()
+        await bouncer.close()
+
+
+async def test_shutdown_while_waiting_for_the_database_at_start(proxy: PgProxy, proxied: Scheduler) -> None:
+    proxied.register("noop", lambda job: None)
+    proxy.refusing = True
+    errors: list[BaseException] = []
+    worker = proxied.worker(on_error=errors.append)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        await until(lambda: len(errors) >= 1)
+        with anyio.fail_after(5):
+            await worker.shutdown()
+    assert worker.id == 0
+
+
+def test_error_classification() -> None:
+    import ssl
+
+    from pgqueue._store import is_unavailable
+
+    assert is_unavailable(ConnectionRefusedError())
+    assert is_unavailable(TimeoutError())
+    assert is_unavailable(asyncpg.InterfaceError("connection is closed"))
+    assert is_unavailable(asyncpg.exceptions.AdminShutdownError("terminating connection"))
+    assert is_unavailable(asyncpg.exceptions.InternalClientError("cannot switch to state 12; another op"))
+    assert not is_unavailable(asyncpg.InterfaceError("pool is closed"))
+    assert not is_unavailable(asyncpg.exceptions.ProtocolViolationError("unsupported startup parameter"))
+    assert not is_unavailable(ssl.SSLCertVerificationError("certificate verify failed"))
+    assert not is_unavailable(asyncpg.InvalidCatalogNameError("no such database"))
+    assert not is_unavailable(ValueError("a bug"))

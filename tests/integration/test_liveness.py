@@ -355,3 +355,67 @@ async def test_cancel_without_listen_reaches_the_job_at_the_heartbeat(
         await until(lambda: hot_empty(db, scheduler.schema))
     [run] = await runs(db, scheduler.schema, job_id)
     assert run["outcome"] == "cancelled"
+
+
+async def test_sync_threads_never_exceed_concurrency_even_when_abandoned(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    import threading
+
+    release = threading.Event()
+    lock = threading.Lock()
+    active = 0
+    peak = 0
+
+    @scheduler.job("stuck", timeout=0.05)
+    def stuck(job: Job) -> None:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        release.wait(30)
+        with lock:
+            active -= 1
+
+    await scheduler.schedule_many("stuck", range(6))
+    async with running(scheduler.worker(concurrency=2, shutdown_grace=0.1)):
+        # Two runs time out and are abandoned; their threads keep both slots, so no third
+        # thread starts while they hang.
+        await until(lambda: db.fetchval(f'SELECT count(*) = 2 FROM "{scheduler.schema}".job_runs'))
+        await anyio.sleep(0.3)
+        assert peak == 2
+        release.set()
+        await until(lambda: hot_empty(db, scheduler.schema))
+    assert peak == 2
+
+
+async def test_a_due_job_held_by_someone_else_does_not_cause_a_claim_storm(
+    scheduler: Scheduler, db: asyncpg.Connection, dsn: str
+) -> None:
+    """The job is due, but another session holds its row locked: claims find nothing, the
+    next-due query says "now", and the fetcher must back off instead of spinning."""
+    scheduler.register("t", lambda job: None)
+    job_id = await scheduler.schedule("t", run_at=dt.timedelta(seconds=0.2))
+    other = await asyncpg.connect(dsn)
+    worker = scheduler.worker(poll_interval=60)
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute(f'SELECT 1 FROM "{scheduler.schema}".jobs WHERE id = $1 FOR UPDATE', job_id)
+        async with running(worker):
+            await anyio.sleep(1.0)
+            claims = worker.claims
+            await tx.rollback()
+            await until(lambda: hot_empty(db, scheduler.schema))
+    finally:
+        await other.close()
+    assert claims < 40  # ~20 at the 50 ms floor; thousands without it
+
+
+async def test_cancel_notifications_for_jobs_held_elsewhere_are_not_kept(scheduler: Scheduler) -> None:
+    scheduler.register("t", lambda job: None)
+    worker = scheduler.worker()
+    async with running(worker):
+        assert worker.cancel_local(123456) is False
+        assert worker._jobs is not None
+        assert worker._jobs.cancelled == set()

@@ -28,8 +28,15 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
     b, c = await store.job_insert_many(None, queue="q", type_="t", params=["1", "2"], run_at=None, priority=0)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     d = await store.job_insert(None, queue="q", type_="t", params="null", run_at=later, priority=0)
-    assert await store.job_next_due(["q"]) == later
+    due_in = await store.job_next_due(["q"])  # seconds, by the server's clock
+    assert due_in is not None
+    assert 3590 < due_in <= 3600
     assert await store.job_next_due(["elsewhere"]) is None
+    soon = await store.job_insert(
+        None, queue="q2", type_="t", params="null", run_at=None, priority=0, delay_s=30
+    )
+    server_due = await db.fetchval(f'SELECT run_at - now() FROM "{schema}".jobs WHERE id = $1', soon)
+    assert dt.timedelta(seconds=29) < server_due <= dt.timedelta(seconds=30)  # the server's clock decides
 
     rows = await store.job_claim_many(["q"], 10, wid)
     assert [r["id"] for r in rows] == [a, b, c]  # the delayed job is not due
@@ -141,3 +148,36 @@ async def test_vacuum_runs_only_past_the_threshold_and_one_at_a_time(
     await db.fetchval("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
     assert await store.jobs_vacuum_if_needed(100) == 3000
     assert await db.fetchval(f"SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = {table}") >= 1
+
+
+async def test_a_cancelled_vacuum_still_releases_its_lock(
+    scheduler: Scheduler, db: asyncpg.Connection, dsn: str
+) -> None:
+    schema = scheduler.schema
+    store = await scheduler.open()
+    await db.execute(
+        f"INSERT INTO \"{schema}\".jobs (queue, type) SELECT 'q', 't' FROM generate_series(1, 300)"
+    )
+    await db.execute(f'DELETE FROM "{schema}".jobs')
+    await db.execute("SELECT pg_stat_force_next_flush()")
+    blocker = await asyncpg.connect(dsn)
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute(f'LOCK TABLE "{schema}".jobs IN SHARE UPDATE EXCLUSIVE MODE')  # VACUUM waits
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.jobs_vacuum_if_needed, 1)
+            key = f"pgqueue.vacuum:{schema}"
+
+            async def vacuum_waiting() -> bool:
+                return bool(
+                    await db.fetchval("SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'VACUUM%'")
+                )
+
+            await until(vacuum_waiting)
+            tg.cancel_scope.cancel()
+        await tx.rollback()
+        assert await db.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
+        await db.fetchval("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+    finally:
+        await blocker.close()

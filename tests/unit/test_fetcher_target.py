@@ -18,7 +18,19 @@ CONCURRENCY = 10
 PREFETCH = 500
 
 
-def make_fetcher(*, high_water: int = 2000) -> tuple[Fetcher, RunStats, ResultBuffer[RunResult]]:
+class FixedClock:
+    """A clock that stands still: deadlines are checked exactly."""
+
+    def time(self) -> float:
+        return 1_000_000.0
+
+    def monotonic(self) -> float:
+        return 1000.0
+
+
+def make_fetcher(
+    *, high_water: int = 2000, clock: object | None = None
+) -> tuple[Fetcher, RunStats, ResultBuffer[RunResult]]:
     stats = RunStats()
     results: ResultBuffer[RunResult] = ResultBuffer(flush_max=1, flush_age=1.0, high_water=high_water)
     fetcher = Fetcher(
@@ -27,7 +39,7 @@ def make_fetcher(*, high_water: int = 2000) -> tuple[Fetcher, RunStats, ResultBu
         jobs=JobBuffer[Job](),
         results=results,
         stats=stats,
-        clock=SystemClock(),
+        clock=clock or SystemClock(),  # type: ignore[arg-type]
     )
     return fetcher, stats, results
 
@@ -109,15 +121,18 @@ def test_want_is_zero_while_the_result_buffer_is_blocked() -> None:
     assert fetcher._want() == 2 * CONCURRENCY
 
 
-def test_note_due_keeps_the_earliest_time() -> None:
-    fetcher, _, _ = make_fetcher()
+def test_note_due_keeps_the_earliest_deadline_on_the_monotonic_clock() -> None:
+    """Delays (seconds from the server's now) become monotonic deadlines; the earliest wins."""
+    fetcher, _, _ = make_fetcher(clock=FixedClock())
     assert fetcher._next_due is None
     fetcher.note_due(200.0)
-    assert fetcher._next_due == 200.0
+    assert fetcher._next_due == 1200.0
     fetcher.note_due(300.0)
-    assert fetcher._next_due == 200.0
+    assert fetcher._next_due == 1200.0
     fetcher.note_due(100.0)
-    assert fetcher._next_due == 100.0
+    assert fetcher._next_due == 1100.0
+    fetcher.note_due(-5.0)  # already due by the server's clock: now, not in the past
+    assert fetcher._next_due == 1000.0
 
 
 def test_note_due_wakes_the_loop_only_for_an_earlier_time() -> None:
