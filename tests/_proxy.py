@@ -75,10 +75,14 @@ class PgProxy:
                     await asyncio.sleep(0.01)
                 dst.write(data)
                 await dst.drain()
+            await self._on_eof(server_closed=dst is pair[0])
         except (OSError, asyncio.CancelledError):
             pass
         finally:
             self._close_pair(pair)
+
+    async def _on_eof(self, *, server_closed: bool) -> None:
+        """Hook: one side closed cleanly; the pair is closed when this returns."""
 
     def _close_pair(self, pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
         self._pairs.discard(pair)

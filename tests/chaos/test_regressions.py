@@ -32,23 +32,10 @@ class HoldEofProxy(PgProxy):
         self.eof_held = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def _pipe(
-        self,
-        src: asyncio.StreamReader,
-        dst: asyncio.StreamWriter,
-        pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
-    ) -> None:
-        try:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-            if dst is pair[0]:  # server → client: the server closed
-                self.eof_held.set()
-                await self.release.wait()
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            self._close_pair(pair)
+    async def _on_eof(self, *, server_closed: bool) -> None:
+        if server_closed:
+            self.eof_held.set()
+            await self.release.wait()
 
 
 async def test_worker_start_survives_a_pooled_connection_terminated_while_idle(
