@@ -13,7 +13,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ._codec import decode
+from ._codec import decode, encode
 
 __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLogRun", "log_final_runs"]
 
@@ -114,9 +114,7 @@ class Job:
         """The params as stored (JSON text), for handlers that parse them themselves."""
         raw = self._row[ROW_PARAMS]
         if raw is None and self._params is not _UNSET and self._params is not None:
-            from ._codec import encode  # noqa: PLC0415 - only for jobs built by hand
-
-            return encode(self._params)
+            return encode(self._params)  # a job built by hand (tests, inline runs)
         text: str | None = raw
         return text
 
