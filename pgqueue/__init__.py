@@ -2,7 +2,8 @@
 
 Schedule jobs with :class:`Scheduler` (one round trip: INSERT + NOTIFY, optionally inside
 your transaction), run them with a :class:`Worker` (LISTEN wake-ups, batched claims with
-``FOR UPDATE SKIP LOCKED``, results flushed in batches with COPY into the job-runs log).
+``FOR UPDATE SKIP LOCKED``, results flushed in batches, one statement each, into the
+job-runs log).
 """
 
 from __future__ import annotations

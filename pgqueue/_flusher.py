@@ -1,4 +1,4 @@
-"""Writes finished runs in batches: one transaction ends or puts back the jobs and COPYs the log.
+"""Writes finished runs in batches: one statement ends or puts back the jobs and logs their runs.
 
 A flush is due at ``flush_max`` results or when the oldest is ``flush_age`` old (River's
 batch completer and pgxjob's buffered results). A failed write keeps the batch and retries
@@ -20,19 +20,7 @@ import anyio
 from ._buffer import ResultBuffer
 from ._clock import ignore
 from ._log import BATCH_FLUSHED, FLUSH_FAILED, RUN_UNWRITABLE, SHOULD_LOG_RUN_FAILED, get_logger
-from ._models import (
-    ROW_ATTEMPT,
-    ROW_ID,
-    ROW_INSERTED_AT,
-    ROW_PARAMS,
-    ROW_PRIORITY,
-    ROW_QUEUE,
-    ROW_RUN_AT,
-    ROW_TYPE,
-    Job,
-    RunInfo,
-    ShouldLogRun,
-)
+from ._models import ROW_ATTEMPT, ROW_ID, Job, Outcome, RunInfo, ShouldLogRun
 from ._runner import RunResult
 from ._store import FinalizeResult, FlushBatch, HeldConnection, Store, is_unavailable
 
@@ -42,12 +30,11 @@ RETRY_MIN_S = 0.05
 RETRY_MAX_S = 5.0
 WRITE_TIMEOUT_S = 30.0  # one flush transaction may take this long before it is abandoned and retried
 _log = get_logger()
-_UTC = dt.UTC
-_fromts = dt.datetime.fromtimestamp
+_SUCCEEDED = Outcome.SUCCEEDED
 
 
-def build_batch(items: list[RunResult], worker_id: int, should_log_run: ShouldLogRun | None) -> FlushBatch:
-    """Split results into ended and put-back jobs and build their run-log rows.
+def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> FlushBatch:
+    """Split results into ended and put-back jobs, as the arrays of one finalize statement.
 
     A job appears twice only when a batch that put it back failed ambiguously (committed,
     but the acknowledgement was lost) and this worker claimed and ran it again before the
@@ -56,7 +43,8 @@ def build_batch(items: list[RunResult], worker_id: int, should_log_run: ShouldLo
 
     Runs once per job: fields are read by position from the claimed row and the results
     are unpacked as tuples, because a property call per field is a visible share of the
-    per-job budget here.
+    per-job budget here. A logged success without a result adds four numbers; anything
+    else is recorded with :meth:`FlushBatch.end_detail`.
     """
     b = FlushBatch()
     if len({r[0].row[ROW_ID] for r in items}) < len(items):
@@ -66,31 +54,30 @@ def build_batch(items: list[RunResult], worker_id: int, should_log_run: ShouldLo
             if seen is None or seen.job.attempt < r.job.attempt:
                 latest[r.job.id] = r
         items = list(latest.values())
-    ended_ids, ended_attempts, runs = b.ended_ids, b.ended_attempts, b.runs
+    ids, attempts, started_at, finished_at = b.end_ids, b.end_attempts, b.end_started, b.end_finished
     for job, outcome, started, finished, error, result, retry, error_inc in items:
         row = job.row
-        jid, attempt = row[ROW_ID], row[ROW_ATTEMPT]
+        log = should_log_run is None or _wants_log(
+            should_log_run, job, RunInfo(outcome, retry is None, error)
+        )
         if retry is None:
-            ended_ids.append(jid)
-            ended_attempts.append(attempt)
+            if outcome is not _SUCCEEDED or result is not None or not log:
+                b.end_detail(len(ids), None if outcome is _SUCCEEDED else outcome.value, error, result, log)
+            ids.append(row[ROW_ID])
+            attempts.append(row[ROW_ATTEMPT])
+            started_at.append(started)
+            finished_at.append(finished)
         else:
-            b.back_ids.append(jid)
-            b.back_attempts.append(attempt)
-            b.back_at.append(retry.at)
+            b.back_ids.append(row[ROW_ID])
+            b.back_attempts.append(row[ROW_ATTEMPT])
+            b.back_started.append(started)
+            b.back_finished.append(finished)
+            b.back_outcomes.append(outcome.value)
+            b.back_errors.append(error)
+            b.back_retry_at.append(retry.at)
             b.back_delay.append(retry.delay)
             b.back_error_inc.append(error_inc)
-            b.back_error.append(error)
-        if should_log_run is not None and not _wants_log(
-            should_log_run, job, RunInfo(outcome, retry is None, error)
-        ):
-            continue
-        params = row[ROW_PARAMS]
-        runs.append([
-            jid, worker_id, row[ROW_INSERTED_AT], row[ROW_RUN_AT],
-            _fromts(started, _UTC), _fromts(finished, _UTC), None, attempt, row[ROW_PRIORITY],
-            row[ROW_QUEUE], row[ROW_TYPE], outcome, error,
-            job.params_json if params is None else params, result,
-        ])  # fmt: skip
+            b.back_log.append(log)
     return b
 
 
@@ -185,9 +172,9 @@ class Flusher:
         return True
 
     async def _write(self, items: list[RunResult], *, with_runs: bool = True) -> FinalizeResult:
-        batch = build_batch(items, self._worker_id(), self._should_log_run)
+        batch = build_batch(items, self._should_log_run)
         if not with_runs:
-            batch.runs = []
+            batch.without_runs()
         return await self._store.job_finalize_many(self._worker_id(), batch, self._held)
 
     async def _write_each(self, items: list[RunResult]) -> FinalizeResult | None:

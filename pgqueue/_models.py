@@ -19,9 +19,12 @@ __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLog
 
 # Column order of `job_claim_many ... RETURNING`; Job reads rows by position, and so do the
 # runner and the flusher on their per-job paths (``Job.row``), where a property call per
-# field is a measurable share of a no-op job.
+# field is a measurable share of a no-op job. ROW_RUN_AT and ROW_INSERTED_AT hold epoch
+# seconds (see the query): the properties build the datetimes when asked.
 ROW_ID, ROW_QUEUE, ROW_TYPE, ROW_PARAMS, ROW_PRIORITY, ROW_ATTEMPT, ROW_ERRORS, ROW_LAST_ERROR = range(8)
 ROW_RUN_AT, ROW_INSERTED_AT, ROW_TIMEOUT, ROW_CANCEL_REQUESTED = range(8, 12)
+_UTC = dt.UTC
+_FROMTS = dt.datetime.fromtimestamp
 _UNSET: Any = object()
 
 
@@ -65,8 +68,8 @@ class Job:
             attempt,
             errors,
             last_error,
-            run_at or now,
-            inserted_at or now,
+            (run_at or now).timestamp(),
+            (inserted_at or now).timestamp(),
         )
         self._row: Row = (*row, timeout, False)
         self._params = params
@@ -144,15 +147,13 @@ class Job:
 
     @property
     def run_at(self) -> dt.datetime:
-        """When the job was due (for a retry: when the retry was due)."""
-        v: dt.datetime = self._row[ROW_RUN_AT]
-        return v
+        """When the job was due (for a retry: when the retry was due), in UTC."""
+        return _FROMTS(self._row[ROW_RUN_AT], _UTC)
 
     @property
     def inserted_at(self) -> dt.datetime:
-        """When the job was scheduled."""
-        v: dt.datetime = self._row[ROW_INSERTED_AT]
-        return v
+        """When the job was scheduled, in UTC."""
+        return _FROMTS(self._row[ROW_INSERTED_AT], _UTC)
 
     @property
     def timeout(self) -> float | None:

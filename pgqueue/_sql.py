@@ -40,7 +40,6 @@ class Queries:
     job_claim_many: str
     job_next_due: str
     job_finalize_many: str
-    job_finalize_many_exact: str
     job_release_many: str
     worker_register: str
     worker_heartbeat: str

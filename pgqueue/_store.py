@@ -18,6 +18,7 @@ import os
 import socket
 import ssl
 from collections.abc import Sequence
+from dataclasses import field
 from typing import Any
 
 import anyio
@@ -28,7 +29,6 @@ from ._models import CancelResult
 from ._sql import QUERIES, Queries, quote_ident
 
 __all__ = [
-    "RUN_COLUMNS",
     "FinalizeResult",
     "FlushBatch",
     "HeldConnection",
@@ -37,26 +37,6 @@ __all__ = [
     "create_pool",
     "is_unavailable",
 ]
-
-# Column order of the COPY into job_runs; the flusher builds records in this order.
-RUN_COLUMNS = (
-    "job_id",
-    "worker_id",
-    "inserted_at",
-    "run_at",
-    "started_at",
-    "finished_at",
-    "retry_at",
-    "attempt",
-    "priority",
-    "queue",
-    "type",
-    "outcome",
-    "error",
-    "params",
-    "result",
-)
-RUN_RETRY_AT = RUN_COLUMNS.index("retry_at")
 
 CONNECT_TIMEOUT_S = 10.0
 HOLD_MIN_POOL = 4  # connections a pool needs before stages may hold some for themselves
@@ -142,18 +122,82 @@ async def create_pool(
 
 @dataclasses.dataclass(slots=True)
 class FlushBatch:
-    """One flush: the jobs that ended, the jobs put back, and their run-log rows."""
+    """One flush as the parallel arrays of ``job_finalize_many``: one unnest per family.
 
-    ended_ids: list[int] = dataclasses.field(default_factory=list)
-    ended_attempts: list[int] = dataclasses.field(default_factory=list)
-    back_ids: list[int] = dataclasses.field(default_factory=list)
-    back_attempts: list[int] = dataclasses.field(default_factory=list)
-    back_at: list[dt.datetime | None] = dataclasses.field(default_factory=list)
-    back_delay: list[float] = dataclasses.field(default_factory=list)
-    back_error_inc: list[int] = dataclasses.field(default_factory=list)
-    back_error: list[str | None] = dataclasses.field(default_factory=list)
-    runs: list[list[Any]] = dataclasses.field(default_factory=list)
-    """Rows in :data:`RUN_COLUMNS` order; ``retry_at`` is filled in from the database."""
+    Ended runs always fill ids, attempts and times. Their outcomes, errors, results and log
+    flags may stop short (the statement pads them with NULL: a logged success without a
+    result), so a batch of plain successes sends four arrays; :meth:`end_detail` fills in
+    a run that is more than that. Put-back runs are rare and fill every array.
+    Times are epoch seconds (float8 is cheap to encode; asyncpg's timestamptz is not).
+    """
+
+    end_ids: list[int] = field(default_factory=list)
+    end_attempts: list[int] = field(default_factory=list)
+    end_started: list[float] = field(default_factory=list)
+    end_finished: list[float] = field(default_factory=list)
+    end_outcomes: list[str | None] = field(default_factory=list)
+    end_errors: list[str | None] = field(default_factory=list)
+    end_results: list[str | None] = field(default_factory=list)
+    end_log: list[bool | None] = field(default_factory=list)
+    back_ids: list[int] = field(default_factory=list)
+    back_attempts: list[int] = field(default_factory=list)
+    back_started: list[float] = field(default_factory=list)
+    back_finished: list[float] = field(default_factory=list)
+    back_outcomes: list[str] = field(default_factory=list)
+    back_errors: list[str | None] = field(default_factory=list)
+    back_retry_at: list[dt.datetime | None] = field(default_factory=list)
+    back_delay: list[float] = field(default_factory=list)
+    back_error_inc: list[int] = field(default_factory=list)
+    back_log: list[bool] = field(default_factory=list)
+
+    def end_detail(
+        self,
+        index: int,
+        outcome: str | None,
+        error: str | None,
+        result: str | None,
+        log: bool,  # noqa: FBT001
+    ) -> None:
+        """Record what ended run ``index`` has beyond a logged success (None: succeeded)."""
+        grow = index + 1 - len(self.end_outcomes)
+        if grow > 0:
+            pad: list[Any] = [None] * grow
+            self.end_outcomes += pad
+            self.end_errors += pad
+            self.end_results += pad
+            self.end_log += pad
+        self.end_outcomes[index] = outcome
+        self.end_errors[index] = error
+        self.end_results[index] = result
+        self.end_log[index] = log
+
+    def without_runs(self) -> None:
+        """Finalize the jobs but log none of their runs (a run row the database refuses)."""
+        self.end_log = [False] * len(self.end_ids)
+        self.back_log = [False] * len(self.back_ids)
+
+    def arguments(self) -> tuple[list[Any], ...]:
+        """The arrays in the order of job_finalize_many's parameters $2 .. $19."""
+        return (
+            self.end_ids,
+            self.end_attempts,
+            self.end_started,
+            self.end_finished,
+            self.end_outcomes,
+            self.end_errors,
+            self.end_results,
+            self.end_log,
+            self.back_ids,
+            self.back_attempts,
+            self.back_started,
+            self.back_finished,
+            self.back_outcomes,
+            self.back_errors,
+            self.back_retry_at,
+            self.back_delay,
+            self.back_error_inc,
+            self.back_log,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -204,10 +248,6 @@ class HeldConnection:
                 await self._pool.release(conn, timeout=CONNECT_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - a broken connection: the pool discards it
                 conn.terminate()
-
-
-class _FenceMismatchError(Exception):
-    """The fast finalize touched a row of another attempt: roll back, use the exact form."""
 
 
 def _keepalive(conn: asyncpg.Connection) -> None:
@@ -339,102 +379,40 @@ class Store:
 
     # -- the worker's hot path ----------------------------------------------------------
 
-    async def job_claim_many(
-        self, queues: Sequence[str], limit: int, worker_id: int, held: HeldConnection | None = None
-    ) -> list[asyncpg.Record]:
-        """Claim up to ``limit`` due jobs for ``worker_id`` (on ``held`` when given)."""
+    async def _on(self, held: HeldConnection | None, method: str, query: str, *args: object) -> Any:  # noqa: ANN401 - whatever the asyncpg method returns
+        """Run one statement on ``held`` (given back after any error) or on the pool."""
         if held is None:
-            rows: list[asyncpg.Record] = await self.pool.fetch(
-                self.q.job_claim_many, queues, limit, worker_id
-            )
-            return rows
+            return await getattr(self.pool, method)(query, *args)
         try:
-            return await (await held.get()).fetch(self.q.job_claim_many, queues, limit, worker_id)
+            return await getattr(await held.get(), method)(query, *args)
         except BaseException:
             await held.release()
             raise
 
+    async def job_claim_many(
+        self, queues: Sequence[str], limit: int, worker_id: int, held: HeldConnection | None = None
+    ) -> list[asyncpg.Record]:
+        """Claim up to ``limit`` due jobs for ``worker_id`` (on ``held`` when given)."""
+        rows: list[asyncpg.Record] = await self._on(
+            held, "fetch", self.q.job_claim_many, queues, limit, worker_id
+        )
+        return rows
+
     async def job_next_due(self, queues: Sequence[str], held: HeldConnection | None = None) -> float | None:
         """Seconds (by the server's clock) until the next delayed job in these queues is due."""
-        if held is None:
-            v: float | None = await self.pool.fetchval(self.q.job_next_due, queues)
-            return v
-        try:
-            due: float | None = await (await held.get()).fetchval(self.q.job_next_due, queues)
-        except BaseException:
-            await held.release()
-            raise
+        due: float | None = await self._on(held, "fetchval", self.q.job_next_due, queues)
         return due
 
     async def job_finalize_many(
         self, worker_id: int, batch: FlushBatch, held: HeldConnection | None = None
     ) -> FinalizeResult:
-        """Write one flush: end and put back jobs (fenced), then COPY their runs, atomically.
-
-        The fast statement fences ended jobs by owner and "attempt among the batch's
-        attempts"; the (id, attempt) pairs it returns are checked here, and any mismatch
-        (only a replay after an unacknowledged commit can cause one) rolls the transaction
-        back and redoes the flush with the exact statement.
-        """
-        if held is None:
-            async with self.pool.acquire() as conn:
-                return await self._finalize_on(conn, worker_id, batch)
-        try:
-            return await self._finalize_on(await held.get(), worker_id, batch)
-        except BaseException:
-            await held.release()
-            raise
-
-    async def _finalize_on(
-        self, conn: asyncpg.Connection | PoolConnectionProxy, worker_id: int, batch: FlushBatch
-    ) -> FinalizeResult:
-        try:
-            return await self._finalize(conn, worker_id, batch, exact=False)
-        except _FenceMismatchError:
-            return await self._finalize(conn, worker_id, batch, exact=True)
-
-    async def _finalize(
-        self,
-        conn: asyncpg.Connection | PoolConnectionProxy,
-        worker_id: int,
-        batch: FlushBatch,
-        *,
-        exact: bool,
-    ) -> FinalizeResult:
-        async with conn.transaction():
-            row = await conn.fetchrow(
-                self.q.job_finalize_many_exact if exact else self.q.job_finalize_many,
-                worker_id,
-                batch.ended_ids,
-                batch.ended_attempts if exact else sorted(set(batch.ended_attempts)),
-                batch.back_ids,
-                batch.back_attempts,
-                batch.back_at,
-                batch.back_delay,
-                batch.back_error_inc,
-                batch.back_error,
-            )
-            assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
-            ended_ids: list[int] = row[0] or []
-            if not exact and ended_ids:
-                expected = dict(zip(batch.ended_ids, batch.ended_attempts, strict=True))
-                if any(expected[i] != a for i, a in zip(ended_ids, row[1], strict=True)):
-                    raise _FenceMismatchError  # leaves the transaction: nothing was changed
-            ended = frozenset(ended_ids)
-            put_back: dict[int, dt.datetime] = dict(zip(row[2] or (), row[3] or (), strict=True))
-            records = batch.runs
-            if len(ended) + len(put_back) < len(batch.ended_ids) + len(batch.back_ids):
-                # Some jobs were no longer ours (reaped, or a repeated flush): no run rows.
-                records = [r for r in records if r[0] in ended or r[0] in put_back]
-            for r in records:
-                at = put_back.get(r[0])
-                if at is not None:
-                    r[RUN_RETRY_AT] = at
-            if records:
-                await conn.copy_records_to_table(
-                    "job_runs", records=records, columns=RUN_COLUMNS, schema_name=self.schema
-                )
-            return FinalizeResult(ended, put_back, len(records), row[4])
+        """Write one flush in one statement: end and put back jobs, fenced, and log their runs."""
+        row: asyncpg.Record | None = await self._on(
+            held, "fetchrow", self.q.job_finalize_many, worker_id, *batch.arguments()
+        )
+        assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
+        put_back: dict[int, dt.datetime] = dict(zip(row[1] or (), row[2] or (), strict=True))
+        return FinalizeResult(frozenset(row[0] or ()), put_back, row[3], row[4])
 
     async def job_release_many(self, worker_id: int, ids: Sequence[int]) -> int:
         """Hand back claimed jobs that never started."""

@@ -105,6 +105,10 @@ FROM ins;
 --      semi-join over a sequential scan. The worker's own row is locked FOR KEY SHARE, so
 --      a reaper deleting it waits for this claim to commit and then releases these jobs;
 --      a reaped worker claims nothing.
+--      run_at and inserted_at come back as epoch seconds (float8: the microsecond survives
+--      the round trip until 2106): asyncpg decodes a timestamptz with Python datetime
+--      arithmetic, 1.4 µs per value, and most handlers never read them (Job converts on
+--      access).
 -- params: $1 queues text[], $2 limit int, $3 worker_id bigint
 WITH w AS (
     SELECT id FROM {schema}.workers WHERE id = $3 FOR KEY SHARE
@@ -136,7 +140,8 @@ WHERE j.id = ANY(ARRAY(
 ))
 AND EXISTS (SELECT 1 FROM w)
 RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
-          j.run_at, j.inserted_at, j.timeout_s, j.cancel_requested
+          date_part('epoch', j.run_at) AS run_at, date_part('epoch', j.inserted_at) AS inserted_at,
+          j.timeout_s, j.cancel_requested
 )
 -- UPDATE ... RETURNING comes back in physical order; runners take jobs in this order.
 SELECT * FROM claimed ORDER BY priority, run_at, id;
@@ -155,76 +160,94 @@ CROSS JOIN LATERAL (
 ) AS n;
 
 -- name: job_finalize_many
--- why: one statement per flush ends finished jobs (delete) and puts failed or interrupted
---      ones back (update); the flush's COPY of the run log follows in the same transaction.
---      Every row is fenced by its owner and attempt, so a repeated flush, a reaped worker or
---      a stale run changes nothing, and the run log only gets rows this worker still owned.
---      Ended jobs (the hot path) are found by primary key with a cheap fence: owner, and
---      attempt among the few distinct attempts of the batch. That is exact except for a
---      replay after an unacknowledged commit, so the caller checks the returned (id, attempt)
---      pairs and, on any mismatch, rolls back and runs job_finalize_many_exact. The cost
---      stays linear in the batch (array_position per row is O(n²): 20 ms for 2,000 rows).
---      Put-back jobs are rare and use the exact per-row lookup. Ids in one call are unique.
+-- why: one statement per flush, so one round trip and no explicit transaction: it ends
+--      finished jobs (delete), puts failed or interrupted ones back (update) and logs
+--      their runs. The run rows are built here from the job rows, so the worker sends only
+--      what it alone knows (ids, attempts, times, outcomes) and never encodes queue, type,
+--      params or timestamps it read from this same row: with COPY, that encoding was the
+--      largest share of the worker's CPU per job (asyncpg encodes a timestamptz in ~1 µs).
+--      Fencing: a run counts only if its job is still held by this worker at the attempt
+--      the run was (the lookups in done and back). The delete and update re-check the owner,
+--      which PostgreSQL re-evaluates on a row updated concurrently (a reaper releasing it),
+--      and a run is logged only if its row was really deleted or updated (the hashed
+--      membership tests). So a repeated flush, a reaped worker or a stale run changes and
+--      logs nothing.
+--      Plan shape, fixed on purpose: each input row finds its job by primary key in a
+--      LATERAL subquery (LIMIT 1 keeps it from being flattened into a join the planner
+--      could turn into a nested loop over every pair: with generic plans it estimates the
+--      arrays at 10 rows and the owner filter at 1, and chose exactly that); the delete is
+--      a TID scan; the membership tests are hashed subplans (IS TRUE keeps them subplans).
+--      Linear in the batch whatever the table size.
+--      Ended runs: $6..$9 may be shorter than $2 (unnest pads them with NULL): NULL outcome
+--      is 'succeeded', NULL log is true, so a batch of plain successes sends four arrays.
 --      Put-back rows go to the due index (delayed = true) whatever their time: the claim
---      takes due rows from there in run_at order.
--- params: $1 worker_id bigint, $2 end ids bigint[], $3 distinct end attempts int[],
---         $4 put-back ids bigint[], $5 put-back attempts int[],
---         $6 retry at timestamptz[] (NULL = now() + delay), $7 retry delay seconds float8[],
---         $8 error increment int[], $9 last error text[] (NULL keeps the old one)
-WITH ended AS (
-    DELETE FROM {schema}.jobs j
-    WHERE j.id = ANY($2::bigint[]) AND j.worker_id = $1 AND j.attempt = ANY($3::int[])
-    RETURNING j.id, j.attempt
+--      takes due rows from there in run_at order. Their run row keeps the run_at the run
+--      was due at and gets the new one as retry_at (now() is fixed for the statement, so
+--      next_at is the value written). Ids in one call are unique.
+-- params: $1 worker_id bigint,
+--         ended: $2 ids bigint[], $3 attempts int[], $4 started float8[] (epoch seconds),
+--         $5 finished float8[], $6 outcomes text[], $7 errors text[], $8 results json[],
+--         $9 log bool[];
+--         put back: $10 ids bigint[], $11 attempts int[], $12 started float8[],
+--         $13 finished float8[], $14 outcomes text[], $15 errors text[] (NULL keeps the
+--         job's last error), $16 retry at timestamptz[] (NULL = now() + delay),
+--         $17 delay seconds float8[], $18 error increments int[], $19 log bool[]
+WITH done AS MATERIALIZED (
+    SELECT d.*, j.tid, j.inserted_at, j.run_at, j.priority, j.queue, j.type, j.params
+    FROM unnest($2::bigint[], $3::int[], $4::float8[], $5::float8[],
+                $6::text[], $7::text[], $8::json[], $9::bool[])
+         AS d(id, attempt, started, finished, outcome, error, result, log)
+    CROSS JOIN LATERAL (
+        SELECT ctid AS tid, inserted_at, run_at, priority, queue, type, params
+        FROM {schema}.jobs
+        WHERE id = d.id AND worker_id = $1 AND attempt = d.attempt
+        LIMIT 1
+    ) AS j
+), back AS MATERIALIZED (
+    SELECT d.*, coalesce(d.retry_at, now() + make_interval(secs => d.delay)) AS next_at,
+           $1::bigint AS owner, j.tid, j.inserted_at, j.run_at, j.priority, j.queue, j.type, j.params
+    FROM unnest($10::bigint[], $11::int[], $12::float8[], $13::float8[], $14::text[], $15::text[],
+                $16::timestamptz[], $17::float8[], $18::int[], $19::bool[])
+         AS d(id, attempt, started, finished, outcome, error, retry_at, delay, error_inc, log)
+    CROSS JOIN LATERAL (
+        SELECT ctid AS tid, inserted_at, run_at, priority, queue, type, params
+        FROM {schema}.jobs
+        WHERE id = d.id AND worker_id = $1 AND attempt = d.attempt
+        LIMIT 1
+    ) AS j
+), ended AS (
+    DELETE FROM {schema}.jobs
+    WHERE ctid = ANY(ARRAY(SELECT tid FROM done)) AND worker_id = $1
+    RETURNING id
 ), put_back AS (
     UPDATE {schema}.jobs j
     SET worker_id = NULL,
         delayed = true,
-        run_at = coalesce(($6::timestamptz[])[array_position($4::bigint[], j.id)],
-                          now() + make_interval(secs => ($7::float8[])[array_position($4::bigint[], j.id)])),
-        errors = j.errors + ($8::int[])[array_position($4::bigint[], j.id)],
-        last_error = coalesce(($9::text[])[array_position($4::bigint[], j.id)], j.last_error)
-    WHERE j.id = ANY($4::bigint[]) AND j.worker_id = $1
-      AND j.attempt = ($5::int[])[array_position($4::bigint[], j.id)]
+        run_at = b.next_at,
+        errors = j.errors + b.error_inc,
+        last_error = coalesce(b.error, j.last_error)
+    FROM back b
+    WHERE j.ctid = b.tid AND j.worker_id = b.owner  -- join clauses only: no 1-row estimate for j
     RETURNING j.id, j.run_at
+), logged AS (
+    INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
+                                   retry_at, attempt, priority, queue, type, outcome, error, params,
+                                   result)
+    SELECT id, $1, inserted_at, run_at, to_timestamp(started), to_timestamp(finished), NULL,
+           attempt, priority, queue, type, coalesce(outcome, 'succeeded'), error, params, result
+    FROM done
+    WHERE log IS NOT false AND (id IN (SELECT id FROM ended)) IS TRUE
+    UNION ALL
+    SELECT id, $1, inserted_at, run_at, to_timestamp(started), to_timestamp(finished), next_at,
+           attempt, priority, queue, type, outcome, error, params, NULL
+    FROM back
+    WHERE log AND (id IN (SELECT id FROM put_back)) IS TRUE
+    RETURNING 1
 )
 SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
-       (SELECT array_agg(attempt) FROM ended) AS ended_attempts,
        (SELECT array_agg(id) FROM put_back) AS put_back_ids,
        (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at,
-       (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in;
-
--- name: job_finalize_many_exact
--- why: the exact form of job_finalize_many, used when its fast fence reported a mismatch
---      (a flush replayed after an unacknowledged commit): every row is matched to its own
---      attempt with array_position(), O(n²) in-memory comparisons but exact whatever the
---      plan. A join with unnest() is not used: the planner may rescan the unnest per row.
---      Put-back rows go to the due index (delayed = true) whatever their time: the claim
---      takes due rows from there in run_at order.
--- params: $1 worker_id bigint, $2 end ids bigint[], $3 end attempts int[],
---         $4 put-back ids bigint[], $5 put-back attempts int[],
---         $6 retry at timestamptz[] (NULL = now() + delay), $7 retry delay seconds float8[],
---         $8 error increment int[], $9 last error text[] (NULL keeps the old one)
-WITH ended AS (
-    DELETE FROM {schema}.jobs j
-    WHERE j.id = ANY($2::bigint[]) AND j.worker_id = $1
-      AND j.attempt = ($3::int[])[array_position($2::bigint[], j.id)]
-    RETURNING j.id
-), put_back AS (
-    UPDATE {schema}.jobs j
-    SET worker_id = NULL,
-        delayed = true,
-        run_at = coalesce(($6::timestamptz[])[array_position($4::bigint[], j.id)],
-                          now() + make_interval(secs => ($7::float8[])[array_position($4::bigint[], j.id)])),
-        errors = j.errors + ($8::int[])[array_position($4::bigint[], j.id)],
-        last_error = coalesce(($9::text[])[array_position($4::bigint[], j.id)], j.last_error)
-    WHERE j.id = ANY($4::bigint[]) AND j.worker_id = $1
-      AND j.attempt = ($5::int[])[array_position($4::bigint[], j.id)]
-    RETURNING j.id, j.run_at
-)
-SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
-       NULL::int[] AS ended_attempts,
-       (SELECT array_agg(id) FROM put_back) AS put_back_ids,
-       (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at,
+       (SELECT count(*) FROM logged) AS runs_logged,
        (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in;
 
 -- name: job_release_many

@@ -416,12 +416,12 @@ async def test_a_run_row_the_database_refuses_does_not_block_the_others(
     real = _flusher.build_batch
     poisoned: list[int] = []
 
-    def corrupting(items, worker_id, should_log_run):  # type: ignore[no-untyped-def]
-        batch = real(items, worker_id, should_log_run)
-        for row in batch.runs:
-            if row[13] == "0":  # params of the poisoned job
-                row[11] = "bogus"
-                poisoned.append(row[0])
+    def corrupting(items, should_log_run):  # type: ignore[no-untyped-def]
+        batch = real(items, should_log_run)
+        for item in items:
+            if item.job.params == 0 and item.job.id in batch.end_ids:  # the poisoned job
+                batch.end_detail(batch.end_ids.index(item.job.id), "bogus", None, None, True)
+                poisoned.append(item.job.id)
         return batch
 
     monkeypatch.setattr(_flusher, "build_batch", corrupting)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import anyio
 import asyncpg
@@ -117,32 +118,12 @@ async def test_fencing_rejects_a_reaped_workers_late_completion(
     fresh = await store.worker_register(["default"])
     [again] = await store.job_claim_many(["default"], 1, fresh)
     assert again["attempt"] == 2
-    now = dt.datetime.now(dt.UTC)
-
-    def run_row(worker: int, attempt: int, outcome: str) -> list[object]:
-        return [
-            job_id,
-            worker,
-            now,
-            now,
-            now,
-            now,
-            None,
-            attempt,
-            0,
-            "default",
-            "t",
-            outcome,
-            None,
-            "null",
-            None,
-        ]
-
-    late = FlushBatch(ended_ids=[job_id], ended_attempts=[1], runs=[run_row(stale, 1, "succeeded")])
+    now = time.time()
+    late = FlushBatch(end_ids=[job_id], end_attempts=[1], end_started=[now], end_finished=[now])
     res = await store.job_finalize_many(stale, late)
     assert (res.ended, res.runs_logged) == (frozenset(), 0)
     assert await hot_count(db, scheduler.schema) == 1  # still held by the rerun
-    good = FlushBatch(ended_ids=[job_id], ended_attempts=[2], runs=[run_row(fresh, 2, "succeeded")])
+    good = FlushBatch(end_ids=[job_id], end_attempts=[2], end_started=[now], end_finished=[now])
     assert (await store.job_finalize_many(fresh, good)).ended == {job_id}
     rows = await runs(db, scheduler.schema, job_id)
     assert [(r["attempt"], r["outcome"]) for r in rows] == [(1, "crashed"), (2, "succeeded")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import anyio
 import asyncpg
@@ -38,19 +39,25 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
     server_due = await db.fetchval(f'SELECT run_at - now() FROM "{schema}".jobs WHERE id = $1', soon)
     assert dt.timedelta(seconds=29) < server_due <= dt.timedelta(seconds=30)  # the server's clock decides
 
+    inserted = {r["id"]: r for r in await db.fetch(f'SELECT id, inserted_at, run_at FROM "{schema}".jobs')}
     rows = await store.job_claim_many(["q"], 10, wid)
     assert [r["id"] for r in rows] == [a, b, c]  # the delayed job is not due
     assert {r["attempt"] for r in rows} == {1}
+    # Times come back as epoch seconds that convert to the stored timestamps exactly.
+    for r in rows:
+        assert dt.datetime.fromtimestamp(r["run_at"], dt.UTC) == inserted[r["id"]]["run_at"]
+        assert dt.datetime.fromtimestamp(r["inserted_at"], dt.UTC) == inserted[r["id"]]["inserted_at"]
 
     # Release c unstarted: its attempt is not counted.
     assert await store.job_release_many(wid, [c]) == 1
     assert await db.fetchval(f'SELECT attempt FROM "{schema}".jobs WHERE id = $1', c) == 0
 
-    batch = FlushBatch(ended_ids=[a], ended_attempts=[1], back_ids=[b], back_attempts=[1])
-    batch.back_at, batch.back_delay, batch.back_error_inc, batch.back_error = [None], [30.0], [1], ["boom"]
-    now = dt.datetime.now(dt.UTC)
-    for jid in (a, b):
-        batch.runs.append([jid, wid, now, now, now, now, None, 1, 0, "q", "t", "succeeded", None, "{}", None])
+    t0 = time.time()
+    batch = FlushBatch(end_ids=[a], end_attempts=[1], end_started=[t0], end_finished=[t0 + 0.5])
+    batch.end_detail(0, None, None, '{"r": 1}', True)
+    batch.back_ids, batch.back_attempts, batch.back_started, batch.back_finished = [b], [1], [t0], [t0 + 1]
+    batch.back_outcomes, batch.back_errors = ["failed"], ["boom"]
+    batch.back_retry_at, batch.back_delay, batch.back_error_inc, batch.back_log = [None], [30.0], [1], [True]
     res = await store.job_finalize_many(wid, batch)
     assert res.ended == {a}
     assert set(res.put_back) == {b}
@@ -59,8 +66,23 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
         f'SELECT worker_id, errors, last_error, delayed, run_at FROM "{schema}".jobs WHERE id = $1', b
     )
     assert (row["worker_id"], row["errors"], row["last_error"], row["delayed"]) == (None, 1, "boom", True)
-    logged = await db.fetchval(f'SELECT retry_at FROM "{schema}".job_runs WHERE job_id = $1', b)
-    assert logged == row["run_at"] == res.put_back[b]
+    logged = {r["job_id"]: r for r in await db.fetch(f'SELECT * FROM "{schema}".job_runs')}
+    # The run rows are built from the job rows: everything the job had, plus this run.
+    ended_run, back_run = logged[a], logged[b]
+    job_a = inserted[a]
+    assert (ended_run["queue"], ended_run["type"], ended_run["priority"]) == ("q", "t", 0)
+    assert ended_run["params"] == '{"a":1}'  # as stored
+    assert (ended_run["inserted_at"], ended_run["run_at"]) == (job_a["inserted_at"], job_a["run_at"])
+    assert (ended_run["worker_id"], ended_run["attempt"]) == (wid, 1)
+    # Epoch seconds become the timestamp to the microsecond (rounding may differ by one).
+    assert abs(ended_run["started_at"] - dt.datetime.fromtimestamp(t0, dt.UTC)) <= dt.timedelta(microseconds=1)
+    assert ended_run["finished_at"] - ended_run["started_at"] == dt.timedelta(seconds=0.5)
+    assert (ended_run["outcome"], ended_run["error"], ended_run["result"]) == ("succeeded", None, '{"r": 1}')
+    assert ended_run["retry_at"] is None
+    assert (back_run["outcome"], back_run["error"], back_run["params"]) == ("failed", "boom", "1")
+    assert back_run["run_at"] == inserted[b]["run_at"]  # when this run was due, not the retry time
+    assert back_run["retry_at"] == row["run_at"] == res.put_back[b]
+    assert row["run_at"] > back_run["run_at"] + dt.timedelta(seconds=29)
 
     # The same flush again (a lost acknowledgement): fenced, nothing changes, nothing logged.
     again = await store.job_finalize_many(wid, batch)
@@ -97,12 +119,9 @@ def test_every_query_has_a_store_method() -> None:
     assert unused == []
 
 
-async def test_a_stale_attempt_in_a_batch_falls_back_to_the_exact_fence(
-    scheduler: Scheduler, db: asyncpg.Connection
-) -> None:
+async def test_each_row_is_fenced_by_its_own_attempt(scheduler: Scheduler, db: asyncpg.Connection) -> None:
     """Job j is held at attempt 2 but the batch says attempt 1 (a stale replay); job k really
-    is at attempt 2. The fast fence (attempt among {1, 2}) would end j: the store must see the
-    mismatch, roll back, and end only k."""
+    is at attempt 2. Only k may end and be logged; j stays with its owner, untouched."""
     schema = scheduler.schema
     store = await scheduler.open()
     wid = await store.worker_register(["q"])
@@ -110,17 +129,44 @@ async def test_a_stale_attempt_in_a_batch_falls_back_to_the_exact_fence(
     await db.execute(
         f'UPDATE "{schema}".jobs SET worker_id = $1, attempt = 2 WHERE id = ANY($2::bigint[])', wid, [j, k]
     )
-    now = dt.datetime.now(dt.UTC)
-    batch = FlushBatch(ended_ids=[j, k], ended_attempts=[1, 2])
-    for jid, attempt in ((j, 1), (k, 2)):
-        batch.runs.append(
-            [jid, wid, now, now, now, now, None, attempt, 0, "q", "t", "succeeded", None, "{}", None]
-        )
+    now = time.time()
+    batch = FlushBatch(end_ids=[j, k], end_attempts=[1, 2], end_started=[now, now], end_finished=[now, now])
     res = await store.job_finalize_many(wid, batch)
     assert res.ended == {k}
     assert res.runs_logged == 1
     assert await db.fetchval(f'SELECT worker_id FROM "{schema}".jobs WHERE id = $1', j) == wid  # untouched
     assert [r[0] for r in await db.fetch(f'SELECT job_id FROM "{schema}".job_runs')] == [k]
+
+
+@pytest.mark.parametrize("backlog", [0, 2000, 30000])
+async def test_the_flush_plan_is_linear_whatever_the_table(
+    scheduler: Scheduler, db: asyncpg.Connection, backlog: int
+) -> None:
+    """The generic plan of the flush finds each input row by primary key (a nested loop over
+    the arrays), deletes by TID, and tests membership with hashed subplans: never a join
+    over every pair of rows, which the planner chose for the plain join form on a small,
+    freshly analyzed table (it estimates the arrays at 10 rows and the owner filter at 1)."""
+    store = await scheduler.open()
+    if backlog:
+        await store.job_insert_many(
+            None, queue="q", type_="t", params=["1"] * backlog, run_at=None, priority=0
+        )
+    await db.execute(f'ANALYZE "{scheduler.schema}".jobs')
+    async with store.pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        await conn.execute("PREPARE fin AS " + store.q.job_finalize_many)
+        plan = "\n".join(
+            r[0]
+            for r in await conn.fetch(
+                "EXPLAIN EXECUTE fin(1, '{1}', '{1}', '{1}', '{1}', '{}', '{}', '{}', '{}',"
+                " '{2}', '{1}', '{1}', '{1}', '{failed}', '{}', '{}', '{1}', '{1}', '{true}')"
+            )
+        )
+        await conn.execute("DEALLOCATE fin")
+    assert "Join Filter" not in plan, plan
+    assert plan.count("Function Scan") == 2, plan  # the arrays drive the lookups
+    assert plan.count("hashed SubPlan") == 2, plan
+    assert "Tid Scan" in plan or backlog == 0, plan  # an empty table may be scanned whole
 
 
 async def test_vacuum_runs_only_past_the_threshold_and_one_at_a_time(

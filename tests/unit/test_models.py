@@ -14,7 +14,8 @@ INSERTED_AT = dt.datetime(2029, 12, 31, tzinfo=dt.UTC)
 
 def claimed_row(params_text: str | None = '{"a": [1, 2], "b": "x"}') -> tuple[object, ...]:
     # Claim order: id, queue, type, params, priority, attempt, errors, last_error, run_at, inserted_at
-    return (42, "emails", "send", params_text, -3, 2, 1, "boom", RUN_AT, INSERTED_AT)
+    # (the two times as epoch seconds, as the claim returns them)
+    return (42, "emails", "send", params_text, -3, 2, 1, "boom", RUN_AT.timestamp(), INSERTED_AT.timestamp())
 
 
 # -- hand-built jobs ---------------------------------------------------------------------
@@ -91,6 +92,18 @@ def test_from_row_reads_fields_by_claim_position() -> None:
     assert job.last_error == "boom"
     assert job.run_at == RUN_AT
     assert job.inserted_at == INSERTED_AT
+    assert job.run_at.utcoffset() == dt.timedelta(0)
+
+
+def test_epoch_seconds_keep_the_microsecond() -> None:
+    """The claim sends times as float8 epoch seconds; the datetime must come back exactly."""
+    for when in (
+        dt.datetime(2026, 11, 25, 1, 2, 3, 999_999, tzinfo=dt.UTC),
+        dt.datetime(2038, 1, 19, 3, 14, 8, 1, tzinfo=dt.UTC),
+        dt.datetime(2105, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+    ):
+        row = (1, "q", "t", None, 0, 1, 0, None, when.timestamp(), when.timestamp())
+        assert Job._from_row(row).run_at == when
 
 
 def test_from_row_decodes_params() -> None:
