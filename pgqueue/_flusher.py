@@ -20,7 +20,7 @@ import anyio
 from ._buffer import ResultBuffer
 from ._clock import ignore
 from ._log import BATCH_FLUSHED, FLUSH_FAILED, RUN_UNWRITABLE, SHOULD_LOG_RUN_FAILED, get_logger
-from ._models import ROW_ATTEMPT, ROW_ID, Job, Outcome, RunInfo, ShouldLogRun
+from ._models import ROW_ATTEMPT, ROW_ID, ROW_RUN_AT, Job, Outcome, RunInfo, ShouldLogRun
 from ._runner import RunResult
 from ._store import FinalizeResult, FlushBatch, HeldConnection, Store, is_unavailable
 
@@ -74,6 +74,7 @@ def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> 
             b.back_finished.append(finished)
             b.back_outcomes.append(outcome.value)
             b.back_errors.append(error)
+            b.back_due_at.append(row[ROW_RUN_AT])
             b.back_retry_at.append(retry.at)
             b.back_delay.append(retry.delay)
             b.back_error_inc.append(error_inc)

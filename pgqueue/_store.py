@@ -145,6 +145,8 @@ class FlushBatch:
     back_finished: list[float] = field(default_factory=list)
     back_outcomes: list[str] = field(default_factory=list)
     back_errors: list[str | None] = field(default_factory=list)
+    back_due_at: list[float] = field(default_factory=list)
+    """When each put-back run was due (the job's run_at before the update), epoch seconds."""
     back_retry_at: list[dt.datetime | None] = field(default_factory=list)
     back_delay: list[float] = field(default_factory=list)
     back_error_inc: list[int] = field(default_factory=list)
@@ -177,7 +179,7 @@ class FlushBatch:
         self.back_log = [False] * len(self.back_ids)
 
     def arguments(self) -> tuple[list[Any], ...]:
-        """The arrays in the order of job_finalize_many's parameters $2 .. $19."""
+        """The arrays in the order of job_finalize_many's parameters $2 .. $20."""
         return (
             self.end_ids,
             self.end_attempts,
@@ -193,6 +195,7 @@ class FlushBatch:
             self.back_finished,
             self.back_outcomes,
             self.back_errors,
+            self.back_due_at,
             self.back_retry_at,
             self.back_delay,
             self.back_error_inc,

@@ -166,82 +166,72 @@ CROSS JOIN LATERAL (
 --      what it alone knows (ids, attempts, times, outcomes) and never encodes queue, type,
 --      params or timestamps it read from this same row: with COPY, that encoding was the
 --      largest share of the worker's CPU per job (asyncpg encodes a timestamptz in ~1 µs).
---      Fencing: a run counts only if its job is still held by this worker at the attempt
---      the run was (the lookups in done and back). The delete and update re-check the owner,
---      which PostgreSQL re-evaluates on a row updated concurrently (a reaper releasing it),
---      and a run is logged only if its row was really deleted or updated (the hashed
---      membership tests). So a repeated flush, a reaped worker or a stale run changes and
---      logs nothing.
---      Plan shape, fixed on purpose: each input row finds its job by primary key in a
---      LATERAL subquery (LIMIT 1 keeps it from being flattened into a join the planner
---      could turn into a nested loop over every pair: with generic plans it estimates the
---      arrays at 10 rows and the owner filter at 1, and chose exactly that); the delete is
---      a TID scan; the membership tests are hashed subplans (IS TRUE keeps them subplans).
---      Linear in the batch whatever the table size.
+--      Fencing: a job is ended or put back only if this worker still holds it at the
+--      attempt the run was, and a run is logged only for a job so written (the log reads
+--      the RETURNING rows). A row updated concurrently is re-checked on its newest version
+--      (a reaper's release fails the check; a cancel flag does not). So a repeated flush, a
+--      reaped worker or a stale run changes and logs nothing.
+--      Plan shape: the owner is compared with a column of the materialized input, not with
+--      $1, on purpose. Against $1 the generic planner estimated "jobs held by this worker"
+--      at 1 row (worker_id is mostly NULL) and joined that scan to the arrays (estimated
+--      at 10 rows) in a nested loop over every pair, O(n²) in the batch. Without that
+--      estimate it picks a hash join on small tables and primary-key lookups on large
+--      ones: linear either way (a test checks the plans).
 --      Ended runs: $6..$9 may be shorter than $2 (unnest pads them with NULL): NULL outcome
 --      is 'succeeded', NULL log is true, so a batch of plain successes sends four arrays.
 --      Put-back rows go to the due index (delayed = true) whatever their time: the claim
---      takes due rows from there in run_at order. Their run row keeps the run_at the run
---      was due at and gets the new one as retry_at (now() is fixed for the statement, so
---      next_at is the value written). Ids in one call are unique.
+--      takes due rows from there in run_at order. Their run row has the run_at the run
+--      was due at ($16, from the claim: the update overwrites it) and the new one as
+--      retry_at. Ids in one call are unique.
 -- params: $1 worker_id bigint,
 --         ended: $2 ids bigint[], $3 attempts int[], $4 started float8[] (epoch seconds),
 --         $5 finished float8[], $6 outcomes text[], $7 errors text[], $8 results json[],
 --         $9 log bool[];
 --         put back: $10 ids bigint[], $11 attempts int[], $12 started float8[],
 --         $13 finished float8[], $14 outcomes text[], $15 errors text[] (NULL keeps the
---         job's last error), $16 retry at timestamptz[] (NULL = now() + delay),
---         $17 delay seconds float8[], $18 error increments int[], $19 log bool[]
+--         job's last error), $16 due at float8[] (epoch seconds), $17 retry at
+--         timestamptz[] (NULL = now() + delay), $18 delay seconds float8[],
+--         $19 error increments int[], $20 log bool[]
 WITH done AS MATERIALIZED (
-    SELECT d.*, j.tid, j.inserted_at, j.run_at, j.priority, j.queue, j.type, j.params
+    SELECT d.*, $1::bigint AS owner
     FROM unnest($2::bigint[], $3::int[], $4::float8[], $5::float8[],
                 $6::text[], $7::text[], $8::json[], $9::bool[])
          AS d(id, attempt, started, finished, outcome, error, result, log)
-    CROSS JOIN LATERAL (
-        SELECT ctid AS tid, inserted_at, run_at, priority, queue, type, params
-        FROM {schema}.jobs
-        WHERE id = d.id AND worker_id = $1 AND attempt = d.attempt
-        LIMIT 1
-    ) AS j
 ), back AS MATERIALIZED (
-    SELECT d.*, coalesce(d.retry_at, now() + make_interval(secs => d.delay)) AS next_at,
-           $1::bigint AS owner, j.tid, j.inserted_at, j.run_at, j.priority, j.queue, j.type, j.params
+    SELECT d.*, $1::bigint AS owner
     FROM unnest($10::bigint[], $11::int[], $12::float8[], $13::float8[], $14::text[], $15::text[],
-                $16::timestamptz[], $17::float8[], $18::int[], $19::bool[])
-         AS d(id, attempt, started, finished, outcome, error, retry_at, delay, error_inc, log)
-    CROSS JOIN LATERAL (
-        SELECT ctid AS tid, inserted_at, run_at, priority, queue, type, params
-        FROM {schema}.jobs
-        WHERE id = d.id AND worker_id = $1 AND attempt = d.attempt
-        LIMIT 1
-    ) AS j
+                $16::float8[], $17::timestamptz[], $18::float8[], $19::int[], $20::bool[])
+         AS d(id, attempt, started, finished, outcome, error, due_at, retry_at, delay, error_inc, log)
 ), ended AS (
-    DELETE FROM {schema}.jobs
-    WHERE ctid = ANY(ARRAY(SELECT tid FROM done)) AND worker_id = $1
-    RETURNING id
+    DELETE FROM {schema}.jobs j
+    USING done d
+    WHERE j.id = d.id AND j.worker_id = d.owner AND j.attempt = d.attempt
+    RETURNING j.id, j.inserted_at, j.run_at, j.attempt, j.priority, j.queue, j.type, j.params,
+              d.started, d.finished, d.outcome, d.error, d.result, d.log
 ), put_back AS (
     UPDATE {schema}.jobs j
     SET worker_id = NULL,
         delayed = true,
-        run_at = b.next_at,
+        run_at = coalesce(b.retry_at, now() + make_interval(secs => b.delay)),
         errors = j.errors + b.error_inc,
         last_error = coalesce(b.error, j.last_error)
     FROM back b
-    WHERE j.ctid = b.tid AND j.worker_id = b.owner  -- join clauses only: no 1-row estimate for j
-    RETURNING j.id, j.run_at
+    WHERE j.id = b.id AND j.worker_id = b.owner AND j.attempt = b.attempt
+    RETURNING j.id, j.inserted_at, b.due_at, j.run_at, j.attempt, j.priority, j.queue, j.type,
+              j.params, b.started, b.finished, b.outcome, b.error, b.log
 ), logged AS (
     INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
                                    retry_at, attempt, priority, queue, type, outcome, error, params,
                                    result)
     SELECT id, $1, inserted_at, run_at, to_timestamp(started), to_timestamp(finished), NULL,
            attempt, priority, queue, type, coalesce(outcome, 'succeeded'), error, params, result
-    FROM done
-    WHERE log IS NOT false AND (id IN (SELECT id FROM ended)) IS TRUE
+    FROM ended
+    WHERE log IS NOT false
     UNION ALL
-    SELECT id, $1, inserted_at, run_at, to_timestamp(started), to_timestamp(finished), next_at,
-           attempt, priority, queue, type, outcome, error, params, NULL
-    FROM back
-    WHERE log AND (id IN (SELECT id FROM put_back)) IS TRUE
+    SELECT id, $1, inserted_at, to_timestamp(due_at), to_timestamp(started), to_timestamp(finished),
+           run_at, attempt, priority, queue, type, outcome, error, params, NULL
+    FROM put_back
+    WHERE log
     RETURNING 1
 )
 SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,

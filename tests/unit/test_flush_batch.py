@@ -86,12 +86,13 @@ def test_put_back_runs_fill_every_array() -> None:
     assert batch.back_finished == [1_700_000_003.0, 1_700_000_003.0]
     assert batch.back_outcomes == ["failed", "failed"]
     assert batch.back_errors == ["Traceback: boom", "Traceback: boom"]
+    assert batch.back_due_at == [RUN_AT.timestamp(), RUN_AT.timestamp()]  # when this run was due
     assert batch.back_retry_at == [None, RETRY_AT]
     assert batch.back_delay == [12.5, 0.0]
     assert batch.back_error_inc == [1, 1]
     assert batch.back_log == [True, True]
     args = batch.arguments()
-    assert len(args) == 18  # $2 .. $19
+    assert len(args) == 19  # $2 .. $20
     assert {len(a) for a in args[8:]} == {2}  # the put-back arrays are parallel
 
 
