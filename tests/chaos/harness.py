@@ -79,16 +79,15 @@ def _activity(row: asyncpg.Record) -> str:
     query: str = row["query"] or ""
     for marker, name in (
         ("FOR KEY SHARE", "claim"),
-        ("WITH ended AS", "flush"),
-        ("COPY", "flush"),
+        ("WITH done AS", "flush"),
         ("heartbeat = now()", "heartbeat"),
         ("heartbeat <", "reap"),
         ("WITH released AS", "reap"),
         ("next_due", "next_due"),
         ("min(n.run_at)", "next_due"),
         ("cancel_requested", "cancel_check"),
-        ("BEGIN", "begin"),  # a transaction's first statement: a flush or a reap
-        ("COMMIT", "commit"),  # the end of one: a flush or a reap
+        ("BEGIN", "begin"),  # a transaction's first statement: a reap or a migration
+        ("COMMIT", "commit"),  # the end of one
     ):
         if marker in query:
             return name
