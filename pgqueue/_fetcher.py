@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 from collections.abc import Callable
 
 import anyio
@@ -29,7 +30,7 @@ from ._buffer import JobBuffer, ResultBuffer
 from ._clock import Clock, ignore
 from ._config import WorkerConfig
 from ._log import BATCH_CLAIMED, CLAIM_FAILED, get_logger
-from ._models import Job
+from ._models import ROW_ID, ROW_PRIORITY, ROW_RUN_AT, Job
 from ._runner import RunResult, RunStats
 from ._store import HeldConnection, Store
 
@@ -41,6 +42,7 @@ MAX_RETRY_S = 5.0  # longest wait between claim attempts while the database fail
 FAST_POLL_S = 0.5  # poll interval while the LISTEN connection is down
 EMPTY_CLAIM_REARM_S = 0.05  # a due job another worker holds: look again after this
 _log = get_logger()
+_CLAIM_ORDER = operator.itemgetter(ROW_PRIORITY, ROW_RUN_AT, ROW_ID)  # the claim index's order
 
 
 class Fetcher:
@@ -177,6 +179,7 @@ class Fetcher:
         self._rtt = 0.8 * self._rtt + 0.2 * (self._clock.monotonic() - t0)
         self.claims += 1
         if rows:
+            rows.sort(key=_CLAIM_ORDER)  # runners take jobs in this order (the query leaves it to us)
             self._stats.outstanding += len(rows)
             self._jobs.push_many([Job._from_row(r) for r in rows])  # noqa: SLF001 - the fast path
             self.on_batch()
