@@ -179,28 +179,11 @@ class FlushBatch:
         self.back_log = [False] * len(self.back_ids)
 
     def arguments(self) -> tuple[list[Any], ...]:
-        """The arrays in the order of job_finalize_many's parameters $2 .. $20."""
-        return (
-            self.end_ids,
-            self.end_attempts,
-            self.end_started,
-            self.end_finished,
-            self.end_outcomes,
-            self.end_errors,
-            self.end_results,
-            self.end_log,
-            self.back_ids,
-            self.back_attempts,
-            self.back_started,
-            self.back_finished,
-            self.back_outcomes,
-            self.back_errors,
-            self.back_due_at,
-            self.back_retry_at,
-            self.back_delay,
-            self.back_error_inc,
-            self.back_log,
-        )
+        """The arrays in field order, which is the order of job_finalize_many's $2 .. $20."""
+        return tuple(getattr(self, name) for name in _BATCH_FIELDS)
+
+
+_BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(FlushBatch))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
