@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ._codec import decode, encode
+from ._errors import ConfigError
 
 __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLogRun", "log_final_runs"]
 
@@ -38,7 +39,8 @@ class Job:
     """One run of a job, as handed to its handler.
 
     Attributes are read-only. ``attempt`` is the 1-based number of this run (claims so far,
-    including this one); ``errors`` counts the failed runs before it.
+    including this one); ``errors`` counts the failed runs before it. Built by hand (tests,
+    inline runs), ``run_at`` and ``inserted_at`` must be timezone-aware; they read back in UTC.
     """
 
     __slots__ = ("_params", "_row")
@@ -59,6 +61,9 @@ class Job:
         timeout: float | None = None,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
+        for name, when in (("run_at", run_at), ("inserted_at", inserted_at)):
+            if when is not None and when.utcoffset() is None:
+                raise ConfigError(f"Job: {name} must be timezone-aware (naive datetimes are ambiguous)")
         row = (
             id,
             queue,

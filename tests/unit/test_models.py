@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pgqueue import Job, Outcome, RunInfo, log_final_runs
+from pgqueue import ConfigError, Job, Outcome, RunInfo, log_final_runs
 
 RUN_AT = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 INSERTED_AT = dt.datetime(2029, 12, 31, tzinfo=dt.UTC)
@@ -93,6 +93,17 @@ def test_from_row_reads_fields_by_claim_position() -> None:
     assert job.run_at == RUN_AT
     assert job.inserted_at == INSERTED_AT
     assert job.run_at.utcoffset() == dt.timedelta(0)
+
+
+def test_hand_built_times_must_be_aware_and_read_back_in_utc() -> None:
+    with pytest.raises(ConfigError, match="run_at must be timezone-aware"):
+        Job(id=1, type="t", run_at=dt.datetime(2030, 1, 1))  # noqa: DTZ001 - the naive case on purpose
+    with pytest.raises(ConfigError, match="inserted_at must be timezone-aware"):
+        Job(id=1, type="t", inserted_at=dt.datetime(2030, 1, 1))  # noqa: DTZ001
+    paris = dt.timezone(dt.timedelta(hours=1))
+    job = Job(id=1, type="t", run_at=dt.datetime(2030, 1, 1, 1, tzinfo=paris))
+    assert job.run_at == RUN_AT
+    assert job.run_at.tzinfo == dt.UTC
 
 
 def test_epoch_seconds_keep_the_microsecond() -> None:
