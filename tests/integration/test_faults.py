@@ -296,3 +296,67 @@ def test_error_classification() -> None:
     assert not is_unavailable(ssl.SSLCertVerificationError("certificate verify failed"))
     assert not is_unavailable(asyncpg.InvalidCatalogNameError("no such database"))
     assert not is_unavailable(ValueError("a bug"))
+
+
+async def test_a_probe_lost_on_a_live_connection_reconnects_the_listener(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server is up and the socket healthy, but the probe's notification never comes back
+    (here: the first probe goes to another channel). The probe's timeout treats the LISTEN
+    connection as dead, reconnects, and jobs keep being picked up by notification."""
+    real_probe = Store.listen_probe
+    lost: list[str] = []
+
+    async def first_probe_lost(self: Store, conn: asyncpg.Connection, payload: str) -> None:
+        if not lost:
+            lost.append(payload)
+            await conn.execute("SELECT pg_notify('nobody_listens_here', $1)", payload)
+            return
+        await real_probe(self, conn, payload)
+
+    monkeypatch.setattr(Store, "listen_probe", first_probe_lost)
+    errors: list[BaseException] = []
+    done = Counter(1)
+
+    @scheduler.job("work")
+    async def work(job: Job) -> None:
+        done.hit(job.id)
+
+    worker = scheduler.worker(poll_interval=60, listen_probe_interval=0.2, on_error=errors.append)
+    async with running(worker):
+        await until(lambda: worker.listener_connects >= 2)
+        await until(lambda: worker._listener is not None and worker._listener.connected)
+        job_id = await scheduler.schedule("work")
+        await wait(done.done)
+    assert lost
+    assert done.calls == [job_id]
+    assert any("probe failed: TimeoutError" in str(e) for e in errors), errors
+
+
+async def test_an_error_in_the_vacuum_loop_is_reported_and_the_loop_goes_on(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_vacuum = Store.jobs_vacuum_if_needed
+    calls: list[int] = []
+
+    async def failing_once(self: Store, min_dead: int) -> int | None:
+        calls.append(min_dead)
+        if len(calls) == 1:
+            raise RuntimeError("vacuum broke")
+        return await real_vacuum(self, min_dead)
+
+    monkeypatch.setattr(Store, "jobs_vacuum_if_needed", failing_once)
+    errors: list[BaseException] = []
+    done = Counter(1)
+
+    @scheduler.job("work")
+    async def work(job: Job) -> None:
+        done.hit(job.id)
+
+    worker = scheduler.worker(heartbeat_interval=0.05, vacuum_min_dead=1, on_error=errors.append)
+    async with running(worker):
+        await until(lambda: len(calls) >= 3)  # it failed once and kept checking
+        job_id = await scheduler.schedule("work")
+        await wait(done.done)
+    assert [str(e) for e in errors] == ["vacuum broke"]
+    assert done.calls == [job_id]
