@@ -366,7 +366,11 @@ class Store:
     # -- the worker's hot path ----------------------------------------------------------
 
     async def _on(self, held: HeldConnection | None, method: str, query: str, *args: object) -> Any:  # noqa: ANN401 - whatever the asyncpg method returns
-        """Run one statement on ``held`` (given back after any error) or on the pool."""
+        """Run one statement on ``held``, or on the pool when there is none.
+
+        The one place for the held-connection rule: after any error the connection goes back
+        to the pool (which drops it if it broke), and the next call acquires a fresh one.
+        """
         if held is None:
             return await getattr(self.pool, method)(query, *args)
         try:
