@@ -28,7 +28,7 @@ __all__ = ["Flusher", "build_batch"]
 
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 5.0
-WRITE_TIMEOUT_S = 30.0  # one flush transaction may take this long before it is abandoned and retried
+WRITE_TIMEOUT_S = 30.0  # one flush statement may take this long before it is abandoned and retried
 _log = get_logger()
 _SUCCEEDED = Outcome.SUCCEEDED
 
