@@ -40,7 +40,7 @@ chaos: $(STAMP) ## The full chaos soak (100,000 jobs, more kills; about a minute
 lint: $(STAMP) ## ruff (check + format check) and mypy --strict
 	$(VENV)/bin/ruff check pgqueue tests examples
 	$(VENV)/bin/ruff format --check pgqueue tests examples
-	$(VENV)/bin/mypy --strict pgqueue
+	$(VENV)/bin/mypy --strict pgqueue tests examples
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix pgqueue tests examples

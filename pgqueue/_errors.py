@@ -19,6 +19,7 @@ Boundary errors also subclass the builtin a caller would catch (``ValueError``,
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 
@@ -36,6 +37,8 @@ __all__ = [
     "SchemaTooNewError",
     "UnknownJobTypeError",
     "check_delay",
+    "describe",
+    "unwrap_group",
 ]
 
 
@@ -47,6 +50,36 @@ def check_delay(value: float | dt.timedelta, name: str) -> float:
     if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DELAY_S):
         raise ConfigError(f"{name} must be between 0 seconds and a century, got {value!r}")
     return seconds
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """The one error that matters inside the (nested) exception groups of task groups.
+
+    anyio wraps an error raised in a task in an ``ExceptionGroup``; callers of
+    ``worker.run()`` and the CLI want the error itself. Cancellations are skipped when a
+    real error sits beside them. When several real errors came at once, the first is
+    returned and the others are named in its notes.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop(0)
+        if isinstance(e, BaseExceptionGroup):
+            stack[:0] = list(e.exceptions)
+        else:
+            leaves.append(e)
+    real = [e for e in leaves if not isinstance(e, asyncio.CancelledError)]
+    picked = (real or leaves)[0]
+    if len(real) > 1:
+        picked.add_note("at the same time: " + "; ".join(describe(e) for e in real[1:]))
+    return picked
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``, the one-line form of an error in logs, notes and the CLI."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 class PgQueueError(Exception):

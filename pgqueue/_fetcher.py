@@ -29,6 +29,7 @@ import anyio
 from ._buffer import JobBuffer, ResultBuffer
 from ._clock import Clock, ignore
 from ._config import WorkerConfig
+from ._errors import describe
 from ._log import BATCH_CLAIMED, CLAIM_FAILED, get_logger
 from ._models import ROW_ID, ROW_PRIORITY, ROW_RUN_AT, Job
 from ._runner import RunResult, RunStats
@@ -153,7 +154,7 @@ class Fetcher:
                     failures += 1
                     self._pending = True
                     delay = min(MAX_RETRY_S, 0.05 * 2.0**failures)
-                    _log.warning(CLAIM_FAILED, error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+                    _log.warning(CLAIM_FAILED, error=describe(exc), retry_in_s=delay)
                     self._on_error(exc)
                     await anyio.sleep(delay)
                 continue

@@ -19,6 +19,7 @@ import anyio
 
 from ._buffer import ResultBuffer
 from ._clock import ignore
+from ._errors import describe
 from ._log import BATCH_FLUSHED, FLUSH_FAILED, RUN_UNWRITABLE, SHOULD_LOG_RUN_FAILED, get_logger
 from ._models import ROW_ATTEMPT, ROW_ID, ROW_RUN_AT, Job, Outcome, RunInfo, ShouldLogRun
 from ._runner import RunResult
@@ -89,8 +90,8 @@ def _wants_log(hook: ShouldLogRun, job: Job, run: RunInfo) -> bool:
     """
     try:
         return bool(hook(job, run))
-    except Exception as exc:  # noqa: BLE001 - a broken hook must not stop the flusher
-        _log.error(SHOULD_LOG_RUN_FAILED, job_id=job.id, error=f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:  # noqa: BLE001 - a broken hook must not stop the flusher (sync: no cancellation lands here)
+        _log.error(SHOULD_LOG_RUN_FAILED, job_id=job.id, error=describe(exc))
         return True
 
 
@@ -103,6 +104,7 @@ class Flusher:
         store: Store,
         results: ResultBuffer[RunResult],
         worker_id: Callable[[], int],
+        clock_offset: Callable[[], float],
         should_log_run: ShouldLogRun | None,
         on_put_back: Callable[[float], None],
         batch_max: int,
@@ -112,6 +114,7 @@ class Flusher:
         self._store = store
         self._results = results
         self._worker_id = worker_id
+        self._clock_offset = clock_offset  # worker clock -> database clock, for the run log's times
         self._should_log_run = should_log_run
         self._on_put_back = on_put_back
         self._batch_max = batch_max  # results per flush at most (the whole buffer by default, as it lags)
@@ -161,7 +164,7 @@ class Flusher:
             _log.warning(
                 FLUSH_FAILED,
                 results=len(items),
-                error=f"{type(error).__name__}: {error}" if error else f"timed out after {WRITE_TIMEOUT_S}s",
+                error=describe(error) if error else f"timed out after {WRITE_TIMEOUT_S}s",
                 retry_in_s=round(self._backoff(), 3),
             )
             return False
@@ -176,7 +179,9 @@ class Flusher:
         batch = build_batch(items, self._should_log_run)
         if not with_runs:
             batch.without_runs()
-        return await self._store.job_finalize_many(self._worker_id(), batch, self._held)
+        return await self._store.job_finalize_many(
+            self._worker_id(), batch, self._held, clock_offset=self._clock_offset()
+        )
 
     async def _write_each(self, items: list[RunResult]) -> FinalizeResult | None:
         """Write a batch that failed for a reason other than an outage, one result at a time.
@@ -202,7 +207,7 @@ class Flusher:
                         RUN_UNWRITABLE,
                         job_id=item.job.id,
                         attempt=item.job.attempt,
-                        error=f"{type(exc).__name__}: {exc}",
+                        error=describe(exc),
                         note="the job is finalized without its run row",
                     )
                     res = await self._write([item], with_runs=False)

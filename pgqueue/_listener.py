@@ -23,6 +23,7 @@ import anyio
 import asyncpg
 
 from ._clock import ignore
+from ._errors import describe
 from ._log import LISTENER_CONNECTED, LISTENER_LOST, get_logger
 from ._store import ListenConn, Store, is_unavailable
 
@@ -113,6 +114,9 @@ class Listener:
         with anyio.move_on_after(2, shield=True):
             try:
                 conn.remove_termination_listener(self._on_terminate)
+                # UNLISTEN before the connection goes back to an application's pool: LISTEN
+                # state must not leak into a pooled connection (asyncpg warns when it would).
+                await conn.remove_listener(self._store.channel, self._on_notify)
                 await self._store.listen_close(conn)
             except Exception:  # noqa: BLE001 - the connection is being dropped anyway
                 conn.terminate()
@@ -163,9 +167,7 @@ class Listener:
             except Exception as exc:
                 if first and not is_unavailable(exc):
                     raise
-                _log.warning(
-                    LISTENER_LOST, reason=f"connect failed: {type(exc).__name__}: {exc}", retry_in_s=delay
-                )
+                _log.warning(LISTENER_LOST, reason=f"connect failed: {describe(exc)}", retry_in_s=delay)
                 self._on_error(exc)
                 await anyio.sleep(delay)
                 delay = min(RECONNECT_MAX_S, delay * 2)

@@ -1,11 +1,14 @@
 """structlog for pgqueue, routed through the stdlib logger ``pgqueue``.
 
-Why through ``logging``: a library must not print by default nor impose a renderer.
-Events go to ``logging.getLogger("pgqueue")`` as a message plus ``extra`` fields (structlog's
-``render_to_log_kwargs``), so the application's logging (or structlog's
-``ProcessorFormatter``) decides the output, and standard levels filter them. Per-job events
-are DEBUG and the worker checks :func:`debug_enabled` once per batch, so they cost nothing
-unless asked for.
+Why through ``logging``: a library must not print by default nor impose a renderer. The
+``pgqueue`` logger has a ``NullHandler``, so with no logging configured nothing reaches
+Python's last-resort handler and nothing is printed. Once the application configures
+logging, each record's message is the event name followed by its fields in logfmt
+(``job_failed job_id=7 type=send_email error="ValueError: boom"``), so a plain
+``logging.basicConfig()`` shows them, and the event name and the same fields ride on the
+record as attributes (``record.event``, ``record.job_id``; structlog's
+``render_to_log_kwargs``) for structured handlers. Per-job events are DEBUG and the
+worker checks :func:`debug_enabled` once per batch, so they cost nothing unless asked for.
 
 Event names are constants: grep an event, not a phrase.
 """
@@ -62,6 +65,22 @@ WORKER_STOPPED = "worker_stopped"
 WORKER_ERROR = "worker_error"
 
 _STDLIB = logging.getLogger("pgqueue")
+_STDLIB.addHandler(logging.NullHandler())
+_FIELDS = structlog.processors.LogfmtRenderer()
+
+
+def _to_record(logger: Any, method_name: str, event_dict: Any) -> Any:  # noqa: ANN401 - structlog's processor signature
+    """The stdlib call's kwargs: the message is the event and its fields in logfmt.
+
+    The event and the fields also become record attributes (``record.event``, ``record.job_id``).
+    """
+    kwargs = structlog.stdlib.render_to_log_kwargs(logger, method_name, event_dict)
+    event = kwargs["msg"]
+    fields = kwargs.setdefault("extra", {})
+    if fields:
+        kwargs["msg"] = f"{event} {_FIELDS(logger, method_name, dict(fields))}"
+    fields["event"] = event
+    return kwargs
 
 
 def get_logger(**bound: Any) -> Any:  # noqa: ANN401 - structlog's bound loggers are dynamically typed
@@ -69,7 +88,7 @@ def get_logger(**bound: Any) -> Any:  # noqa: ANN401 - structlog's bound loggers
     return structlog.wrap_logger(
         _STDLIB,
         wrapper_class=structlog.stdlib.BoundLogger,
-        processors=[structlog.stdlib.filter_by_level, structlog.stdlib.render_to_log_kwargs],
+        processors=[structlog.stdlib.filter_by_level, _to_record],
     ).bind(**bound)
 
 

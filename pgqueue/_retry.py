@@ -61,12 +61,14 @@ class LinearBackoff:
     After ``max_retries`` failed runs the original error is final, so a job runs at most
     ``max_retries + 1`` times. The count check comes first, exactly as in pgxjob: an
     ``ErrorWithRetry`` from the handler passes through unchanged (and so still retries).
-    Errors that are not instances of ``retry_on`` are final at once.
+    Errors that are not instances of ``retry_on`` are final at once. The default covers
+    whatever a handler raised, ``BaseException`` subclasses such as ``SystemExit`` included:
+    each of them is that run's failure, like any error.
     """
 
     max_retries: int
     base_delay: float | dt.timedelta
-    retry_on: ExceptionTypes = (Exception,)
+    retry_on: ExceptionTypes = (BaseException,)
 
     def __post_init__(self) -> None:
         _check_count("LinearBackoff.max_retries", self.max_retries)
@@ -95,7 +97,7 @@ class ExponentialBackoff:
     base: float | dt.timedelta = 1.0
     cap: float | dt.timedelta = 300.0
     jitter: float = 0.1
-    retry_on: ExceptionTypes = (Exception,)
+    retry_on: ExceptionTypes = (BaseException,)
     rng: random.Random = dataclasses.field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -42,7 +42,7 @@ import anyio
 from ._buffer import JobBuffer, ResultBuffer
 from ._clock import Clock
 from ._codec import encode
-from ._errors import ErrorWithRetry
+from ._errors import ErrorWithRetry, describe
 from ._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
 from ._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
 from ._registry import JobType, Registry
@@ -71,6 +71,19 @@ class RunResult(NamedTuple):
 def _new_result(values: tuple[Any, ...]) -> RunResult:
     """Build a RunResult without NamedTuple's keyword handling (half the cost, once per job)."""
     return tuple.__new__(RunResult, values)
+
+
+class _FromThread(Exception):  # noqa: N818 - a carrier, not an error of its own
+    """A sync handler's ``BaseException`` that is not an ``Exception``, carried out of its thread.
+
+    A ``GeneratorExit`` set on the thread's future escapes every ``except`` in the awaiting
+    coroutine chain and ends the runner's task (CPython's coroutine machinery treats it as
+    the chain being closed), so it must not cross as itself.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.error = error
 
 
 class RunStats:
@@ -165,6 +178,10 @@ class Runner:
         def call() -> object:
             try:
                 return fn(job)
+            except Exception:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - carried out of the thread, unwrapped in _run_one
+                raise _FromThread(exc) from None
             finally:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to free
                     loop.call_soon_threadsafe(limiter.release_on_behalf_of, token)
@@ -197,7 +214,7 @@ class Runner:
             stats.outstanding -= 1
             on_capacity()
 
-    async def _run_one(self, job: Job, started: float) -> RunResult:  # noqa: C901, PLR0912 - one hot function on purpose: every call costs per job
+    async def _run_one(self, job: Job, started: float) -> RunResult:  # noqa: C901, PLR0911, PLR0912 - one hot function on purpose: every call costs per job
         row = job.row
         jt = self._types.get(row[ROW_TYPE])
         if jt is None:
@@ -228,17 +245,26 @@ class Runner:
             if isinstance(value, ErrorWithRetry):
                 raise value  # noqa: TRY301 - a returned retry request is handled like a raised one
             encoded = None if value is None else encode(value, what=f"result of job type {job.type!r}")
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             reason = self._take_reason()
-            if reason is None:  # the worker itself is cancelled: record the cut run, then stop
+            if reason is not None:
+                return self._stopped(job, jt, reason, started, timeout)
+            task = self._task
+            if task is not None and task.cancelling():  # the worker itself is cancelled: a hard stop
                 self._hard_stopped(job, started)
                 raise
-            return self._stopped(job, jt, reason, started, timeout)
-        except Exception as exc:  # noqa: BLE001 - any handler error becomes the run's error
+            # Nobody cancelled this task: the handler raised it, or awaited something a third
+            # party cancelled. That is the run's failure; stopping the worker for it would
+            # leave every other queued job waiting.
+            return self._failed(job, jt, exc, started)
+        except BaseException as exc:  # noqa: BLE001 - any handler error becomes the run's error
+            # SystemExit, KeyboardInterrupt and the like raised by handler code included: a
+            # real Ctrl-C or SIGTERM never arrives here as an exception (the CLI and asyncio.run
+            # turn signals into the graceful or the hard stop), so this is the handler's own.
             reason = self._take_reason()  # a stop that raced with the handler's own error wins
             if reason is not None:
                 return self._stopped(job, jt, reason, started, timeout)
-            return self._failed(job, jt, exc, started)
+            return self._failed(job, jt, exc.error if isinstance(exc, _FromThread) else exc, started)
         finally:
             self.job = None
             self.deadline = None
@@ -321,13 +347,18 @@ class Runner:
         self._stats.outstanding -= 1
 
     def _failed(
-        self, job: Job, jt: JobType | None, exc: Exception, started: float, outcome: Outcome = Outcome.FAILED
+        self,
+        job: Job,
+        jt: JobType | None,
+        exc: BaseException,
+        started: float,
+        outcome: Outcome = Outcome.FAILED,
     ) -> RunResult:
         decided: BaseException = exc
         if jt is not None and jt.retry is not None:
             try:
                 decided = jt.retry(job, exc)
-            except Exception as filter_exc:  # noqa: BLE001 - a broken filter must not lose the job
+            except BaseException as filter_exc:  # noqa: BLE001 - a broken filter must not lose the job
                 decided = filter_exc
         elif isinstance(exc, ErrorWithRetry):
             decided = exc
@@ -342,7 +373,7 @@ class Runner:
             "queue": job.queue,
             "attempt": job.attempt,
             "duration_s": round(finished - started, 6),
-            "error": f"{type(exc).__name__}: {exc}",
+            "error": describe(exc),
         }
         if retry is not None:
             when = retry.at.isoformat() if retry.at is not None else f"+{retry.delay:g}s"

@@ -42,12 +42,19 @@ from ._config import (
     check_schema,
     check_timeout,
 )
-from ._errors import ConfigError, DatabaseUnavailableError, check_delay
+from ._errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    PgQueueError,
+    SchemaNotMigratedError,
+    check_delay,
+    describe,
+)
 from ._migrate import apply_migrations
 from ._models import CancelResult, JobHandler, ShouldLogRun
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
-from ._store import Store, create_pool, is_unavailable
+from ._store import Store, create_pool, is_unavailable, is_undefined_object
 from ._worker import Worker
 
 __all__ = ["Scheduler"]
@@ -78,22 +85,31 @@ class _Target(NamedTuple):
     timeout: float | None
 
 
-def _unavailable(action: str, exc: Exception) -> DatabaseUnavailableError | None:
-    """The error to raise instead of ``exc`` when it means the database is unreachable."""
-    if not is_unavailable(exc):
-        return None
-    return DatabaseUnavailableError(
-        f"{action}: the database is unavailable ({type(exc).__name__}: {exc}); nothing was written"
-    )
+def _translate(action: str, schema: str, exc: Exception) -> PgQueueError | None:
+    """The pgqueue error to raise instead of the driver's ``exc``, or None to let it through.
+
+    An unreachable database becomes :class:`DatabaseUnavailableError`; a missing table or
+    column (a schema never migrated, or older than the code) :class:`SchemaNotMigratedError`.
+    """
+    if is_unavailable(exc):
+        return DatabaseUnavailableError(
+            f"{action}: the database is unavailable ({describe(exc)}); nothing was written"
+        )
+    if is_undefined_object(exc):
+        return SchemaNotMigratedError(
+            f"{action}: schema {schema!r} is not migrated or older than this pgqueue ({exc}): "
+            "run `pgqueue migrate` (or `await scheduler.migrate()`); nothing was written"
+        )
+    return None
 
 
 @asynccontextmanager
-async def _reachable(action: str) -> AsyncIterator[None]:
-    """Turn "cannot reach the database" into :class:`DatabaseUnavailableError`."""
+async def _translated(action: str, schema: str) -> AsyncIterator[None]:
+    """Raise pgqueue's error for a driver error that has one (see :func:`_translate`)."""
     try:
         yield
     except Exception as exc:
-        err = _unavailable(action, exc)
+        err = _translate(action, schema, exc)
         if err is not None:
             raise err from exc
         raise
@@ -206,7 +222,7 @@ class Scheduler:
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations (idempotent, safe to run concurrently); returns versions applied."""
-        async with _reachable("migrate"):
+        async with _translated("migrate", self.schema):
             return await apply_migrations(await self.open())
 
     async def cancel(self, job_id: int) -> CancelResult:
@@ -217,7 +233,7 @@ class Scheduler:
         """
         if isinstance(job_id, bool) or not isinstance(job_id, int):
             raise ConfigError(f"job_id must be an integer, got {job_id!r}")
-        async with _reachable("cancel"):
+        async with _translated("cancel", self.schema):
             return await (await self.open()).job_cancel(job_id)
 
     # -- registration ---------------------------------------------------------------------
@@ -298,14 +314,14 @@ class Scheduler:
         """
         t = self._prepare(type, queue, run_at, priority, timeout)
         encoded = encode(params)
-        try:  # not _reachable(): schedule() is on the pickup-latency path, and a context manager costs
+        try:  # not _translated(): schedule() is on the pickup-latency path, and a context manager costs
             store = self._store or await self.open()
             return await store.job_insert(
                 conn, queue=t.queue, type_=type, params=encoded, run_at=t.run_at, priority=t.priority,
                 timeout_s=t.timeout, delay_s=t.delay,
             )  # fmt: skip
         except Exception as exc:
-            err = _unavailable("schedule", exc)
+            err = _translate("schedule", self.schema, exc)
             if err is not None:
                 raise err from exc
             raise
@@ -337,7 +353,7 @@ class Scheduler:
         if not encoded:
             return []
         ids: list[int] = []
-        async with _reachable("schedule_many"):
+        async with _translated("schedule_many", self.schema):
             store = await self.open()
             for start in range(0, len(encoded), chunk_size):
                 ids += await store.job_insert_many(

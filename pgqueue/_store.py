@@ -34,8 +34,10 @@ __all__ = [
     "HeldConnection",
     "Store",
     "can_hold",
+    "connect_error_hint",
     "create_pool",
     "is_unavailable",
+    "is_undefined_object",
 ]
 
 CONNECT_TIMEOUT_S = 10.0
@@ -78,6 +80,32 @@ def is_unavailable(exc: BaseException) -> bool:
         # switch to state ...; another operation is in progress" (found by the chaos suite).
         return "cannot switch to state" in str(exc)
     return isinstance(exc, _UNAVAILABLE)
+
+
+# Errors that mean "the schema lacks what this code expects": never migrated, or older.
+_UNDEFINED = (
+    asyncpg.UndefinedTableError,  # 42P01
+    asyncpg.UndefinedColumnError,  # 42703
+    asyncpg.InvalidSchemaNameError,  # 3F000
+)
+
+
+def is_undefined_object(exc: BaseException) -> bool:
+    """True for errors that mean a table, column or schema of pgqueue's is missing."""
+    return isinstance(exc, _UNDEFINED)
+
+
+def connect_error_hint(exc: BaseException) -> str | None:
+    """What to check when connecting failed for a reason waiting will not fix; None otherwise."""
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return "check the user and password in the DSN"
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return "check the user in the DSN, and pg_hba.conf"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return "check the database name in the DSN"
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        return "check the DSN: postgresql://user:password@host:port/database"
+    return None
 
 
 async def _no_reset(_conn: asyncpg.Connection) -> None:
@@ -394,11 +422,19 @@ class Store:
         return due
 
     async def job_finalize_many(
-        self, worker_id: int, batch: FlushBatch, held: HeldConnection | None = None
+        self,
+        worker_id: int,
+        batch: FlushBatch,
+        held: HeldConnection | None = None,
+        *,
+        clock_offset: float = 0.0,
     ) -> FinalizeResult:
-        """Write one flush in one statement: end and put back jobs, fenced, and log their runs."""
+        """Write one flush in one statement: end and put back jobs, fenced, and log their runs.
+
+        ``clock_offset``: seconds that put the batch's worker-clock times on the database's clock.
+        """
         row: asyncpg.Record | None = await self._on(
-            held, "fetchrow", self.q.job_finalize_many, worker_id, *batch.arguments()
+            held, "fetchrow", self.q.job_finalize_many, worker_id, *batch.arguments(), clock_offset
         )
         assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
         put_back: dict[int, dt.datetime] = dict(zip(row[1] or (), row[2] or (), strict=True))
@@ -428,22 +464,25 @@ class Store:
 
     # -- workers -------------------------------------------------------------------------
 
-    async def worker_register(self, queues: Sequence[str]) -> int:
-        """Insert this process's worker row; returns its id."""
-        wid: int = await self.pool.fetchval(
+    async def worker_register(self, queues: Sequence[str]) -> tuple[int, float]:
+        """Insert this process's worker row; returns its id and the server's clock (epoch s)."""
+        row = await self.pool.fetchrow(
             self.q.worker_register, os.getpid(), socket.gethostname(), list(queues)
         )
-        return wid
+        assert row is not None  # noqa: S101 - INSERT ... RETURNING returns its row
+        return int(row[0]), float(row[1])
 
-    async def worker_heartbeat(self, worker_id: int) -> bool:
-        """Refresh the heartbeat; False means the row is gone (this worker was reaped).
+    async def worker_heartbeat(self, worker_id: int) -> float | None:
+        """Refresh the heartbeat; returns the server's clock, or None once this worker was reaped.
 
         Bounded waits for a connection and for the answer: a heartbeat queued behind busy
         connections would otherwise come too late and get this worker reaped.
         """
         async with self.pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
-            row = await conn.fetchval(self.q.worker_heartbeat, worker_id, timeout=CONNECT_TIMEOUT_S)
-        return row is not None
+            server: float | None = await conn.fetchval(
+                self.q.worker_heartbeat, worker_id, timeout=CONNECT_TIMEOUT_S
+            )
+        return server
 
     async def worker_reap(self, dead_after: float, self_id: int) -> tuple[int, int]:
         """Release the jobs of workers silent for ``dead_after`` seconds and drop them.

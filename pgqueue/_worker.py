@@ -33,7 +33,7 @@ import anyio
 from ._buffer import JobBuffer, ResultBuffer
 from ._clock import Clock, SystemClock
 from ._config import WorkerConfig
-from ._errors import SchemaError
+from ._errors import SchemaError, describe, unwrap_group
 from ._fetcher import Fetcher
 from ._flusher import Flusher
 from ._listener import Listener
@@ -90,6 +90,9 @@ class Worker:
         self._runners: list[Runner] = []
         self._held: tuple[HeldConnection, ...] = ()
         self.reregistrations = 0  # times the lease was lost and the worker registered again
+        self.clock_offset = 0.0
+        """Seconds from this worker's clock to the database's (server minus worker), measured
+        at registration and each heartbeat; the run log's start and finish times add it."""
 
     # -- read-only state for tests, metrics and the CLI ----------------------------------
 
@@ -159,6 +162,9 @@ class Worker:
             finally:
                 await self._cleanup(store)
                 log.info(WORKER_STOPPED, jobs_run=self.stats.finished)
+        except BaseExceptionGroup as group:
+            # The stages' task groups wrap what they raise; callers get the error itself.
+            raise unwrap_group(group) from None
         finally:
             self._running = False
             self._done.set()
@@ -172,7 +178,7 @@ class Worker:
         while not self._stop.is_set():
             try:
                 await check_schema_version(store)
-                self._id = await store.worker_register(self.config.queues)
+                await self._register(store)
             except SchemaError:
                 raise
             except Exception as exc:
@@ -186,15 +192,27 @@ class Worker:
             return True
         return False
 
+    async def _register(self, store: Store) -> None:
+        before = self._clock.time()
+        self._id, server = await store.worker_register(self.config.queues)
+        self._measure_offset(before, server)
+
+    def _measure_offset(self, before: float, server: float) -> None:
+        """Set :attr:`clock_offset` from a server reading taken between ``before`` and now.
+
+        The server's clock is read mid-round-trip, so the estimate is off by at most half a
+        round trip; it is refreshed at every heartbeat, so a clock that drifts or is stepped
+        follows within one interval.
+        """
+        self.clock_offset = server - (before + self._clock.time()) / 2
+
     def _report(self, exc: BaseException, action: str, **fields: object) -> None:
-        _log.warning(
-            WORKER_ERROR, worker_id=self._id, action=action, error=f"{type(exc).__name__}: {exc}", **fields
-        )
+        _log.warning(WORKER_ERROR, worker_id=self._id, action=action, error=describe(exc), **fields)
         hook = self.config.on_error
         if hook is not None:
             try:
                 hook(exc)
-            except Exception as hook_exc:  # noqa: BLE001 - a broken hook must not stop the worker
+            except BaseException as hook_exc:  # noqa: BLE001 - a broken hook must not stop the worker (sync: no cancellation lands here)
                 _log.error(WORKER_ERROR, worker_id=self._id, action="on_error hook", error=repr(hook_exc))
 
     async def _serve(self, store: Store, task_status: anyio.abc.TaskStatus[None]) -> None:
@@ -224,6 +242,7 @@ class Worker:
             store=store,
             results=results,
             worker_id=lambda: self._id,
+            clock_offset=lambda: self.clock_offset,
             should_log_run=cfg.should_log_run,
             on_put_back=fetcher.note_due,
             batch_max=cfg.buffer_max,
@@ -326,11 +345,13 @@ class Worker:
         while True:
             await anyio.sleep(cfg.heartbeat_interval)
             try:
-                alive = await store.worker_heartbeat(self._id)
-                if not alive:
+                before = self._clock.time()
+                server = await store.worker_heartbeat(self._id)
+                if server is None:
                     healthy = False
                     await self._lease_lost(store)
                     continue
+                self._measure_offset(before, server)
                 if not healthy:
                     # Back from an outage (or just started): others get one interval to
                     # heartbeat too before anyone is judged dead, or an outage longer than
@@ -371,7 +392,7 @@ class Worker:
         dropped = self._jobs.take_all() if self._jobs is not None else []
         self.stats.outstanding -= len(dropped)
         stopped = sum(r.interrupt(Outcome.INTERRUPTED) for r in self._runners)
-        self._id = await store.worker_register(self.config.queues)
+        await self._register(store)
         self.reregistrations += 1
         if self._fetcher is not None:
             self._fetcher.worker_id = self._id

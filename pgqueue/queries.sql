@@ -191,7 +191,9 @@ CROSS JOIN LATERAL (
 --         $13 finished float8[], $14 outcomes text[], $15 errors text[] (NULL keeps the
 --         job's last error), $16 due at float8[] (epoch seconds), $17 retry at
 --         timestamptz[] (NULL = now() + delay), $18 delay seconds float8[],
---         $19 error increments int[], $20 log bool[]
+--         $19 error increments int[], $20 log bool[];
+--         $21 clock offset float8 (seconds added to the worker's times to put them on the
+--         database's clock, measured at registration and each heartbeat)
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::bigint AS owner
     FROM unnest($2::bigint[], $3::int[], $4::float8[], $5::float8[],
@@ -223,12 +225,13 @@ WITH done AS MATERIALIZED (
     INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
                                    retry_at, attempt, priority, queue, type, outcome, error, params,
                                    result)
-    SELECT id, $1, inserted_at, run_at, to_timestamp(started), to_timestamp(finished), NULL,
+    SELECT id, $1, inserted_at, run_at, to_timestamp(started + $21::float8), to_timestamp(finished + $21::float8), NULL,
            attempt, priority, queue, type, coalesce(outcome, 'succeeded'), error, params, result
     FROM ended
     WHERE log IS NOT false
     UNION ALL
-    SELECT id, $1, inserted_at, to_timestamp(due_at), to_timestamp(started), to_timestamp(finished),
+    SELECT id, $1, inserted_at, to_timestamp(due_at), to_timestamp(started + $21::float8),
+           to_timestamp(finished + $21::float8),
            run_at, attempt, priority, queue, type, outcome, error, params, NULL
     FROM put_back
     WHERE log
@@ -249,14 +252,20 @@ SET worker_id = NULL, attempt = attempt - 1, delayed = false
 WHERE id = ANY($2::bigint[]) AND worker_id = $1;
 
 -- name: worker_register
--- why: a worker's identity; its row is the lease on every job it claims.
+-- why: a worker's identity; its row is the lease on every job it claims. The server's
+--      clock comes back too (epoch seconds): the worker measures its own clock's offset
+--      from it, and the run log's start and finish times are written on the database's
+--      clock.
 -- params: $1 pid int, $2 hostname text, $3 queues text[]
-INSERT INTO {schema}.workers (pid, hostname, queues) VALUES ($1, $2, $3) RETURNING id;
+INSERT INTO {schema}.workers (pid, hostname, queues) VALUES ($1, $2, $3)
+RETURNING id, date_part('epoch', clock_timestamp()) AS server_time;
 
 -- name: worker_heartbeat
--- why: keep the lease alive; no row back means this worker was reaped.
+-- why: keep the lease alive; no row back means this worker was reaped. Returns the
+--      server's clock (epoch seconds) to refresh the worker's clock offset.
 -- params: $1 worker_id bigint
-UPDATE {schema}.workers SET heartbeat = now() WHERE id = $1 RETURNING id;
+UPDATE {schema}.workers SET heartbeat = now() WHERE id = $1
+RETURNING date_part('epoch', clock_timestamp()) AS server_time;
 
 -- name: worker_deregister
 -- why: a clean exit: give back whatever this worker still holds and drop its row, in one

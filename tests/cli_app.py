@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import anyio
@@ -31,3 +32,23 @@ async def hang_first_run(job: Job) -> str:
 
 
 not_a_scheduler = 42
+
+
+@scheduler.job("exit3")
+async def exit3(job: Job) -> None:
+    raise SystemExit(3)
+
+
+@scheduler.job("interrupt")
+def interrupt(job: Job) -> None:
+    raise KeyboardInterrupt
+
+
+@scheduler.job("cancelled_by_someone")
+async def cancelled_by_someone(job: Job) -> None:
+    raise asyncio.CancelledError
+
+
+@scheduler.job("boom")
+async def boom(job: Job) -> None:
+    raise ValueError("boom")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import asyncpg
 import pytest
@@ -12,7 +13,8 @@ from pgqueue import Scheduler
 pytestmark = pytest.mark.pg
 
 
-def _nodes(plan: dict) -> list[dict]:
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plan's nodes, depth first (EXPLAIN's JSON: any value a node carries)."""
     out = [plan]
     for child in plan.get("Plans", []):
         out += _nodes(child)
@@ -30,7 +32,7 @@ async def test_claim_uses_index_scans_on_a_large_table(scheduler: Scheduler, db:
     )
     await db.execute(f'ANALYZE "{schema}".jobs')
     store = await scheduler.open()
-    worker_id = await store.worker_register(["default"])
+    worker_id, _server_time = await store.worker_register(["default"])
     sql = store.q.job_claim_many
     tx = db.transaction()
     await tx.start()

@@ -6,12 +6,16 @@ the database unreachable and bring it back without touching the server itself.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import anyio
 import asyncpg
 import pytest
 
 from pgqueue import DatabaseUnavailableError, Job, Scheduler
-from pgqueue._store import Store
+from pgqueue._fetcher import Fetcher
+from pgqueue._store import FinalizeResult, Store
 from tests._proxy import PgProxy
 from tests._support import Counter, hot_count, running, runs, until, wait
 
@@ -19,7 +23,7 @@ pytestmark = pytest.mark.pg
 
 
 @pytest.fixture
-async def proxy(dsn: str) -> PgProxy:
+async def proxy(dsn: str) -> AsyncIterator[PgProxy]:
     p = await PgProxy(dsn).start()
     try:
         yield p
@@ -28,7 +32,7 @@ async def proxy(dsn: str) -> PgProxy:
 
 
 @pytest.fixture
-async def proxied(proxy: PgProxy, scheduler: Scheduler) -> Scheduler:
+async def proxied(proxy: PgProxy, scheduler: Scheduler) -> AsyncIterator[Scheduler]:
     """A scheduler on the test schema whose every connection goes through the proxy."""
     s = Scheduler(proxy.dsn, schema=scheduler.schema)
     try:
@@ -169,6 +173,13 @@ async def test_a_failed_flush_keeps_its_results_and_retries(
     assert await hot_count(db, proxied.schema) == 0
 
 
+async def _wake_and_wait_for_a_look(fetcher: Fetcher, decisions: list[tuple[bool, int, int]]) -> None:
+    """Give the fetcher a reason to claim, as a notification would, and wait until it decided."""
+    before = len(decisions)
+    fetcher.notify_ready()
+    await until(lambda: len(decisions) > before)
+
+
 async def test_claiming_pauses_while_the_result_buffer_is_full(
     scheduler: Scheduler, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,12 +189,25 @@ async def test_claiming_pauses_while_the_result_buffer_is_full(
     failing = True
     real = Store.job_finalize_many
 
-    async def flaky(self: Store, *args: object) -> object:
+    async def flaky(self: Store, *args: Any, **kwargs: Any) -> FinalizeResult:
         if failing:
             raise ConnectionResetError("injected")
-        return await real(self, *args)  # type: ignore[arg-type]
+        return await real(self, *args, **kwargs)
 
     monkeypatch.setattr(Store, "job_finalize_many", flaky)
+    # Every time the fetcher decided how many jobs to claim: whether the result buffer was
+    # holding runners back then, the number it wanted, and its claims so far. A decision
+    # recorded is the sign that it got as far as deciding, which a quiet while cannot give.
+    decisions: list[tuple[bool, int, int]] = []
+    real_want = Fetcher._want
+
+    def recorded_want(self: Fetcher) -> int:
+        blocked = self._results.blocked()
+        want = real_want(self)
+        decisions.append((blocked, want, self.claims))
+        return want
+
+    monkeypatch.setattr(Fetcher, "_want", recorded_want)
 
     @scheduler.job("work")
     async def work(job: Job) -> None:
@@ -195,13 +219,23 @@ async def test_claiming_pauses_while_the_result_buffer_is_full(
     )
     async with running(worker):
         await until(lambda: worker._flusher is not None and worker._flusher._failures >= 3)
-        claims = worker.claims
+        fetcher = worker._fetcher
+        assert fetcher is not None
+        await until(fetcher._results.blocked)  # the buffer is over its high-water mark
         held = worker.stats.finished
         assert held <= 4 + 2 + 4  # the buffer, plus at most one claimed batch in hand
-        await anyio.sleep(0.2)
-        assert worker.claims == claims
+        # Wake the fetcher with a reason to claim and wait until it has looked, a few times:
+        # while the buffer is full it must want nothing and claim nothing.
+        seen = len(decisions)
+        for _ in range(3):
+            await _wake_and_wait_for_a_look(fetcher, decisions)
+        looked = decisions[seen:]
+        assert all(blocked for blocked, _, _ in looked)  # each look found the buffer full
+        assert {claims for _, _, claims in looked} == {worker.claims}  # and no claim went out
         failing = False
         await wait(done.done)
+    # From the first time the buffer was full to the last, the fetcher wanted nothing.
+    assert {want for blocked, want, _ in decisions if blocked} == {0}
     rows = await runs(db, scheduler.schema)
     assert len(rows) == 40
     assert len({r["job_id"] for r in rows}) == 40

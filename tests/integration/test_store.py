@@ -9,7 +9,7 @@ import anyio
 import asyncpg
 import pytest
 
-from pgqueue import Scheduler
+from pgqueue import Job, Scheduler, _models
 from pgqueue._sql import QUERIES
 from pgqueue._store import FinalizeResult, FlushBatch
 from tests._support import hot_count, runs, until
@@ -22,8 +22,9 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
     store = await scheduler.open()
     assert await store.schema_version() == 1
 
-    wid = await store.worker_register(["q"])
-    assert await store.worker_heartbeat(wid) is True
+    wid, registered_at = await store.worker_register(["q"])
+    assert isinstance(registered_at, float)  # the server's clock, epoch seconds
+    assert isinstance(await store.worker_heartbeat(wid), float)  # alive: the server's clock again
 
     a = await store.job_insert(None, queue="q", type_="t", params='{"a":1}', run_at=None, priority=0)
     b, c = await store.job_insert_many(None, queue="q", type_="t", params=["1", "2"], run_at=None, priority=0)
@@ -66,6 +67,7 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
     row = await db.fetchrow(
         f'SELECT worker_id, errors, last_error, delayed, run_at FROM "{schema}".jobs WHERE id = $1', b
     )
+    assert row is not None
     assert (row["worker_id"], row["errors"], row["last_error"], row["delayed"]) == (None, 1, "boom", True)
     logged = {r["job_id"]: r for r in await db.fetch(f'SELECT * FROM "{schema}".job_runs')}
     # The run rows are built from the job rows: everything the job had, plus this run.
@@ -97,7 +99,7 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
     assert again_c["id"] == c
     assert await store.worker_deregister(wid) == 1
     assert await db.fetchval(f'SELECT worker_id FROM "{schema}".jobs WHERE id = $1', c) is None
-    assert await store.worker_heartbeat(wid) is False
+    assert await store.worker_heartbeat(wid) is None  # reaped: no clock back
     # A worker whose row is gone claims nothing.
     assert await store.job_claim_many(["q"], 10, wid) == []
     assert d  # still scheduled
@@ -127,7 +129,7 @@ async def test_each_row_is_fenced_by_its_own_attempt(scheduler: Scheduler, db: a
     is at attempt 2. Only k may end and be logged; j stays with its owner, untouched."""
     schema = scheduler.schema
     store = await scheduler.open()
-    wid = await store.worker_register(["q"])
+    wid, _server_time = await store.worker_register(["q"])
     j, k = await store.job_insert_many(None, queue="q", type_="t", params=["1", "2"], run_at=None, priority=0)
     await db.execute(
         f'UPDATE "{schema}".jobs SET worker_id = $1, attempt = 2 WHERE id = ANY($2::bigint[])', wid, [j, k]
@@ -162,7 +164,7 @@ async def test_the_flush_plan_is_linear_whatever_the_table(
             r[0]
             for r in await conn.fetch(
                 "EXPLAIN EXECUTE fin(1, '{1}', '{1}', '{1}', '{1}', '{}', '{}', '{}', '{}',"
-                " '{2}', '{1}', '{1}', '{1}', '{failed}', '{}', '{1}', '{}', '{1}', '{1}', '{true}')"
+                " '{2}', '{1}', '{1}', '{1}', '{failed}', '{}', '{1}', '{}', '{1}', '{1}', '{true}', 0)"
             )
         )
         await conn.execute("DEALLOCATE fin")
@@ -263,7 +265,7 @@ async def _flush_behind_a_row_lock(
     """
     schema = scheduler.schema
     store = await scheduler.open()
-    wid = await store.worker_register(["q"])
+    wid, _server_time = await store.worker_register(["q"])
     job_id = await store.job_insert(None, queue="q", type_="t", params="1", run_at=None, priority=0)
     [claimed] = await store.job_claim_many(["q"], 1, wid)
     now = time.time()
@@ -319,6 +321,7 @@ async def test_a_row_released_during_the_flush_is_neither_finalized_nor_logged(
     res, job_id = await _flush_behind_a_row_lock(scheduler, db, release, put_back=put_back)
     assert (res.ended, res.put_back, res.runs_logged) == (frozenset(), {}, 0)
     row = await db.fetchrow(f'SELECT worker_id, errors FROM "{scheduler.schema}".jobs WHERE id = $1', job_id)
+    assert row is not None  # put back or left, never deleted
     assert (row["worker_id"], row["errors"]) == (None, 0)
     assert await runs(db, scheduler.schema) == []
 
@@ -337,9 +340,69 @@ async def test_a_row_flagged_during_the_flush_is_finalized_and_logged(
         row = await db.fetchrow(
             f'SELECT worker_id, errors FROM "{scheduler.schema}".jobs WHERE id = $1', job_id
         )
+        assert row is not None
         assert (row["worker_id"], row["errors"]) == (None, 1)
     else:
         assert res.ended == {job_id}
         assert await hot_count(db, scheduler.schema) == 0
     [run] = await runs(db, scheduler.schema)
     assert (run["job_id"], run["outcome"]) == (job_id, "failed" if put_back else "succeeded")
+
+
+# The column each ROW_* constant names in the claim's RETURNING list. A ROW_* constant added
+# to pgqueue._models without an entry here fails the test below.
+CLAIM_COLUMNS = {
+    "ROW_ID": "id",
+    "ROW_QUEUE": "queue",
+    "ROW_TYPE": "type",
+    "ROW_PARAMS": "params",
+    "ROW_PRIORITY": "priority",
+    "ROW_ATTEMPT": "attempt",
+    "ROW_ERRORS": "errors",
+    "ROW_LAST_ERROR": "last_error",
+    "ROW_RUN_AT": "run_at",
+    "ROW_INSERTED_AT": "inserted_at",
+    "ROW_TIMEOUT": "timeout_s",
+    "ROW_CANCEL_REQUESTED": "cancel_requested",
+}
+
+
+async def test_the_claim_returns_each_column_at_its_row_index(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Job, the runner and the flusher read claimed rows by position (ROW_*): the claim's
+    RETURNING list must put every column where its constant says, and Job must read it back."""
+    schema = scheduler.schema
+    scheduler.register("send", lambda job: None)
+    run_at = dt.datetime(2020, 1, 2, 3, 4, 5, 678_901, tzinfo=dt.UTC)  # due, and unlike inserted_at
+    job_id = await scheduler.schedule(
+        "send", {"to": "ada"}, run_at=run_at, queue="mail", priority=-3, timeout=2.5
+    )
+    # Values a fresh job does not have, so that two swapped columns cannot read back alike.
+    await db.execute(
+        f"UPDATE \"{schema}\".jobs SET errors = 4, last_error = 'boom', cancel_requested = true"
+        " WHERE id = $1",
+        job_id,
+    )
+    inserted_at = await db.fetchval(f'SELECT inserted_at FROM "{schema}".jobs WHERE id = $1', job_id)
+    wid = await db.fetchval(
+        f'INSERT INTO "{schema}".workers (pid, hostname, queues) VALUES (1, $1, $2) RETURNING id',
+        "test",
+        ["mail"],
+    )  # not store.worker_register: this test is about the claim's columns only
+    store = await scheduler.open()
+    [record] = await store.job_claim_many(["mail"], 10, wid)
+
+    constants = {name: getattr(_models, name) for name in dir(_models) if name.startswith("ROW_")}
+    assert set(constants) == set(CLAIM_COLUMNS), "a ROW_* constant without an expected column, or the reverse"
+    columns = list(record.keys())
+    assert sorted(constants.values()) == list(range(len(columns)))  # one constant per column, none left over
+    for name, index in constants.items():
+        assert columns[index] == CLAIM_COLUMNS[name], name
+
+    job = Job._from_row(record)
+    assert (job.id, job.queue, job.type, job.params) == (job_id, "mail", "send", {"to": "ada"})
+    assert (job.priority, job.attempt, job.errors, job.last_error) == (-3, 1, 4, "boom")
+    assert (job.run_at, job.inserted_at) == (run_at, inserted_at)
+    assert job.timeout == 2.5
+    assert job.cancel_requested is True

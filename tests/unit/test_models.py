@@ -7,15 +7,50 @@ import datetime as dt
 import pytest
 
 from pgqueue import ConfigError, Job, Outcome, RunInfo, log_final_runs
+from pgqueue._models import (
+    ROW_ATTEMPT,
+    ROW_CANCEL_REQUESTED,
+    ROW_ERRORS,
+    ROW_ID,
+    ROW_INSERTED_AT,
+    ROW_LAST_ERROR,
+    ROW_PARAMS,
+    ROW_PRIORITY,
+    ROW_QUEUE,
+    ROW_RUN_AT,
+    ROW_TIMEOUT,
+    ROW_TYPE,
+)
 
 RUN_AT = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 INSERTED_AT = dt.datetime(2029, 12, 31, tzinfo=dt.UTC)
 
 
-def claimed_row(params_text: str | None = '{"a": [1, 2], "b": "x"}') -> tuple[object, ...]:
-    # Claim order: id, queue, type, params, priority, attempt, errors, last_error, run_at, inserted_at
-    # (the two times as epoch seconds, as the claim returns them)
-    return (42, "emails", "send", params_text, -3, 2, 1, "boom", RUN_AT.timestamp(), INSERTED_AT.timestamp())
+def claimed_row(
+    params_text: str | None = '{"a": [1, 2], "b": "x"}',
+    *,
+    last_error: str | None = "boom",
+    run_at: dt.datetime = RUN_AT,
+    inserted_at: dt.datetime = INSERTED_AT,
+) -> tuple[object, ...]:
+    """A row shaped like the claim's, placed by the ROW_* constants (the times as epoch
+    seconds, as the claim returns them). That the claim really returns its columns in this
+    order is checked against the database in tests/integration/test_store.py."""
+    values = {
+        ROW_ID: 42,
+        ROW_QUEUE: "emails",
+        ROW_TYPE: "send",
+        ROW_PARAMS: params_text,
+        ROW_PRIORITY: -3,
+        ROW_ATTEMPT: 2,
+        ROW_ERRORS: 1,
+        ROW_LAST_ERROR: last_error,
+        ROW_RUN_AT: run_at.timestamp(),
+        ROW_INSERTED_AT: inserted_at.timestamp(),
+        ROW_TIMEOUT: None,
+        ROW_CANCEL_REQUESTED: False,
+    }
+    return tuple(values[i] for i in range(len(values)))
 
 
 # -- hand-built jobs ---------------------------------------------------------------------
@@ -81,20 +116,6 @@ def test_repr_contains_id_and_type() -> None:
 # -- jobs wrapped from a claimed row -----------------------------------------------------
 
 
-def test_from_row_reads_fields_by_claim_position() -> None:
-    job = Job._from_row(claimed_row())
-    assert job.id == 42
-    assert job.queue == "emails"
-    assert job.type == "send"
-    assert job.priority == -3
-    assert job.attempt == 2
-    assert job.errors == 1
-    assert job.last_error == "boom"
-    assert job.run_at == RUN_AT
-    assert job.inserted_at == INSERTED_AT
-    assert job.run_at.utcoffset() == dt.timedelta(0)
-
-
 def test_hand_built_times_must_be_aware_and_read_back_in_utc() -> None:
     with pytest.raises(ConfigError, match="run_at must be timezone-aware"):
         Job(id=1, type="t", run_at=dt.datetime(2030, 1, 1))  # noqa: DTZ001 - the naive case on purpose
@@ -113,8 +134,9 @@ def test_epoch_seconds_keep_the_microsecond() -> None:
         dt.datetime(2038, 1, 19, 3, 14, 8, 1, tzinfo=dt.UTC),
         dt.datetime(2105, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
     ):
-        row = (1, "q", "t", None, 0, 1, 0, None, when.timestamp(), when.timestamp())
-        assert Job._from_row(row).run_at == when
+        job = Job._from_row(claimed_row(run_at=when, inserted_at=when))
+        assert (job.run_at, job.inserted_at) == (when, when)
+        assert job.run_at.utcoffset() == dt.timedelta(0)
 
 
 def test_from_row_decodes_params() -> None:
@@ -144,9 +166,7 @@ def test_from_row_with_null_params() -> None:
 
 
 def test_from_row_null_last_error() -> None:
-    row = list(claimed_row())
-    row[7] = None
-    assert Job._from_row(tuple(row)).last_error is None
+    assert Job._from_row(claimed_row(last_error=None)).last_error is None
 
 
 # -- Outcome, RunInfo, log_final_runs ----------------------------------------------------

@@ -1,17 +1,18 @@
-"""Named SQL: the parser, the loaded QUERIES, schema substitution, and the store using every query."""
+"""Named SQL: the parser, the queries.sql file, schema substitution, and the package using every query."""
 
 from __future__ import annotations
 
 import ast
-import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
-import pgqueue._store
+import pgqueue
 from pgqueue._sql import QUERIES, SCHEMA_TOKEN, Queries, parse_queries, quote_ident
 
-STORE_SOURCE = Path(pgqueue._store.__file__).read_text(encoding="utf-8")
+PACKAGE_DIR = Path(pgqueue.__file__).resolve().parent
+QUERIES_SQL = (PACKAGE_DIR / "queries.sql").read_text(encoding="utf-8")
 
 
 # -- parse_queries -----------------------------------------------------------------------
@@ -93,38 +94,44 @@ def test_name_with_empty_body_raises(text: str) -> None:
 # -- QUERIES and the store ---------------------------------------------------------------
 
 
-def test_queries_has_exactly_the_declared_names() -> None:
-    assert isinstance(QUERIES, Queries)
-    assert tuple(f.name for f in dataclasses.fields(QUERIES)) == Queries.names()
-    assert len(set(Queries.names())) == len(Queries.names())
-    for name in Queries.names():
-        body = getattr(QUERIES, name)
-        assert isinstance(body, str)
-        assert body.strip(), name
-        assert not body.rstrip().endswith(";"), name
+def test_every_name_line_in_queries_sql_is_a_query() -> None:
+    """Looser than the parser on purpose: a ``-- name:`` line the parser does not take for a
+    name (a dash or a typo in it) would silently glue its SQL onto the query above."""
+    declared = re.findall(r"^\s*--\s*name\s*:\s*(.*?)\s*$", QUERIES_SQL, flags=re.MULTILINE)
+    assert declared == list(Queries.names())
 
 
 def test_queries_sql_file_matches_queries() -> None:
-    text = (Path(pgqueue._store.__file__).parent / "queries.sql").read_text(encoding="utf-8")
-    assert tuple(parse_queries(text)) == Queries.names()
+    assert tuple(parse_queries(QUERIES_SQL)) == Queries.names()
 
 
-def _store_query_uses(source: str) -> set[str]:
-    """Names read as ``self.q.<name>``, or ``q.<name>`` where ``q = self.q``."""
+def test_every_query_says_why_right_after_its_name() -> None:
+    lines = QUERIES_SQL.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^--\s*name:", line):
+            assert re.match(r"^--\s*why:\s*\S", lines[i + 1]), line
+
+
+@pytest.mark.parametrize("name", Queries.names())
+def test_each_query_is_one_statement(name: str) -> None:
+    """One statement per name: asyncpg prepares each with its parameters, which a second
+    statement in the same string would break (a lost ``-- name:`` line glues two together)."""
+    body = getattr(QUERIES, name)
+    code = re.sub(r"'(?:[^']|'')*'", "''", body)  # a ';' inside a string literal is text
+    assert ";" not in code, name
+
+
+def _query_uses(source: str) -> set[str]:
+    """Names read as ``<x>.q.<name>`` (``self.q``, ``store.q``...), or ``q.<name>`` where ``q = <x>.q``."""
     tree = ast.parse(source)
 
-    def is_self_q(node: ast.AST) -> bool:
-        return (
-            isinstance(node, ast.Attribute)
-            and node.attr == "q"
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "self"
-        )
+    def is_q(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "q"
 
     aliases = {
         target.id
         for node in ast.walk(tree)
-        if isinstance(node, ast.Assign) and is_self_q(node.value)
+        if isinstance(node, ast.Assign) and is_q(node.value)
         for target in node.targets
         if isinstance(target, ast.Name)
     }
@@ -132,19 +139,37 @@ def _store_query_uses(source: str) -> set[str]:
         node.attr
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute)
-        and (is_self_q(node.value) or (isinstance(node.value, ast.Name) and node.value.id in aliases))
+        and (is_q(node.value) or (isinstance(node.value, ast.Name) and node.value.id in aliases))
     }
 
 
-def test_store_uses_every_query() -> None:
-    used = _store_query_uses(STORE_SOURCE)
-    assert set(Queries.names()) - used == set()
-    assert used - set(Queries.names()) == set()  # and nothing that is not a query
+def _query_readers() -> dict[str, set[str]]:
+    """Every module under pgqueue/ that reads queries off a ``.q`` attribute, with what it reads.
+
+    Found by content, not by name, so the test follows the store wherever it moves.
+    """
+    readers: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        used = _query_uses(path.read_text(encoding="utf-8"))
+        if used:
+            readers[str(path.relative_to(PACKAGE_DIR))] = used
+    return readers
 
 
-def test_query_use_finder_sees_both_spellings() -> None:
-    src = "class S:\n    def f(self):\n        q = self.q\n        self.q.a\n        q.b\n        other.c\n"
-    assert _store_query_uses(src) == {"a", "b"}
+def test_the_package_uses_every_query_and_nothing_else() -> None:
+    readers = _query_readers()
+    assert readers, "no module under pgqueue/ reads a query through `.q.`"
+    used = set().union(*readers.values())
+    assert set(Queries.names()) - used == set()  # no query left unused
+    assert used - set(Queries.names()) == set(), readers  # and nothing read that is not a query
+
+
+def test_query_use_finder_sees_every_spelling() -> None:
+    src = (
+        "class S:\n    def f(self, store):\n        q = self.q\n        self.q.a\n        q.b\n"
+        "        store.q.c\n        other.d\n"
+    )
+    assert _query_uses(src) == {"a", "b", "c"}
 
 
 # -- schema substitution -----------------------------------------------------------------
