@@ -22,8 +22,8 @@ help: ## Show this list
 demo: $(STAMP) ## Schedule jobs (one delayed, one failing then retried), run a worker, print what happened
 	@$(PY) examples/demo.py
 
-test: $(STAMP) ## The whole suite (PGQUEUE_TEST_DSN, else testcontainers, else embedded PostgreSQL)
-	$(PY) -m pytest
+test: $(STAMP) ## The whole suite (PGQUEUE_TEST_DSN, else testcontainers, else embedded PostgreSQL), with coverage
+	$(PY) -m pytest --cov --cov-report=term
 
 test-unit: $(STAMP) ## Unit tests only: no database
 	$(PY) -m pytest tests/unit
@@ -56,10 +56,10 @@ bench-compare: $(STAMP) ## pgqueue vs bench_raw.py (+ pgqueuer) on one server, R
 bench-ci: $(STAMP) ## Gross-regression check: 5,000-job drain at C=10 vs bench_raw.py, fails below 0.5x raw
 	$(PY) -m pgqueue.bench.compare --ci
 
-wheel-check: $(STAMP) ## Build the wheel and check it ships queries.sql and the migrations
+wheel-check: $(STAMP) ## Build the wheel and check it ships the query files and the migrations
 	@rm -rf dist && $(PY) -m pip wheel --quiet --no-deps --wheel-dir dist . >/dev/null
 	@$(PY) -c "import sys, zipfile, glob; names = set(zipfile.ZipFile(glob.glob('dist/*.whl')[0]).namelist()); \
-	need = {'pgqueue/queries.sql', 'pgqueue/py.typed', 'pgqueue/sql/001_init.sql'}; missing = need - names; \
+	need = {f'pgqueue/store/postgres/queries/{n}.sql' for n in ('jobs', 'runs', 'workers', 'listen', 'maintenance', 'migrations')} | {'pgqueue/py.typed', 'pgqueue/sql/001_init.sql'}; missing = need - names; \
 	print('wheel ok' if not missing else f'wheel misses {sorted(missing)}'); sys.exit(bool(missing))"
 
 clean: ## Remove the venv, caches and the embedded databases

@@ -24,7 +24,7 @@ from ._errors import (
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
-from ._worker import Worker
+from .worker import Worker
 
 __version__ = "0.1.0"
 
@@ -53,7 +53,7 @@ __all__ = [
 
 for _name in __all__:
     _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("pgqueue._"):
+    if getattr(_obj, "__module__", "").startswith("pgqueue."):
         with _suppress(AttributeError, TypeError):  # e.g. typing constructs
             _obj.__module__ = "pgqueue"
 del _name, _obj

@@ -1,19 +1,28 @@
-"""Worker options: defaults as constants with units, one validation pass at construction.
+"""The only home of options: defaults as constants with units, validation, derived defaults.
+
+:class:`WorkerConfig` holds every worker option; ``Scheduler.worker(**overrides)`` and the
+``pgqueue worker`` command both derive from its fields (:meth:`WorkerConfig.build`,
+:func:`field_docs`), so a new option is one field here. :class:`SchedulerConfig` does the
+same for the scheduler's own options.
 
 Each bad value raises :class:`ConfigError` (a ``ValueError``) naming the field, when the
-worker is built, not minutes later inside a loop.
+worker or scheduler is built, not minutes later inside a loop.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, Self
 
 from ._errors import ConfigError
 from ._models import ShouldLogRun
 
-__all__ = ["WorkerConfig", "check_max_attempts", "check_timeout"]
+__all__ = ["SchedulerConfig", "WorkerConfig", "check_max_attempts", "check_timeout", "field_docs"]
 
 CONCURRENCY = 10
 PREFETCH = 500  # most jobs a worker holds claimed and unfinished
@@ -78,8 +87,9 @@ class WorkerConfig:
     concurrency: int = CONCURRENCY
     """Jobs run at the same time (each by one runner task)."""
     prefetch: int = PREFETCH
-    """Most jobs held claimed and unfinished. The claim size adapts to the observed rate
-    between ``concurrency`` and this, so slow jobs are not hoarded by one worker."""
+    """Most jobs held claimed and unfinished (default: max(500, concurrency)). The claim size
+    adapts to the observed rate between ``concurrency`` and this, so slow jobs are not
+    hoarded by one worker."""
     poll_interval: float = POLL_INTERVAL_S
     """Seconds between backstop claims when no notification arrives."""
     flush_max: int = FLUSH_MAX
@@ -87,7 +97,8 @@ class WorkerConfig:
     flush_age: float = FLUSH_AGE_S
     """Seconds the oldest buffered result may wait before it is written."""
     buffer_max: int = FLUSH_MAX * BUFFER_BATCHES
-    """Results buffered at most; runners wait (and claims pause) above it."""
+    """Results buffered at most (default: 4 × flush_max); runners wait (and claims pause)
+    above it."""
     heartbeat_interval: float = HEARTBEAT_INTERVAL_S
     """Seconds between heartbeats of this worker's row."""
     dead_after: float = DEAD_AFTER_S
@@ -97,17 +108,43 @@ class WorkerConfig:
     shutdown_grace: float = SHUTDOWN_GRACE_S
     """Seconds running jobs get to finish on shutdown before they are interrupted."""
     listen: bool = True
-    """LISTEN for wake-ups; False polls only (PgBouncer in transaction mode)."""
+    """LISTEN for wake-ups; False polls only (the default with PgBouncer in transaction mode)."""
     listen_probe_interval: float = LISTEN_PROBE_INTERVAL_S
     """Seconds between the listener's self-notifications that prove its connection alive;
     a probe unanswered within half this (at most 5 s) means reconnect."""
     vacuum_min_dead: int = VACUUM_MIN_DEAD
     """Dead tuples in the hot table (and at least 5% of its live rows) at which a worker
-    VACUUMs it, checked every heartbeat; 0 leaves it to autovacuum. Dead index entries of
-    claimed jobs sit at the head of the claim index and every claim walks over them."""
+    VACUUMs it, checked every second; 0 leaves it to autovacuum (the default with PgBouncer,
+    which may run the vacuum lock and unlock on different server connections)."""
     on_error: Callable[[BaseException], None] | None = None
     """Called with every error a background loop survives (claim, flush, heartbeat, listener,
     start-up while the database is down); the error is logged either way."""
+
+    @classmethod
+    def build(cls, queues: Iterable[str], *, pgbouncer: bool = False, **overrides: object) -> Self:
+        """A config from option names and values, with the derived defaults filled in.
+
+        ``None`` means "the default" for every option. Derived defaults: ``prefetch`` is
+        max(500, concurrency), ``buffer_max`` 4 × ``flush_max``, and with ``pgbouncer``
+        ``listen`` is False and ``vacuum_min_dead`` 0. An unknown name is a ConfigError.
+        """
+        if isinstance(queues, str):
+            raise ConfigError(f"queues must be a list of queue names, got the string {queues!r}")
+        names = {f.name for f in dataclasses.fields(cls)} - {"queues"}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown worker option {unknown[0]!r}; the options are {', '.join(sorted(names))}"
+            )
+        values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        concurrency, flush_max = values.get("concurrency", CONCURRENCY), values.get("flush_max", FLUSH_MAX)
+        if isinstance(concurrency, int):
+            values.setdefault("prefetch", max(PREFETCH, concurrency))
+        if isinstance(flush_max, int):
+            values.setdefault("buffer_max", flush_max * BUFFER_BATCHES)
+        values.setdefault("listen", not pgbouncer)
+        values.setdefault("vacuum_min_dead", 0 if pgbouncer else VACUUM_MIN_DEAD)
+        return cls(queues=tuple(queues), **values)
 
     def __post_init__(self) -> None:
         self._check_queues()
@@ -153,3 +190,57 @@ class WorkerConfig:
                 f"dead_after ({self.dead_after}) must be >= 3 × heartbeat_interval "
                 f"({self.heartbeat_interval})"
             )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """The scheduler's own options (the DSN or pool is given beside them)."""
+
+    schema: str = "pgqueue"
+    """Schema holding pgqueue's tables; its notification channel is ``<schema>_events``."""
+    pool_min_size: int = 0
+    """Connections the scheduler's own pool opens at start (0: connect on first use, so a
+    scheduler can be built while the database is down)."""
+    pool_max_size: int = 10
+    """Connections the scheduler's own pool holds at most."""
+    pgbouncer: bool = False
+    """PgBouncer or Supavisor in transaction mode: no statement cache, and workers poll
+    instead of LISTEN (give them a short ``poll_interval``)."""
+
+    def __post_init__(self) -> None:
+        check_schema(self.schema)
+        sizes = (self.pool_min_size, self.pool_max_size)
+        if (
+            any(isinstance(v, bool) or not isinstance(v, int) for v in sizes)
+            or not 0 <= self.pool_min_size <= self.pool_max_size
+            or self.pool_max_size < 1
+        ):
+            raise ConfigError(
+                f"need 0 <= pool_min_size <= pool_max_size and 1 <= pool_max_size, got {sizes[0]}, {sizes[1]}"
+            )
+        if not isinstance(self.pgbouncer, bool):
+            raise ConfigError(f"pgbouncer must be True or False, got {self.pgbouncer!r}")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's attribute docstring, read from the class's source (for the CLI's help).
+
+    The docstrings are the one description of an option; reading them here keeps the
+    ``--help`` text from drifting. Without the source (a stripped install) the help is empty.
+    """
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, after in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs

@@ -24,24 +24,7 @@ import anyio
 import asyncpg
 
 from ._codec import encode
-from ._config import (
-    BUFFER_BATCHES,
-    CONCURRENCY,
-    DEAD_AFTER_S,
-    FLUSH_AGE_S,
-    FLUSH_MAX,
-    HEARTBEAT_INTERVAL_S,
-    LISTEN_PROBE_INTERVAL_S,
-    MAX_ATTEMPTS,
-    POLL_INTERVAL_S,
-    PREFETCH,
-    SHUTDOWN_GRACE_S,
-    VACUUM_MIN_DEAD,
-    WorkerConfig,
-    check_name,
-    check_schema,
-    check_timeout,
-)
+from ._config import MAX_ATTEMPTS, SchedulerConfig, WorkerConfig, check_name, check_timeout
 from ._errors import (
     ConfigError,
     DatabaseUnavailableError,
@@ -50,12 +33,12 @@ from ._errors import (
     check_delay,
     describe,
 )
-from ._migrate import apply_migrations
-from ._models import CancelResult, JobHandler, ShouldLogRun
+from ._models import CancelResult, JobHandler
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
-from ._store import Store, create_pool, is_unavailable, is_undefined_object
-from ._worker import Worker
+from .store import CallerConnection, Store
+from .store.postgres import PostgresStore, create_pool, is_unavailable, is_undefined_object
+from .worker import Worker
 
 __all__ = ["Scheduler"]
 
@@ -165,21 +148,15 @@ class Scheduler:
             raise ConfigError("give exactly one of dsn= or pool=")
         if dsn is not None and (not isinstance(dsn, str) or not dsn):
             raise ConfigError(f"dsn must be a non-empty string, got {dsn!r}")
-        check_schema(schema)
-        if not 0 <= pool_min_size <= pool_max_size or pool_max_size < 1:
-            raise ConfigError(
-                f"need 0 <= pool_min_size <= pool_max_size and 1 <= pool_max_size, "
-                f"got {pool_min_size}, {pool_max_size}"
-            )
-        if not isinstance(pgbouncer, bool):
-            raise ConfigError(f"pgbouncer must be True or False, got {pgbouncer!r}")
+        self.config = SchedulerConfig(
+            schema=schema, pool_min_size=pool_min_size, pool_max_size=pool_max_size, pgbouncer=pgbouncer
+        )
         self.pgbouncer = pgbouncer
         self.schema = schema
         self._dsn = dsn
         self._pool = pool
         self._owns_pool = pool is None
-        self._pool_sizes = (pool_min_size, pool_max_size)
-        self._store: Store | None = None
+        self._store: PostgresStore | None = None
         self._open_lock = anyio.Lock()
         self.registry = Registry()
 
@@ -187,19 +164,23 @@ class Scheduler:
 
     async def open(self) -> Store:
         """Open the pool (idempotent); every method calls it, so explicit calls are optional."""
+        return await self._open()
+
+    async def _open(self) -> PostgresStore:
         if self._store is not None:
             return self._store
         async with self._open_lock:
             if self._store is None:
                 if self._pool is None:
                     assert self._dsn is not None  # noqa: S101 - checked in __init__
+                    cfg = self.config
                     self._pool = await create_pool(
                         self._dsn,
-                        min_size=self._pool_sizes[0],
-                        max_size=self._pool_sizes[1],
-                        pgbouncer=self.pgbouncer,
+                        min_size=cfg.pool_min_size,
+                        max_size=cfg.pool_max_size,
+                        pgbouncer=cfg.pgbouncer,
                     )
-                self._store = Store(self._pool, self.schema, dsn=self._dsn, lane=self._owns_pool)
+                self._store = PostgresStore(self._pool, self.schema, dsn=self._dsn, lane=self._owns_pool)
             return self._store
 
     async def close(self) -> None:
@@ -223,7 +204,7 @@ class Scheduler:
     async def migrate(self) -> list[int]:
         """Apply pending migrations (idempotent, safe to run concurrently); returns versions applied."""
         async with _translated("migrate", self.schema):
-            return await apply_migrations(await self.open())
+            return await (await self.open()).migrate()
 
     async def cancel(self, job_id: int) -> CancelResult:
         """Cancel a job: a waiting one ends at once, a running one is interrupted by its worker.
@@ -303,7 +284,7 @@ class Scheduler:
         queue: str | None = None,
         priority: int = 0,
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
-        conn: asyncpg.Connection | None = None,
+        conn: CallerConnection | None = None,
     ) -> int:
         """Schedule one job and return its id.
 
@@ -335,7 +316,7 @@ class Scheduler:
         queue: str | None = None,
         priority: int = 0,
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
-        conn: asyncpg.Connection | None = None,
+        conn: CallerConnection | None = None,
         chunk_size: int = CHUNK_SIZE,
     ) -> list[int]:
         """Schedule many jobs of one type; returns their ids in input order.
@@ -364,55 +345,20 @@ class Scheduler:
 
     # -- workers --------------------------------------------------------------------------
 
-    def worker(
-        self,
-        queues: Iterable[str] | None = None,
-        *,
-        concurrency: int = CONCURRENCY,
-        prefetch: int | None = None,
-        poll_interval: float = POLL_INTERVAL_S,
-        flush_max: int = FLUSH_MAX,
-        flush_age: float = FLUSH_AGE_S,
-        buffer_max: int | None = None,
-        heartbeat_interval: float = HEARTBEAT_INTERVAL_S,
-        dead_after: float = DEAD_AFTER_S,
-        should_log_run: ShouldLogRun | None = None,
-        shutdown_grace: float = SHUTDOWN_GRACE_S,
-        listen: bool | None = None,
-        listen_probe_interval: float = LISTEN_PROBE_INTERVAL_S,
-        vacuum_min_dead: int | None = None,
-        on_error: Callable[[BaseException], None] | None = None,
-    ) -> Worker:
+    def worker(self, queues: Iterable[str] | None = None, **overrides: object) -> Worker:
         """Build a worker for ``queues`` (default: the queues of all registered types).
 
-        ``prefetch`` defaults to max(500, concurrency); ``buffer_max`` to 4 × ``flush_max``;
-        ``listen`` to True and ``vacuum_min_dead`` to 20,000 (False and 0 with
-        ``pgbouncer=True``). Run it with ``await worker.run()``
-        (until cancelled or ``await worker.shutdown()``).
+        ``overrides`` are :class:`~pgqueue._config.WorkerConfig` options by name
+        (``concurrency=20``, ``poll_interval=1.0``…); None or an absent name takes the
+        default, derived where the README says (``prefetch`` from ``concurrency``, and with
+        ``pgbouncer=True`` no LISTEN and no vacuum). An unknown name or a bad value raises
+        :class:`ConfigError`. Run it with ``await worker.run()`` (until cancelled or
+        ``await worker.shutdown()``).
         """
         if isinstance(queues, str):
             raise ConfigError(f"queues must be a list of queue names, got the string {queues!r}")
         qs = tuple(queues) if queues is not None else self.registry.queues()
         if not qs:
             raise ConfigError("no queues: register a job type first or pass queues=[...]")
-        config = WorkerConfig(
-            queues=qs,
-            concurrency=concurrency,
-            prefetch=max(PREFETCH, concurrency) if prefetch is None else prefetch,
-            poll_interval=poll_interval,
-            flush_max=flush_max,
-            flush_age=flush_age,
-            buffer_max=flush_max * BUFFER_BATCHES if buffer_max is None else buffer_max,
-            heartbeat_interval=heartbeat_interval,
-            dead_after=dead_after,
-            should_log_run=should_log_run,
-            shutdown_grace=shutdown_grace,
-            listen=not self.pgbouncer if listen is None else listen,
-            listen_probe_interval=listen_probe_interval,
-            # PgBouncer may run the vacuum lock and unlock on different server connections.
-            vacuum_min_dead=(0 if self.pgbouncer else VACUUM_MIN_DEAD)
-            if vacuum_min_dead is None
-            else vacuum_min_dead,
-            on_error=on_error,
-        )
-        return Worker(open_store=self.open, registry=self.registry, config=config)
+        config = WorkerConfig.build(qs, pgbouncer=self.pgbouncer, **overrides)
+        return Worker(open_store=self._open, registry=self.registry, config=config)

@@ -6,12 +6,16 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import asyncpg
 
-from pgqueue import Worker
+from pgqueue import Scheduler, Worker
+from pgqueue._config import WorkerConfig
+from pgqueue._signals import Signal
+from pgqueue.store import WorkerBackend
+from pgqueue.store.postgres import PostgresStore
 
 ROOT_DIR = str(Path(__file__).resolve().parent.parent)
 WAIT_S = 30.0  # generous ceiling for "this must happen": a hang fails, slowness does not
@@ -76,3 +80,48 @@ async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = WA
 
 async def hot_empty(db: asyncpg.Connection, schema: str) -> bool:
     return await hot_count(db, schema) == 0
+
+
+async def pg_store(scheduler: Scheduler) -> PostgresStore:
+    """The scheduler's store as the PostgreSQL class (its pool and queries are for tests)."""
+    store = await scheduler.open()
+    assert isinstance(store, PostgresStore)
+    return store
+
+
+class StoreWrapper:
+    """A real store with some methods replaced: fault tests override one method on an
+    instance and hand the wrapper to a Worker, instead of patching the store's class."""
+
+    def __init__(self, inner: PostgresStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def override(self, name: str, method: Callable[..., Any]) -> None:
+        """Answer ``name`` with ``method`` instead of the real store's."""
+        setattr(self, name, method)
+
+
+def worker_on(scheduler: Scheduler, store: object, **overrides: object) -> Worker:
+    """A worker of ``scheduler``'s job types that runs on ``store`` (a wrapper, usually)."""
+    config = WorkerConfig.build(scheduler.registry.queues(), pgbouncer=scheduler.pgbouncer, **overrides)
+
+    async def open_store() -> WorkerBackend:
+        return cast("WorkerBackend", store)
+
+    return Worker(open_store=open_store, registry=scheduler.registry, config=config)
+
+
+async def claim_records(
+    store: PostgresStore, queues: list[str], limit: int, worker_id: int
+) -> list[asyncpg.Record]:
+    """``job_claim_many`` with its rows typed as what they are on PostgreSQL: records."""
+    return cast("list[asyncpg.Record]", await store.job_claim_many(queues, limit, worker_id))
+
+
+async def fired(signal: Signal, count: int, timeout: float = WAIT_S) -> None:
+    """Wait until ``signal`` has fired ``count`` times in all (read ``signal.count`` before acting)."""
+    with anyio.fail_after(timeout):
+        await signal.wait_count(count)

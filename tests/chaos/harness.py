@@ -47,7 +47,7 @@ import asyncpg
 
 from pgqueue import DatabaseUnavailableError, Scheduler
 from pgqueue._devdb import embedded_dsn
-from pgqueue._store import is_unavailable
+from pgqueue.store.postgres import is_unavailable
 from tests.chaos import app
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -14,6 +14,7 @@ import pytest
 
 from pgqueue import Scheduler
 from tests._proxy import PgProxy
+from tests._support import pg_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.pg]
 
@@ -47,7 +48,7 @@ async def test_worker_start_survives_a_pooled_connection_terminated_while_idle(
     s.register("noop", lambda job: None)
     try:
         await s.migrate()  # the pool's only connection is now open and idle
-        pid = await (await s.open()).pool.fetchval("SELECT pg_backend_pid()")
+        pid = await (await pg_store(s)).pool.fetchval("SELECT pg_backend_pid()")
         await db.execute("SELECT pg_terminate_backend($1)", pid)
         with anyio.fail_after(30):
             await proxy.eof_held.wait()  # asyncpg has the FATAL message, not yet the EOF

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from pgqueue import Scheduler
+from tests._support import pg_store
 
 pytestmark = pytest.mark.pg
 
@@ -31,7 +32,7 @@ async def test_claim_uses_index_scans_on_a_large_table(scheduler: Scheduler, db:
             FROM generate_series(1, 100000) AS g"""
     )
     await db.execute(f'ANALYZE "{schema}".jobs')
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     worker_id, _server_time = await store.worker_register(["default"])
     sql = store.q.job_claim_many
     tx = db.transaction()

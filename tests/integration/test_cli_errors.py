@@ -139,7 +139,7 @@ async def test_usage_errors_print_one_line_and_exit_2(dsn: str) -> None:
     _one_error_line(await _pgqueue("migrate", env=env), 2, "PGQUEUE_DSN")
     _one_error_line(await _pgqueue("worker", "nocolon", env=env), 2, "module:attribute")
     _one_error_line(
-        await _pgqueue("worker", "tests.cli_app:x", "--concurrency", "0", env=env), 2, "concurrency"
+        await _pgqueue("worker", "tests.cli_app:scheduler", "--concurrency", "0", env=env), 2, "concurrency"
     )
     _one_error_line(await _pgqueue("nosuchcommand", env=env), 2, "nosuchcommand")
     _one_error_line(await _pgqueue("migrate", "--bogus", env=env), 2, "--bogus")

@@ -14,9 +14,9 @@ import pytest
 
 from pgqueue import Job, Outcome, Scheduler, log_final_runs
 from pgqueue._models import ShouldLogRun
-from pgqueue._runner import RunResult
-from pgqueue._store import FlushBatch
-from tests._support import Counter, hot_count, hot_empty, running, runs, until, wait
+from pgqueue.store import FlushBatch
+from pgqueue.worker.runner import RunResult
+from tests._support import Counter, hot_count, hot_empty, pg_store, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -127,7 +127,7 @@ async def test_transactional_enqueue_rollback_leaves_no_job_and_no_wakeup(
     scheduler: Scheduler, db: asyncpg.Connection, dsn: str
 ) -> None:
     scheduler.register("noop", lambda job: None)
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
 
     async def rolled_back() -> None:
         conn = await asyncpg.connect(dsn)
@@ -438,9 +438,9 @@ async def test_a_run_row_the_database_refuses_does_not_block_the_others(
 ) -> None:
     """Whatever makes one run row unwritable (here: an outcome the CHECK refuses), the flusher
     writes the rest, ends that job without its row, and keeps going."""
-    from pgqueue import _flusher
+    from pgqueue.worker import flusher
 
-    real = _flusher.build_batch
+    real = flusher.build_batch
     poisoned: list[int] = []
 
     def corrupting(items: list[RunResult], should_log_run: ShouldLogRun | None) -> FlushBatch:
@@ -451,7 +451,7 @@ async def test_a_run_row_the_database_refuses_does_not_block_the_others(
                 poisoned.append(item.job.id)
         return batch
 
-    monkeypatch.setattr(_flusher, "build_batch", corrupting)
+    monkeypatch.setattr(flusher, "build_batch", corrupting)
     done = Counter(5)
 
     @scheduler.job("work")

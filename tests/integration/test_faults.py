@@ -6,7 +6,7 @@ the database unreachable and bring it back without touching the server itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -14,10 +14,22 @@ import asyncpg
 import pytest
 
 from pgqueue import DatabaseUnavailableError, Job, Scheduler
-from pgqueue._fetcher import Fetcher
-from pgqueue._store import FinalizeResult, Store
+from pgqueue.store import FinalizeResult, Subscription
+from pgqueue.store.postgres.listen import PgSubscription
+from pgqueue.worker.fetcher import Fetcher
 from tests._proxy import PgProxy
-from tests._support import Counter, hot_count, running, runs, until, wait
+from tests._support import (
+    Counter,
+    StoreWrapper,
+    fired,
+    hot_count,
+    pg_store,
+    running,
+    runs,
+    until,
+    wait,
+    worker_on,
+)
 
 pytestmark = pytest.mark.pg
 
@@ -111,9 +123,10 @@ async def test_listener_reconnects_and_catches_a_job_scheduled_during_the_gap(
     async with running(worker):
         first = await scheduler.schedule("work")
         await until(lambda: len(done.calls) == 1)
+        lost = worker.signals.listener_lost.count
         proxy.refusing = True
         proxy.cut()
-        await until(lambda: worker._listener is not None and not worker._listener.connected)
+        await fired(worker.signals.listener_lost, lost + 1)
         during = await scheduler.schedule("work")  # straight to the server: notify goes nowhere
         proxy.refusing = False
         await wait(done.done)
@@ -134,13 +147,13 @@ async def test_a_half_open_listen_connection_is_caught_by_the_probe(
     scheduler.register("work", work)
     worker = proxied.worker(poll_interval=60, listen_probe_interval=0.2, on_error=lambda e: None)
     async with running(worker):
-        listener = worker._listener
-        assert listener is not None
+        signals = worker.signals
+        lost, listening = signals.listener_lost.count, signals.listening.count
         proxy.blackhole = True
-        await until(lambda: not listener.connected)
+        await fired(signals.listener_lost, lost + 1)
         proxy.cut()  # the dead sockets go; new connections work again
         proxy.blackhole = False
-        await until(lambda: listener.connected)
+        await fired(signals.listening, listening + 1)
         await scheduler.schedule("work")
         await wait(done.done)
     assert worker.listener_connects >= 2
@@ -162,9 +175,8 @@ async def test_a_failed_flush_keeps_its_results_and_retries(
         await wait(done.done)  # all results are buffered, none written
         proxy.refusing = True
         proxy.cut()
-        flusher = worker._flusher
-        assert flusher is not None
-        assert not await flusher.flush_once()  # fails, keeps the batch
+        assert worker._stages is not None
+        assert not await worker._stages.flusher.flush_once()  # fails, keeps the batch
         assert errors
         proxy.refusing = False
     # The shutdown flush wrote everything exactly once.
@@ -187,14 +199,14 @@ async def test_claiming_pauses_while_the_result_buffer_is_full(
     no more claims go out. When flushes work again everything is written once."""
     done = Counter(40)
     failing = True
-    real = Store.job_finalize_many
+    store = StoreWrapper(await pg_store(scheduler))
 
-    async def flaky(self: Store, *args: Any, **kwargs: Any) -> FinalizeResult:
+    async def flaky(*args: Any, **kwargs: Any) -> FinalizeResult:
         if failing:
             raise ConnectionResetError("injected")
-        return await real(self, *args, **kwargs)
+        return await store.inner.job_finalize_many(*args, **kwargs)
 
-    monkeypatch.setattr(Store, "job_finalize_many", flaky)
+    store.override("job_finalize_many", flaky)
     # Every time the fetcher decided how many jobs to claim: whether the result buffer was
     # holding runners back then, the number it wanted, and its claims so far. A decision
     # recorded is the sign that it got as far as deciding, which a quiet while cannot give.
@@ -204,7 +216,7 @@ async def test_claiming_pauses_while_the_result_buffer_is_full(
     def recorded_want(self: Fetcher) -> int:
         blocked = self._results.blocked()
         want = real_want(self)
-        decisions.append((blocked, want, self.claims))
+        decisions.append((blocked, want, self._signals.claimed.count))
         return want
 
     monkeypatch.setattr(Fetcher, "_want", recorded_want)
@@ -214,14 +226,15 @@ async def test_claiming_pauses_while_the_result_buffer_is_full(
         done.hit(job.id)
 
     await scheduler.schedule_many("work", range(40))
-    worker = scheduler.worker(
-        concurrency=2, prefetch=4, flush_max=2, buffer_max=4, flush_age=0.01, on_error=lambda e: None
-    )
+    worker = worker_on(
+        scheduler, store, concurrency=2, prefetch=4, flush_max=2, buffer_max=4, flush_age=0.01,
+        on_error=lambda e: None,
+    )  # fmt: skip
     async with running(worker):
-        await until(lambda: worker._flusher is not None and worker._flusher._failures >= 3)
-        fetcher = worker._fetcher
-        assert fetcher is not None
-        await until(fetcher._results.blocked)  # the buffer is over its high-water mark
+        await fired(worker.signals.flush_failed, 3)
+        assert worker._stages is not None
+        fetcher, results = worker._stages.fetcher, worker._stages.results
+        await until(results.blocked)  # the buffer is over its high-water mark
         held = worker.stats.finished
         assert held <= 4 + 2 + 4  # the buffer, plus at most one claimed batch in hand
         # Wake the fetcher with a reason to claim and wait until it has looked, a few times:
@@ -248,17 +261,15 @@ async def test_the_listen_socket_has_tcp_keepalives(proxy: PgProxy, proxied: Sch
     proxied.register("noop", lambda job: None)
     worker = proxied.worker()
     async with running(worker):
-        listener = worker._listener
-        assert listener is not None
-        store = await proxied.open()
-        conn = await store.listen_connect()
+        store = await pg_store(proxied)
+        sub = await store.subscribe(lambda payload: None)
         try:
-            sock = conn._transport.get_extra_info("socket")  # type: ignore[union-attr]
+            sock = sub._conn._transport.get_extra_info("socket")  # type: ignore[union-attr]
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
             if hasattr(socket, "TCP_KEEPIDLE"):
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
         finally:
-            await store.listen_close(conn)
+            await sub.aclose()
 
 
 async def test_pgbouncer_mode_polls_and_uses_no_statement_cache(
@@ -279,7 +290,7 @@ async def test_pgbouncer_mode_polls_and_uses_no_statement_cache(
             await bouncer.schedule_many("work", [1, 2, 3])
             await wait(done.done)
         assert worker.listener_connects == 0
-        store = await bouncer.open()
+        store = await pg_store(bouncer)
         async with store.pool.acquire() as conn:
             assert conn._stmt_cache.get_max_size() == 0  # type: ignore[attr-defined]
     finally:
@@ -291,10 +302,10 @@ async def test_pgbouncer_pools_send_no_session_settings(dsn: str) -> None:
     """PgBouncer refuses startup parameters it does not know: pgbouncer=True sends none."""
     plain, bouncer = Scheduler(dsn), Scheduler(dsn, pgbouncer=True)
     try:
-        tuned = await plain.open()
+        tuned = await pg_store(plain)
         assert await tuned.pool.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
         assert await tuned.pool.fetchval("SHOW jit") == "off"
-        bare = await bouncer.open()
+        bare = await pg_store(bouncer)
         assert await bare.pool.fetchval("SHOW plan_cache_mode") == "auto"
         assert bouncer.worker(queues=["q"]).config.vacuum_min_dead == 0
     finally:
@@ -318,7 +329,7 @@ async def test_shutdown_while_waiting_for_the_database_at_start(proxy: PgProxy, 
 def test_error_classification() -> None:
     import ssl
 
-    from pgqueue._store import is_unavailable
+    from pgqueue.store.postgres import is_unavailable
 
     assert is_unavailable(ConnectionRefusedError())
     assert is_unavailable(TimeoutError())
@@ -338,17 +349,33 @@ async def test_a_probe_lost_on_a_live_connection_reconnects_the_listener(
     """The server is up and the socket healthy, but the probe's notification never comes back
     (here: the first probe goes to another channel). The probe's timeout treats the LISTEN
     connection as dead, reconnects, and jobs keep being picked up by notification."""
-    real_probe = Store.listen_probe
+    store = StoreWrapper(await pg_store(scheduler))
     lost: list[str] = []
 
-    async def first_probe_lost(self: Store, conn: asyncpg.Connection, payload: str) -> None:
-        if not lost:
-            lost.append(payload)
-            await conn.execute("SELECT pg_notify('nobody_listens_here', $1)", payload)
-            return
-        await real_probe(self, conn, payload)
+    class FirstProbeLost:
+        """The real subscription, except that its probe goes to a channel nobody listens on."""
 
-    monkeypatch.setattr(Store, "listen_probe", first_probe_lost)
+        def __init__(self, sub: PgSubscription) -> None:
+            self.sub = sub
+
+        def is_lost(self) -> bool:
+            return self.sub.is_lost()
+
+        async def wait_lost(self) -> None:
+            await self.sub.wait_lost()
+
+        async def probe(self, payload: str) -> None:
+            lost.append(payload)
+            await self.sub._conn.execute("SELECT pg_notify('nobody_listens_here', $1)", payload)
+
+        async def aclose(self) -> None:
+            await self.sub.aclose()
+
+    async def subscribe(on_payload: Callable[[str], None]) -> Subscription:
+        sub = await store.inner.subscribe(on_payload)
+        return sub if lost else FirstProbeLost(sub)
+
+    store.override("subscribe", subscribe)
     errors: list[BaseException] = []
     done = Counter(1)
 
@@ -356,10 +383,9 @@ async def test_a_probe_lost_on_a_live_connection_reconnects_the_listener(
     async def work(job: Job) -> None:
         done.hit(job.id)
 
-    worker = scheduler.worker(poll_interval=60, listen_probe_interval=0.2, on_error=errors.append)
+    worker = worker_on(scheduler, store, poll_interval=60, listen_probe_interval=0.2, on_error=errors.append)
     async with running(worker):
-        await until(lambda: worker.listener_connects >= 2)
-        await until(lambda: worker._listener is not None and worker._listener.connected)
+        await fired(worker.signals.listening, 2)  # lost its first probe, connected again
         job_id = await scheduler.schedule("work")
         await wait(done.done)
     assert lost
@@ -370,16 +396,16 @@ async def test_a_probe_lost_on_a_live_connection_reconnects_the_listener(
 async def test_an_error_in_the_vacuum_loop_is_reported_and_the_loop_goes_on(
     scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_vacuum = Store.jobs_vacuum_if_needed
+    store = StoreWrapper(await pg_store(scheduler))
     calls: list[int] = []
 
-    async def failing_once(self: Store, min_dead: int) -> int | None:
+    async def failing_once(min_dead: int) -> int | None:
         calls.append(min_dead)
         if len(calls) == 1:
             raise RuntimeError("vacuum broke")
-        return await real_vacuum(self, min_dead)
+        return await store.inner.jobs_vacuum_if_needed(min_dead)
 
-    monkeypatch.setattr(Store, "jobs_vacuum_if_needed", failing_once)
+    store.override("jobs_vacuum_if_needed", failing_once)
     errors: list[BaseException] = []
     done = Counter(1)
 
@@ -387,7 +413,7 @@ async def test_an_error_in_the_vacuum_loop_is_reported_and_the_loop_goes_on(
     async def work(job: Job) -> None:
         done.hit(job.id)
 
-    worker = scheduler.worker(heartbeat_interval=0.05, vacuum_min_dead=1, on_error=errors.append)
+    worker = worker_on(scheduler, store, heartbeat_interval=0.05, vacuum_min_dead=1, on_error=errors.append)
     async with running(worker):
         await until(lambda: len(calls) >= 3)  # it failed once and kept checking
         job_id = await scheduler.schedule("work")

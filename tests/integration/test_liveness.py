@@ -11,9 +11,20 @@ import asyncpg
 import pytest
 
 from pgqueue import CancelResult, Job, LinearBackoff, Outcome, Scheduler
-from pgqueue._fetcher import EMPTY_CLAIM_REARM_S
-from pgqueue._store import FlushBatch
-from tests._support import Counter, hot_count, hot_empty, running, runs, until, wait
+from pgqueue.store import FlushBatch
+from pgqueue.worker.fetcher import EMPTY_CLAIM_REARM_S
+from tests._support import (
+    Counter,
+    claim_records,
+    fired,
+    hot_count,
+    hot_empty,
+    pg_store,
+    running,
+    runs,
+    until,
+    wait,
+)
 
 pytestmark = pytest.mark.pg
 
@@ -28,9 +39,9 @@ FAST: _Liveness = {"heartbeat_interval": 0.05, "dead_after": 0.3}  # reaping wit
 
 async def _dead_worker_holding(scheduler: Scheduler, db: asyncpg.Connection, n: int) -> tuple[int, list[int]]:
     """A worker row that claimed ``n`` jobs and then went silent (its heartbeat is old)."""
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     wid, _server_time = await store.worker_register(["default"])
-    rows = await store.job_claim_many(["default"], n, wid)
+    rows = await claim_records(store, ["default"], n, wid)
     await db.execute(
         f"UPDATE \"{scheduler.schema}\".workers SET heartbeat = now() - interval '1 hour' WHERE id = $1", wid
     )
@@ -96,7 +107,7 @@ async def test_a_job_that_keeps_killing_its_workers_ends_after_max_attempts(
         ran.hit(job.attempt)
 
     job_id = await scheduler.schedule("poison")
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     for _ in range(3):  # three workers claim it and die before reporting
         await _dead_worker_holding(scheduler, db, 1)
         assert await store.worker_reap(0.1, 0) == (1, 1)
@@ -118,13 +129,13 @@ async def test_fencing_rejects_a_reaped_workers_late_completion(
     scheduler: Scheduler, db: asyncpg.Connection
 ) -> None:
     scheduler.register("t", lambda job: None)
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     job_id = await scheduler.schedule("t")
     stale, [claimed] = await _dead_worker_holding(scheduler, db, 1)
     assert claimed == job_id
     await store.worker_reap(0.1, 0)
     fresh, _server_time = await store.worker_register(["default"])
-    [again] = await store.job_claim_many(["default"], 1, fresh)
+    [again] = await claim_records(store, ["default"], 1, fresh)
     assert again["attempt"] == 2
     now = time.time()
     late = FlushBatch(end_ids=[job_id], end_attempts=[1], end_started=[now], end_finished=[now])
@@ -318,8 +329,9 @@ async def test_cancel_reaches_a_claimed_job_that_has_not_started(
     async with running(worker):
         claimed = f'SELECT worker_id IS NOT NULL FROM "{scheduler.schema}".jobs WHERE id = $1'
         await until(lambda: db.fetchval(claimed, victim_id))
+        noted = worker.signals.cancel_noted.count
         assert await scheduler.cancel(victim_id) is CancelResult.CANCELLING
-        await until(lambda: worker._jobs is not None and victim_id in worker._jobs.cancelled)  # notified
+        await fired(worker.signals.cancel_noted, noted + 1)  # the worker heard of it before the job started
         release.set()
         await until(lambda: hot_empty(db, scheduler.schema))
     assert ran == []
@@ -416,5 +428,5 @@ async def test_cancel_notifications_for_jobs_held_elsewhere_are_not_kept(schedul
     worker = scheduler.worker()
     async with running(worker):
         assert worker.cancel_local(123456) is False
-        assert worker._jobs is not None
-        assert worker._jobs.cancelled == set()
+        assert worker._stages is not None
+        assert worker._stages.jobs.cancelled == set()

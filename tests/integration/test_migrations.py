@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from pgqueue import Job, Scheduler, SchemaNotMigratedError, SchemaTooNewError
-from pgqueue._migrate import LATEST_VERSION
+from pgqueue.store.postgres.migrate import LATEST_VERSION
 
 pytestmark = pytest.mark.pg
 

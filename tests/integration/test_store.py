@@ -10,16 +10,15 @@ import asyncpg
 import pytest
 
 from pgqueue import Job, Scheduler, _models
-from pgqueue._sql import QUERIES
-from pgqueue._store import FinalizeResult, FlushBatch
-from tests._support import hot_count, runs, until
+from pgqueue.store import FinalizeResult, FlushBatch
+from tests._support import claim_records, hot_count, pg_store, runs, until
 
 pytestmark = pytest.mark.pg
 
 
 async def test_every_store_method_against_the_database(scheduler: Scheduler, db: asyncpg.Connection) -> None:
     schema = scheduler.schema
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     assert await store.schema_version() == 1
 
     wid, registered_at = await store.worker_register(["q"])
@@ -31,17 +30,21 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     d = await store.job_insert(None, queue="q", type_="t", params="null", run_at=later, priority=0)
     due_in = await store.job_next_due(["q"])  # seconds, by the server's clock
+    server_left = await db.fetchval(
+        f'SELECT extract(epoch FROM run_at - now()) FROM "{schema}".jobs WHERE id = $1', d
+    )
     assert due_in is not None
-    assert 3590 < due_in <= 3600
+    assert due_in >= float(server_left)  # asked earlier, so at least as far off as now
     assert await store.job_next_due(["elsewhere"]) is None
     soon = await store.job_insert(
         None, queue="q2", type_="t", params="null", run_at=None, priority=0, delay_s=30
     )
-    server_due = await db.fetchval(f'SELECT run_at - now() FROM "{schema}".jobs WHERE id = $1', soon)
-    assert dt.timedelta(seconds=29) < server_due <= dt.timedelta(seconds=30)  # the server's clock decides
+    # The delay is added to the server's now(), the same instant that stamps inserted_at.
+    server_due = await db.fetchval(f'SELECT run_at - inserted_at FROM "{schema}".jobs WHERE id = $1', soon)
+    assert server_due == dt.timedelta(seconds=30)
 
     inserted = {r["id"]: r for r in await db.fetch(f'SELECT id, inserted_at, run_at FROM "{schema}".jobs')}
-    rows = await store.job_claim_many(["q"], 10, wid)
+    rows = await claim_records(store, ["q"], 10, wid)
     assert sorted(r["id"] for r in rows) == [a, b, c]  # the delayed job is not due
     assert {r["attempt"] for r in rows} == {1}
     # Times come back as epoch seconds that convert to the stored timestamps exactly.
@@ -95,40 +98,30 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
     assert await db.fetchval(f'SELECT count(*) FROM "{schema}".job_runs') == 2
 
     # Claim c again, then deregister: everything held is released, the row is gone.
-    [again_c] = await store.job_claim_many(["q"], 10, wid)
+    [again_c] = await claim_records(store, ["q"], 10, wid)
     assert again_c["id"] == c
     assert await store.worker_deregister(wid) == 1
     assert await db.fetchval(f'SELECT worker_id FROM "{schema}".jobs WHERE id = $1', c) is None
     assert await store.worker_heartbeat(wid) is None  # reaped: no clock back
     # A worker whose row is gone claims nothing.
-    assert await store.job_claim_many(["q"], 10, wid) == []
+    assert await claim_records(store, ["q"], 10, wid) == []
     assert d  # still scheduled
 
-    # LISTEN connection and the self-probe.
-    conn = await store.listen_connect()
+    # A subscription to the channel, and its self-probe.
     got = anyio.Event()
-    await conn.add_listener(store.channel, lambda *_: got.set())
-    await store.listen_probe(conn, "p:x")
+    sub = await store.subscribe(lambda payload: got.set() if payload == "p:x" else None)
+    await sub.probe("p:x")
     with anyio.fail_after(10):
         await got.wait()
-    await store.listen_close(conn)
-
-
-def test_every_query_has_a_store_method() -> None:
-    import inspect
-
-    from pgqueue import _store
-
-    source = inspect.getsource(_store)
-    unused = [n for n in QUERIES.names() if f"q.{n}" not in source]
-    assert unused == []
+    assert not sub.is_lost()
+    await sub.aclose()
 
 
 async def test_each_row_is_fenced_by_its_own_attempt(scheduler: Scheduler, db: asyncpg.Connection) -> None:
     """Job j is held at attempt 2 but the batch says attempt 1 (a stale replay); job k really
     is at attempt 2. Only k may end and be logged; j stays with its owner, untouched."""
     schema = scheduler.schema
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     wid, _server_time = await store.worker_register(["q"])
     j, k = await store.job_insert_many(None, queue="q", type_="t", params=["1", "2"], run_at=None, priority=0)
     await db.execute(
@@ -151,7 +144,7 @@ async def test_the_flush_plan_is_linear_whatever_the_table(
     tables) or primary-key lookups (large ones): never a nested loop over every pair of rows,
     which the planner chose when the owner was compared with $1 (estimated at 1 row on a
     freshly analyzed table where worker_id is all NULL)."""
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     if backlog:
         await store.job_insert_many(
             None, queue="q", type_="t", params=["1"] * backlog, run_at=None, priority=0
@@ -180,7 +173,7 @@ async def test_vacuum_runs_only_past_the_threshold_and_one_at_a_time(
 ) -> None:
     schema = scheduler.schema
     table = f"'\"{schema}\".jobs'::regclass"
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     await db.execute(
         f"INSERT INTO \"{schema}\".jobs (queue, type) SELECT 'q', 't' FROM generate_series(1, 3000)"
     )
@@ -209,7 +202,7 @@ async def test_the_vacuum_cleans_the_indexes_even_when_few_pages_hold_dead_rows(
     on under 2% of the pages would make a default VACUUM skip the indexes (PostgreSQL 14+);
     the index's row estimate, which only an index pass updates, shows that it did not."""
     schema = scheduler.schema
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     await db.execute(
         f"INSERT INTO \"{schema}\".jobs (queue, type) SELECT 'q', 't' FROM generate_series(1, 20000)"
     )
@@ -226,7 +219,7 @@ async def test_a_cancelled_vacuum_still_releases_its_lock(
     scheduler: Scheduler, db: asyncpg.Connection, dsn: str
 ) -> None:
     schema = scheduler.schema
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     await db.execute(
         f"INSERT INTO \"{schema}\".jobs (queue, type) SELECT 'q', 't' FROM generate_series(1, 300)"
     )
@@ -264,10 +257,10 @@ async def _flush_behind_a_row_lock(
     transaction commits: what it then does shows how it treats the newer row version.
     """
     schema = scheduler.schema
-    store = await scheduler.open()
+    store = await pg_store(scheduler)
     wid, _server_time = await store.worker_register(["q"])
     job_id = await store.job_insert(None, queue="q", type_="t", params="1", run_at=None, priority=0)
-    [claimed] = await store.job_claim_many(["q"], 1, wid)
+    [claimed] = await claim_records(store, ["q"], 1, wid)
     now = time.time()
     batch = FlushBatch()
     if put_back:
@@ -390,8 +383,8 @@ async def test_the_claim_returns_each_column_at_its_row_index(
         "test",
         ["mail"],
     )  # not store.worker_register: this test is about the claim's columns only
-    store = await scheduler.open()
-    [record] = await store.job_claim_many(["mail"], 10, wid)
+    store = await pg_store(scheduler)
+    [record] = await claim_records(store, ["mail"], 10, wid)
 
     constants = {name: getattr(_models, name) for name in dir(_models) if name.startswith("ROW_")}
     assert set(constants) == set(CLAIM_COLUMNS), "a ROW_* constant without an expected column, or the reverse"

@@ -13,7 +13,8 @@ import anyio
 import pytest
 from anyio.abc import TaskGroup
 
-from pgqueue._buffer import JobBuffer, ResultBuffer
+from pgqueue.worker.job_buffer import JobBuffer
+from pgqueue.worker.result_buffer import ResultBuffer
 
 HANG_GUARD_S = 5.0
 

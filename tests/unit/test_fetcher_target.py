@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from pgqueue._buffer import JobBuffer, ResultBuffer
 from pgqueue._clock import SystemClock
 from pgqueue._config import WorkerConfig
-from pgqueue._fetcher import Fetcher
 from pgqueue._models import Job
-from pgqueue._runner import RunResult, RunStats
+from pgqueue.worker.fetcher import Fetcher
+from pgqueue.worker.job_buffer import JobBuffer
+from pgqueue.worker.lease import Identity
+from pgqueue.worker.result_buffer import ResultBuffer
+from pgqueue.worker.runner import RunResult, RunStats
 
 if TYPE_CHECKING:
-    from pgqueue._store import Store
+    from pgqueue.store.postgres import PostgresStore as Store
 
 CONCURRENCY = 10
 PREFETCH = 500
@@ -36,6 +38,7 @@ def make_fetcher(
     fetcher = Fetcher(
         store=cast("Store", None),
         config=WorkerConfig(queues=("q",), concurrency=CONCURRENCY, prefetch=PREFETCH),
+        identity=Identity(),
         jobs=JobBuffer[Job](),
         results=results,
         stats=stats,

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pgqueue
 from pgqueue import ErrorWithRetry, Job, Outcome, RunInfo
-from pgqueue._flusher import build_batch
-from pgqueue._runner import RunResult
-from pgqueue._store import FlushBatch
+from pgqueue.store import FlushBatch
+from pgqueue.worker.flusher import build_batch
+from pgqueue.worker.runner import RunResult
 
 RUN_AT = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 INSERTED_AT = dt.datetime(2029, 12, 31, tzinfo=dt.UTC)

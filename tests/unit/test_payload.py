@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgqueue._listener import parse_payload
+from pgqueue.worker.listener import parse_payload
 
 
 @pytest.mark.parametrize(

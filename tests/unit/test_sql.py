@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import ast
+import importlib.resources
 import re
 from pathlib import Path
 
 import pytest
 
 import pgqueue
-from pgqueue._sql import QUERIES, SCHEMA_TOKEN, Queries, parse_queries, quote_ident
+from pgqueue.store.postgres.queries import QUERIES, SCHEMA_TOKEN, Queries, parse_queries, quote_ident
 
 PACKAGE_DIR = Path(pgqueue.__file__).resolve().parent
-QUERIES_SQL = (PACKAGE_DIR / "queries.sql").read_text(encoding="utf-8")
+QUERY_FILES = sorted((PACKAGE_DIR / "store" / "postgres" / "queries").glob("*.sql"))
+QUERIES_SQL = "\n".join(path.read_text(encoding="utf-8") for path in QUERY_FILES)
 
 
 # -- parse_queries -----------------------------------------------------------------------
@@ -98,11 +100,31 @@ def test_every_name_line_in_queries_sql_is_a_query() -> None:
     """Looser than the parser on purpose: a ``-- name:`` line the parser does not take for a
     name (a dash or a typo in it) would silently glue its SQL onto the query above."""
     declared = re.findall(r"^\s*--\s*name\s*:\s*(.*?)\s*$", QUERIES_SQL, flags=re.MULTILINE)
-    assert declared == list(Queries.names())
+    assert sorted(declared) == sorted(Queries.names())
 
 
-def test_queries_sql_file_matches_queries() -> None:
-    assert tuple(parse_queries(QUERIES_SQL)) == Queries.names()
+def test_the_query_files_match_queries() -> None:
+    parsed = [name for path in QUERY_FILES for name in parse_queries(path.read_text(encoding="utf-8"))]
+    assert sorted(parsed) == sorted(Queries.names())  # each name once, in one file
+    assert {path.stem for path in QUERY_FILES} == {
+        "jobs",
+        "runs",
+        "workers",
+        "listen",
+        "maintenance",
+        "migrations",
+    }
+
+
+def test_a_name_defined_in_two_files_fails_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgqueue.store.postgres import queries
+
+    (tmp_path / "queries").mkdir()
+    for name in ("a.sql", "b.sql"):
+        (tmp_path / "queries" / name).write_text("-- name: job_insert\n-- why: x\nSELECT 1;\n")
+    monkeypatch.setattr(importlib.resources, "files", lambda _package: tmp_path)
+    with pytest.raises(ValueError, match="defined in two files"):
+        queries.load_files()
 
 
 def test_every_query_says_why_right_after_its_name() -> None:

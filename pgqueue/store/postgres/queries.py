@@ -1,13 +1,21 @@
-"""Named SQL: parses ``queries.sql`` once at import into :data:`QUERIES`.
+"""Named SQL: reads ``queries/*.sql`` once at import into :data:`QUERIES`.
 
-Why a file and not strings in code: every statement pgqueue runs is in one place, can be
-read and EXPLAINed as SQL, and a unit test checks that the store uses each of them. A
-query's name is its attribute on :class:`Queries`; an unknown, missing or duplicate name
-fails at import, not at the first job.
+Why files and not strings in code: every statement pgqueue runs is in one place per noun
+(``jobs.sql``, ``runs.sql``, ``workers.sql``, ``listen.sql``, ``maintenance.sql``,
+``migrations.sql``), can be read and EXPLAINed as SQL, and a unit test checks that the
+store uses each of them. A query's name is its attribute on :class:`Queries`; an unknown,
+missing or duplicate name fails at import, not at the first job.
+
+File format: each query opens with ``-- name: <noun>_<verb>[_many]``, then ``-- why:``
+and ``-- params:`` lines (asyncpg has no named parameters), then the SQL up to the next
+name. Comment lines inside a query are dropped.
 
 The schema is configurable, so statements carry a ``{schema}`` token that
 :meth:`Queries.for_schema` replaces with the quoted identifier. Only the schema is
-substituted; every value is a bind parameter.
+substituted; every value is a bind parameter. Time is the database's ``now()``, and what a
+worker must wait for comes back as seconds from now, never as a timestamp to compare with
+its own clock: a worker whose clock runs ahead would otherwise claim in a loop until the
+server's clock caught up.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ SCHEMA_TOKEN = "{schema}"  # noqa: S105 - an SQL placeholder, not a secret
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Queries:
-    """One attribute per named query in ``queries.sql``."""
+    """One attribute per named query in ``queries/*.sql``."""
 
     migration_lock: str
     migration_schema_create: str
@@ -76,8 +84,8 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def parse_queries(text: str) -> dict[str, str]:
-    """Split the file into ``{name: sql}``; comment lines inside a query are dropped."""
+def parse_queries(text: str, source: str = "queries") -> dict[str, str]:
+    """Split one file into ``{name: sql}``; comment lines inside a query are dropped."""
     out: dict[str, str] = {}
     name: str | None = None
     lines: list[str] = []
@@ -87,7 +95,7 @@ def parse_queries(text: str) -> dict[str, str]:
             return
         body = "\n".join(lines).strip().rstrip(";").strip()
         if not body:
-            raise ValueError(f"query {name!r} in queries.sql has no SQL")
+            raise ValueError(f"query {name!r} in {source} has no SQL")
         out[name] = body
 
     for raw in text.splitlines():
@@ -96,7 +104,7 @@ def parse_queries(text: str) -> dict[str, str]:
             close()
             name, lines = m.group(1), []
             if name in out:
-                raise ValueError(f"duplicate query name in queries.sql: {name!r}")
+                raise ValueError(f"duplicate query name in {source}: {name!r}")
             continue
         if name is None or raw.strip().startswith("--"):
             continue
@@ -105,14 +113,27 @@ def parse_queries(text: str) -> dict[str, str]:
     return out
 
 
+def load_files() -> dict[str, str]:
+    """Every query of every ``queries/*.sql`` file; a name defined twice is an error."""
+    parsed: dict[str, str] = {}
+    folder = importlib.resources.files(__package__ or "").joinpath("queries")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        for name, sql in parse_queries(entry.read_text(encoding="utf-8"), entry.name).items():
+            if name in parsed:
+                raise ValueError(f"query {name!r} is defined in two files (again in {entry.name})")
+            parsed[name] = sql
+    return parsed
+
+
 def _load() -> Queries:
-    text = importlib.resources.files("pgqueue").joinpath("queries.sql").read_text(encoding="utf-8")
-    parsed = parse_queries(text)
+    parsed = load_files()
     expected = set(Queries.names())
     unknown, missing = set(parsed) - expected, expected - set(parsed)
     if unknown or missing:
         raise ValueError(
-            f"queries.sql does not match Queries: unknown {sorted(unknown)}, missing {sorted(missing)}"
+            f"queries/*.sql do not match Queries: unknown {sorted(unknown)}, missing {sorted(missing)}"
         )
     return Queries(**parsed)
 

@@ -32,22 +32,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, cast
 
 import anyio
 
-from ._buffer import JobBuffer, ResultBuffer
-from ._clock import Clock
-from ._codec import encode
-from ._errors import ErrorWithRetry, describe
-from ._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
-from ._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
-from ._registry import JobType, Registry
+from pgqueue._clock import Clock
+from pgqueue._codec import encode
+from pgqueue._errors import ErrorWithRetry, describe
+from pgqueue._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
+from pgqueue._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
+from pgqueue._registry import JobType, Registry
 
-__all__ = ["RunResult", "RunStats", "Runner", "Watchdog", "error_text"]
+from .job_buffer import JobBuffer
+from .result_buffer import ResultBuffer
+
+__all__ = ["RunResult", "RunStats", "Runner", "error_text"]
 
 _log = get_logger()
 # anyio's default thread limiter (40) would cap sync handlers below a large concurrency; the
@@ -89,12 +90,13 @@ class _FromThread(Exception):  # noqa: N818 - a carrier, not an error of its own
 class RunStats:
     """Counters the runners bump and the fetcher reads (one event loop: no locks)."""
 
-    __slots__ = ("busy_s", "finished", "outstanding")
+    __slots__ = ("busy_s", "debug", "finished", "outstanding")
 
     def __init__(self) -> None:
         self.outstanding = 0  # claimed and not finished; the fetcher adds, runners subtract
         self.finished = 0  # runs finished since start
         self.busy_s = 0.0  # handler seconds summed over finished runs
+        self.debug = False  # per-job DEBUG events on; the fetcher refreshes it per claimed batch
 
 
 def error_text(exc: BaseException) -> str:
@@ -106,8 +108,8 @@ def error_text(exc: BaseException) -> str:
 def storable(text: str) -> str:
     """Text PostgreSQL accepts: NUL bytes and lone surrogates escaped.
 
-    A handler's error message is arbitrary; one NUL in it made the whole flush fail, again
-    on every retry, and stopped the worker's results (found in review).
+    A handler's error message is arbitrary; one NUL in it would fail the whole flush, again
+    on every retry, and stop the worker's results.
     """
     if "\x00" in text:
         text = text.replace("\x00", "\\x00")
@@ -147,7 +149,6 @@ class Runner:
         self._reason: Outcome | None = None  # why the current job is being stopped
         self.job: Job | None = None  # the job in the handler right now
         self.deadline: float | None = None  # when that run times out (monotonic clock)
-        self.debug = False  # per-job DEBUG events; the worker refreshes it per batch
 
     def interrupt(self, reason: Outcome, job_id: int | None = None) -> bool:
         """Stop the running job (only ``job_id``, when given) for ``reason``; False if none."""
@@ -234,7 +235,8 @@ class Runner:
         if timeout is not None:
             self.deadline = self._clock.monotonic() + timeout
             self._arm(self.deadline)
-        if self.debug:
+        debug = self._stats.debug
+        if debug:
             _log.debug(JOB_STARTED, job_id=job.id, type=job.type, queue=job.queue, attempt=job.attempt)
         self.job = job
         try:
@@ -273,7 +275,7 @@ class Runner:
                 JOB_STOPPED, job_id=job.id, type=job.type, note="the handler ignored the cancellation"
             )
         finished = self._now()
-        if self.debug:
+        if debug:
             _log.debug(
                 JOB_FINISHED,
                 job_id=job.id,
@@ -381,44 +383,3 @@ class Runner:
         else:
             _log.warning(JOB_FAILED, outcome=outcome.value, **fields)
         return _new_result((job, outcome, started, finished, text, None, retry, 1))
-
-
-class Watchdog:
-    """Times out runs: sleeps until the earliest deadline among the runners, then interrupts.
-
-    One task for all runners instead of a timer per job: a runner only writes its deadline
-    and pokes the watchdog when that deadline is earlier than the one it sleeps towards.
-    """
-
-    def __init__(self, runners: list[Runner], clock: Clock) -> None:
-        self._runners = runners
-        self._clock = clock
-        self._wake = asyncio.Event()
-        self._next = math.inf
-        self.timeouts = 0  # runs interrupted for their timeout
-
-    def arm(self, deadline: float) -> None:
-        """A run started with ``deadline``; wake early if it is the soonest."""
-        if deadline < self._next:
-            self._next = deadline
-            self._wake.set()
-
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Interrupt runs past their deadline, until cancelled."""
-        task_status.started()
-        while True:
-            self._wake.clear()
-            now = self._clock.monotonic()
-            soonest = math.inf
-            for r in self._runners:
-                d = r.deadline
-                if d is None:
-                    continue
-                if d <= now:
-                    if r.interrupt(Outcome.TIMEOUT):
-                        self.timeouts += 1
-                elif d < soonest:
-                    soonest = d
-            self._next = soonest
-            with anyio.move_on_after(soonest - now if soonest < math.inf else 3600.0):
-                await self._wake.wait()

@@ -26,20 +26,24 @@ from collections.abc import Callable
 
 import anyio
 
-from ._buffer import JobBuffer, ResultBuffer
-from ._clock import Clock, ignore
-from ._config import WorkerConfig
-from ._errors import describe
-from ._log import BATCH_CLAIMED, CLAIM_FAILED, get_logger
-from ._models import ROW_ID, ROW_PRIORITY, ROW_RUN_AT, Job
-from ._runner import RunResult, RunStats
-from ._store import HeldConnection, Store
+from pgqueue._backoff import Backoff
+from pgqueue._clock import Clock, ignore
+from pgqueue._config import WorkerConfig
+from pgqueue._errors import describe
+from pgqueue._log import BATCH_CLAIMED, CLAIM_FAILED, debug_enabled, get_logger
+from pgqueue._models import ROW_ID, ROW_PRIORITY, ROW_RUN_AT, Job
+from pgqueue._signals import WorkerSignals
+from pgqueue.store import Held, WorkerStore
+
+from .job_buffer import JobBuffer
+from .lease import Identity
+from .result_buffer import ResultBuffer
+from .runner import RunResult, RunStats
 
 __all__ = ["Fetcher"]
 
 PREFETCH_HORIZON = 8.0  # claim round trips' worth of work to hold beyond concurrency
 DEFAULT_RTT_S = 0.002  # until the first claim is measured
-MAX_RETRY_S = 5.0  # longest wait between claim attempts while the database fails
 FAST_POLL_S = 0.5  # poll interval while the LISTEN connection is down
 EMPTY_CLAIM_REARM_S = 0.05  # a due job another worker holds: look again after this
 _log = get_logger()
@@ -52,17 +56,20 @@ class Fetcher:
     def __init__(
         self,
         *,
-        store: Store,
+        store: WorkerStore,
         config: WorkerConfig,
+        identity: Identity,
         jobs: JobBuffer[Job],
         results: ResultBuffer[RunResult],
         stats: RunStats,
         clock: Clock,
         on_error: Callable[[BaseException], None] = ignore,
-        held: HeldConnection | None = None,
+        held: Held | None = None,
+        signals: WorkerSignals | None = None,
     ) -> None:
         self._store = store
         self._config = config
+        self._identity = identity
         self._queues = list(config.queues)
         self._jobs = jobs
         self._results = results
@@ -80,10 +87,8 @@ class Fetcher:
         self._held = held
         self._listening = True
         self._on_error = on_error
-        self.poll_only = False  # no listener: poll at poll_interval, not the fast rate
-        self.worker_id = 0
-        self.claims = 0  # claim statements issued (tests and metrics read it)
-        self.on_batch: Callable[[], None] = lambda: None  # after each claim (the worker refreshes flags)
+        self._poll_only = not config.listen  # no listener: poll at poll_interval, not the fast rate
+        self._signals = signals or WorkerSignals()
 
     # -- signals from other stages (all on the event loop, never awaited) --------------
 
@@ -110,7 +115,7 @@ class Fetcher:
 
     def _poll_interval(self) -> float:
         cfg = self._config
-        if self._listening or self.poll_only:
+        if self._listening or self._poll_only:
             return cfg.poll_interval
         return min(cfg.poll_interval, FAST_POLL_S)
 
@@ -127,7 +132,7 @@ class Fetcher:
         clock = self._clock
         next_poll = clock.monotonic() + self._poll_interval()
         look_ahead = True  # ask the database for the next due time after this claim
-        failures = 0
+        backoff = Backoff()
         while True:
             self._wake.clear()
             if self._next_due is not None and self._next_due <= clock.monotonic():
@@ -149,12 +154,12 @@ class Fetcher:
                             # Due now but nothing claimable (another worker holds it locked):
                             # look again shortly rather than in a tight loop.
                             self.note_due(max(due, EMPTY_CLAIM_REARM_S) if got == 0 else due)
-                    failures = 0
+                    backoff.succeeded()
                 except Exception as exc:  # noqa: BLE001 - a lost connection or a restart must not stop the worker
-                    failures += 1
                     self._pending = True
-                    delay = min(MAX_RETRY_S, 0.05 * 2.0**failures)
+                    delay = backoff.failed()
                     _log.warning(CLAIM_FAILED, error=describe(exc), retry_in_s=delay)
+                    self._signals.claim_failed.fire()
                     self._on_error(exc)
                     await anyio.sleep(delay)
                 continue
@@ -171,20 +176,20 @@ class Fetcher:
 
     async def _claim(self, want: int) -> int:
         t0 = self._clock.monotonic()
-        worker_id = self.worker_id
+        worker_id = self._identity.id
         rows = await self._store.job_claim_many(self._queues, want, worker_id, self._held)
-        if worker_id != self.worker_id:
+        if worker_id != self._identity.id:
             # The lease was lost while this claim was in flight: the reaper has freed these
             # jobs for others, so running them here would run them twice.
             return 0
         self._rtt = 0.8 * self._rtt + 0.2 * (self._clock.monotonic() - t0)
-        self.claims += 1
         if rows:
             rows.sort(key=_CLAIM_ORDER)  # runners take jobs in this order (the query leaves it to us)
             self._stats.outstanding += len(rows)
             self._jobs.push_many([Job._from_row(r) for r in rows])  # noqa: SLF001 - the fast path
-            self.on_batch()
+            self._stats.debug = debug_enabled()  # per batch: a logging change reaches the runners
             _log.debug(BATCH_CLAIMED, jobs=len(rows), wanted=want)
+        self._signals.claimed.fire()
         return len(rows)
 
     def _want(self) -> int:

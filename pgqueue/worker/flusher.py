@@ -17,18 +17,20 @@ from collections.abc import Callable
 
 import anyio
 
-from ._buffer import ResultBuffer
-from ._clock import ignore
-from ._errors import describe
-from ._log import BATCH_FLUSHED, FLUSH_FAILED, RUN_UNWRITABLE, SHOULD_LOG_RUN_FAILED, get_logger
-from ._models import ROW_ATTEMPT, ROW_ID, ROW_RUN_AT, Job, Outcome, RunInfo, ShouldLogRun
-from ._runner import RunResult
-from ._store import FinalizeResult, FlushBatch, HeldConnection, Store, is_unavailable
+from pgqueue._backoff import Backoff
+from pgqueue._clock import ignore
+from pgqueue._errors import describe
+from pgqueue._log import BATCH_FLUSHED, FLUSH_FAILED, RUN_UNWRITABLE, SHOULD_LOG_RUN_FAILED, get_logger
+from pgqueue._models import ROW_ATTEMPT, ROW_ID, ROW_RUN_AT, Job, Outcome, RunInfo, ShouldLogRun
+from pgqueue._signals import WorkerSignals
+from pgqueue.store import FinalizeResult, FlushBatch, Held, WorkerStore
+
+from .lease import Identity
+from .result_buffer import ResultBuffer
+from .runner import RunResult
 
 __all__ = ["Flusher", "build_batch"]
 
-RETRY_MIN_S = 0.05
-RETRY_MAX_S = 5.0
 WRITE_TIMEOUT_S = 30.0  # one flush statement may take this long before it is abandoned and retried
 _log = get_logger()
 _SUCCEEDED = Outcome.SUCCEEDED
@@ -101,28 +103,27 @@ class Flusher:
     def __init__(
         self,
         *,
-        store: Store,
+        store: WorkerStore,
         results: ResultBuffer[RunResult],
-        worker_id: Callable[[], int],
-        clock_offset: Callable[[], float],
+        identity: Identity,
         should_log_run: ShouldLogRun | None,
         on_put_back: Callable[[float], None],
         batch_max: int,
         on_error: Callable[[BaseException], None] = ignore,
-        held: HeldConnection | None = None,
+        held: Held | None = None,
+        signals: WorkerSignals | None = None,
     ) -> None:
         self._store = store
         self._results = results
-        self._worker_id = worker_id
-        self._clock_offset = clock_offset  # worker clock -> database clock, for the run log's times
+        self._identity = identity  # the worker id that fences the writes, and its clock offset
         self._should_log_run = should_log_run
         self._on_put_back = on_put_back
         self._batch_max = batch_max  # results per flush at most (the whole buffer by default, as it lags)
         self._on_error = on_error
         self._held = held
-        self._failures = 0
+        self._backoff = Backoff()
         self._lock = anyio.Lock()
-        self.flushes = 0  # successful flushes, for tests and metrics
+        self._signals = signals or WorkerSignals()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Flush whenever a batch is due, until cancelled."""
@@ -130,7 +131,7 @@ class Flusher:
         while True:
             await self._results.wait_batch()
             if not await self.flush_once():
-                await anyio.sleep(self._backoff())
+                await anyio.sleep(self._backoff.current())
 
     async def flush_once(self) -> bool:
         """Write everything buffered now; on failure put it back and return False.
@@ -152,24 +153,25 @@ class Flusher:
                         res = await self._write(items)
                     except Exception as exc:  # noqa: BLE001 - keep the results and retry; never drop them
                         error = exc
-                if res is None and error is not None and not is_unavailable(error):
+                if res is None and error is not None and not self._store.is_unavailable(error):
                     # Not an outage: retrying the same batch would fail the same way for ever.
                     with anyio.move_on_after(WRITE_TIMEOUT_S):
                         res = await self._write_each(items)
                 if res is None:
                     self._results.restore(items)
         if res is None:
-            self._failures += 1
+            delay = self._backoff.failed()
+            self._signals.flush_failed.fire()
             self._on_error(error or TimeoutError(f"flush timed out after {WRITE_TIMEOUT_S}s"))
             _log.warning(
                 FLUSH_FAILED,
                 results=len(items),
                 error=describe(error) if error else f"timed out after {WRITE_TIMEOUT_S}s",
-                retry_in_s=round(self._backoff(), 3),
+                retry_in_s=round(delay, 3),
             )
             return False
-        self._failures = 0
-        self.flushes += 1
+        self._backoff.succeeded()
+        self._signals.flushed.fire()
         if res.put_back_due_in is not None:
             self._on_put_back(res.put_back_due_in)
         _log.debug(BATCH_FLUSHED, results=len(items), ended=len(res.ended), put_back=len(res.put_back))
@@ -179,8 +181,9 @@ class Flusher:
         batch = build_batch(items, self._should_log_run)
         if not with_runs:
             batch.without_runs()
+        identity = self._identity
         return await self._store.job_finalize_many(
-            self._worker_id(), batch, self._held, clock_offset=self._clock_offset()
+            identity.id, batch, self._held, clock_offset=identity.clock_offset
         )
 
     async def _write_each(self, items: list[RunResult]) -> FinalizeResult | None:
@@ -201,7 +204,7 @@ class Flusher:
                 try:
                     res = await self._write([item])
                 except Exception as exc:
-                    if is_unavailable(exc):
+                    if self._store.is_unavailable(exc):
                         raise
                     _log.error(
                         RUN_UNWRITABLE,
@@ -221,9 +224,6 @@ class Flusher:
                 due_in.append(res.put_back_due_in)
         return FinalizeResult(frozenset(ended), put_back, logged, min(due_in, default=None))
 
-    def _backoff(self) -> float:
-        return min(RETRY_MAX_S, RETRY_MIN_S * 2.0 ** max(self._failures - 1, 0))
-
     async def drain(self, deadline_s: float) -> int:
         """Flush until the buffer is empty or ``deadline_s`` passes; returns results left unwritten.
 
@@ -232,5 +232,5 @@ class Flusher:
         with anyio.CancelScope(shield=True), anyio.move_on_after(deadline_s):
             while len(self._results):
                 if not await self.flush_once():
-                    await anyio.sleep(self._backoff())
+                    await anyio.sleep(self._backoff.current())
         return len(self._results)

@@ -1,14 +1,9 @@
-"""The two buffers between stages: claimed jobs waiting for a runner, results waiting for a flush.
+"""Between the runners and the flusher: finished runs waiting to be written, bounded.
 
-Why not anyio memory streams: a stream ``receive`` costs a checkpoint (a trip through the
-event loop, ~4 µs) per item, and the job path must stay near 20 µs per job in total to keep
-up with the database. These buffers are deques and lists with an ``asyncio.Event`` that is
-only awaited when the buffer is empty (or full); in a backlog nobody waits at all. pgqueue
-runs on asyncio (asyncpg is asyncio-only), so the events are asyncio's.
-
-Both buffers are bounded: the fetcher never claims more than ``prefetch`` jobs, and
-:meth:`ResultBuffer.put` blocks above ``high_water`` until the flusher drains it below
-``low_water`` (hysteresis, as River's batch completer does). Nothing is dropped.
+Why not an anyio memory stream: see ``job_buffer.py`` (a checkpoint per item costs a
+visible share of the per-job budget). :meth:`ResultBuffer.put` asks its caller to wait
+above ``high_water`` until the flusher drains it below ``low_water`` (hysteresis, as
+River's batch completer does). Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -16,57 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["JobBuffer", "ResultBuffer"]
+__all__ = ["ResultBuffer"]
 
 T = TypeVar("T")
-
-
-class JobBuffer(Generic[T]):
-    """Claimed jobs in claim order; the fetcher pushes batches, runners pop one at a time."""
-
-    def __init__(self) -> None:
-        self._items: deque[T] = deque()
-        self._ready = asyncio.Event()
-        self._closed = False
-        self.cancelled: set[int] = set()  # ids cancelled while waiting here; runners skip them
-
-    def push_many(self, items: list[T]) -> None:
-        """Add a claimed batch and wake idle runners."""
-        self._items.extend(items)
-        if items:
-            self._ready.set()
-
-    async def pop(self) -> T | None:
-        """Next job, waiting while empty; None once closed and empty."""
-        items = self._items
-        while not items:
-            if self._closed:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        return items.popleft()
-
-    def holds(self, job_id: int) -> bool:
-        """Whether a job with this id waits here (linear: only for rare cancel requests)."""
-        return any(getattr(item, "id", None) == job_id for item in self._items)
-
-    def take_all(self) -> list[T]:
-        """Remove and return every job not yet started (shutdown hands them back)."""
-        out = list(self._items)
-        self._items.clear()
-        return out
-
-    def close(self) -> None:
-        """No more jobs will come: runners return once the buffer is empty."""
-        self._closed = True
-        self._ready.set()
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class ResultBuffer(Generic[T]):

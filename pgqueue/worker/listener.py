@@ -1,15 +1,16 @@
-"""LISTEN on the schema's channel, on a connection of its own, and wake the fetcher.
+"""LISTEN on the schema's channel through a store subscription, and wake the fetcher.
 
-A notification carries no job, only a reason to look (see the payload format in
-``queries.sql``): ``r:<queue>`` wakes the fetcher, ``d:<seconds>:<queue>`` arms its timer.
-Notifications for queues this worker does not serve are ignored.
+A notification carries no job, only a reason to look (payloads in ``listen.sql``):
+``r:<queue>`` wakes the fetcher, ``d:<seconds>:<queue>`` arms its timer, ``c:<job id>``
+asks the worker to stop a job it runs. Notifications for queues this worker does not
+serve are ignored.
 
 LISTEN connections die silently in practice (pgqueuer#253, pg-boss#850: half-open TCP,
-server restarts), so this stage does not trust its connection: every
+server restarts), so this stage does not trust its subscription: every
 ``probe_interval`` it sends itself a notification and expects it back within
-``probe_timeout``; a lost connection or an unanswered probe means reconnect with backoff,
-then one claim to catch what was scheduled during the gap. While disconnected the worker
-polls at a short interval (``on_state(False)``).
+``probe_timeout``; a lost connection or an unanswered probe means resubscribe with
+backoff, then one claim to catch what was scheduled during the gap. While disconnected
+the worker polls at a short interval (``on_state(False)``).
 """
 
 from __future__ import annotations
@@ -20,18 +21,16 @@ import secrets
 from collections.abc import Callable
 
 import anyio
-import asyncpg
 
-from ._clock import ignore
-from ._errors import describe
-from ._log import LISTENER_CONNECTED, LISTENER_LOST, get_logger
-from ._store import ListenConn, Store, is_unavailable
+from pgqueue._backoff import Backoff
+from pgqueue._clock import ignore
+from pgqueue._errors import describe
+from pgqueue._log import LISTENER_CONNECTED, LISTENER_LOST, get_logger
+from pgqueue._signals import WorkerSignals
+from pgqueue.store import Notifications, Subscription
 
 __all__ = ["Listener", "parse_payload"]
 
-PROBE_INTERVAL_S = 10.0
-PROBE_TIMEOUT_S = 5.0
-RECONNECT_MAX_S = 5.0
 _log = get_logger()
 
 
@@ -51,20 +50,21 @@ def parse_payload(payload: str) -> tuple[str, str, float | None]:
 
 
 class Listener:
-    """Owns the LISTEN connection for one worker."""
+    """Owns the worker's subscription to the notification channel."""
 
     def __init__(
         self,
         *,
-        store: Store,
+        store: Notifications,
         queues: tuple[str, ...],
         on_ready: Callable[[], None],
         on_due: Callable[[float], None],
         on_state: Callable[[bool], None],
+        probe_interval: float,
+        probe_timeout: float,
         on_cancel: Callable[[int], object] = ignore,
         on_error: Callable[[BaseException], None] = ignore,
-        probe_interval: float = PROBE_INTERVAL_S,
-        probe_timeout: float = PROBE_TIMEOUT_S,
+        signals: WorkerSignals | None = None,
     ) -> None:
         self._store = store
         self._queues = frozenset(queues)
@@ -77,12 +77,11 @@ class Listener:
         self._probe_timeout = probe_timeout
         self._token = secrets.token_hex(8)
         self._probe_seen = asyncio.Event()
-        self._lost = asyncio.Event()
+        self._signals = signals or WorkerSignals()
         self.connected = False
-        self.connects = 0  # successful connects, for tests and metrics
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        kind, name, at = parse_payload(str(payload))
+    def _on_payload(self, payload: str) -> None:
+        kind, name, at = parse_payload(payload)
         if kind == "r" and name in self._queues:
             self._on_ready()
         elif kind == "d" and name in self._queues and at is not None:
@@ -92,82 +91,62 @@ class Listener:
         elif kind == "c" and name.isdigit():
             self._on_cancel(int(name))
 
-    def _on_terminate(self, _conn: object) -> None:
-        self._lost.set()
-
-    async def _connect(self) -> ListenConn:
-        conn = await self._store.listen_connect()
-        try:
-            self._lost = asyncio.Event()
-            conn.add_termination_listener(self._on_terminate)
-            await conn.add_listener(self._store.channel, self._on_notify)
-        except BaseException:
-            await self._close(conn)
-            raise
+    async def _subscribe(self) -> Subscription:
+        sub = await self._store.subscribe(self._on_payload)
         self.connected = True
-        self.connects += 1
         self._on_state(True)  # noqa: FBT003 - the callback takes the new state
         _log.info(LISTENER_CONNECTED, channel=self._store.channel)
-        return conn
-
-    async def _close(self, conn: ListenConn) -> None:
-        with anyio.move_on_after(2, shield=True):
-            try:
-                conn.remove_termination_listener(self._on_terminate)
-                # UNLISTEN before the connection goes back to an application's pool: LISTEN
-                # state must not leak into a pooled connection (asyncpg warns when it would).
-                await conn.remove_listener(self._store.channel, self._on_notify)
-                await self._store.listen_close(conn)
-            except Exception:  # noqa: BLE001 - the connection is being dropped anyway
-                conn.terminate()
+        self._signals.listening.fire()
+        return sub
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; reports started once LISTEN is in place.
 
-        The first connect retries while the database is unreachable; any other error (a
-        wrong password, say) propagates, so a bad configuration fails the worker's start.
+        The first subscription retries while the database is unreachable; any other error
+        (a wrong password, say) propagates, so a bad configuration fails the worker's start.
         """
-        conn = await self._reconnect(first=True)
+        sub = await self._resubscribe(first=True)
         task_status.started()
         try:
             while True:
-                reason = await self._serve(conn)
+                reason = await self._serve(sub)
                 self.connected = False
                 self._on_state(False)  # noqa: FBT003
                 _log.warning(LISTENER_LOST, reason=reason)
+                self._signals.listener_lost.fire()
                 self._on_error(ConnectionError(f"LISTEN connection lost: {reason}"))
-                await self._close(conn)
-                conn = await self._reconnect()
+                await sub.aclose()
+                sub = await self._resubscribe()
                 self._on_ready()  # claim once: jobs scheduled during the gap sent no notification we saw
         finally:
             self.connected = False
-            await self._close(conn)
+            await sub.aclose()
 
-    async def _serve(self, conn: ListenConn) -> str:
-        """Return a reason once the connection is lost or stops answering probes."""
+    async def _serve(self, sub: Subscription) -> str:
+        """Return a reason once the subscription is lost or stops answering probes."""
         while True:
             with anyio.move_on_after(self._probe_interval):
-                await self._lost.wait()
+                await sub.wait_lost()
                 return "connection closed"
-            if conn.is_closed():
+            if sub.is_lost():
                 return "connection closed"
             self._probe_seen.clear()
             try:
                 with anyio.fail_after(self._probe_timeout):
-                    await self._store.listen_probe(conn, f"p:{self._token}")
+                    await sub.probe(f"p:{self._token}")
                     await self._probe_seen.wait()
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failed probe means the connection is not to be trusted
                 return f"probe failed: {type(exc).__name__}"
 
-    async def _reconnect(self, *, first: bool = False) -> ListenConn:
-        delay = 0.05
+    async def _resubscribe(self, *, first: bool = False) -> Subscription:
+        backoff = Backoff()
         while True:
             try:
-                return await self._connect()
+                return await self._subscribe()
             except Exception as exc:
-                if first and not is_unavailable(exc):
+                if first and not self._store.is_unavailable(exc):
                     raise
+                delay = backoff.failed()
                 _log.warning(LISTENER_LOST, reason=f"connect failed: {describe(exc)}", retry_in_s=delay)
                 self._on_error(exc)
                 await anyio.sleep(delay)
-                delay = min(RECONNECT_MAX_S, delay * 2)

@@ -1,0 +1,48 @@
+"""Reaping: free every job a dead worker held, record its cut runs, drop its row.
+
+A worker is dead once its heartbeat is ``dead_after`` seconds old. Rescue is by heartbeat,
+never by a job's age: a job running for an hour on a live worker is never run twice. The
+lease calls :meth:`Reaper.reap_once` after each of this worker's healthy heartbeats (and
+never right after an outage of its own, when the others may not have had a chance to
+heartbeat yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pgqueue._log import WORKERS_REAPED, get_logger
+from pgqueue._signals import WorkerSignals
+from pgqueue.store import WorkerStore
+
+__all__ = ["Reaper"]
+
+_log = get_logger()
+
+
+class Reaper:
+    """Reaps dead workers on behalf of the schema."""
+
+    def __init__(
+        self,
+        *,
+        store: WorkerStore,
+        self_id: Callable[[], int],
+        dead_after: float,
+        on_reaped: Callable[[], None],
+        signals: WorkerSignals,
+    ) -> None:
+        self._store = store
+        self._self_id = self_id
+        self._dead_after = dead_after
+        self._on_reaped = on_reaped  # jobs were freed: claim, some may be ours to run
+        self._signals = signals
+
+    async def reap_once(self) -> None:
+        """Reap the workers silent for ``dead_after`` seconds, if any (errors propagate)."""
+        self_id = self._self_id()
+        released, reaped = await self._store.worker_reap(self._dead_after, self_id)
+        if reaped:
+            _log.warning(WORKERS_REAPED, worker_id=self_id, workers=reaped, jobs_released=released)
+            self._signals.reaped.fire()
+            self._on_reaped()

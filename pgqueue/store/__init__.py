@@ -1,0 +1,227 @@
+"""The store boundary: what each part of pgqueue needs from the database, as Protocols.
+
+Stages and the scheduler depend on these roles, never on a driver. The one implementation
+today is PostgreSQL through asyncpg (``store.postgres``, the only package that imports
+asyncpg); an in-memory backend for applications' tests implements the same roles.
+
+- :class:`EnqueueStore`: what ``schedule()``, ``schedule_many()`` and ``cancel()`` use.
+- :class:`WorkerStore`: a worker's claims, flushes, lease and maintenance.
+- :class:`AdminStore`: migrations and the schema version.
+- :class:`Notifications`: a subscription to the schema's channel for the listener.
+- :class:`WorkerBackend`: a worker's store and notifications together.
+- :class:`Store`: all of them, what ``Scheduler.open()`` returns.
+
+Why roles and not one interface: each user sees only what it calls, so a fake for one
+stage implements a handful of methods, and a new backend can be checked role by role.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from pgqueue._models import CancelResult, Row
+
+from .batch import FinalizeResult, FlushBatch
+
+__all__ = [
+    "AdminStore",
+    "CallerConnection",
+    "EnqueueStore",
+    "Faults",
+    "FinalizeResult",
+    "FlushBatch",
+    "Held",
+    "Notifications",
+    "Store",
+    "Subscription",
+    "WorkerBackend",
+    "WorkerStore",
+]
+
+
+class CallerConnection(Protocol):
+    """A connection of the caller's, inside the caller's transaction (``schedule(conn=)``).
+
+    An ``asyncpg.Connection`` (or a connection of an asyncpg pool) fits: pgqueue runs its
+    statement on it, so the job commits or rolls back with the caller's transaction.
+    """
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        """Run a statement, return the first column of the first row."""
+        ...
+
+    async def fetchrow(self, query: str, *args: object) -> object:
+        """Run a statement, return its first row."""
+        ...
+
+
+class Held(Protocol):
+    """A connection a stage keeps for its lifetime (claims, flushes); opaque to the stage."""
+
+    async def release(self) -> None:
+        """Give it back (when the stage stops)."""
+        ...
+
+
+class Subscription(Protocol):
+    """A live LISTEN on the schema's channel; payloads go to the callback given at subscribe."""
+
+    def is_lost(self) -> bool:
+        """True once the connection behind it is gone."""
+        ...
+
+    async def wait_lost(self) -> None:
+        """Return when the connection behind it is gone."""
+        ...
+
+    async def probe(self, payload: str) -> None:
+        """Notify our own channel on this connection: the payload must come back."""
+        ...
+
+    async def aclose(self) -> None:
+        """UNLISTEN and close (or give back) the connection; never raises."""
+        ...
+
+
+class Faults(Protocol):
+    """How a backend tells an outage (wait and retry) from a fault that waiting will not fix."""
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """True for errors that mean the database is unreachable, restarting or dropped us."""
+        ...
+
+
+class Notifications(Faults, Protocol):
+    """Subscriptions to the schema's notification channel."""
+
+    channel: str
+
+    async def subscribe(self, on_payload: Callable[[str], None]) -> Subscription:
+        """Connect and LISTEN; ``on_payload`` runs on the event loop for every notification."""
+        ...
+
+
+class EnqueueStore(Protocol):
+    """What scheduling and cancelling need."""
+
+    schema: str
+
+    async def job_insert(
+        self,
+        conn: CallerConnection | None,
+        *,
+        queue: str,
+        type_: str,
+        params: str,
+        run_at: dt.datetime | None,
+        priority: int,
+        timeout_s: float | None = None,
+        delay_s: float | None = None,
+    ) -> int:
+        """Insert one job and wake its queue's workers, in one round trip."""
+        ...
+
+    async def job_insert_many(
+        self,
+        conn: CallerConnection | None,
+        *,
+        queue: str,
+        type_: str,
+        params: list[str],
+        run_at: dt.datetime | None,
+        priority: int,
+        timeout_s: float | None = None,
+        delay_s: float | None = None,
+    ) -> list[int]:
+        """Insert jobs of one type and queue; ids in input order."""
+        ...
+
+    async def job_cancel(self, job_id: int) -> CancelResult:
+        """End a waiting job as cancelled, or flag a claimed one and tell its worker."""
+        ...
+
+    async def close(self) -> None:
+        """Give back what the store holds for itself (before its pool closes)."""
+        ...
+
+
+class WorkerStore(Faults, Protocol):
+    """What a worker's stages need: claims, flushes, the lease and maintenance."""
+
+    schema: str
+
+    async def schema_check(self) -> int:
+        """The schema's version; SchemaNotMigratedError or SchemaTooNewError if it does not match."""
+        ...
+
+    def hold(self) -> Held | None:
+        """A connection for one stage to keep, or None when the pool cannot spare one."""
+        ...
+
+    async def job_claim_many(
+        self, queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
+    ) -> list[Row]:
+        """Claim up to ``limit`` due jobs; rows in the ``ROW_*`` column order, any order."""
+        ...
+
+    async def job_next_due(self, queues: Sequence[str], held: Held | None = None) -> float | None:
+        """Seconds (database clock) until the next delayed job in these queues is due."""
+        ...
+
+    async def job_finalize_many(
+        self, worker_id: int, batch: FlushBatch, held: Held | None = None, *, clock_offset: float = 0.0
+    ) -> FinalizeResult:
+        """Write one flush: end and put back jobs, fenced by (worker, attempt), and log their runs."""
+        ...
+
+    async def job_release_many(self, worker_id: int, ids: Sequence[int]) -> int:
+        """Hand back claimed jobs that never started."""
+        ...
+
+    async def job_cancel_requested_many(self, ids: Sequence[int]) -> set[int]:
+        """Which of these jobs were flagged by cancel()."""
+        ...
+
+    async def worker_register(self, queues: Sequence[str]) -> tuple[int, float]:
+        """Insert this worker's row; its id and the database's clock (epoch seconds)."""
+        ...
+
+    async def worker_heartbeat(self, worker_id: int) -> float | None:
+        """Refresh the lease; the database's clock, or None once this worker was reaped."""
+        ...
+
+    async def worker_deregister(self, worker_id: int) -> int:
+        """Release what the worker holds and drop its row; returns the jobs released."""
+        ...
+
+    async def worker_reap(self, dead_after: float, self_id: int) -> tuple[int, int]:
+        """Free the jobs of workers silent for ``dead_after`` s; (jobs released, workers reaped)."""
+        ...
+
+    async def jobs_vacuum_if_needed(self, min_dead: int) -> int | None:
+        """Vacuum the hot table past ``min_dead`` dead tuples; the count removed, or None."""
+        ...
+
+
+class AdminStore(Protocol):
+    """Migrations and the schema version."""
+
+    schema: str
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; the versions applied (empty when up to date)."""
+        ...
+
+    async def schema_version(self) -> int | None:
+        """The highest applied migration, or None when the schema was never migrated."""
+        ...
+
+
+class WorkerBackend(WorkerStore, Notifications, Protocol):
+    """What a :class:`~pgqueue.Worker` opens: its stages' store and the listener's channel."""
+
+
+class Store(EnqueueStore, WorkerBackend, AdminStore, Protocol):
+    """Every role: what ``Scheduler.open()`` returns."""

@@ -1,0 +1,91 @@
+"""What the flusher hands the store: one flush's runs as parallel arrays, and what it changed.
+
+Backend-neutral data: the PostgreSQL store passes the arrays to one ``unnest`` statement;
+another backend reads them as rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import field
+from typing import Any
+
+__all__ = ["FinalizeResult", "FlushBatch"]
+
+
+@dataclasses.dataclass(slots=True)
+class FlushBatch:
+    """One flush as the parallel arrays of ``job_finalize_many``: one unnest per family.
+
+    Ended runs always fill ids, attempts and times. Their outcomes, errors, results and log
+    flags may stop short (the statement pads them with NULL: a logged success without a
+    result), so a batch of plain successes sends four arrays; :meth:`end_detail` fills in
+    a run that is more than that. Put-back runs are rare and fill every array.
+    Times are epoch seconds (float8 is cheap to encode; asyncpg's timestamptz is not).
+    """
+
+    end_ids: list[int] = field(default_factory=list)
+    end_attempts: list[int] = field(default_factory=list)
+    end_started: list[float] = field(default_factory=list)
+    end_finished: list[float] = field(default_factory=list)
+    end_outcomes: list[str | None] = field(default_factory=list)
+    end_errors: list[str | None] = field(default_factory=list)
+    end_results: list[str | None] = field(default_factory=list)
+    end_log: list[bool | None] = field(default_factory=list)
+    back_ids: list[int] = field(default_factory=list)
+    back_attempts: list[int] = field(default_factory=list)
+    back_started: list[float] = field(default_factory=list)
+    back_finished: list[float] = field(default_factory=list)
+    back_outcomes: list[str] = field(default_factory=list)
+    back_errors: list[str | None] = field(default_factory=list)
+    back_due_at: list[float] = field(default_factory=list)
+    """When each put-back run was due (the job's run_at before the update), epoch seconds."""
+    back_retry_at: list[dt.datetime | None] = field(default_factory=list)
+    back_delay: list[float] = field(default_factory=list)
+    back_error_inc: list[int] = field(default_factory=list)
+    back_log: list[bool] = field(default_factory=list)
+
+    def end_detail(
+        self,
+        index: int,
+        outcome: str | None,
+        error: str | None,
+        result: str | None,
+        log: bool,  # noqa: FBT001
+    ) -> None:
+        """Record what ended run ``index`` has beyond a logged success (None: succeeded)."""
+        grow = index + 1 - len(self.end_outcomes)
+        if grow > 0:
+            pad: list[Any] = [None] * grow
+            self.end_outcomes += pad
+            self.end_errors += pad
+            self.end_results += pad
+            self.end_log += pad
+        self.end_outcomes[index] = outcome
+        self.end_errors[index] = error
+        self.end_results[index] = result
+        self.end_log[index] = log
+
+    def without_runs(self) -> None:
+        """Finalize the jobs but log none of their runs (a run row the database refuses)."""
+        self.end_log = [False] * len(self.end_ids)
+        self.back_log = [False] * len(self.back_ids)
+
+    def arguments(self) -> tuple[list[Any], ...]:
+        """The arrays in field order, which is the order of job_finalize_many's $2 .. $20."""
+        return tuple(getattr(self, name) for name in _BATCH_FIELDS)
+
+
+_BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(FlushBatch))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FinalizeResult:
+    """What a flush changed: only runs of jobs this worker still owned were recorded."""
+
+    ended: frozenset[int]
+    put_back: dict[int, dt.datetime]
+    runs_logged: int
+    put_back_due_in: float | None = None
+    """Seconds (server clock) until the earliest put-back job is due."""

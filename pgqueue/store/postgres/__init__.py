@@ -1,0 +1,32 @@
+"""The PostgreSQL store: the only package that imports asyncpg.
+
+One typed coroutine per named query in ``queries/*.sql``, split by noun into mixins that
+share a :class:`~.pool.StoreBase` (the pool, the schema, the schema's queries):
+``jobs`` (insert, claim, release, cancel), ``runs`` (the flush), ``workers`` (the lease,
+reaping, vacuum), ``listen`` (subscriptions) and ``migrate``. :class:`PostgresStore`
+implements every role of :mod:`pgqueue.store`. It works on an asyncpg pool, pgqueue's own
+(:func:`create_pool`) or the application's; ``conn=`` runs a statement on a caller's
+connection instead, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from .jobs import JobsMixin
+from .listen import ListenMixin
+from .migrate import MigrateMixin
+from .pool import HeldConnection, connect_error_hint, create_pool, is_unavailable, is_undefined_object
+from .runs import RunsMixin
+from .workers import WorkersMixin
+
+__all__ = [
+    "HeldConnection",
+    "PostgresStore",
+    "connect_error_hint",
+    "create_pool",
+    "is_unavailable",
+    "is_undefined_object",
+]
+
+
+class PostgresStore(JobsMixin, RunsMixin, WorkersMixin, ListenMixin, MigrateMixin):
+    """Every store role on one schema of one PostgreSQL database."""

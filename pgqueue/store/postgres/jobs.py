@@ -1,0 +1,109 @@
+"""The hot table from the scheduler's and the fetcher's side: insert, claim, release, cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import cast
+
+import asyncpg
+
+from pgqueue._models import CancelResult, Row
+from pgqueue.store import CallerConnection, Held
+
+from .pool import StoreBase
+
+__all__ = ["JobsMixin"]
+
+
+class JobsMixin(StoreBase):
+    """``jobs.sql``: one method per statement."""
+
+    async def job_insert(
+        self,
+        conn: CallerConnection | None,
+        *,
+        queue: str,
+        type_: str,
+        params: str,
+        run_at: dt.datetime | None,
+        priority: int,
+        timeout_s: float | None = None,
+        delay_s: float | None = None,
+    ) -> int:
+        """Insert one job and notify its queue, in one statement."""
+        args = (queue, type_, params, run_at, priority, self.channel, timeout_s, delay_s)
+        lane = self._lane
+        if conn is None and lane is not None and not self._lane_busy:
+            self._lane_busy = True
+            try:
+                lane_id: int = await (await lane.get()).fetchval(self.q.job_insert, *args)
+            except BaseException:
+                await lane.release()
+                raise
+            finally:
+                self._lane_busy = False
+            return lane_id
+        job_id = await (self.pool if conn is None else conn).fetchval(self.q.job_insert, *args)
+        return cast("int", job_id)
+
+    async def job_insert_many(
+        self,
+        conn: CallerConnection | None,
+        *,
+        queue: str,
+        type_: str,
+        params: list[str],
+        run_at: dt.datetime | None,
+        priority: int,
+        timeout_s: float | None = None,
+        delay_s: float | None = None,
+    ) -> list[int]:
+        """Insert jobs of one type and queue, one notification for the lot."""
+        args = (queue, type_, params, run_at, priority, self.channel, timeout_s, delay_s)
+        row = cast(
+            "asyncpg.Record",
+            await (self.pool if conn is None else conn).fetchrow(self.q.job_insert_many, *args),
+        )
+        return list(row[0] or [])  # an aggregate: always one row; NULL ids for no rows
+
+    async def close(self) -> None:
+        """Give back the fast lane's connection (before the pool closes)."""
+        if self._lane is not None:
+            await self._lane.release()
+
+    async def job_claim_many(
+        self, queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
+    ) -> list[Row]:
+        """Claim up to ``limit`` due jobs for ``worker_id`` (on ``held`` when given)."""
+        async with self._connection(held) as conn:
+            rows = await conn.fetch(self.q.job_claim_many, queues, limit, worker_id)
+        return cast("list[Row]", rows)
+
+    async def job_next_due(self, queues: Sequence[str], held: Held | None = None) -> float | None:
+        """Seconds (by the server's clock) until the next delayed job in these queues is due."""
+        async with self._connection(held) as conn:
+            due: float | None = await conn.fetchval(self.q.job_next_due, queues)
+        return due
+
+    async def job_release_many(self, worker_id: int, ids: Sequence[int]) -> int:
+        """Hand back claimed jobs that never started."""
+        status: str = await self.pool.execute(self.q.job_release_many, worker_id, list(ids))
+        return int(status.rsplit(maxsplit=1)[-1])
+
+    async def job_cancel(self, job_id: int) -> CancelResult:
+        """End a waiting job as cancelled, or flag a claimed one and tell its worker."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(self.q.job_lock, job_id)
+            if row is None:
+                return CancelResult.NOT_FOUND
+            if row["worker_id"] is None:
+                await conn.execute(self.q.job_cancel_pending, job_id, "cancelled before it ran")
+                return CancelResult.CANCELLED
+            await conn.execute(self.q.job_cancel_running, job_id, self.channel)
+            return CancelResult.CANCELLING
+
+    async def job_cancel_requested_many(self, ids: Sequence[int]) -> set[int]:
+        """Which of these jobs were flagged by cancel()."""
+        rows = await self.pool.fetch(self.q.job_cancel_requested_many, list(ids))
+        return {r[0] for r in rows}

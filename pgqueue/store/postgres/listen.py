@@ -1,0 +1,123 @@
+"""LISTEN on the schema's channel: a subscription that hides the connection from the listener.
+
+The connection is dedicated (outside the pool) when the store knows the DSN. With only an
+application's pool, one of its connections is held for the subscription's life and given
+back only after ``UNLISTEN``: LISTEN state must never leak into a pooled connection
+(asyncpg warns when a connection with listeners is released).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+import anyio
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from .pool import CONNECT_TIMEOUT_S, LISTENER_APP_NAME, StoreBase
+
+__all__ = ["ListenMixin", "PgSubscription"]
+
+CLOSE_TIMEOUT_S = 2.0
+ListenConn = asyncpg.Connection | PoolConnectionProxy
+
+
+class PgSubscription:
+    """One LISTEN connection; notifications go to ``on_payload`` on the event loop."""
+
+    def __init__(self, store: ListenMixin, conn: ListenConn, on_payload: Callable[[str], None]) -> None:
+        self._store = store
+        self._conn = conn
+        self._on_payload = on_payload
+        self._lost = asyncio.Event()
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._on_payload(str(payload))
+
+    def _on_terminate(self, _conn: object) -> None:
+        self._lost.set()
+
+    async def listen(self) -> None:
+        """Watch for the connection's end and LISTEN on the channel."""
+        self._conn.add_termination_listener(self._on_terminate)
+        await self._conn.add_listener(self._store.channel, self._on_notify)
+
+    def is_lost(self) -> bool:
+        """True once the connection is closed."""
+        return self._lost.is_set() or self._conn.is_closed()
+
+    async def wait_lost(self) -> None:
+        """Return when the connection reports its end."""
+        await self._lost.wait()
+
+    async def probe(self, payload: str) -> None:
+        """Notify our own channel on this connection."""
+        await self._conn.execute(self._store.q.listen_probe, self._store.channel, payload)
+
+    async def aclose(self) -> None:
+        """UNLISTEN, then give the connection back (a pool's) or close it (our own).
+
+        Shielded with a deadline; a connection that cannot be cleaned is terminated, never
+        returned to a pool with LISTEN state on it.
+        """
+        conn = self._conn
+        unlistened = False
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            try:
+                conn.remove_termination_listener(self._on_terminate)
+                await conn.remove_listener(self._store.channel, self._on_notify)
+                unlistened = True
+            except Exception:  # noqa: BLE001 - a broken connection: terminated below
+                unlistened = False
+        if not unlistened:
+            conn.terminate()  # a pool discards a closed connection instead of reusing it
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            try:
+                if isinstance(conn, PoolConnectionProxy):
+                    await self._store.pool.release(conn)
+                else:
+                    await conn.close(timeout=CLOSE_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - it is being dropped anyway
+                conn.terminate()
+
+
+class ListenMixin(StoreBase):
+    """Subscriptions to ``<schema>_events`` (``listen.sql``)."""
+
+    async def subscribe(self, on_payload: Callable[[str], None]) -> PgSubscription:
+        """Connect and LISTEN; raises what connecting raised (the caller decides on retries)."""
+        conn: ListenConn
+        if self.dsn is not None:
+            conn = await asyncpg.connect(
+                self.dsn, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": LISTENER_APP_NAME}
+            )
+            _keepalive(conn)
+        else:
+            conn = await self.pool.acquire(timeout=CONNECT_TIMEOUT_S)
+        sub = PgSubscription(self, conn, on_payload)
+        try:
+            await sub.listen()
+        except BaseException:
+            await sub.aclose()
+            raise
+        return sub
+
+
+def _keepalive(conn: asyncpg.Connection) -> None:
+    """TCP keepalives on the LISTEN socket, so a dead peer is noticed in ~25 s, not hours.
+
+    asyncpg has no option for client-side keepalives; the socket comes from the transport
+    (``get_extra_info`` is asyncio's public API, ``_transport`` is asyncpg's attribute).
+    Unix sockets have no keepalive and are skipped. The listener's probe is the main check;
+    this only shortens how long a half-open socket can hide.
+    """
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for opt, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, opt):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)

@@ -1,0 +1,236 @@
+"""Connections: pgqueue's pool, the connections stages hold, and what driver errors mean.
+
+Our own pool is created with a no-op ``reset``: asyncpg's default reset runs
+``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release,
+one extra round trip per ``schedule()``. Our pooled connections never keep session state
+(LISTEN releases its connection only after UNLISTEN; the vacuum lock is released before
+its connection goes back), so there is nothing to reset.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from pgqueue.store import Held
+
+from .queries import QUERIES, Queries
+
+__all__ = [
+    "APP_NAME",
+    "CONNECT_TIMEOUT_S",
+    "LISTENER_APP_NAME",
+    "HeldConnection",
+    "StoreBase",
+    "can_hold",
+    "connect_error_hint",
+    "create_pool",
+    "is_unavailable",
+    "is_undefined_object",
+]
+
+CONNECT_TIMEOUT_S = 10.0
+HOLD_MIN_POOL = 4  # connections a pool needs before stages may hold some for themselves
+APP_NAME = "pgqueue"  # pg_stat_activity.application_name of our pooled connections
+LISTENER_APP_NAME = "pgqueue-listener"
+Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+
+
+# Errors that mean "the database cannot be reached right now": worth retrying, never a bug.
+_UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable, DNS
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # class 08, including a connection that went away
+    asyncpg.CannotConnectNowError,  # 57P03: starting up or in recovery
+    asyncpg.AdminShutdownError,  # 57P01: shut down or terminated (pg_terminate_backend)
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+)
+
+
+_PERMANENT = (
+    asyncpg.ProtocolViolationError,  # 08P01, e.g. a pooler refusing a startup parameter
+    ssl.SSLCertVerificationError,  # an OSError, but waiting will not fix a certificate
+)
+_CONNECTION_GONE = ("connection is closed", "connection was closed", "connection was lost")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean the server is unreachable, restarting or dropped us."""
+    if isinstance(exc, _PERMANENT):
+        return False
+    if isinstance(exc, asyncpg.InterfaceError):
+        text = str(exc).lower()
+        return any(phrase in text for phrase in _CONNECTION_GONE)
+    if isinstance(exc, asyncpg.InternalClientError):
+        # Right after the server terminates a pooled connection, asyncpg may hand it out once
+        # more before it has seen the end of the stream; the query then fails with "cannot
+        # switch to state ...; another operation is in progress" (the chaos suite provokes it).
+        return "cannot switch to state" in str(exc)
+    return isinstance(exc, _UNAVAILABLE)
+
+
+# Errors that mean "the schema lacks what this code expects": never migrated, or older.
+_UNDEFINED = (
+    asyncpg.UndefinedTableError,  # 42P01
+    asyncpg.UndefinedColumnError,  # 42703
+    asyncpg.InvalidSchemaNameError,  # 3F000
+)
+
+
+def is_undefined_object(exc: BaseException) -> bool:
+    """True for errors that mean a table, column or schema of pgqueue's is missing."""
+    return isinstance(exc, _UNDEFINED)
+
+
+def connect_error_hint(exc: BaseException) -> str | None:
+    """What to check when connecting failed for a reason waiting will not fix; None otherwise."""
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return "check the user and password in the DSN"
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return "check the user in the DSN, and pg_hba.conf"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return "check the database name in the DSN"
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        return "check the DSN: postgresql://user:password@host:port/database"
+    return None
+
+
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    """Pool reset hook: our pooled connections hold no session state (see module doc)."""
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 0, max_size: int = 10, pgbouncer: bool = False
+) -> asyncpg.Pool:
+    """Open a pool for pgqueue's own use.
+
+    ``min_size`` 0 means opening does not connect: a scheduler can be created while the
+    database is down, and ``schedule()`` reports the outage when it happens.
+    ``pgbouncer``: no statement cache (transaction mode) and no startup parameters beyond
+    the application name (PgBouncer refuses unknown ones unless told to ignore them).
+
+    ``plan_cache_mode=force_generic_plan``: PostgreSQL would otherwise re-plan the claim on
+    every execution (it rates the generic plan of a LIMIT $n query as costlier), about
+    0.35 ms per claim, which is most of the pickup-latency gap to the raw design. Every
+    named query was checked to keep its index scans as a generic plan (the claim uses the
+    claim and due indexes whatever the table size; finalize is a primary-key scan).
+    ``jit=off``: a generic plan's cost is estimated from default selectivities, which on a
+    large backlog crosses ``jit_above_cost``; LLVM compilation then took ~10 ms per claim
+    (3 ms → 16 ms at 1M queued jobs on PostgreSQL 15). Queue statements are short; JIT only
+    costs here.
+    An application's own pool keeps PostgreSQL's defaults: slower, equally correct.
+    """
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        reset=_no_reset,
+        statement_cache_size=0 if pgbouncer else 100,
+        server_settings=(
+            {"application_name": APP_NAME}
+            if pgbouncer
+            else {"application_name": APP_NAME, "plan_cache_mode": "force_generic_plan", "jit": "off"}
+        ),
+    )
+    return pool
+
+
+def can_hold(pool: asyncpg.Pool) -> bool:
+    """Whether the pool is large enough for a worker to keep connections for itself."""
+    return pool.get_max_size() >= HOLD_MIN_POOL
+
+
+class HeldConnection:
+    """One pool connection a stage keeps for its lifetime (the claim loop, the flusher).
+
+    It saves the pool's acquire and release on every claim and flush (~30 µs, more after an
+    idle gap, and on the pickup-latency path), as the raw design's dedicated connections do.
+    After any error the connection goes back to the pool, which drops it if it broke, and
+    the next use acquires a fresh one. A worker therefore keeps two connections of the pool
+    while it runs (plus one for LISTEN, outside the pool when the DSN is known), and
+    schedule() one more, but only on pools of at least HOLD_MIN_POOL connections: a smaller
+    pool would be starved of connections for everything else.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: PoolConnectionProxy | None = None
+
+    async def get(self) -> PoolConnectionProxy:
+        """The held connection, acquired again if there is none or it was closed."""
+        conn = self._conn
+        if conn is None or not _usable(conn):
+            await self.release()
+            conn = self._conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT_S)
+        return conn
+
+    async def release(self) -> None:
+        """Give the connection back (after an error, and when the stage stops)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self._pool.release(conn, timeout=CONNECT_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - a broken connection: the pool discards it
+                conn.terminate()
+
+
+def _usable(conn: PoolConnectionProxy) -> bool:
+    """Whether a held connection can still run statements.
+
+    A pooled connection that dies while idle is taken back by asyncpg's pool on its own
+    (the proxy is detached), and then every call on the proxy, ``is_closed()`` included,
+    raises InterfaceError.
+    """
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
+class StoreBase:
+    """What every part of the PostgreSQL store shares: the pool, the schema, its queries."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, schema: str, *, dsn: str | None = None, lane: bool = False
+    ) -> None:
+        self.pool = pool
+        # schedule()'s fast lane: one held connection, used whenever no other schedule() has it
+        # (the common case of one enqueue at a time), skipping the pool's acquire/release;
+        # concurrent calls go through the pool. Only on a pool pgqueue owns.
+        self._lane = HeldConnection(pool) if lane and can_hold(pool) else None
+        self._lane_busy = False
+        self.schema = schema
+        self.dsn = dsn
+        self.channel = f"{schema}_events"
+        self.q: Queries = QUERIES.for_schema(schema)
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """True for errors that mean the server is unreachable, restarting or dropped us."""
+        return is_unavailable(exc)
+
+    def hold(self) -> HeldConnection | None:
+        """A pool connection for one stage to keep, or None when the pool is too small."""
+        return HeldConnection(self.pool) if can_hold(self.pool) else None
+
+    @asynccontextmanager
+    async def _connection(self, held: Held | None) -> AsyncIterator[Executor]:
+        """``held``'s connection, or the pool when there is none.
+
+        The one place for the held-connection rule: after any error the connection goes back
+        to the pool (which drops it if it broke), and the next use acquires a fresh one.
+        """
+        if held is None:
+            yield self.pool
+            return
+        if not isinstance(held, HeldConnection):
+            raise TypeError(f"not a connection held from this store: {held!r}")
+        try:
+            yield await held.get()
+        except BaseException:
+            await held.release()
+            raise

@@ -1,0 +1,144 @@
+-- The hot table's life: enqueue (INSERT + NOTIFY in one statement), claim, release and
+-- cancel.
+
+-- name: job_insert
+-- why: one round trip inserts the job and wakes the workers of its queue; on a caller's
+--      connection both commit or roll back with the caller's transaction.
+-- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
+--         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
+--         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8)
+WITH ins AS (
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s)
+    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7
+    FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
+    RETURNING id, run_at, delayed
+)
+SELECT id, pg_notify($6::text, CASE WHEN delayed
+                           THEN 'd:' || extract(epoch FROM run_at - now())::text || ':' || $1::text
+                           ELSE 'r:' || $1::text END)
+FROM ins;
+
+-- name: job_insert_many
+-- why: bulk insert of one type into one queue: one statement and one notification per chunk.
+--      Ids come back in input order (the identity follows the ORDER BY of the insert).
+-- params: $1 queue text, $2 type text, $3 params json[], $4 run_at timestamptz (NULL = now),
+--         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
+--         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8)
+WITH ins AS (
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s)
+    SELECT $1, $2, u.p, t.at, $5, t.at > now(), $7
+    FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t,
+         unnest($3::json[]) WITH ORDINALITY AS u(p, n)
+    ORDER BY u.n
+    RETURNING id, run_at, delayed
+)
+SELECT array_agg(id ORDER BY id) AS ids,
+       pg_notify($6::text, CASE WHEN bool_and(delayed)
+                           THEN 'd:' || extract(epoch FROM min(run_at) - now())::text || ':' || $1::text
+                           ELSE 'r:' || $1::text END)
+FROM ins;
+
+-- name: job_claim_many
+-- why: the worker's only read on the hot path. Locks up to $2 due jobs across the worker's
+--      queues with SKIP LOCKED and marks them as its own, in one statement. Per queue, one
+--      branch reads the claim index in (priority, run_at, id) order and one reads due
+--      delayed jobs from the due index; the merge keeps priority order across queues.
+--      `id = ANY(ARRAY(...))`, not `id IN (SELECT ...)`: the latter can plan as a hash
+--      semi-join over a sequential scan. The worker's own row is locked FOR KEY SHARE, so
+--      a reaper deleting it waits for this claim to commit and then releases these jobs;
+--      a reaped worker claims nothing.
+--      run_at and inserted_at come back as epoch seconds (float8: the microsecond survives
+--      the round trip until 2106): asyncpg decodes a timestamptz with Python datetime
+--      arithmetic, 1.4 µs per value, and most handlers never read them (Job converts on
+--      access).
+--      The rows come back in the order the update met them, not in claim order: the
+--      fetcher sorts them, because a sort here (over a materialized RETURNING) costs the
+--      database, the busier side of the pipeline, a visible share of the statement.
+-- params: $1 queues text[], $2 limit int, $3 worker_id bigint
+WITH w AS (
+    SELECT id FROM {schema}.workers WHERE id = $3 FOR KEY SHARE
+)
+UPDATE {schema}.jobs j
+SET worker_id = $3, attempt = j.attempt + 1, delayed = false, claimed_at = now()
+WHERE j.id = ANY(ARRAY(
+    SELECT c.id
+    FROM unnest($1::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT * FROM (
+            SELECT id, priority, run_at FROM {schema}.jobs
+            WHERE queue = q.name AND worker_id IS NULL AND NOT delayed
+            ORDER BY priority, run_at, id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ) AS ready
+        UNION ALL
+        SELECT * FROM (
+            SELECT id, priority, run_at FROM {schema}.jobs
+            WHERE queue = q.name AND worker_id IS NULL AND delayed AND run_at <= now()
+            ORDER BY run_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ) AS due
+    ) AS c
+    ORDER BY c.priority, c.run_at, c.id
+    LIMIT $2
+))
+AND EXISTS (SELECT 1 FROM w)
+RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
+          date_part('epoch', j.run_at) AS run_at, date_part('epoch', j.inserted_at) AS inserted_at,
+          j.timeout_s, j.cancel_requested;
+
+-- name: job_next_due
+-- why: when the queues are drained the fetcher sleeps until the next delayed job is due
+--      instead of polling; one due-index entry per queue. Seconds from the server's now().
+-- params: $1 queues text[]
+SELECT extract(epoch FROM min(n.run_at) - now())::float8
+FROM unnest($1::text[]) AS q(name)
+CROSS JOIN LATERAL (
+    SELECT run_at FROM {schema}.jobs
+    WHERE queue = q.name AND worker_id IS NULL AND delayed
+    ORDER BY run_at
+    LIMIT 1
+) AS n;
+
+-- name: job_release_many
+-- why: shutdown hands back claimed jobs that never started, at once and without counting
+--      the claim as an attempt, so another worker takes them immediately.
+-- params: $1 worker_id bigint, $2 ids bigint[]
+UPDATE {schema}.jobs
+SET worker_id = NULL, attempt = attempt - 1, delayed = false
+WHERE id = ANY($2::bigint[]) AND worker_id = $1;
+
+-- name: job_lock
+-- why: cancel() first locks the row, so a claim in progress finishes before we decide
+--      whether the job is pending (delete it) or running (ask its owner to stop it).
+-- params: $1 job id bigint
+SELECT worker_id FROM {schema}.jobs WHERE id = $1 FOR UPDATE;
+
+-- name: job_cancel_pending
+-- why: a job nobody holds ends at once, with a "cancelled" row as its final run.
+-- params: $1 job id bigint, $2 reason text
+WITH gone AS (
+    DELETE FROM {schema}.jobs WHERE id = $1 AND worker_id IS NULL
+    RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params
+)
+INSERT INTO {schema}.job_runs (job_id, inserted_at, run_at, started_at, finished_at, attempt, priority,
+                               queue, type, outcome, error, params)
+SELECT id, inserted_at, run_at, now(), now(), attempt + 1, priority, queue, type, 'cancelled', $2, params
+FROM gone;
+
+-- name: job_cancel_running
+-- why: a claimed job is flagged (so no later claim runs it) and its owner is told by
+--      NOTIFY to interrupt it; the owner records the cancelled run.
+-- params: $1 job id bigint, $2 channel text
+WITH flagged AS (
+    UPDATE {schema}.jobs SET cancel_requested = true WHERE id = $1 AND worker_id IS NOT NULL
+    RETURNING id
+)
+SELECT pg_notify($2, 'c:' || id::text) FROM flagged;
+
+-- name: job_cancel_requested_many
+-- why: the heartbeat's backstop for a missed cancel notification: which of the jobs this
+--      worker runs have been cancelled since.
+-- params: $1 ids bigint[]
+SELECT id FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND cancel_requested;

@@ -1,0 +1,86 @@
+-- Writing outcomes: the flush that ends or puts back jobs and logs their runs into the
+-- append-only job_runs table.
+
+-- name: job_finalize_many
+-- why: one statement per flush, so one round trip and no explicit transaction: it ends
+--      finished jobs (delete), puts failed or interrupted ones back (update) and logs
+--      their runs. The run rows are built here from the job rows, so the worker sends only
+--      what it alone knows (ids, attempts, times, outcomes) and never encodes queue, type,
+--      params or timestamps it read from this same row: encoding whole run rows would be
+--      the largest share of the worker's CPU per job (asyncpg encodes a timestamptz in ~1 µs).
+--      Fencing: a job is ended or put back only if this worker still holds it at the
+--      attempt the run was, and a run is logged only for a job so written (the log reads
+--      the RETURNING rows). A row updated concurrently is re-checked on its newest version
+--      (a reaper's release fails the check; a cancel flag does not). So a repeated flush, a
+--      reaped worker or a stale run changes and logs nothing.
+--      Plan shape: the owner is compared with a column of the materialized input, not with
+--      $1, on purpose. Against $1 the generic planner estimates "jobs held by this worker"
+--      at 1 row (worker_id is mostly NULL) and joins that scan to the arrays (estimated
+--      at 10 rows) in a nested loop over every pair, O(n²) in the batch. Without that
+--      estimate it picks a hash join on small tables and primary-key lookups on large
+--      ones: linear either way (a test checks the plans).
+--      Ended runs: $6..$9 may be shorter than $2 (unnest pads them with NULL): NULL outcome
+--      is 'succeeded', NULL log is true, so a batch of plain successes sends four arrays.
+--      Put-back rows go to the due index (delayed = true) whatever their time: the claim
+--      takes due rows from there in run_at order. Their run row has the run_at the run
+--      was due at ($16, from the claim: the update overwrites it) and the new one as
+--      retry_at. Ids in one call are unique.
+-- params: $1 worker_id bigint,
+--         ended: $2 ids bigint[], $3 attempts int[], $4 started float8[] (epoch seconds),
+--         $5 finished float8[], $6 outcomes text[], $7 errors text[], $8 results json[],
+--         $9 log bool[];
+--         put back: $10 ids bigint[], $11 attempts int[], $12 started float8[],
+--         $13 finished float8[], $14 outcomes text[], $15 errors text[] (NULL keeps the
+--         job's last error), $16 due at float8[] (epoch seconds), $17 retry at
+--         timestamptz[] (NULL = now() + delay), $18 delay seconds float8[],
+--         $19 error increments int[], $20 log bool[];
+--         $21 clock offset float8 (seconds added to the worker's times to put them on the
+--         database's clock, measured at registration and each heartbeat)
+WITH done AS MATERIALIZED (
+    SELECT d.*, $1::bigint AS owner
+    FROM unnest($2::bigint[], $3::int[], $4::float8[], $5::float8[],
+                $6::text[], $7::text[], $8::json[], $9::bool[])
+         AS d(id, attempt, started, finished, outcome, error, result, log)
+), back AS MATERIALIZED (
+    SELECT d.*, $1::bigint AS owner
+    FROM unnest($10::bigint[], $11::int[], $12::float8[], $13::float8[], $14::text[], $15::text[],
+                $16::float8[], $17::timestamptz[], $18::float8[], $19::int[], $20::bool[])
+         AS d(id, attempt, started, finished, outcome, error, due_at, retry_at, delay, error_inc, log)
+), ended AS (
+    DELETE FROM {schema}.jobs j
+    USING done d
+    WHERE j.id = d.id AND j.worker_id = d.owner AND j.attempt = d.attempt
+    RETURNING j.id, j.inserted_at, j.run_at, j.attempt, j.priority, j.queue, j.type, j.params,
+              d.started, d.finished, d.outcome, d.error, d.result, d.log
+), put_back AS (
+    UPDATE {schema}.jobs j
+    SET worker_id = NULL,
+        delayed = true,
+        run_at = coalesce(b.retry_at, now() + make_interval(secs => b.delay)),
+        errors = j.errors + b.error_inc,
+        last_error = coalesce(b.error, j.last_error)
+    FROM back b
+    WHERE j.id = b.id AND j.worker_id = b.owner AND j.attempt = b.attempt
+    RETURNING j.id, j.inserted_at, b.due_at, j.run_at, j.attempt, j.priority, j.queue, j.type,
+              j.params, b.started, b.finished, b.outcome, b.error, b.log
+), logged AS (
+    INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
+                                   retry_at, attempt, priority, queue, type, outcome, error, params,
+                                   result)
+    SELECT id, $1, inserted_at, run_at, to_timestamp(started + $21::float8), to_timestamp(finished + $21::float8), NULL,
+           attempt, priority, queue, type, coalesce(outcome, 'succeeded'), error, params, result
+    FROM ended
+    WHERE log IS NOT false
+    UNION ALL
+    SELECT id, $1, inserted_at, to_timestamp(due_at), to_timestamp(started + $21::float8),
+           to_timestamp(finished + $21::float8),
+           run_at, attempt, priority, queue, type, outcome, error, params, NULL
+    FROM put_back
+    WHERE log
+    RETURNING 1
+)
+SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
+       (SELECT array_agg(id) FROM put_back) AS put_back_ids,
+       (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at,
+       (SELECT count(*) FROM logged) AS runs_logged,
+       (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in;

@@ -1,0 +1,166 @@
+"""The wiring of one worker run: every stage built once, in data-flow order.
+
+Later stages get earlier ones' callbacks (the runners report capacity to the fetcher, the
+flusher tells it when a put-back job is due, the listener wakes it); nothing is changed on
+a stage after it is built. The watchdog is built before the runners, which arm it, and
+gets them when it starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import anyio
+
+from pgqueue._clock import Clock
+from pgqueue._config import WorkerConfig
+from pgqueue._models import Job
+from pgqueue._registry import Registry
+from pgqueue._signals import WorkerSignals
+from pgqueue.maintenance import Reaper, Vacuum
+from pgqueue.maintenance.vacuum import CHECK_S
+from pgqueue.store import Held, WorkerBackend
+
+from .fetcher import Fetcher
+from .flusher import Flusher
+from .job_buffer import JobBuffer
+from .lease import Identity, Lease
+from .listener import Listener
+from .result_buffer import ResultBuffer
+from .runner import Runner, RunResult, RunStats
+from .watchdog import Watchdog
+
+__all__ = ["Stages", "build"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stages:
+    """Everything one run of a worker is made of, built by :func:`build`."""
+
+    jobs: JobBuffer[Job]
+    results: ResultBuffer[RunResult]
+    fetcher: Fetcher
+    watchdog: Watchdog
+    runners: tuple[Runner, ...]
+    flusher: Flusher
+    listener: Listener | None
+    lease: Lease
+    vacuum: Vacuum | None
+    held: tuple[Held, ...]
+    store: WorkerBackend
+
+
+def build(
+    *,
+    store: WorkerBackend,
+    config: WorkerConfig,
+    registry: Registry,
+    clock: Clock,
+    identity: Identity,
+    signals: WorkerSignals,
+    stats: RunStats,
+    cancel_local: Callable[[int], object],
+    report: Callable[[BaseException, str], None],
+) -> Stages:
+    """Build every stage once, in data-flow order; later stages get earlier ones' callbacks."""
+    cfg = config
+    jobs: JobBuffer[Job] = JobBuffer()
+    results: ResultBuffer[RunResult] = ResultBuffer(
+        flush_max=cfg.flush_max,
+        flush_age=cfg.flush_age,
+        high_water=cfg.buffer_max,
+        monotonic=clock.monotonic,
+    )
+    # Claims and flushes each keep a connection, when the pool can spare them.
+    claim_conn, flush_conn = store.hold(), store.hold()
+    fetcher = Fetcher(
+        store=store,
+        config=cfg,
+        identity=identity,
+        jobs=jobs,
+        results=results,
+        stats=stats,
+        clock=clock,
+        on_error=lambda exc: report(exc, "claim"),
+        held=claim_conn,
+        signals=signals,
+    )
+    watchdog = Watchdog(clock)
+    limiter = anyio.CapacityLimiter(cfg.concurrency)
+    runners = tuple(
+        Runner(
+            registry=registry,
+            jobs=jobs,
+            results=results,
+            stats=stats,
+            clock=clock,
+            on_capacity=fetcher.on_capacity,
+            thread_limiter=limiter,
+            arm_deadline=watchdog.arm,
+        )
+        for _ in range(cfg.concurrency)
+    )
+    flusher = Flusher(
+        store=store,
+        results=results,
+        identity=identity,
+        should_log_run=cfg.should_log_run,
+        on_put_back=fetcher.note_due,
+        batch_max=cfg.buffer_max,
+        on_error=lambda exc: report(exc, "flush"),
+        held=flush_conn,
+        signals=signals,
+    )
+    listener = (
+        Listener(
+            store=store,
+            queues=cfg.queues,
+            on_ready=fetcher.notify_ready,
+            on_due=fetcher.note_due,
+            on_state=fetcher.set_listening,
+            on_cancel=cancel_local,
+            on_error=lambda exc: report(exc, "listen"),
+            probe_interval=cfg.listen_probe_interval,
+            probe_timeout=min(5.0, cfg.listen_probe_interval / 2),
+            signals=signals,
+        )
+        if cfg.listen
+        else None
+    )
+    reaper = Reaper(
+        store=store,
+        self_id=lambda: identity.id,
+        dead_after=cfg.dead_after,
+        on_reaped=fetcher.notify_ready,
+        signals=signals,
+    )
+    lease = Lease(
+        store=store,
+        identity=identity,
+        queues=cfg.queues,
+        interval=cfg.heartbeat_interval,
+        clock=clock,
+        jobs=jobs,
+        runners=runners,
+        stats=stats,
+        cancel_local=cancel_local,
+        on_reregistered=fetcher.notify_ready,
+        after_healthy_beat=reaper.reap_once,
+        report=report,
+        signals=signals,
+    )
+    vacuum = (
+        Vacuum(
+            store=store,
+            min_dead=cfg.vacuum_min_dead,
+            interval=min(cfg.heartbeat_interval, CHECK_S),
+            self_id=lambda: identity.id,
+            report=report,
+            signals=signals,
+        )
+        if cfg.vacuum_min_dead
+        else None
+    )
+    held = tuple(h for h in (claim_conn, flush_conn) if h is not None)
+    return Stages(jobs, results, fetcher, watchdog, runners, flusher, listener, lease, vacuum, held, store)
