@@ -35,6 +35,10 @@ DEAD_AFTER_S = 30.0  # a worker silent this long is dead; its jobs are freed
 SHUTDOWN_GRACE_S = 30.0  # running jobs get this long to finish on shutdown before they are interrupted
 MAX_ATTEMPTS = 25  # runs (claims) a job gets at most, crashes included; River's default
 LISTEN_PROBE_INTERVAL_S = 10.0
+LISTEN_PROBE_TIMEOUT_MAX_S = 5.0  # a probe unanswered this long (or half the interval) means reconnect
+SCHEMA = "pgqueue"
+POOL_MIN_SIZE = 0  # the scheduler's own pool connects on first use: it can start while the database is down
+POOL_MAX_SIZE = 10
 VACUUM_MIN_DEAD = 20_000  # dead tuples in the hot table that make a worker VACUUM it
 MAX_IDENT_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
@@ -121,8 +125,10 @@ class WorkerConfig:
     start-up while the database is down); the error is logged either way."""
 
     @classmethod
-    def build(cls, queues: Iterable[str], *, pgbouncer: bool = False, **overrides: object) -> Self:
+    def build(cls, queues: Iterable[str], pgbouncer: bool = False, /, **overrides: object) -> Self:  # noqa: FBT001, FBT002 - positional-only, so no option name is taken
         """A config from option names and values, with the derived defaults filled in.
+
+        ``queues`` and ``pgbouncer`` are positional-only, so every option name is free.
 
         ``None`` means "the default" for every option. Derived defaults: ``prefetch`` is
         max(500, concurrency), ``buffer_max`` 4 × ``flush_max``, and with ``pgbouncer``
@@ -172,6 +178,11 @@ class WorkerConfig:
         if not isinstance(self.listen, bool):
             raise ConfigError(f"listen must be True or False, got {self.listen!r}")
 
+    @property
+    def listen_probe_timeout(self) -> float:
+        """Seconds a probe may go unanswered before the LISTEN connection counts as dead."""
+        return min(LISTEN_PROBE_TIMEOUT_MAX_S, self.listen_probe_interval / 2)
+
     def _check_queues(self) -> None:
         if isinstance(self.queues, str) or not self.queues:
             raise ConfigError(f"queues must be a non-empty list of queue names, got {self.queues!r}")
@@ -196,12 +207,12 @@ class WorkerConfig:
 class SchedulerConfig:
     """The scheduler's own options (the DSN or pool is given beside them)."""
 
-    schema: str = "pgqueue"
+    schema: str = SCHEMA
     """Schema holding pgqueue's tables; its notification channel is ``<schema>_events``."""
-    pool_min_size: int = 0
+    pool_min_size: int = POOL_MIN_SIZE
     """Connections the scheduler's own pool opens at start (0: connect on first use, so a
     scheduler can be built while the database is down)."""
-    pool_max_size: int = 10
+    pool_max_size: int = POOL_MAX_SIZE
     """Connections the scheduler's own pool holds at most."""
     pgbouncer: bool = False
     """PgBouncer or Supavisor in transaction mode: no statement cache, and workers poll

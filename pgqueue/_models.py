@@ -6,10 +6,10 @@ Names, and what each one is:
   It wraps the row the claim returned instead of copying it into a dataclass (building a
   frozen dataclass costs a few microseconds per job, a visible share of the drain rate).
   Fields are read-only properties; ``params`` is decoded on first access.
-- The management API (look up, list, dead-letter) returns other records, ``JobRecord``
-  (a job's stored state and history) and ``RunRecord`` (one row of ``job_runs``), read
-  off the hot path where a dataclass per row costs nothing that matters; a ``Job`` is
-  never built for them, and they are never handed to a handler.
+- The management API (look up, list, dead-letter; not built yet) is to return other
+  records, ``JobRecord`` (a job's stored state and history) and ``RunRecord`` (one row of
+  ``job_runs``), read off the hot path where a dataclass per row costs nothing that
+  matters; a ``Job`` is never built for them, and they are never handed to a handler.
 - "Schedule" means enqueue (``schedule()``, ``schedule_many()``). Jobs that recur are
   "periodic", never "schedules".
 """

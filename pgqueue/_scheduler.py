@@ -21,10 +21,18 @@ from types import TracebackType
 from typing import NamedTuple, Self, TypeVar
 
 import anyio
-import asyncpg
 
 from ._codec import encode
-from ._config import MAX_ATTEMPTS, SchedulerConfig, WorkerConfig, check_name, check_timeout
+from ._config import (
+    MAX_ATTEMPTS,
+    POOL_MAX_SIZE,
+    POOL_MIN_SIZE,
+    SCHEMA,
+    SchedulerConfig,
+    WorkerConfig,
+    check_name,
+    check_timeout,
+)
 from ._errors import (
     ConfigError,
     DatabaseUnavailableError,
@@ -37,7 +45,7 @@ from ._models import CancelResult, JobHandler
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
 from .store import CallerConnection, Store
-from .store.postgres import PostgresStore, create_pool, is_unavailable, is_undefined_object
+from .store.postgres import Pool, PostgresStore, create_pool, is_unavailable, is_undefined_object
 from .worker import Worker
 
 __all__ = ["Scheduler"]
@@ -138,10 +146,10 @@ class Scheduler:
         self,
         dsn: str | None = None,
         *,
-        pool: asyncpg.Pool | None = None,
-        schema: str = "pgqueue",
-        pool_min_size: int = 0,
-        pool_max_size: int = 10,
+        pool: Pool | None = None,
+        schema: str = SCHEMA,
+        pool_min_size: int = POOL_MIN_SIZE,
+        pool_max_size: int = POOL_MAX_SIZE,
         pgbouncer: bool = False,
     ) -> None:
         if (dsn is None) == (pool is None):
@@ -360,5 +368,5 @@ class Scheduler:
         qs = tuple(queues) if queues is not None else self.registry.queues()
         if not qs:
             raise ConfigError("no queues: register a job type first or pass queues=[...]")
-        config = WorkerConfig.build(qs, pgbouncer=self.pgbouncer, **overrides)
+        config = WorkerConfig.build(qs, self.pgbouncer, **overrides)
         return Worker(open_store=self._open, registry=self.registry, config=config)

@@ -70,7 +70,7 @@ class WorkerSignals:
     lease_lost: Signal = dataclasses.field(default_factory=Signal)
     """The worker found its row reaped and registered again."""
     cancel_noted: Signal = dataclasses.field(default_factory=Signal)
-    """A cancel request for a job this worker holds was received."""
+    """A cancel request reached this worker (a notification, or the heartbeat's backstop)."""
     reaped: Signal = dataclasses.field(default_factory=Signal)
     """This worker reaped at least one dead worker."""
     vacuumed: Signal = dataclasses.field(default_factory=Signal)

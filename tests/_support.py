@@ -106,7 +106,7 @@ class StoreWrapper:
 
 def worker_on(scheduler: Scheduler, store: object, **overrides: object) -> Worker:
     """A worker of ``scheduler``'s job types that runs on ``store`` (a wrapper, usually)."""
-    config = WorkerConfig.build(scheduler.registry.queues(), pgbouncer=scheduler.pgbouncer, **overrides)
+    config = WorkerConfig.build(scheduler.registry.queues(), scheduler.pgbouncer, **overrides)
 
     async def open_store() -> WorkerBackend:
         return cast("WorkerBackend", store)

@@ -6,6 +6,7 @@ import asyncio
 
 import typer
 
+from pgqueue._config import SCHEMA
 from pgqueue._scheduler import Scheduler
 
 from ._app import DsnOption, SchemaOption, app
@@ -14,7 +15,7 @@ __all__ = ["migrate"]
 
 
 @app.command()
-def migrate(dsn: DsnOption = None, schema: SchemaOption = "pgqueue") -> None:
+def migrate(dsn: DsnOption = None, schema: SchemaOption = SCHEMA) -> None:
     """Apply pending migrations to the schema (idempotent)."""
     if not dsn:
         raise typer.BadParameter("give --dsn or set PGQUEUE_DSN", param_hint="--dsn")

@@ -63,8 +63,8 @@ def config_options(config: type[WorkerConfig]) -> list[inspect.Parameter]:
             continue
         flag = "--" + f.name.replace("_", "-")
         decl = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
-        doc = docs.get(f.name, "")
-        option = typer.Option(decl, help=f"{doc} [default: {f.default}]" if doc else None, show_default=False)
+        help_text = docs.get(f.name, "").replace("``", "") or None
+        option = typer.Option(decl, help=help_text, show_default=str(f.default))
         annotation: Any = Annotated[kind | None, option]
         params.append(
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)

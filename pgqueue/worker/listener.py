@@ -105,10 +105,11 @@ class Listener:
         The first subscription retries while the database is unreachable; any other error
         (a wrong password, say) propagates, so a bad configuration fails the worker's start.
         """
-        sub = await self._resubscribe(first=True)
+        sub: Subscription | None = await self._resubscribe(first=True)
         task_status.started()
         try:
             while True:
+                assert sub is not None  # noqa: S101 - set before the loop and at its end
                 reason = await self._serve(sub)
                 self.connected = False
                 self._on_state(False)  # noqa: FBT003
@@ -116,11 +117,13 @@ class Listener:
                 self._signals.listener_lost.fire()
                 self._on_error(ConnectionError(f"LISTEN connection lost: {reason}"))
                 await sub.aclose()
+                sub = None  # a stop while resubscribing has nothing left to close
                 sub = await self._resubscribe()
                 self._on_ready()  # claim once: jobs scheduled during the gap sent no notification we saw
         finally:
             self.connected = False
-            await sub.aclose()
+            if sub is not None:
+                await sub.aclose()
 
     async def _serve(self, sub: Subscription) -> str:
         """Return a reason once the subscription is lost or stops answering probes."""
@@ -136,7 +139,7 @@ class Listener:
                     await sub.probe(f"p:{self._token}")
                     await self._probe_seen.wait()
             except Exception as exc:  # noqa: BLE001 - any failed probe means the connection is not to be trusted
-                return f"probe failed: {type(exc).__name__}"
+                return f"probe failed: {describe(exc)}"
 
     async def _resubscribe(self, *, first: bool = False) -> Subscription:
         backoff = Backoff()

@@ -379,7 +379,7 @@ class Runner:
         }
         if retry is not None:
             when = retry.at.isoformat() if retry.at is not None else f"+{retry.delay:g}s"
-            _log.info(JOB_RETRY, retry_at=when, outcome=outcome.value, **fields)
+            _log.info(JOB_RETRY, **fields, outcome=outcome.value, retry_at=when)
         else:
-            _log.warning(JOB_FAILED, outcome=outcome.value, **fields)
+            _log.warning(JOB_FAILED, **fields, outcome=outcome.value)
         return _new_result((job, outcome, started, finished, text, None, retry, 1))

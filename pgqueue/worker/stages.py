@@ -122,7 +122,7 @@ def build(
             on_cancel=cancel_local,
             on_error=lambda exc: report(exc, "listen"),
             probe_interval=cfg.listen_probe_interval,
-            probe_timeout=min(5.0, cfg.listen_probe_interval / 2),
+            probe_timeout=cfg.listen_probe_timeout,
             signals=signals,
         )
         if cfg.listen

@@ -1,7 +1,4 @@
-"""Failures the chaos runs found, each reduced to a deterministic reproduction.
-
-Each test here failed before its fix and now guards against the bug coming back.
-"""
+"""Failure modes the chaos runs provoke, each reduced to a deterministic reproduction."""
 
 from __future__ import annotations
 

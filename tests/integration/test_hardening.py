@@ -22,7 +22,7 @@ from pgqueue import (
     Worker,
 )
 from pgqueue._config import WorkerConfig
-from tests._support import Counter, hot_count, running, runs, until, wait
+from tests._support import Counter, fired, hot_count, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -310,3 +310,40 @@ async def test_run_times_are_on_the_database_clock(
     now: dt.datetime = await db.fetchval("SELECT now()")
     slack = dt.timedelta(seconds=1)  # the offset's error is half a round trip; the skew is 300 s
     assert run["inserted_at"] - slack <= run["started_at"] <= run["finished_at"] <= now + slack
+
+
+async def test_an_application_pool_worker_survives_its_listen_connection_being_killed(
+    dsn: str, scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """On an application's pool the LISTEN connection is one of the pool's. When the server
+    ends it (a restart, pg_terminate_backend), asyncpg takes it back from its proxy; the
+    worker must resubscribe and keep running, not die of the detached connection."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=4, server_settings={"application_name": "pgqueue-test-app"}
+    )
+    app = Scheduler(pool=pool, schema=scheduler.schema)
+    done = Counter(2)
+
+    @app.job("t")
+    async def t(job: Job) -> None:
+        done.hit(job.id)
+
+    errors: list[BaseException] = []
+    try:
+        worker = app.worker(poll_interval=60, on_error=errors.append)
+        async with running(worker):
+            first = await app.schedule("t")
+            await until(lambda: len(done.calls) == 1)
+            listening = worker.signals.listening.count
+            await db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'pgqueue-test-app' AND pid <> pg_backend_pid()"
+            )
+            await fired(worker.signals.listening, listening + 1)  # resubscribed
+            second = await app.schedule("t")
+            await wait(done.done)
+        assert done.calls == [first, second]
+        assert errors  # the loss was reported, not raised
+    finally:
+        await app.close()
+        await pool.close()

@@ -168,7 +168,7 @@ async def test_a_worker_that_lost_its_row_registers_again_and_keeps_working(
         await wait(first.done)
         old = worker.id
         await db.execute(f'DELETE FROM "{scheduler.schema}".workers WHERE id = $1', old)  # reaped
-        await until(lambda: worker.reregistrations > 0)
+        await fired(worker.signals.lease_lost, 1)
         assert worker.id != old
         await scheduler.schedule("b")
         await wait(second.done)
@@ -409,10 +409,11 @@ async def test_a_due_job_held_by_someone_else_does_not_cause_a_claim_storm(
         await other.execute(f'SELECT 1 FROM "{scheduler.schema}".jobs WHERE id = $1 FOR UPDATE', job_id)
         async with running(worker):
             # Start, the due time, then at least one empty claim answered by "due now".
-            await until(lambda: worker.claims >= 3)
-            first, t0 = worker.claims, anyio.current_time()
-            await until(lambda: worker.claims >= first + 5)
-            last, t1 = worker.claims, anyio.current_time()
+            claimed = worker.signals.claimed
+            await fired(claimed, 3)
+            first, t0 = claimed.count, anyio.current_time()
+            await fired(claimed, first + 5)
+            last, t1 = claimed.count, anyio.current_time()
             await tx.rollback()
             await until(lambda: hot_empty(db, scheduler.schema))
     finally:

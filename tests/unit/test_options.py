@@ -84,10 +84,10 @@ def test_derived_defaults() -> None:
     assert WorkerConfig.build(["q"], concurrency=800).prefetch == 800
     assert WorkerConfig.build(["q"], concurrency=8).prefetch == PREFETCH
     assert WorkerConfig.build(["q"], flush_max=10).buffer_max == 10 * BUFFER_BATCHES
-    plain, bouncer = WorkerConfig.build(["q"]), WorkerConfig.build(["q"], pgbouncer=True)
+    plain, bouncer = WorkerConfig.build(["q"]), WorkerConfig.build(["q"], True)
     assert (plain.listen, plain.vacuum_min_dead) == (True, VACUUM_MIN_DEAD)
     assert (bouncer.listen, bouncer.vacuum_min_dead) == (False, 0)
-    assert WorkerConfig.build(["q"], pgbouncer=True, listen=True).listen is True  # given beats derived
+    assert WorkerConfig.build(["q"], True, listen=True).listen is True  # given beats derived
 
 
 def test_none_means_the_default() -> None:
@@ -135,3 +135,22 @@ def test_pgqueue_worker_passes_its_flags_as_worker_options(monkeypatch: pytest.M
     assert seen["concurrency"] == 3
     assert seen["listen"] is False
     assert seen["prefetch"] is None
+
+
+def test_the_command_help_shows_each_default() -> None:
+    from pgqueue.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["worker", "--help"], terminal_width=200).output.split())
+    assert "--concurrency" in text
+    assert "default: (10)" in text
+    assert "default: (5.0)" in text  # poll_interval
+
+
+@pytest.mark.parametrize("name", ["pgbouncer", "cls", "queues"])
+def test_the_builders_own_parameter_names_are_not_options(name: str) -> None:
+    with pytest.raises((ConfigError, TypeError)):
+        WorkerConfig.build(["q"], **{name: True})
+    with pytest.raises(ConfigError, match="unknown worker option"):
+        Scheduler("postgresql://unused").worker(
+            ["q"], **{name: True} if name != "queues" else {"pgbouncer": 1}
+        )

@@ -1,4 +1,4 @@
-"""listener.parse_payload: the notification format documented in queries.sql."""
+"""listener.parse_payload: the notification format documented in queries/listen.sql."""
 
 from __future__ import annotations
 

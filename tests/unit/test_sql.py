@@ -1,4 +1,4 @@
-"""Named SQL: the parser, the queries.sql file, schema substitution, and the package using every query."""
+"""Named SQL: the parser, the queries/*.sql files, schema substitution, and the package using every query."""
 
 from __future__ import annotations
 

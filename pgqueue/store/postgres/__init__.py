@@ -14,12 +14,13 @@ from __future__ import annotations
 from .jobs import JobsMixin
 from .listen import ListenMixin
 from .migrate import MigrateMixin
-from .pool import HeldConnection, connect_error_hint, create_pool, is_unavailable, is_undefined_object
+from .pool import HeldConnection, Pool, connect_error_hint, create_pool, is_unavailable, is_undefined_object
 from .runs import RunsMixin
 from .workers import WorkersMixin
 
 __all__ = [
     "HeldConnection",
+    "Pool",
     "PostgresStore",
     "connect_error_hint",
     "create_pool",

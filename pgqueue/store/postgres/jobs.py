@@ -37,13 +37,10 @@ class JobsMixin(StoreBase):
         if conn is None and lane is not None and not self._lane_busy:
             self._lane_busy = True
             try:
-                lane_id: int = await (await lane.get()).fetchval(self.q.job_insert, *args)
-            except BaseException:
-                await lane.release()
-                raise
+                async with self._connection(lane) as held:
+                    return cast("int", await held.fetchval(self.q.job_insert, *args))
             finally:
                 self._lane_busy = False
-            return lane_id
         job_id = await (self.pool if conn is None else conn).fetchval(self.q.job_insert, *args)
         return cast("int", job_id)
 

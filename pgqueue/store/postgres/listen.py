@@ -9,6 +9,7 @@ back only after ``UNLISTEN``: LISTEN state must never leak into a pooled connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 
@@ -16,7 +17,7 @@ import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from .pool import CONNECT_TIMEOUT_S, LISTENER_APP_NAME, StoreBase
+from .pool import CONNECT_TIMEOUT_S, LISTENER_APP_NAME, StoreBase, usable
 
 __all__ = ["ListenMixin", "PgSubscription"]
 
@@ -32,6 +33,7 @@ class PgSubscription:
         self._conn = conn
         self._on_payload = on_payload
         self._lost = asyncio.Event()
+        self._closed = False
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         self._on_payload(str(payload))
@@ -45,8 +47,8 @@ class PgSubscription:
         await self._conn.add_listener(self._store.channel, self._on_notify)
 
     def is_lost(self) -> bool:
-        """True once the connection is closed."""
-        return self._lost.is_set() or self._conn.is_closed()
+        """True once the connection is closed (or, a pool's, was taken back by the pool)."""
+        return self._lost.is_set() or not usable(self._conn)
 
     async def wait_lost(self) -> None:
         """Return when the connection reports its end."""
@@ -59,9 +61,14 @@ class PgSubscription:
     async def aclose(self) -> None:
         """UNLISTEN, then give the connection back (a pool's) or close it (our own).
 
-        Shielded with a deadline; a connection that cannot be cleaned is terminated, never
-        returned to a pool with LISTEN state on it.
+        Idempotent and never raises. Shielded with a deadline; a connection that cannot be
+        cleaned is terminated, never returned to a pool with LISTEN state on it. A pool's
+        connection that died is already detached by asyncpg (every call on it raises), so
+        there is nothing left to clean.
         """
+        if self._closed:
+            return
+        self._closed = True
         conn = self._conn
         unlistened = False
         with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
@@ -72,15 +79,20 @@ class PgSubscription:
             except Exception:  # noqa: BLE001 - a broken connection: terminated below
                 unlistened = False
         if not unlistened:
-            conn.terminate()  # a pool discards a closed connection instead of reusing it
+            _terminate(conn)  # a pool discards a closed connection instead of reusing it
         with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
             try:
                 if isinstance(conn, PoolConnectionProxy):
-                    await self._store.pool.release(conn)
+                    await self._store.pool.release(conn)  # a detached one: a no-op
                 else:
                     await conn.close(timeout=CLOSE_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - it is being dropped anyway
-                conn.terminate()
+                _terminate(conn)
+
+
+def _terminate(conn: ListenConn) -> None:
+    with contextlib.suppress(asyncpg.InterfaceError):  # detached from its pool: already gone
+        conn.terminate()
 
 
 class ListenMixin(StoreBase):

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from pgqueue._config import POOL_MAX_SIZE, POOL_MIN_SIZE
 from pgqueue.store import Held
 
 from .queries import QUERIES, Queries
@@ -25,6 +26,7 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "LISTENER_APP_NAME",
     "HeldConnection",
+    "Pool",
     "StoreBase",
     "can_hold",
     "connect_error_hint",
@@ -38,6 +40,8 @@ HOLD_MIN_POOL = 4  # connections a pool needs before stages may hold some for th
 APP_NAME = "pgqueue"  # pg_stat_activity.application_name of our pooled connections
 LISTENER_APP_NAME = "pgqueue-listener"
 Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+Pool = asyncpg.Pool
+"""An application's asyncpg pool, as ``Scheduler(pool=...)`` takes it."""
 
 
 # Errors that mean "the database cannot be reached right now": worth retrying, never a bug.
@@ -105,7 +109,7 @@ async def _no_reset(_conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 0, max_size: int = 10, pgbouncer: bool = False
+    dsn: str, *, min_size: int = POOL_MIN_SIZE, max_size: int = POOL_MAX_SIZE, pgbouncer: bool = False
 ) -> asyncpg.Pool:
     """Open a pool for pgqueue's own use.
 
@@ -164,7 +168,7 @@ class HeldConnection:
     async def get(self) -> PoolConnectionProxy:
         """The held connection, acquired again if there is none or it was closed."""
         conn = self._conn
-        if conn is None or not _usable(conn):
+        if conn is None or not usable(conn):
             await self.release()
             conn = self._conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT_S)
         return conn
@@ -179,8 +183,8 @@ class HeldConnection:
                 conn.terminate()
 
 
-def _usable(conn: PoolConnectionProxy) -> bool:
-    """Whether a held connection can still run statements.
+def usable(conn: asyncpg.Connection | PoolConnectionProxy) -> bool:
+    """Whether a connection (a pool's, or our own) can still run statements.
 
     A pooled connection that dies while idle is taken back by asyncpg's pool on its own
     (the proxy is detached), and then every call on the proxy, ``is_closed()`` included,
