@@ -14,6 +14,7 @@ from ._errors import (
     ConfigError,
     DatabaseUnavailableError,
     ErrorWithRetry,
+    JobNotFound,
     ParamsEncodeError,
     PgQueueError,
     SchemaError,
@@ -22,13 +23,17 @@ from ._errors import (
     UnknownJobTypeError,
 )
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
+from ._records import CancelCounts, JobRecord, JobState, RunRecord
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
+from ._verdicts import Cancel, Skip
 from .worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cancel",
+    "CancelCounts",
     "CancelResult",
     "ConfigError",
     "DatabaseUnavailableError",
@@ -36,15 +41,20 @@ __all__ = [
     "ErrorWithRetry",
     "ExponentialBackoff",
     "Job",
+    "JobNotFound",
+    "JobRecord",
+    "JobState",
     "LinearBackoff",
     "Outcome",
     "ParamsEncodeError",
     "PgQueueError",
     "RunInfo",
+    "RunRecord",
     "Scheduler",
     "SchemaError",
     "SchemaNotMigratedError",
     "SchemaTooNewError",
+    "Skip",
     "UnknownJobTypeError",
     "Worker",
     "chain",

@@ -5,13 +5,15 @@
     PgQueueError
     ├── ConfigError                 (also ValueError) a bad option, named in the message
     ├── UnknownJobTypeError         (also ValueError) scheduling a type nobody registered
+    ├── JobNotFound                 (also LookupError) no live or finished job has that id
     ├── ParamsEncodeError           (also TypeError)  params orjson cannot encode
     ├── DatabaseUnavailableError    (also ConnectionError) the server could not be reached;
     │                               nothing was written
     ├── SchemaError                 the database schema does not match this code
     │   ├── SchemaNotMigratedError  older than the code (or empty): run `pgqueue migrate`
     │   └── SchemaTooNewError       newer than the code: upgrade pgqueue
-    └── ErrorWithRetry              raised or returned by a handler: run again at a time
+    ├── ErrorWithRetry              raised or returned by a handler: run again at a time
+    └── Verdict (_verdicts.py)      raised by a handler: Cancel (end as cancelled), Skip
 
 Boundary errors also subclass the builtin a caller would catch (``ValueError``,
 ``TypeError``), so ``except ValueError`` keeps working for code that does not know us.
@@ -30,6 +32,7 @@ __all__ = [
     "ConfigError",
     "DatabaseUnavailableError",
     "ErrorWithRetry",
+    "JobNotFound",
     "ParamsEncodeError",
     "PgQueueError",
     "SchemaError",
@@ -92,6 +95,10 @@ class ConfigError(PgQueueError, ValueError):
 
 class UnknownJobTypeError(PgQueueError, ValueError):
     """A job type was scheduled that no ``@scheduler.job`` registered; nothing was written."""
+
+
+class JobNotFound(PgQueueError, LookupError):  # noqa: N818 - kronos' and River's name for it
+    """No live or finished job has that id (or its runs were never logged)."""
 
 
 class ParamsEncodeError(PgQueueError, TypeError):

@@ -36,12 +36,14 @@ from ._config import (
 from ._errors import (
     ConfigError,
     DatabaseUnavailableError,
+    JobNotFound,
     PgQueueError,
     SchemaNotMigratedError,
     check_delay,
     describe,
 )
 from ._models import CancelResult, JobHandler
+from ._records import CancelCounts, JobRecord
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
 from .store import CallerConnection, Store
@@ -224,6 +226,34 @@ class Scheduler:
             raise ConfigError(f"job_id must be an integer, got {job_id!r}")
         async with _translated("cancel", self.schema):
             return await (await self.open()).job_cancel(job_id)
+
+    async def cancel_many(self, *, queue: str | None = None, type: str | None = None) -> CancelCounts:  # noqa: A002 - the job type's name, as in schedule()
+        """Cancel every live job of ``queue`` and/or ``type``, as :meth:`cancel` does each one.
+
+        Waiting jobs end at once with a ``cancelled`` run; running ones are flagged and their
+        workers told. One transaction: jobs being claimed meanwhile are waited for, none is
+        missed. At least one filter is required (cancelling every job is not a default).
+        """
+        if queue is None and type is None:
+            raise ConfigError("cancel_many needs queue= or type= (or both)")
+        for kind, name in (("queue", queue), ("job type", type)):
+            if name is not None:
+                check_name(kind, name)
+        async with _translated("cancel_many", self.schema):
+            return await (await self._open()).job_cancel_many(queue, type)
+
+    async def get_job(self, job_id: int) -> JobRecord:
+        """The job with this id, live or finished, with its state and logged runs.
+
+        Raises :class:`JobNotFound` when no live job has the id and no run of it was logged.
+        """
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise ConfigError(f"job_id must be an integer, got {job_id!r}")
+        async with _translated("get_job", self.schema):
+            record = await (await self._open()).job_get(job_id)
+        if record is None:
+            raise JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
+        return record
 
     # -- registration ---------------------------------------------------------------------
 

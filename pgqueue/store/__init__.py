@@ -6,6 +6,7 @@ asyncpg); an in-memory backend for applications' tests implements the same roles
 
 - :class:`EnqueueStore`: what ``schedule()``, ``schedule_many()`` and ``cancel()`` use.
 - :class:`WorkerStore`: a worker's claims, flushes, lease and maintenance.
+- :class:`ManageStore`: job management (look up, cancel in bulk).
 - :class:`AdminStore`: migrations and the schema version.
 - :class:`Notifications`: a subscription to the schema's channel for the listener.
 - :class:`WorkerBackend`: a worker's store and notifications together.
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pgqueue._models import CancelResult, Row
+from pgqueue._records import CancelCounts, JobRecord
 
 from .batch import FinalizeResult, FlushBatch
 
@@ -33,6 +35,7 @@ __all__ = [
     "FinalizeResult",
     "FlushBatch",
     "Held",
+    "ManageStore",
     "Notifications",
     "Store",
     "Subscription",
@@ -205,6 +208,18 @@ class WorkerStore(Faults, Protocol):
         ...
 
 
+class ManageStore(Protocol):
+    """Job management: look up and act on jobs by id or in bulk."""
+
+    async def job_get(self, job_id: int) -> JobRecord | None:
+        """A live or finished job with its runs; None when the id is unknown."""
+        ...
+
+    async def job_cancel_many(self, queue: str | None, type_: str | None) -> CancelCounts:
+        """Cancel every live job of ``queue`` and/or ``type_`` (None matches any)."""
+        ...
+
+
 class AdminStore(Protocol):
     """Migrations and the schema version."""
 
@@ -223,5 +238,5 @@ class WorkerBackend(WorkerStore, Notifications, Protocol):
     """What a :class:`~pgqueue.Worker` opens: its stages' store and the listener's channel."""
 
 
-class Store(EnqueueStore, WorkerBackend, AdminStore, Protocol):
+class Store(EnqueueStore, WorkerBackend, ManageStore, AdminStore, Protocol):
     """Every role: what ``Scheduler.open()`` returns."""

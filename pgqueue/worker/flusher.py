@@ -64,7 +64,7 @@ def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> 
             should_log_run, job, RunInfo(outcome, retry is None, error)
         )
         if retry is None:
-            if outcome is not _SUCCEEDED or result is not None or not log:
+            if outcome is not _SUCCEEDED or result is not None or not log or error is not None:
                 b.end_detail(len(ids), None if outcome is _SUCCEEDED else outcome.value, error, result, log)
             ids.append(row[ROW_ID])
             attempts.append(row[ROW_ATTEMPT])

@@ -44,6 +44,7 @@ from pgqueue._errors import ErrorWithRetry, describe
 from pgqueue._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
 from pgqueue._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
 from pgqueue._registry import JobType, Registry
+from pgqueue._verdicts import Cancel, Verdict
 
 from .job_buffer import JobBuffer
 from .result_buffer import ResultBuffer
@@ -266,6 +267,8 @@ class Runner:
             reason = self._take_reason()  # a stop that raced with the handler's own error wins
             if reason is not None:
                 return self._stopped(job, jt, reason, started, timeout)
+            if isinstance(exc, Verdict):
+                return self._verdict(job, exc, started)
             return self._failed(job, jt, exc.error if isinstance(exc, _FromThread) else exc, started)
         finally:
             self.job = None
@@ -285,6 +288,17 @@ class Runner:
                 duration_s=round(finished - started, 6),
             )
         return tuple.__new__(RunResult, (job, Outcome.SUCCEEDED, started, finished, None, encoded, None, 0))
+
+    def _verdict(self, job: Job, verdict: Verdict, started: float) -> RunResult:
+        """End a job the handler cancelled or skipped: final, never retried, not an error."""
+        fields = {"job_id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt}
+        if isinstance(verdict, Cancel):
+            _log.info(JOB_STOPPED, **fields, outcome="cancelled", note=verdict.note)
+            note = verdict.note or "cancelled by its handler"
+            return _new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0))
+        _log.info(JOB_STOPPED, **fields, outcome="skipped", note=verdict.note)
+        note = f"skipped: {verdict.note}" if verdict.note else "skipped"
+        return _new_result((job, Outcome.SUCCEEDED, started, self._clock.time(), note, None, None, 0))
 
     def _refuse(self, job: Job, jt: JobType, started: float) -> RunResult:
         """End a claimed job without running it: cancelled meanwhile, or out of attempts."""

@@ -9,11 +9,15 @@ from typing import cast
 import asyncpg
 
 from pgqueue._models import CancelResult, Row
+from pgqueue._records import CancelCounts, JobRecord
 from pgqueue.store import CallerConnection, Held
 
 from .pool import StoreBase
+from .records import job_record
 
-__all__ = ["JobsMixin"]
+__all__ = ["CANCEL_NOTE", "JobsMixin"]
+
+CANCEL_NOTE = "cancelled before it ran"  # the note of the cancelled run of a job no worker held
 
 
 class JobsMixin(StoreBase):
@@ -95,10 +99,29 @@ class JobsMixin(StoreBase):
             if row is None:
                 return CancelResult.NOT_FOUND
             if row["worker_id"] is None:
-                await conn.execute(self.q.job_cancel_pending, job_id, "cancelled before it ran")
+                await conn.execute(self.q.job_cancel_pending, [job_id], CANCEL_NOTE)
                 return CancelResult.CANCELLED
-            await conn.execute(self.q.job_cancel_running, job_id, self.channel)
+            await conn.execute(self.q.job_cancel_running, [job_id], self.channel)
             return CancelResult.CANCELLING
+
+    async def job_cancel_many(self, queue: str | None, type_: str | None) -> CancelCounts:
+        """Cancel every live job of ``queue`` and/or ``type_`` (None matches any), in one transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(self.q.job_lock_many, queue, type_)
+            waiting = [r[0] for r in rows if r[1] is None]
+            held = [r[0] for r in rows if r[1] is not None]
+            if waiting:
+                await conn.execute(self.q.job_cancel_pending, waiting, CANCEL_NOTE)
+            if held:
+                await conn.execute(self.q.job_cancel_running, held, self.channel)
+            return CancelCounts(cancelled=len(waiting), cancelling=len(held))
+
+    async def job_get(self, job_id: int) -> JobRecord | None:
+        """A live or finished job with its runs; None when neither table knows the id."""
+        async with self.pool.acquire() as conn:
+            live = await conn.fetchrow(self.q.job_get, job_id)
+            runs = await conn.fetch(self.q.job_runs_get, job_id)
+        return job_record(job_id, live, runs)
 
     async def job_cancel_requested_many(self, ids: Sequence[int]) -> set[int]:
         """Which of these jobs were flagged by cancel()."""

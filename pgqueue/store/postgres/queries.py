@@ -57,6 +57,9 @@ class Queries:
     job_cancel_pending: str
     job_cancel_running: str
     job_cancel_requested_many: str
+    job_lock_many: str
+    job_get: str
+    job_runs_get: str
     worker_reap_lock: str
     worker_reap_release: str
     jobs_dead_tuples: str

@@ -115,11 +115,21 @@ WHERE id = ANY($2::bigint[]) AND worker_id = $1;
 -- params: $1 job id bigint
 SELECT worker_id FROM {schema}.jobs WHERE id = $1 FOR UPDATE;
 
+-- name: job_lock_many
+-- why: cancel_many() first locks the jobs it is about to end or flag, as job_lock does for
+--      one, so claims in flight finish first and the statements after it (a newer snapshot,
+--      same transaction) see who holds each job.
+-- params: $1 queue text (NULL = any), $2 type text (NULL = any)
+SELECT id, worker_id FROM {schema}.jobs
+WHERE ($1::text IS NULL OR queue = $1::text) AND ($2::text IS NULL OR type = $2::text)
+ORDER BY id
+FOR UPDATE;
+
 -- name: job_cancel_pending
--- why: a job nobody holds ends at once, with a "cancelled" row as its final run.
--- params: $1 job id bigint, $2 reason text
+-- why: jobs nobody holds end at once, each with a "cancelled" row as its final run.
+-- params: $1 job ids bigint[], $2 reason text
 WITH gone AS (
-    DELETE FROM {schema}.jobs WHERE id = $1 AND worker_id IS NULL
+    DELETE FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND worker_id IS NULL
     RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params
 )
 INSERT INTO {schema}.job_runs (job_id, inserted_at, run_at, started_at, finished_at, attempt, priority,
@@ -128,11 +138,11 @@ SELECT id, inserted_at, run_at, now(), now(), attempt + 1, priority, queue, type
 FROM gone;
 
 -- name: job_cancel_running
--- why: a claimed job is flagged (so no later claim runs it) and its owner is told by
---      NOTIFY to interrupt it; the owner records the cancelled run.
--- params: $1 job id bigint, $2 channel text
+-- why: claimed jobs are flagged (so no later claim runs them) and their owners are told by
+--      NOTIFY to interrupt them; each owner records the cancelled run.
+-- params: $1 job ids bigint[], $2 channel text
 WITH flagged AS (
-    UPDATE {schema}.jobs SET cancel_requested = true WHERE id = $1 AND worker_id IS NOT NULL
+    UPDATE {schema}.jobs SET cancel_requested = true WHERE id = ANY($1::bigint[]) AND worker_id IS NOT NULL
     RETURNING id
 )
 SELECT pg_notify($2, 'c:' || id::text) FROM flagged;
@@ -142,3 +152,14 @@ SELECT pg_notify($2, 'c:' || id::text) FROM flagged;
 --      worker runs have been cancelled since.
 -- params: $1 ids bigint[]
 SELECT id FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND cancel_requested;
+
+-- name: job_get
+-- why: get_job() of a live job: its row, and its state decided with the database's clock.
+-- params: $1 job id bigint
+SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error, inserted_at,
+       run_at, claimed_at,
+       CASE WHEN worker_id IS NOT NULL THEN 'running'
+            WHEN delayed AND run_at > now() THEN 'scheduled'
+            ELSE 'pending' END AS state
+FROM {schema}.jobs
+WHERE id = $1;

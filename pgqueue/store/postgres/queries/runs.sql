@@ -84,3 +84,13 @@ SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
        (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at,
        (SELECT count(*) FROM logged) AS runs_logged,
        (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in;
+
+-- name: job_runs_get
+-- why: get_job(): every logged run of one job, in attempt order (the job_id index), with
+--      the job's own fields, which a finished job has nowhere else.
+-- params: $1 job id bigint
+SELECT attempt, outcome, worker_id, run_at, started_at, finished_at, retry_at, error,
+       result::text AS result, queue, type, params::text AS params, priority, inserted_at
+FROM {schema}.job_runs
+WHERE job_id = $1
+ORDER BY attempt, started_at;

@@ -1,0 +1,124 @@
+"""What job management returns: a job's stored state and history, never the hot-path Job.
+
+A live job is a row of ``jobs``; a finished one left that table and lives on as its runs in
+``job_runs``. :class:`JobRecord` joins both views: the job's fields, its :class:`JobState`
+and every logged run as a :class:`RunRecord`. These are plain frozen dataclasses, built off
+the hot path, where a dataclass per row costs nothing that matters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from typing import Any
+
+from ._models import Outcome
+
+__all__ = ["CancelCounts", "JobRecord", "JobState", "RunRecord"]
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life.
+
+    ::
+
+        pending ─┬─▶ running ─┬─▶ succeeded
+        scheduled ┘     │     ├─▶ failed     (a final error, or retries exhausted)
+            ▲           │     └─▶ cancelled  (cancel(), or the handler raised Cancel)
+            └───────────┘  put back: a retry, an interrupted or crashed run
+
+    ``pending`` and ``scheduled`` end as ``cancelled`` too when cancel() reaches them first.
+    """
+
+    PENDING = "pending"
+    """Due now and waiting for a worker."""
+    SCHEDULED = "scheduled"
+    """Waiting for a future time: delayed at schedule(), or put back for a retry."""
+    RUNNING = "running"
+    """Claimed by a live worker."""
+    SUCCEEDED = "succeeded"
+    """Ended: its last run succeeded (a skipped run included)."""
+    FAILED = "failed"
+    """Ended: its last run failed for good (a final error, a timeout, retries exhausted)."""
+    CANCELLED = "cancelled"
+    """Ended: cancelled by cancel() or cancel_many(), or by the handler raising Cancel."""
+
+    @property
+    def finished(self) -> bool:
+        """True for the three end states."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run of a job: one row of ``job_runs``."""
+
+    attempt: int
+    """The run's number, from 1."""
+    outcome: Outcome
+    """How it ended."""
+    worker_id: int | None
+    """The worker that ran it (None for a cancel that reached the job before any worker)."""
+    run_at: dt.datetime
+    """When the run was due."""
+    started_at: dt.datetime
+    """When it started (the database's clock)."""
+    finished_at: dt.datetime
+    """When it ended (the database's clock)."""
+    retry_at: dt.datetime | None
+    """When the job was put back to run again; None for a final run."""
+    error: str | None
+    """Error text with traceback for a failed run; the reason or note of a cancelled or
+    skipped one."""
+    result: Any
+    """The handler's return value (decoded JSON), for a success."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as stored: live, or finished and known by its runs."""
+
+    id: int
+    """The job's id, stable across its runs."""
+    type: str
+    """The registered job type."""
+    queue: str
+    """Its queue."""
+    params: Any
+    """The decoded params."""
+    state: JobState
+    """Where it is in its life."""
+    priority: int
+    """Lower runs first."""
+    attempts: int
+    """Runs started so far (claims), crashed and interrupted ones included."""
+    errors: int
+    """Failed runs so far (what retry filters count)."""
+    last_error: str | None
+    """The error text of the last failed run, if any."""
+    inserted_at: dt.datetime
+    """When it was scheduled."""
+    run_at: dt.datetime
+    """When it is (or was last) due."""
+    started_at: dt.datetime | None
+    """When its current or last run started; None before any run."""
+    finished_at: dt.datetime | None
+    """When it ended; None while it is live."""
+    result: Any
+    """The return value of its successful last run (decoded JSON); None otherwise."""
+    runs: tuple[RunRecord, ...]
+    """Its logged runs in attempt order (``should_log_run`` may have left some out)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CancelCounts:
+    """What :meth:`Scheduler.cancel_many` did."""
+
+    cancelled: int
+    """Waiting jobs that ended as cancelled at once."""
+    cancelling: int
+    """Running jobs whose workers were told to stop them (they record ``cancelled``)."""

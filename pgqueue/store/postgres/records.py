@@ -1,0 +1,92 @@
+"""Rows of ``jobs`` and ``job_runs`` turned into the records job management returns."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import asyncpg
+
+from pgqueue._codec import decode
+from pgqueue._models import Outcome
+from pgqueue._records import JobRecord, JobState, RunRecord
+
+__all__ = ["job_record"]
+
+_END_STATE = {Outcome.SUCCEEDED: JobState.SUCCEEDED, Outcome.CANCELLED: JobState.CANCELLED}
+
+
+def _run(row: asyncpg.Record) -> RunRecord:
+    return RunRecord(
+        attempt=row["attempt"],
+        outcome=Outcome(row["outcome"]),
+        worker_id=row["worker_id"],
+        run_at=row["run_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        retry_at=row["retry_at"],
+        error=row["error"],
+        result=decode(row["result"]),
+    )
+
+
+def job_record(
+    job_id: int, live: asyncpg.Record | None, run_rows: Sequence[asyncpg.Record]
+) -> JobRecord | None:
+    """The record of one job from its ``jobs`` row (None once it ended) and its runs.
+
+    A job that ended is known by its runs alone: the last one says how it ended (a success
+    is ``succeeded``, a cancel ``cancelled``, anything else ``failed``), and carries the
+    job's own fields; its ``errors`` are counted from the logged runs. A job with neither
+    is unknown (None).
+    """
+    runs = tuple(_run(r) for r in run_rows)
+    if live is not None:
+        return JobRecord(
+            id=live["id"],
+            type=live["type"],
+            queue=live["queue"],
+            params=decode(live["params"]),
+            state=JobState(live["state"]),
+            priority=live["priority"],
+            attempts=live["attempt"],
+            errors=live["errors"],
+            last_error=live["last_error"],
+            inserted_at=live["inserted_at"],
+            run_at=live["run_at"],
+            started_at=live["claimed_at"] if live["state"] == JobState.RUNNING else _last_start(runs),
+            finished_at=None,
+            result=None,
+            runs=runs,
+        )
+    if not run_rows:
+        return None
+    last_row, last = run_rows[-1], runs[-1]
+    state = _END_STATE.get(last.outcome, JobState.FAILED)
+    return JobRecord(
+        id=job_id,
+        type=last_row["type"],
+        queue=last_row["queue"],
+        params=decode(last_row["params"]),
+        state=state,
+        priority=last_row["priority"],
+        attempts=last.attempt,
+        errors=sum(1 for r in runs if r.outcome in _COUNTED_ERRORS),
+        last_error=next((r.error for r in reversed(runs) if r.outcome in _ERRORS), None),
+        inserted_at=last_row["inserted_at"],
+        run_at=last.run_at,
+        started_at=last.started_at,
+        finished_at=last.finished_at,
+        result=last.result if state is JobState.SUCCEEDED else None,
+        runs=runs,
+    )
+
+
+# What the runner counts as an error (a retry filter's job.errors), and what sets last_error
+# (a crash too: the reaper writes why the run was cut short).
+_COUNTED_ERRORS = frozenset({Outcome.FAILED, Outcome.TIMEOUT})
+_ERRORS = _COUNTED_ERRORS | {Outcome.CRASHED}
+
+
+def _last_start(runs: tuple[RunRecord, ...]) -> dt.datetime | None:
+    return runs[-1].started_at if runs else None

@@ -1,0 +1,211 @@
+"""Job management, first part: get_job in every state, cancel_many, the handler verdicts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import anyio
+import asyncpg
+import pytest
+
+from pgqueue import (
+    Cancel,
+    CancelCounts,
+    ConfigError,
+    Job,
+    JobNotFound,
+    JobState,
+    LinearBackoff,
+    Outcome,
+    Scheduler,
+    Skip,
+)
+from tests._support import Counter, fired, hot_count, running, runs, until, wait
+
+pytestmark = pytest.mark.pg
+
+
+async def _logged(db: asyncpg.Connection, schema: str, job_id: int, n: int) -> None:
+    async def enough() -> bool:
+        return len(await runs(db, schema, job_id)) >= n
+
+    await until(enough)
+
+
+async def test_get_job_of_waiting_jobs(scheduler: Scheduler) -> None:
+    scheduler.register("t", lambda job: None)
+    now_id = await scheduler.schedule("t", {"a": [1, 2]}, priority=-3, queue="q1")
+    later_id = await scheduler.schedule("t", None, run_at=dt.timedelta(hours=1))
+
+    now = await scheduler.get_job(now_id)
+    assert (now.id, now.type, now.queue, now.params, now.priority) == (now_id, "t", "q1", {"a": [1, 2]}, -3)
+    assert now.state is JobState.PENDING
+    assert (now.attempts, now.errors, now.last_error, now.runs) == (0, 0, None, ())
+    assert (now.started_at, now.finished_at, now.result) == (None, None, None)
+    assert now.run_at >= now.inserted_at
+
+    later = await scheduler.get_job(later_id)
+    assert later.state is JobState.SCHEDULED
+    assert later.run_at - later.inserted_at == dt.timedelta(hours=1)
+    assert not later.state.finished
+
+
+async def test_get_job_of_a_running_and_then_succeeded_job(scheduler: Scheduler) -> None:
+    started, release = Counter(1), anyio.Event()
+
+    @scheduler.job("t")
+    async def t(job: Job) -> dict[str, int]:
+        started.hit(job.id)
+        await release.wait()
+        return {"n": 7}
+
+    worker = scheduler.worker(poll_interval=60)
+    async with running(worker):
+        job_id = await scheduler.schedule("t", {"x": 1})
+        await wait(started.done)
+        live = await scheduler.get_job(job_id)
+        assert live.state is JobState.RUNNING
+        assert live.attempts == 1
+        assert live.started_at is not None
+        flushed = worker.signals.flushed.count
+        release.set()
+        await fired(worker.signals.flushed, flushed + 1)
+    done = await scheduler.get_job(job_id)
+    assert done.state is JobState.SUCCEEDED
+    assert done.state.finished
+    assert (done.type, done.queue, done.params, done.result) == ("t", "default", {"x": 1}, {"n": 7})
+    assert done.inserted_at == live.inserted_at
+    [run] = done.runs
+    assert (run.attempt, run.outcome, run.result, run.error, run.retry_at) == (
+        1,
+        Outcome.SUCCEEDED,
+        {"n": 7},
+        None,
+        None,
+    )
+    assert run.worker_id == worker.id
+    assert done.finished_at == run.finished_at
+    assert run.started_at <= run.finished_at
+
+
+async def test_get_job_of_a_failed_job_keeps_every_run(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    @scheduler.job("t", retry=LinearBackoff(max_retries=2, base_delay=0))
+    async def t(job: Job) -> None:
+        raise ValueError(f"try {job.attempt}")
+
+    async with running(scheduler.worker(poll_interval=60)):
+        job_id = await scheduler.schedule("t")
+        await _logged(db, scheduler.schema, job_id, 3)
+    record = await scheduler.get_job(job_id)
+    assert record.state is JobState.FAILED
+    assert [(r.attempt, r.outcome) for r in record.runs] == [(i, Outcome.FAILED) for i in (1, 2, 3)]
+    assert [r.retry_at is not None for r in record.runs] == [True, True, False]
+    assert (record.attempts, record.errors) == (3, 3)
+    assert record.last_error is not None
+    assert "ValueError: try 3" in record.last_error
+    assert record.result is None
+
+
+async def test_get_job_of_an_unknown_id(scheduler: Scheduler) -> None:
+    with pytest.raises(JobNotFound, match="job 424242 not found"):
+        await scheduler.get_job(424242)
+    with pytest.raises(LookupError):  # JobNotFound is a LookupError for code that does not know us
+        await scheduler.get_job(424243)
+    with pytest.raises(ConfigError):
+        await scheduler.get_job("7")  # type: ignore[arg-type]
+
+
+async def test_cancel_many_by_queue_and_by_type(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    for name in ("a", "b"):
+        scheduler.register(name, lambda job: None)
+    a1 = await scheduler.schedule("a", queue="q1")
+    a2 = await scheduler.schedule("a", queue="q2", run_at=dt.timedelta(hours=1))
+    b1 = await scheduler.schedule("b", queue="q1")
+    b2 = await scheduler.schedule("b", queue="q2")
+
+    assert await scheduler.cancel_many(queue="q1", type="a") == CancelCounts(cancelled=1, cancelling=0)
+    assert (await scheduler.get_job(a1)).state is JobState.CANCELLED
+    assert await scheduler.cancel_many(type="a") == CancelCounts(cancelled=1, cancelling=0)
+    assert (await scheduler.get_job(a2)).state is JobState.CANCELLED
+    assert await scheduler.cancel_many(queue="q2") == CancelCounts(cancelled=1, cancelling=0)
+    assert [(await scheduler.get_job(i)).state for i in (b1, b2)] == [JobState.PENDING, JobState.CANCELLED]
+    assert await scheduler.cancel_many(queue="nothing-here") == CancelCounts(cancelled=0, cancelling=0)
+    [run] = (await scheduler.get_job(a1)).runs
+    assert (run.outcome, run.error, run.worker_id) == (Outcome.CANCELLED, "cancelled before it ran", None)
+    assert await hot_count(db, scheduler.schema) == 1
+
+
+async def test_cancel_many_reaches_running_jobs(scheduler: Scheduler) -> None:
+    started = Counter(2)
+
+    @scheduler.job("hang")
+    async def hang(job: Job) -> None:
+        started.hit(job.id)
+        await anyio.sleep_forever()
+
+    worker = scheduler.worker(poll_interval=60)
+    async with running(worker):
+        ids = [await scheduler.schedule("hang") for _ in range(2)]
+        await wait(started.done)
+        waiting = await scheduler.schedule("hang", run_at=dt.timedelta(hours=1))
+        assert await scheduler.cancel_many(type="hang") == CancelCounts(cancelled=1, cancelling=2)
+
+        async def both_ended() -> bool:
+            states = [(await scheduler.get_job(i)).state for i in ids]
+            return states == [JobState.CANCELLED, JobState.CANCELLED]
+
+        await until(both_ended)
+    assert (await scheduler.get_job(waiting)).state is JobState.CANCELLED
+
+
+async def test_cancel_many_needs_a_filter(scheduler: Scheduler) -> None:
+    with pytest.raises(ConfigError, match="queue= or type="):
+        await scheduler.cancel_many()
+    with pytest.raises(ConfigError):
+        await scheduler.cancel_many(queue="")
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+async def test_handler_verdicts_end_the_job_at_once(
+    scheduler: Scheduler, db: asyncpg.Connection, sync: bool
+) -> None:
+    """Cancel and Skip win over the retry filter: one run each, no retry, not an error."""
+    retry = LinearBackoff(max_retries=5, base_delay=0)
+    if sync:
+
+        @scheduler.job("cancel", retry=retry)
+        def cancel_sync(job: Job) -> None:
+            raise Cancel("the account was closed")
+
+        @scheduler.job("skip", retry=retry)
+        def skip_sync(job: Job) -> None:
+            raise Skip("nothing to send today")
+
+    else:
+
+        @scheduler.job("cancel", retry=retry)
+        async def cancel(job: Job) -> None:
+            raise Cancel("the account was closed")
+
+        @scheduler.job("skip", retry=retry)
+        async def skip(job: Job) -> None:
+            raise Skip("nothing to send today")
+
+    async with running(scheduler.worker(poll_interval=60)):
+        cancelled = await scheduler.schedule("cancel")
+        skipped = await scheduler.schedule("skip")
+        await _logged(db, scheduler.schema, cancelled, 1)
+        await _logged(db, scheduler.schema, skipped, 1)
+    c, s = await scheduler.get_job(cancelled), await scheduler.get_job(skipped)
+    assert (c.state, c.errors, [(r.outcome, r.error) for r in c.runs]) == (
+        JobState.CANCELLED,
+        0,
+        [(Outcome.CANCELLED, "the account was closed")],
+    )
+    assert (s.state, s.errors, s.result, [(r.outcome, r.error) for r in s.runs]) == (
+        JobState.SUCCEEDED,
+        0,
+        None,
+        [(Outcome.SUCCEEDED, "skipped: nothing to send today")],
+    )
+    assert await hot_count(db, scheduler.schema) == 0
