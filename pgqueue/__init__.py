@@ -23,7 +23,7 @@ from ._errors import (
     UnknownJobTypeError,
 )
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
-from ._records import CancelCounts, JobRecord, JobState, RunRecord
+from ._records import CancelCounts, JobRecord, JobState, JobStats, Page, RunRecord
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
 from ._verdicts import Cancel, Skip
@@ -44,8 +44,10 @@ __all__ = [
     "JobNotFound",
     "JobRecord",
     "JobState",
+    "JobStats",
     "LinearBackoff",
     "Outcome",
+    "Page",
     "ParamsEncodeError",
     "PgQueueError",
     "RunInfo",

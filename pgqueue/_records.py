@@ -15,7 +15,7 @@ from typing import Any
 
 from ._models import Outcome
 
-__all__ = ["CancelCounts", "JobRecord", "JobState", "RunRecord"]
+__all__ = ["CancelCounts", "JobRecord", "JobState", "JobStats", "Page", "RunRecord"]
 
 
 class JobState(enum.StrEnum):
@@ -122,3 +122,23 @@ class CancelCounts:
     """Waiting jobs that ended as cancelled at once."""
     cancelling: int
     """Running jobs whose workers were told to stop them (they record ``cancelled``)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    """One page of :meth:`Scheduler.list_jobs`, newest job first."""
+
+    items: tuple[JobRecord, ...]
+    """The jobs of this page."""
+    cursor: str | None
+    """Pass it as ``cursor=`` for the next page; None when this page is the last."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobStats:
+    """Live jobs (pending, scheduled, running) counted, from :meth:`Scheduler.stats`."""
+
+    by_queue: dict[str, dict[JobState, int]]
+    """Per queue, the count of each live state (absent states are 0)."""
+    by_type: dict[str, dict[JobState, int]]
+    """Per job type, the count of each live state."""

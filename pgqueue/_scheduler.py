@@ -15,13 +15,13 @@ database cannot be reached the call raises :class:`DatabaseUnavailableError` (a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import NamedTuple, Self, TypeVar
 
 import anyio
 
+from ._boundary import translate, translated
 from ._codec import encode
 from ._config import (
     MAX_ATTEMPTS,
@@ -35,19 +35,15 @@ from ._config import (
 )
 from ._errors import (
     ConfigError,
-    DatabaseUnavailableError,
-    JobNotFound,
-    PgQueueError,
-    SchemaNotMigratedError,
     check_delay,
-    describe,
 )
+from ._manage import DEFAULT_PAGE, Management
 from ._models import CancelResult, JobHandler
-from ._records import CancelCounts, JobRecord
+from ._records import CancelCounts, JobRecord, JobState, JobStats, Page
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
 from .store import CallerConnection, Store
-from .store.postgres import Pool, PostgresStore, create_pool, is_unavailable, is_undefined_object
+from .store.postgres import Pool, PostgresStore, create_pool
 from .worker import Worker
 
 __all__ = ["Scheduler"]
@@ -76,36 +72,6 @@ class _Target(NamedTuple):
     delay: float | None
     priority: int
     timeout: float | None
-
-
-def _translate(action: str, schema: str, exc: Exception) -> PgQueueError | None:
-    """The pgqueue error to raise instead of the driver's ``exc``, or None to let it through.
-
-    An unreachable database becomes :class:`DatabaseUnavailableError`; a missing table or
-    column (a schema never migrated, or older than the code) :class:`SchemaNotMigratedError`.
-    """
-    if is_unavailable(exc):
-        return DatabaseUnavailableError(
-            f"{action}: the database is unavailable ({describe(exc)}); nothing was written"
-        )
-    if is_undefined_object(exc):
-        return SchemaNotMigratedError(
-            f"{action}: schema {schema!r} is not migrated or older than this pgqueue ({exc}): "
-            "run `pgqueue migrate` (or `await scheduler.migrate()`); nothing was written"
-        )
-    return None
-
-
-@asynccontextmanager
-async def _translated(action: str, schema: str) -> AsyncIterator[None]:
-    """Raise pgqueue's error for a driver error that has one (see :func:`_translate`)."""
-    try:
-        yield
-    except Exception as exc:
-        err = _translate(action, schema, exc)
-        if err is not None:
-            raise err from exc
-        raise
 
 
 def _check_priority(priority: int) -> int:
@@ -169,6 +135,7 @@ class Scheduler:
         self._store: PostgresStore | None = None
         self._open_lock = anyio.Lock()
         self.registry = Registry()
+        self._manage = Management(self.open, schema)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -213,7 +180,7 @@ class Scheduler:
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations (idempotent, safe to run concurrently); returns versions applied."""
-        async with _translated("migrate", self.schema):
+        async with translated("migrate", self.schema):
             return await (await self.open()).migrate()
 
     async def cancel(self, job_id: int) -> CancelResult:
@@ -224,8 +191,37 @@ class Scheduler:
         """
         if isinstance(job_id, bool) or not isinstance(job_id, int):
             raise ConfigError(f"job_id must be an integer, got {job_id!r}")
-        async with _translated("cancel", self.schema):
+        async with translated("cancel", self.schema):
             return await (await self.open()).job_cancel(job_id)
+
+    # -- management: see _manage.py --------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> JobRecord:
+        """The job with this id, live or finished, with its state and logged runs.
+
+        Raises :class:`JobNotFound` when no live job has the id and no run of it was logged.
+        """
+        return await self._manage.get_job(job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        type: str | None = None,  # noqa: A002 - the job type's name, as in schedule()
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of jobs, live and finished, newest first (see :meth:`Management.list_jobs`)."""
+        return await self._manage.list_jobs(state=state, queue=queue, type_=type, limit=limit, cursor=cursor)
+
+    async def queue_depth(self, queue: str | None = None) -> int:
+        """Jobs due now and waiting for a worker (state ``pending``), in ``queue`` or all queues."""
+        return await self._manage.queue_depth(queue)
+
+    async def stats(self) -> JobStats:
+        """Live jobs counted by queue and state, and by type and state."""
+        return await self._manage.stats()
 
     async def cancel_many(self, *, queue: str | None = None, type: str | None = None) -> CancelCounts:  # noqa: A002 - the job type's name, as in schedule()
         """Cancel every live job of ``queue`` and/or ``type``, as :meth:`cancel` does each one.
@@ -234,26 +230,7 @@ class Scheduler:
         workers told. One transaction: jobs being claimed meanwhile are waited for, none is
         missed. At least one filter is required (cancelling every job is not a default).
         """
-        if queue is None and type is None:
-            raise ConfigError("cancel_many needs queue= or type= (or both)")
-        for kind, name in (("queue", queue), ("job type", type)):
-            if name is not None:
-                check_name(kind, name)
-        async with _translated("cancel_many", self.schema):
-            return await (await self._open()).job_cancel_many(queue, type)
-
-    async def get_job(self, job_id: int) -> JobRecord:
-        """The job with this id, live or finished, with its state and logged runs.
-
-        Raises :class:`JobNotFound` when no live job has the id and no run of it was logged.
-        """
-        if isinstance(job_id, bool) or not isinstance(job_id, int):
-            raise ConfigError(f"job_id must be an integer, got {job_id!r}")
-        async with _translated("get_job", self.schema):
-            record = await (await self._open()).job_get(job_id)
-        if record is None:
-            raise JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
-        return record
+        return await self._manage.cancel_many(queue=queue, type_=type)
 
     # -- registration ---------------------------------------------------------------------
 
@@ -333,14 +310,14 @@ class Scheduler:
         """
         t = self._prepare(type, queue, run_at, priority, timeout)
         encoded = encode(params)
-        try:  # not _translated(): schedule() is on the pickup-latency path, and a context manager costs
+        try:  # not translated(): schedule() is on the pickup-latency path, and a context manager costs
             store = self._store or await self.open()
             return await store.job_insert(
                 conn, queue=t.queue, type_=type, params=encoded, run_at=t.run_at, priority=t.priority,
                 timeout_s=t.timeout, delay_s=t.delay,
             )  # fmt: skip
         except Exception as exc:
-            err = _translate("schedule", self.schema, exc)
+            err = translate("schedule", self.schema, exc)
             if err is not None:
                 raise err from exc
             raise
@@ -372,7 +349,7 @@ class Scheduler:
         if not encoded:
             return []
         ids: list[int] = []
-        async with _translated("schedule_many", self.schema):
+        async with translated("schedule_many", self.schema):
             store = await self.open()
             for start in range(0, len(encoded), chunk_size):
                 ids += await store.job_insert_many(

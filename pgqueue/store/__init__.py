@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pgqueue._models import CancelResult, Row
-from pgqueue._records import CancelCounts, JobRecord
+from pgqueue._records import CancelCounts, JobRecord, JobState
 
 from .batch import FinalizeResult, FlushBatch
 
@@ -217,6 +217,16 @@ class ManageStore(Protocol):
 
     async def job_cancel_many(self, queue: str | None, type_: str | None) -> CancelCounts:
         """Cancel every live job of ``queue`` and/or ``type_`` (None matches any)."""
+        ...
+
+    async def job_list(
+        self, *, below: int, queue: str | None, type_: str | None, state: JobState | None, limit: int
+    ) -> list[JobRecord]:
+        """Up to ``limit`` jobs with ids below ``below``, newest first, live and finished."""
+        ...
+
+    async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
+        """Live jobs counted by (queue, type, state)."""
         ...
 
 

@@ -209,3 +209,108 @@ async def test_handler_verdicts_end_the_job_at_once(
         [(Outcome.SUCCEEDED, "skipped: nothing to send today")],
     )
     assert await hot_count(db, scheduler.schema) == 0
+
+
+async def test_list_jobs_pages_newest_first_across_live_and_finished(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    done = Counter(6)
+
+    @scheduler.job("t")
+    async def t(job: Job) -> None:
+        done.hit(job.id)
+
+    finished = await scheduler.schedule_many("t", range(6))
+    async with running(scheduler.worker(poll_interval=60)):
+        await wait(done.done)
+
+        async def all_logged() -> bool:
+            return len(await runs(db, scheduler.schema)) == 6
+
+        await until(all_logged)
+    live = await scheduler.schedule_many("t", range(4), run_at=dt.timedelta(hours=1))
+    everything = sorted([*finished, *live], reverse=True)
+
+    seen: list[int] = []
+    page = await scheduler.list_jobs(limit=3)
+    while True:
+        seen += [r.id for r in page.items]
+        if page.cursor is None:
+            break
+        page = await scheduler.list_jobs(limit=3, cursor=page.cursor)
+    assert seen == everything
+
+    failed_or_none = await scheduler.list_jobs(state="failed")
+    assert (failed_or_none.items, failed_or_none.cursor) == ((), None)
+    succeeded = await scheduler.list_jobs(state=JobState.SUCCEEDED, limit=500)
+    assert [r.id for r in succeeded.items] == sorted(finished, reverse=True)
+    assert all(len(r.runs) == 1 and r.state is JobState.SUCCEEDED for r in succeeded.items)
+    scheduled = await scheduler.list_jobs(state="scheduled", type="t", queue="default")
+    assert [r.id for r in scheduled.items] == sorted(live, reverse=True)
+    assert (await scheduler.list_jobs(queue="elsewhere")).items == ()
+
+
+async def test_paging_while_jobs_are_inserted_and_finished_has_no_duplicates_or_gaps(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Page through 10,000 jobs while a worker finishes them and new ones arrive: every job
+    that existed when paging began is seen exactly once, and no newer one shows up."""
+    scheduler.register("t", lambda job: None)
+    existing = await scheduler.schedule_many("t", range(10_000))
+    worker = scheduler.worker(poll_interval=60, concurrency=4)
+    seen: list[int] = []
+    async with running(worker):
+        page = await scheduler.list_jobs(limit=500)
+        newer: list[int] = []
+        while True:
+            seen += [r.id for r in page.items]
+            newer += await scheduler.schedule_many("t", range(50))  # arrive while paging
+            if page.cursor is None:
+                break
+            page = await scheduler.list_jobs(limit=500, cursor=page.cursor)
+        assert worker.flushes > 0  # jobs did finish while the pages were read
+    assert seen == sorted(existing, reverse=True)
+    assert not set(newer) & set(seen)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"limit": 0},
+        {"limit": 501},
+        {"limit": True},
+        {"state": "done"},
+        {"cursor": "not-a-cursor"},
+        {"cursor": "ajE6LTE"},  # a well-formed cursor for id -1
+        {"queue": ""},
+    ],
+)
+async def test_list_jobs_refuses_bad_arguments(scheduler: Scheduler, kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        await scheduler.list_jobs(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_queue_depth_and_stats_count_live_jobs(scheduler: Scheduler) -> None:
+    started = Counter(1)
+
+    @scheduler.job("hang", queue="slow")
+    async def hang(job: Job) -> None:
+        started.hit(job.id)
+        await anyio.sleep_forever()
+
+    scheduler.register("t", lambda job: None, queue="q1")
+    await scheduler.schedule_many("t", range(3))
+    await scheduler.schedule("t", run_at=dt.timedelta(hours=1))
+    await scheduler.schedule("t", queue="q2")
+    assert await scheduler.queue_depth() == 4
+    assert await scheduler.queue_depth("q1") == 3
+    async with running(scheduler.worker(queues=["slow"], poll_interval=60, shutdown_grace=0.1)):
+        await scheduler.schedule("hang")
+        await wait(started.done)
+        stats = await scheduler.stats()
+        assert await scheduler.queue_depth("slow") == 0  # running is not waiting
+    assert stats.by_queue["q1"] == {JobState.PENDING: 3, JobState.SCHEDULED: 1, JobState.RUNNING: 0}
+    assert stats.by_queue["q2"][JobState.PENDING] == 1
+    assert stats.by_queue["slow"][JobState.RUNNING] == 1
+    assert stats.by_type["t"] == {JobState.PENDING: 4, JobState.SCHEDULED: 1, JobState.RUNNING: 0}
+    assert await scheduler.queue_depth("slow") == 1  # interrupted at shutdown: waiting again

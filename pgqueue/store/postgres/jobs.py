@@ -9,7 +9,7 @@ from typing import cast
 import asyncpg
 
 from pgqueue._models import CancelResult, Row
-from pgqueue._records import CancelCounts, JobRecord
+from pgqueue._records import CancelCounts, JobRecord, JobState
 from pgqueue.store import CallerConnection, Held
 
 from .pool import StoreBase
@@ -118,10 +118,45 @@ class JobsMixin(StoreBase):
 
     async def job_get(self, job_id: int) -> JobRecord | None:
         """A live or finished job with its runs; None when neither table knows the id."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             live = await conn.fetchrow(self.q.job_get, job_id)
-            runs = await conn.fetch(self.q.job_runs_get, job_id)
+            runs = await conn.fetch(self.q.job_runs_get_many, [job_id])
         return job_record(job_id, live, runs)
+
+    async def job_list(
+        self, *, below: int, queue: str | None, type_: str | None, state: JobState | None, limit: int
+    ) -> list[JobRecord]:
+        """Up to ``limit`` jobs with ids below ``below``, newest first, live and finished.
+
+        One snapshot (repeatable read) for the three reads, so a job that ends meanwhile is
+        seen once, on one side.
+        """
+        live_state = None if state is None or state.finished else state
+        done_state = None if state is None or not state.finished else state
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            live = (
+                []
+                if done_state
+                else await conn.fetch(self.q.job_list_live, below, queue, type_, live_state, limit)
+            )
+            done = (
+                []
+                if live_state
+                else await conn.fetch(self.q.job_list_finished, below, queue, type_, done_state, limit)
+            )
+            by_id = {r["id"]: r for r in live}
+            ids = sorted([*by_id, *(r[0] for r in done)], reverse=True)[:limit]
+            run_rows = await conn.fetch(self.q.job_runs_get_many, ids) if ids else []
+        runs: dict[int, list[asyncpg.Record]] = {}
+        for row in run_rows:
+            runs.setdefault(row["job_id"], []).append(row)
+        records = [job_record(i, by_id.get(i), runs.get(i, [])) for i in ids]
+        return [r for r in records if r is not None]
+
+    async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
+        """Live jobs counted by (queue, type, state)."""
+        rows = await self.pool.fetch(self.q.job_stats)
+        return [(r[0], r[1], JobState(r[2]), int(r[3])) for r in rows]
 
     async def job_cancel_requested_many(self, ids: Sequence[int]) -> set[int]:
         """Which of these jobs were flagged by cancel()."""

@@ -59,7 +59,10 @@ class Queries:
     job_cancel_requested_many: str
     job_lock_many: str
     job_get: str
-    job_runs_get: str
+    job_runs_get_many: str
+    job_list_live: str
+    job_list_finished: str
+    job_stats: str
     worker_reap_lock: str
     worker_reap_release: str
     jobs_dead_tuples: str

@@ -163,3 +163,33 @@ SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_
             ELSE 'pending' END AS state
 FROM {schema}.jobs
 WHERE id = $1;
+
+-- name: job_list_live
+-- why: list_jobs(), live side: newest first from the cursor, by the primary key backwards,
+--      filtered on the way; the caller merges it with the finished side.
+-- params: $1 below this id bigint, $2 queue text (NULL = any), $3 type text (NULL = any),
+--         $4 state text (NULL = any live state), $5 limit int
+SELECT * FROM (
+    SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error,
+           inserted_at, run_at, claimed_at,
+           CASE WHEN worker_id IS NOT NULL THEN 'running'
+                WHEN delayed AND run_at > now() THEN 'scheduled'
+                ELSE 'pending' END AS state
+    FROM {schema}.jobs
+    WHERE id < $1 AND ($2::text IS NULL OR queue = $2::text) AND ($3::text IS NULL OR type = $3::text)
+    ORDER BY id DESC
+) AS live
+WHERE $4::text IS NULL OR state = $4::text
+LIMIT $5;
+
+-- name: job_stats
+-- why: stats() and queue_depth(): live jobs counted by queue, type and state in one pass
+--      over the hot table (which holds live jobs only, so it stays small).
+-- params: none
+SELECT queue, type,
+       CASE WHEN worker_id IS NOT NULL THEN 'running'
+            WHEN delayed AND run_at > now() THEN 'scheduled'
+            ELSE 'pending' END AS state,
+       count(*) AS n
+FROM {schema}.jobs
+GROUP BY 1, 2, 3;

@@ -85,12 +85,31 @@ SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
        (SELECT count(*) FROM logged) AS runs_logged,
        (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in;
 
--- name: job_runs_get
--- why: get_job(): every logged run of one job, in attempt order (the job_id index), with
---      the job's own fields, which a finished job has nowhere else.
--- params: $1 job id bigint
-SELECT attempt, outcome, worker_id, run_at, started_at, finished_at, retry_at, error,
+-- name: job_runs_get_many
+-- why: get_job() and list_jobs(): every logged run of some jobs, by job and attempt (the
+--      job_id index), with the job's own fields, which a finished job has nowhere else.
+-- params: $1 job ids bigint[]
+SELECT job_id, attempt, outcome, worker_id, run_at, started_at, finished_at, retry_at, error,
        result::text AS result, queue, type, params::text AS params, priority, inserted_at
 FROM {schema}.job_runs
-WHERE job_id = $1
-ORDER BY attempt, started_at;
+WHERE job_id = ANY($1::bigint[])
+ORDER BY job_id, attempt, started_at;
+
+-- name: job_list_finished
+-- why: list_jobs(), finished side: the jobs below the cursor that have left the hot table,
+--      newest first, read backwards on the job_id index, each judged by its last run (the
+--      state filter applies to how that run ended).
+-- params: $1 below this id bigint, $2 queue text (NULL = any), $3 type text (NULL = any),
+--         $4 state text (NULL = any finished state), $5 limit int
+SELECT job_id FROM (
+    SELECT DISTINCT ON (r.job_id) r.job_id,
+           CASE r.outcome WHEN 'succeeded' THEN 'succeeded' WHEN 'cancelled' THEN 'cancelled'
+                ELSE 'failed' END AS state
+    FROM {schema}.job_runs r
+    WHERE r.job_id < $1 AND ($2::text IS NULL OR r.queue = $2::text)
+      AND ($3::text IS NULL OR r.type = $3::text)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.id = r.job_id)
+    ORDER BY r.job_id DESC, r.attempt DESC, r.started_at DESC
+) AS finished
+WHERE $4::text IS NULL OR state = $4::text
+LIMIT $5;

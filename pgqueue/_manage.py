@@ -1,0 +1,145 @@
+"""Job management behind the Scheduler's methods: look up, list, count, cancel in bulk.
+
+Everything here reads or writes outside the worker's path (the hot table by primary key,
+the run log by its job-id index), so a job nobody manages costs nothing more to schedule,
+claim or finish. Arguments are checked before the database is touched; driver errors go
+through the boundary's translation.
+
+Listing is keyset pagination on the job id, newest first, with an opaque cursor: a page
+holds the jobs below the cursor's id, so jobs scheduled while paging never appear (they
+have higher ids) and a job that ends between two pages keeps its id and is seen once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+
+from ._boundary import translated
+from ._config import check_name
+from ._errors import ConfigError, JobNotFound
+from ._records import CancelCounts, JobRecord, JobState, JobStats, Page
+from .store import ManageStore
+
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Management"]
+
+DEFAULT_PAGE = 50  # jobs per list_jobs page
+MAX_PAGE = 500  # the largest page list_jobs serves
+_TOP = 2**63 - 1  # "below" for the first page: above every bigint id
+_CURSOR_PREFIX = "j1:"  # versions the cursor's format, so a future one can change it
+
+
+def encode_cursor(last_id: int) -> str:
+    """The opaque cursor that continues after the job ``last_id``."""
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The id a cursor continues below; ConfigError for anything list_jobs did not return."""
+    if cursor is None:
+        return _TOP
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if text.startswith(_CURSOR_PREFIX):
+            value = int(text.removeprefix(_CURSOR_PREFIX))
+            if 0 < value <= _TOP:
+                return value
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise ConfigError(f"cursor {cursor!r} is not one that list_jobs returned")
+
+
+def _check_id(job_id: object) -> int:
+    if isinstance(job_id, bool) or not isinstance(job_id, int):
+        raise ConfigError(f"job_id must be an integer, got {job_id!r}")
+    return job_id
+
+
+def _check_state(state: JobState | str | None) -> JobState | None:
+    if state is None:
+        return None
+    try:
+        return JobState(state)
+    except ValueError:
+        known = ", ".join(s.value for s in JobState)
+        raise ConfigError(f"unknown job state {state!r} (states: {known})") from None
+
+
+class Management:
+    """The management calls of one scheduler, on the store its ``open`` returns."""
+
+    def __init__(self, open_store: Callable[[], Awaitable[ManageStore]], schema: str) -> None:
+        self._open = open_store
+        self._schema = schema
+
+    async def get_job(self, job_id: int) -> JobRecord:
+        """The job, live or finished, with its runs; JobNotFound when nothing knows the id."""
+        _check_id(job_id)
+        async with translated("get_job", self._schema):
+            record = await (await self._open()).job_get(job_id)
+        if record is None:
+            raise JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
+        return record
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | str | None,
+        queue: str | None,
+        type_: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        """A page of jobs (``limit`` from 1 to 500), newest first, below ``cursor``'s job.
+
+        Filters combine; a finished job is filtered by how its last run ended. Items carry
+        their runs, as get_job's do.
+        """
+        wanted = _check_state(state)
+        for kind, name in (("queue", queue), ("job type", type_)):
+            if name is not None:
+                check_name(kind, name)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ConfigError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
+        below = decode_cursor(cursor)
+        async with translated("list_jobs", self._schema):
+            items = await (await self._open()).job_list(
+                below=below, queue=queue, type_=type_, state=wanted, limit=limit
+            )
+        more = len(items) == limit
+        return Page(tuple(items), encode_cursor(items[-1].id) if more else None)
+
+    async def queue_depth(self, queue: str | None) -> int:
+        """Pending jobs (due now, not claimed) in ``queue``, or in every queue."""
+        if queue is not None:
+            check_name("queue", queue)
+        counts = await self._counts()
+        return sum(n for q, _, s, n in counts if s is JobState.PENDING and (queue is None or q == queue))
+
+    async def stats(self) -> JobStats:
+        """Live jobs by queue × state and by type × state."""
+        by_queue: dict[str, dict[JobState, int]] = {}
+        by_type: dict[str, dict[JobState, int]] = {}
+        for queue, type_, state, n in await self._counts():
+            for table, key in ((by_queue, queue), (by_type, type_)):
+                row = table.setdefault(key, dict.fromkeys(_LIVE, 0))
+                row[state] += n
+        return JobStats(by_queue, by_type)
+
+    async def cancel_many(self, *, queue: str | None, type_: str | None) -> CancelCounts:
+        """Cancel every live job of ``queue`` and/or ``type_``; one filter at least."""
+        if queue is None and type_ is None:
+            raise ConfigError("cancel_many needs queue= or type= (or both)")
+        for kind, name in (("queue", queue), ("job type", type_)):
+            if name is not None:
+                check_name(kind, name)
+        async with translated("cancel_many", self._schema):
+            return await (await self._open()).job_cancel_many(queue, type_)
+
+    async def _counts(self) -> list[tuple[str, str, JobState, int]]:
+        async with translated("stats", self._schema):
+            return await (await self._open()).job_stats()
+
+
+_LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING)
