@@ -6,6 +6,7 @@
     ├── ConfigError                 (also ValueError) a bad option, named in the message
     ├── UnknownJobTypeError         (also ValueError) scheduling a type nobody registered
     ├── JobNotFound                 (also LookupError) no live or finished job has that id
+    ├── InvalidStateError           (also ValueError) the job's state does not allow that
     ├── ParamsEncodeError           (also TypeError)  params orjson cannot encode
     ├── DatabaseUnavailableError    (also ConnectionError) the server could not be reached;
     │                               nothing was written
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DatabaseUnavailableError",
     "ErrorWithRetry",
+    "InvalidStateError",
     "JobNotFound",
     "ParamsEncodeError",
     "PgQueueError",
@@ -99,6 +101,18 @@ class UnknownJobTypeError(PgQueueError, ValueError):
 
 class JobNotFound(PgQueueError, LookupError):  # noqa: N818 - kronos' and River's name for it
     """No live or finished job has that id (or its runs were never logged)."""
+
+
+class InvalidStateError(PgQueueError, ValueError):
+    """The job's state does not allow the transition (``job 42 is succeeded``); nothing changed.
+
+    ``state`` is the job's state when the call was refused.
+    """
+
+    def __init__(self, job_id: int, state: str, action: str) -> None:
+        super().__init__(f"cannot {action} job {job_id}: job {job_id} is {state}")
+        self.job_id = job_id
+        self.state = state
 
 
 class ParamsEncodeError(PgQueueError, TypeError):

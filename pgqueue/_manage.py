@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from ._boundary import translated
 from ._config import check_name
-from ._errors import ConfigError, JobNotFound
+from ._errors import ConfigError, InvalidStateError, JobNotFound
 from ._records import CancelCounts, JobRecord, JobState, JobStats, Page
 from .store import ManageStore
 
@@ -137,9 +137,42 @@ class Management:
         async with translated("cancel_many", self._schema):
             return await (await self._open()).job_cancel_many(queue, type_)
 
+    async def retry(self, job_id: int) -> None:
+        """Put a failed or cancelled job back, due now, under its own id (see the README)."""
+        _check_id(job_id)
+        async with translated("retry", self._schema):
+            store = await self._open()
+            if await store.job_retry_many([job_id], None, None, _RETRYABLE):
+                return
+            record = await store.job_get(job_id)
+        if record is None:
+            raise JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
+        raise InvalidStateError(job_id, record.state.value, "retry")
+
+    async def retry_many(self, *, queue: str | None, type_: str | None) -> list[int]:
+        """Put every failed job of ``queue`` and/or ``type_`` back; the ids, ascending."""
+        for kind, name in (("queue", queue), ("job type", type_)):
+            if name is not None:
+                check_name(kind, name)
+        async with translated("retry_many", self._schema):
+            return await (await self._open()).job_retry_many(None, queue, type_, (JobState.FAILED,))
+
+    async def delete(self, job_id: int) -> None:
+        """Remove a pending or scheduled job; its logged runs stay."""
+        _check_id(job_id)
+        async with translated("delete", self._schema):
+            store = await self._open()
+            if await store.job_delete(job_id):
+                return
+            record = await store.job_get(job_id)
+        if record is None:
+            raise JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
+        raise InvalidStateError(job_id, record.state.value, "delete")
+
     async def _counts(self) -> list[tuple[str, str, JobState, int]]:
         async with translated("stats", self._schema):
             return await (await self._open()).job_stats()
 
 
 _LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING)
+_RETRYABLE = (JobState.FAILED, JobState.CANCELLED)

@@ -32,7 +32,7 @@ __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLog
 # field is a measurable share of a no-op job. ROW_RUN_AT and ROW_INSERTED_AT hold epoch
 # seconds (see the query): the properties build the datetimes when asked.
 ROW_ID, ROW_QUEUE, ROW_TYPE, ROW_PARAMS, ROW_PRIORITY, ROW_ATTEMPT, ROW_ERRORS, ROW_LAST_ERROR = range(8)
-ROW_RUN_AT, ROW_INSERTED_AT, ROW_TIMEOUT, ROW_CANCEL_REQUESTED = range(8, 12)
+ROW_RUN_AT, ROW_INSERTED_AT, ROW_TIMEOUT, ROW_CANCEL_REQUESTED, ROW_COUNTED = range(8, 13)
 _UTC = dt.UTC
 _FROMTS = dt.datetime.fromtimestamp
 _UNSET: Any = object()
@@ -85,7 +85,7 @@ class Job:
             (run_at or now).timestamp(),
             (inserted_at or now).timestamp(),
         )
-        self._row: Row = (*row, timeout, False)
+        self._row: Row = (*row, timeout, False, attempt)
         self._params = params
 
     @property

@@ -223,6 +223,26 @@ class Scheduler:
         """Live jobs counted by queue and state, and by type and state."""
         return await self._manage.stats()
 
+    async def retry(self, job_id: int) -> None:
+        """Run a failed or cancelled job again, now, under its own id.
+
+        Its runs keep their numbers (the next one is its last attempt + 1) and stay in its
+        history; its budget starts afresh (``max_attempts`` and the filter's retries count
+        from here). A live or succeeded job raises :class:`InvalidStateError`.
+        """
+        await self._manage.retry(job_id)
+
+    async def retry_many(self, *, queue: str | None = None, type: str | None = None) -> list[int]:  # noqa: A002 - the job type's name, as in schedule()
+        """Run every failed job of ``queue`` and/or ``type`` (or all) again; returns their ids."""
+        return await self._manage.retry_many(queue=queue, type_=type)
+
+    async def delete(self, job_id: int) -> None:
+        """Remove a pending or scheduled job; its logged runs stay.
+
+        A running or ended job raises :class:`InvalidStateError`, an unknown id :class:`JobNotFound`.
+        """
+        await self._manage.delete(job_id)
+
     async def cancel_many(self, *, queue: str | None = None, type: str | None = None) -> CancelCounts:  # noqa: A002 - the job type's name, as in schedule()
         """Cancel every live job of ``queue`` and/or ``type``, as :meth:`cancel` does each one.
 

@@ -229,6 +229,16 @@ class ManageStore(Protocol):
         """Live jobs counted by (queue, type, state)."""
         ...
 
+    async def job_retry_many(
+        self, ids: Sequence[int] | None, queue: str | None, type_: str | None, states: Sequence[JobState]
+    ) -> list[int]:
+        """Put finished jobs whose last run ended in ``states`` back, due now; their ids."""
+        ...
+
+    async def job_delete(self, job_id: int) -> bool:
+        """Remove a live job no worker holds; False when there is none to remove."""
+        ...
+
 
 class AdminStore(Protocol):
     """Migrations and the schema version."""

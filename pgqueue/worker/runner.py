@@ -42,7 +42,7 @@ from pgqueue._clock import Clock
 from pgqueue._codec import encode
 from pgqueue._errors import ErrorWithRetry, describe
 from pgqueue._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
-from pgqueue._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
+from pgqueue._models import ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
 from pgqueue._registry import JobType, Registry
 from pgqueue._verdicts import Cancel, Verdict
 
@@ -228,7 +228,7 @@ class Runner:
         cancelled = self._jobs.cancelled
         if (
             row[ROW_CANCEL_REQUESTED]
-            or row[ROW_ATTEMPT] > jt.max_attempts
+            or row[ROW_COUNTED] > jt.max_attempts
             or (cancelled and row[ROW_ID] in cancelled)
         ):
             return self._refuse(job, jt, started)
@@ -302,9 +302,10 @@ class Runner:
 
     def _refuse(self, job: Job, jt: JobType, started: float) -> RunResult:
         """End a claimed job without running it: cancelled meanwhile, or out of attempts."""
-        if job.attempt > jt.max_attempts:
+        counted = job.row[ROW_COUNTED]
+        if counted > jt.max_attempts:
             error = (
-                f"gave up: this would be run {job.attempt} of a job allowed max_attempts={jt.max_attempts}; "
+                f"gave up: this would be run {counted} of a job allowed max_attempts={jt.max_attempts}; "
                 f"the last run ended with: {job.last_error or 'no error recorded'}"
             )
             _log.warning(
@@ -379,7 +380,7 @@ class Runner:
         elif isinstance(exc, ErrorWithRetry):
             decided = exc
         retry = decided if isinstance(decided, ErrorWithRetry) else None
-        if jt is None or (retry is not None and job.attempt >= jt.max_attempts):
+        if jt is None or (retry is not None and job.row[ROW_COUNTED] >= jt.max_attempts):
             retry = None  # unknown types end at once; max_attempts caps every policy
         finished = self._clock.time()
         text = error_text(exc if decided is exc or retry is not None else decided)

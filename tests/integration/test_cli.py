@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from pgqueue import Scheduler
+from pgqueue.store.postgres.migrate import LATEST_VERSION
 from tests._support import ROOT_DIR, until
 
 pytestmark = pytest.mark.pg
@@ -38,7 +39,7 @@ async def test_migrate_command(dsn: str, schema_name: str, db: asyncpg.Connectio
     try:
         first = _pgqueue("migrate", env=_env(dsn, schema_name))
         assert first.returncode == 0, first.stderr
-        assert f"schema '{schema_name}': applied [1]" in first.stdout
+        assert f"schema '{schema_name}': applied {list(range(1, LATEST_VERSION + 1))}" in first.stdout
         second = _pgqueue("migrate", env=_env(dsn, schema_name))
         assert "up to date" in second.stdout
     finally:

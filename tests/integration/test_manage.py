@@ -12,6 +12,7 @@ from pgqueue import (
     Cancel,
     CancelCounts,
     ConfigError,
+    InvalidStateError,
     Job,
     JobNotFound,
     JobState,
@@ -314,3 +315,97 @@ async def test_queue_depth_and_stats_count_live_jobs(scheduler: Scheduler) -> No
     assert stats.by_queue["slow"][JobState.RUNNING] == 1
     assert stats.by_type["t"] == {JobState.PENDING: 4, JobState.SCHEDULED: 1, JobState.RUNNING: 0}
     assert await scheduler.queue_depth("slow") == 1  # interrupted at shutdown: waiting again
+
+
+async def test_retry_of_a_failed_job_keeps_its_id_and_history_with_a_fresh_budget(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """max_attempts=2: two runs, failed. retry(): runs 3 and 4 (numbering continues), again
+    two runs of budget (not refused at once), appended to the same history."""
+    seen: list[tuple[int, int]] = []
+
+    @scheduler.job("t", retry=LinearBackoff(max_retries=5, base_delay=0), max_attempts=2)
+    async def t(job: Job) -> None:
+        seen.append((job.attempt, job.errors))
+        raise ValueError(f"run {job.attempt}")
+
+    async with running(scheduler.worker(poll_interval=60)):
+        job_id = await scheduler.schedule("t", {"k": 1})
+        await _logged(db, scheduler.schema, job_id, 2)
+        assert (await scheduler.get_job(job_id)).state is JobState.FAILED
+        await scheduler.retry(job_id)
+        assert (await scheduler.get_job(job_id)).state in {JobState.PENDING, JobState.RUNNING}
+        await _logged(db, scheduler.schema, job_id, 4)
+    record = await scheduler.get_job(job_id)
+    assert record.state is JobState.FAILED
+    assert [r.attempt for r in record.runs] == [1, 2, 3, 4]
+    assert seen == [(1, 0), (2, 1), (3, 0), (4, 1)]  # errors start afresh too
+    assert (record.params, record.inserted_at) == ({"k": 1}, record.runs[0].run_at)
+
+
+async def test_retry_refuses_live_and_succeeded_jobs_and_changes_nothing(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    done = Counter(1)
+
+    @scheduler.job("t")
+    async def t(job: Job) -> None:
+        done.hit(job.id)
+
+    async with running(scheduler.worker(poll_interval=60)):
+        ok = await scheduler.schedule("t")
+        await wait(done.done)
+        await _logged(db, scheduler.schema, ok, 1)
+    waiting = await scheduler.schedule("t", run_at=dt.timedelta(hours=1))
+    with pytest.raises(InvalidStateError, match=f"job {ok} is succeeded") as info:
+        await scheduler.retry(ok)
+    assert info.value.state == "succeeded"
+    with pytest.raises(InvalidStateError, match=f"job {waiting} is scheduled"):
+        await scheduler.retry(waiting)
+    with pytest.raises(JobNotFound):
+        await scheduler.retry(999_999)
+    assert (await scheduler.get_job(ok)).state is JobState.SUCCEEDED
+    assert await hot_count(db, scheduler.schema) == 1
+
+
+async def test_retry_many_puts_back_the_failed_jobs_of_a_type(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    @scheduler.job("bad")
+    async def bad(job: Job) -> None:
+        raise RuntimeError("no")
+
+    scheduler.register("good", lambda job: None)
+    async with running(scheduler.worker(poll_interval=60)):
+        failed = await scheduler.schedule_many("bad", range(3))
+        for job_id in failed:
+            await _logged(db, scheduler.schema, job_id, 1)
+    cancelled = await scheduler.schedule("bad", run_at=dt.timedelta(hours=1))
+    await scheduler.cancel(cancelled)
+    assert await scheduler.retry_many(type="good") == []
+    assert await scheduler.retry_many(type="bad") == sorted(failed)  # failed ones only
+    assert [(await scheduler.get_job(i)).state for i in failed] == [JobState.PENDING] * 3
+    assert (await scheduler.get_job(cancelled)).state is JobState.CANCELLED
+    assert await scheduler.retry_many(type="bad") == []  # live now: nothing to do twice
+
+
+async def test_delete_removes_a_waiting_job_and_refuses_a_running_one(scheduler: Scheduler) -> None:
+    started = Counter(1)
+
+    @scheduler.job("hang")
+    async def hang(job: Job) -> None:
+        started.hit(job.id)
+        await anyio.sleep_forever()
+
+    waiting = await scheduler.schedule("hang", run_at=dt.timedelta(hours=1))
+    await scheduler.delete(waiting)
+    with pytest.raises(JobNotFound):  # it never ran: nothing is left of it
+        await scheduler.get_job(waiting)
+    with pytest.raises(JobNotFound):
+        await scheduler.delete(waiting)
+    async with running(scheduler.worker(poll_interval=60, shutdown_grace=0.1)):
+        busy = await scheduler.schedule("hang")
+        await wait(started.done)
+        with pytest.raises(InvalidStateError, match=f"job {busy} is running"):
+            await scheduler.delete(busy)
+        assert (await scheduler.get_job(busy)).state is JobState.RUNNING

@@ -7,7 +7,8 @@ import asyncpg
 import pytest
 
 from pgqueue import Job, Scheduler, SchemaNotMigratedError, SchemaTooNewError
-from pgqueue.store.postgres.migrate import LATEST_VERSION
+from pgqueue.store.postgres.migrate import LATEST_VERSION, load_migrations
+from tests._support import Counter, hot_empty, running, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -72,3 +73,54 @@ async def test_migrations_create_the_tables_in_the_configured_schema(
     }
     assert tables == {"jobs", "job_runs", "workers", "schema_version"}
     assert await db.fetchval("SELECT to_regclass('public.jobs')") is None
+
+
+async def test_a_version_1_database_with_live_jobs_upgrades_without_losing_or_rerunning_any(
+    dsn: str, schema_name: str, db: asyncpg.Connection
+) -> None:
+    """Build the schema as pgqueue 1 left it (migration 1 only) with jobs in every live
+    shape, migrate, and run them: each runs exactly once, none is lost."""
+    [(version, name, sql)] = load_migrations()[:1]
+    async with db.transaction():
+        await db.execute(f'CREATE SCHEMA "{schema_name}"')
+        await db.execute(
+            f'CREATE TABLE "{schema_name}".schema_version '
+            "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await db.execute(f'SET LOCAL search_path TO "{schema_name}"')
+        await db.execute(sql)
+        await db.execute(
+            f'INSERT INTO "{schema_name}".schema_version (version, name) VALUES ($1, $2)', version, name
+        )
+        # Due now, due later, and put back after a failed run (attempt 1, errors 1).
+        await db.execute(
+            f"""INSERT INTO "{schema_name}".jobs (queue, type, params, run_at, delayed, attempt, errors)
+                VALUES ('default', 't', '1', now(), false, 0, 0),
+                       ('default', 't', '2', now() + interval '1 second', true, 0, 0),
+                       ('default', 't', '3', now(), true, 1, 1)"""
+        )
+    s = Scheduler(dsn, schema=schema_name)
+    done = Counter(3)
+
+    @s.job("t")
+    async def t(job: Job) -> None:
+        done.hit((job.params, job.attempt))
+
+    try:
+        assert await s.migrate() == list(range(2, LATEST_VERSION + 1))
+        assert await db.fetchval(f'SELECT count(*) FROM "{schema_name}".jobs') == 3
+        async with running(s.worker(poll_interval=0.2)):
+            await wait(done.done)
+            await until(lambda: hot_empty(db, schema_name))
+        assert sorted(done.calls) == [(1, 1), (2, 1), (3, 2)]  # once each; the retry goes on counting
+        outcomes = await db.fetch(
+            f'SELECT params::text, attempt, outcome FROM "{schema_name}".job_runs ORDER BY 1'
+        )
+        assert [(r[0], r[1], r[2]) for r in outcomes] == [
+            ("1", 1, "succeeded"),
+            ("2", 1, "succeeded"),
+            ("3", 2, "succeeded"),
+        ]
+    finally:
+        await s.close()
+        await db.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')

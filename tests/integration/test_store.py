@@ -11,6 +11,7 @@ import pytest
 
 from pgqueue import Job, Scheduler, _models
 from pgqueue.store import FinalizeResult, FlushBatch
+from pgqueue.store.postgres.migrate import LATEST_VERSION
 from tests._support import claim_records, hot_count, pg_store, runs, until
 
 pytestmark = pytest.mark.pg
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.pg
 async def test_every_store_method_against_the_database(scheduler: Scheduler, db: asyncpg.Connection) -> None:
     schema = scheduler.schema
     store = await pg_store(scheduler)
-    assert await store.schema_version() == 1
+    assert await store.schema_version() == LATEST_VERSION
 
     wid, registered_at = await store.worker_register(["q"])
     assert isinstance(registered_at, float)  # the server's clock, epoch seconds
@@ -357,6 +358,7 @@ CLAIM_COLUMNS = {
     "ROW_INSERTED_AT": "inserted_at",
     "ROW_TIMEOUT": "timeout_s",
     "ROW_CANCEL_REQUESTED": "cancel_requested",
+    "ROW_COUNTED": "counted",
 }
 
 

@@ -10,6 +10,7 @@ from pgqueue import ConfigError, Job, Outcome, RunInfo, log_final_runs
 from pgqueue._models import (
     ROW_ATTEMPT,
     ROW_CANCEL_REQUESTED,
+    ROW_COUNTED,
     ROW_ERRORS,
     ROW_ID,
     ROW_INSERTED_AT,
@@ -49,6 +50,7 @@ def claimed_row(
         ROW_INSERTED_AT: inserted_at.timestamp(),
         ROW_TIMEOUT: None,
         ROW_CANCEL_REQUESTED: False,
+        ROW_COUNTED: 2,
     }
     return tuple(values[i] for i in range(len(values)))
 

@@ -153,6 +153,25 @@ class JobsMixin(StoreBase):
         records = [job_record(i, by_id.get(i), runs.get(i, [])) for i in ids]
         return [r for r in records if r is not None]
 
+    async def job_retry_many(
+        self, ids: Sequence[int] | None, queue: str | None, type_: str | None, states: Sequence[JobState]
+    ) -> list[int]:
+        """Put finished jobs whose last run ended in ``states`` back, due now; their ids."""
+        row = await self.pool.fetchrow(
+            self.q.job_retry_many,
+            None if ids is None else list(ids),
+            queue,
+            type_,
+            [s.value for s in states],
+            self.channel,
+        )
+        assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
+        return list(row[0] or [])
+
+    async def job_delete(self, job_id: int) -> bool:
+        """Remove a live job no worker holds; False when there is none to remove."""
+        return await self.pool.fetchval(self.q.job_delete, job_id) is not None
+
     async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
         """Live jobs counted by (queue, type, state)."""
         rows = await self.pool.fetch(self.q.job_stats)

@@ -63,6 +63,8 @@ class Queries:
     job_list_live: str
     job_list_finished: str
     job_stats: str
+    job_retry_many: str
+    job_delete: str
     worker_reap_lock: str
     worker_reap_release: str
     jobs_dead_tuples: str

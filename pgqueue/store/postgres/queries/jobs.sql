@@ -50,7 +50,8 @@ FROM ins;
 --      run_at and inserted_at come back as epoch seconds (float8: the microsecond survives
 --      the round trip until 2106): asyncpg decodes a timestamptz with Python datetime
 --      arithmetic, 1.4 µs per value, and most handlers never read them (Job converts on
---      access).
+--      access). counted is the run's number within its budget (max_attempts): runs before
+--      a retry() do not count.
 --      The rows come back in the order the update met them, not in claim order: the
 --      fetcher sorts them, because a sort here (over a materialized RETURNING) costs the
 --      database, the busier side of the pipeline, a visible share of the statement.
@@ -86,7 +87,7 @@ WHERE j.id = ANY(ARRAY(
 AND EXISTS (SELECT 1 FROM w)
 RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
           date_part('epoch', j.run_at) AS run_at, date_part('epoch', j.inserted_at) AS inserted_at,
-          j.timeout_s, j.cancel_requested;
+          j.timeout_s, j.cancel_requested, j.attempt - j.attempt_base AS counted;
 
 -- name: job_next_due
 -- why: when the queues are drained the fetcher sleeps until the next delayed job is due
@@ -193,3 +194,40 @@ SELECT queue, type,
        count(*) AS n
 FROM {schema}.jobs
 GROUP BY 1, 2, 3;
+
+-- name: job_retry_many
+-- why: retry() and retry_many(): finished jobs go back to the hot table under their own ids,
+--      rebuilt from their last run, due now. Their runs keep counting (attempt continues)
+--      but their budget starts afresh (attempt_base, errors). ON CONFLICT: a job already
+--      live (retried twice at once) is left alone. One notification per queue wakes the
+--      workers. A job's own timeout from schedule() is not in the run log: a retried job
+--      runs with its type's timeout.
+-- params: $1 job ids bigint[] (NULL = any), $2 queue text (NULL = any), $3 type text
+--         (NULL = any), $4 states of the last run to retry text[] ('failed', 'cancelled'),
+--         $5 channel text
+WITH last AS (
+    SELECT DISTINCT ON (r.job_id) r.job_id, r.queue, r.type, r.params, r.priority,
+           r.inserted_at, r.attempt, r.error,
+           CASE r.outcome WHEN 'succeeded' THEN 'succeeded' WHEN 'cancelled' THEN 'cancelled'
+                ELSE 'failed' END AS state
+    FROM {schema}.job_runs r
+    WHERE ($1::bigint[] IS NULL OR r.job_id = ANY($1::bigint[]))
+      AND ($2::text IS NULL OR r.queue = $2::text) AND ($3::text IS NULL OR r.type = $3::text)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.id = r.job_id)
+    ORDER BY r.job_id, r.attempt DESC, r.started_at DESC
+), back AS (
+    INSERT INTO {schema}.jobs (id, queue, type, params, priority, inserted_at, run_at, attempt,
+                               attempt_base, errors, last_error)
+    SELECT job_id, queue, type, params, priority, inserted_at, now(), attempt, attempt, 0, error
+    FROM last
+    WHERE state = ANY($4::text[])
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, queue
+)
+SELECT (SELECT array_agg(id ORDER BY id) FROM back) AS ids,
+       (SELECT count(pg_notify($5::text, 'r:' || q)) FROM (SELECT DISTINCT queue AS q FROM back) AS qs) AS woken;
+
+-- name: job_delete
+-- why: delete(): a live job that no worker holds leaves the hot table; its logged runs stay.
+-- params: $1 job id bigint
+DELETE FROM {schema}.jobs WHERE id = $1 AND worker_id IS NULL RETURNING id;

@@ -1,0 +1,11 @@
+-- 002_retry_budget: a job's budget of runs can start afresh without renumbering its runs.
+--
+-- retry() puts a failed or cancelled job back under its own id: its runs go on being
+-- numbered from its history (attempt keeps counting), but max_attempts must count only
+-- the runs since the retry. attempt_base holds the runs that no longer count; the claim
+-- returns attempt - attempt_base for the max_attempts check.
+--
+-- A constant default: PostgreSQL 11+ adds the column without rewriting the table, so live
+-- jobs stay where they are and a running worker of the previous version is not blocked
+-- for longer than the catalog change.
+ALTER TABLE jobs ADD COLUMN attempt_base integer NOT NULL DEFAULT 0;
