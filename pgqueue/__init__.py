@@ -27,7 +27,7 @@ from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
 from ._records import CancelCounts, JobRecord, JobState, JobStats, Page, RunRecord
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
-from ._verdicts import Cancel, Skip
+from ._verdicts import Cancel, Skip, Snooze
 from .worker import Worker
 
 __version__ = "0.1.0"
@@ -59,6 +59,7 @@ __all__ = [
     "SchemaNotMigratedError",
     "SchemaTooNewError",
     "Skip",
+    "Snooze",
     "UnknownJobTypeError",
     "Worker",
     "chain",

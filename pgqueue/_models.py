@@ -197,6 +197,7 @@ class Outcome(enum.StrEnum):
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
     CRASHED = "crashed"
+    SNOOZED = "snoozed"  # the handler raised Snooze: put back, neither an error nor a counted run
 
 
 class CancelResult(enum.StrEnum):

@@ -26,7 +26,7 @@ class JobState(enum.StrEnum):
         pending ─┬─▶ running ─┬─▶ succeeded
         scheduled ┘     │     ├─▶ failed     (a final error, or retries exhausted)
             ▲           │     └─▶ cancelled  (cancel(), or the handler raised Cancel)
-            └───────────┘  put back: a retry, an interrupted or crashed run
+            └───────────┘  put back: a retry, a snooze, an interrupted or crashed run
 
     ``pending`` and ``scheduled`` end as ``cancelled`` too when cancel() reaches them first.
     """

@@ -7,6 +7,9 @@ at once whatever its retry filter says:
   with the reason as the run's note; never retried.
 - ``raise Skip("nothing to send today")``: the run and the job end as ``succeeded``, with
   ``skipped: <note>`` as the run's note and no result.
+- ``raise Snooze(60)`` (seconds or a timedelta): the run ends ``snoozed`` and the job runs
+  again that much later (by the database's clock), counted neither as an error nor
+  against ``max_attempts``.
 
 They are exceptions so that code deep inside a handler can decide; they subclass
 :class:`~pgqueue.PgQueueError`, so a broad ``except Exception`` in the handler catches them
@@ -15,9 +18,11 @@ too (re-raise them).
 
 from __future__ import annotations
 
-from ._errors import PgQueueError
+import datetime as dt
 
-__all__ = ["Cancel", "Skip", "Verdict"]
+from ._errors import PgQueueError, check_delay
+
+__all__ = ["Cancel", "Skip", "Snooze", "Verdict"]
 
 
 class Verdict(PgQueueError):  # noqa: N818 - a handler's decision, not an error
@@ -34,3 +39,11 @@ class Cancel(Verdict):
 
 class Skip(Verdict):
     """End the job as succeeded without a result, with ``note``."""
+
+
+class Snooze(Verdict):
+    """Run the job again after ``delay`` (seconds or a timedelta), without counting this run."""
+
+    def __init__(self, delay: float | dt.timedelta) -> None:
+        self.delay = check_delay(delay, "Snooze delay")
+        super().__init__(f"snoozed for {self.delay:g} s")

@@ -44,7 +44,7 @@ from pgqueue._errors import ErrorWithRetry, describe
 from pgqueue._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
 from pgqueue._models import ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
 from pgqueue._registry import JobType, Registry
-from pgqueue._verdicts import Cancel, Verdict
+from pgqueue._verdicts import Cancel, Snooze, Verdict
 
 from .job_buffer import JobBuffer
 from .result_buffer import ResultBuffer
@@ -290,12 +290,18 @@ class Runner:
         return tuple.__new__(RunResult, (job, Outcome.SUCCEEDED, started, finished, None, encoded, None, 0))
 
     def _verdict(self, job: Job, verdict: Verdict, started: float) -> RunResult:
-        """End a job the handler cancelled or skipped: final, never retried, not an error."""
+        """A handler's verdict: cancel or skip (final), or snooze (put back, not counted)."""
         fields = {"job_id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt}
         if isinstance(verdict, Cancel):
             _log.info(JOB_STOPPED, **fields, outcome="cancelled", note=verdict.note)
             note = verdict.note or "cancelled by its handler"
             return _new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0))
+        if isinstance(verdict, Snooze):
+            _log.info(JOB_STOPPED, **fields, outcome="snoozed", note=verdict.note)
+            again = ErrorWithRetry(verdict, verdict.delay)
+            return _new_result(
+                (job, Outcome.SNOOZED, started, self._clock.time(), verdict.note, None, again, 0)
+            )
         _log.info(JOB_STOPPED, **fields, outcome="skipped", note=verdict.note)
         note = f"skipped: {verdict.note}" if verdict.note else "skipped"
         return _new_result((job, Outcome.SUCCEEDED, started, self._clock.time(), note, None, None, 0))

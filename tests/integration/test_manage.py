@@ -20,6 +20,7 @@ from pgqueue import (
     Outcome,
     Scheduler,
     Skip,
+    Snooze,
 )
 from tests._support import Counter, fired, hot_count, running, runs, until, wait
 
@@ -409,3 +410,38 @@ async def test_delete_removes_a_waiting_job_and_refuses_a_running_one(scheduler:
         with pytest.raises(InvalidStateError, match=f"job {busy} is running"):
             await scheduler.delete(busy)
         assert (await scheduler.get_job(busy)).state is JobState.RUNNING
+
+
+async def test_snooze_puts_the_job_back_without_counting_the_run(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """max_attempts=1, yet two snoozes and a third run that succeeds: snoozed runs are
+    neither errors nor counted runs, and they are logged with their due time."""
+    seen: list[tuple[int, int]] = []
+
+    @scheduler.job("t", max_attempts=1)
+    async def t(job: Job) -> str:
+        seen.append((job.attempt, job.errors))
+        if job.attempt < 3:
+            raise Snooze(dt.timedelta(seconds=0))
+        return "done"
+
+    async with running(scheduler.worker(poll_interval=60)):
+        job_id = await scheduler.schedule("t")
+        await _logged(db, scheduler.schema, job_id, 3)
+    record = await scheduler.get_job(job_id)
+    assert seen == [(1, 0), (2, 0), (3, 0)]
+    assert [(r.attempt, r.outcome) for r in record.runs] == [
+        (1, Outcome.SNOOZED),
+        (2, Outcome.SNOOZED),
+        (3, Outcome.SUCCEEDED),
+    ]
+    assert record.runs[0].error == "snoozed for 0 s"
+    assert record.runs[0].retry_at is not None
+    assert (record.state, record.result, record.errors) == (JobState.SUCCEEDED, "done", 0)
+
+
+def test_snooze_checks_its_delay() -> None:
+    with pytest.raises(ConfigError):
+        Snooze(-1)
+    assert Snooze(dt.timedelta(minutes=1)).delay == 60.0

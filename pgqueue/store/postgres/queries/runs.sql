@@ -21,6 +21,7 @@
 --      ones: linear either way (a test checks the plans).
 --      Ended runs: $6..$9 may be shorter than $2 (unnest pads them with NULL): NULL outcome
 --      is 'succeeded', NULL log is true, so a batch of plain successes sends four arrays.
+--      A snoozed run does not count against max_attempts: attempt_base takes it back.
 --      Put-back rows go to the due index (delayed = true) whatever their time: the claim
 --      takes due rows from there in run_at order. Their run row has the run_at the run
 --      was due at ($16, from the claim: the update overwrites it) and the new one as
@@ -58,6 +59,7 @@ WITH done AS MATERIALIZED (
         delayed = true,
         run_at = coalesce(b.retry_at, now() + make_interval(secs => b.delay)),
         errors = j.errors + b.error_inc,
+        attempt_base = j.attempt_base + (b.outcome = 'snoozed')::int,
         last_error = coalesce(b.error, j.last_error)
     FROM back b
     WHERE j.id = b.id AND j.worker_id = b.owner AND j.attempt = b.attempt
