@@ -24,7 +24,8 @@ from ._errors import (
     UnknownJobTypeError,
 )
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
-from ._records import CancelCounts, JobRecord, JobState, JobStats, Page, RunRecord
+from ._params import ParamsValidationError
+from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page, RunRecord
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
 from ._verdicts import Cancel, Skip, Snooze
@@ -47,10 +48,12 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobStats",
+    "JobTypeInfo",
     "LinearBackoff",
     "Outcome",
     "Page",
     "ParamsEncodeError",
+    "ParamsValidationError",
     "PgQueueError",
     "RunInfo",
     "RunRecord",

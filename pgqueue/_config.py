@@ -13,16 +13,25 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import datetime as dt
 import inspect
 import itertools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any, Self
 
-from ._errors import ConfigError
+from ._errors import ConfigError, check_delay
 from ._models import ShouldLogRun
 
-__all__ = ["SchedulerConfig", "WorkerConfig", "check_max_attempts", "check_timeout", "field_docs"]
+__all__ = [
+    "SchedulerConfig",
+    "WorkerConfig",
+    "check_max_attempts",
+    "check_priority",
+    "check_run_at",
+    "check_timeout",
+    "field_docs",
+]
 
 CONCURRENCY = 10
 PREFETCH = 500  # most jobs a worker holds claimed and unfinished
@@ -41,6 +50,7 @@ POOL_MIN_SIZE = 0  # the scheduler's own pool connects on first use: it can star
 POOL_MAX_SIZE = 10
 VACUUM_MIN_DEAD = 20_000  # dead tuples in the hot table that make a worker VACUUM it
 MAX_IDENT_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+SMALLINT = (-32768, 32767)  # the priority column's range
 
 
 def _positive(name: str, value: float) -> None:
@@ -72,6 +82,29 @@ def check_name(kind: str, value: str) -> None:
     """Queue and type names: non-empty text without NUL, at most 200 characters."""
     if not isinstance(value, str) or not value or "\x00" in value or len(value) > 200:  # noqa: PLR2004
         raise ConfigError(f"{kind} must be a non-empty string of at most 200 characters, got {value!r}")
+
+
+def check_run_at(run_at: dt.datetime | dt.timedelta | None) -> tuple[dt.datetime | None, float | None]:
+    """(absolute time, or delay in seconds): a timedelta is added to the database's clock."""
+    if run_at is None:
+        return None, None
+    if isinstance(run_at, dt.timedelta):
+        return None, check_delay(run_at, "run_at")
+    if not isinstance(run_at, dt.datetime):
+        raise ConfigError(f"run_at must be a timezone-aware datetime or a timedelta, got {run_at!r}")
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise ConfigError(f"run_at must be timezone-aware (naive datetimes are ambiguous), got {run_at!r}")
+    return run_at, None
+
+
+def check_priority(priority: int) -> int:
+    if (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not SMALLINT[0] <= priority <= SMALLINT[1]
+    ):
+        raise ConfigError(f"priority must be an integer in [{SMALLINT[0]}, {SMALLINT[1]}], got {priority!r}")
+    return priority
 
 
 def check_schema(schema: str) -> None:

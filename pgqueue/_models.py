@@ -88,6 +88,10 @@ class Job:
         self._row: Row = (*row, timeout, False, attempt)
         self._params = params
 
+    def _set_params(self, value: object) -> None:
+        """Replace the decoded params with the type's validated model (the runner's step)."""
+        self._params = value
+
     @property
     def row(self) -> Row:
         """The claimed row as the database returned it (internal fast path; see ROW_*)."""
@@ -121,7 +125,10 @@ class Job:
 
     @property
     def params(self) -> Any:  # noqa: ANN401 - decoded JSON
-        """The decoded params (JSON: dict, list, str, number, bool or None)."""
+        """The decoded params (JSON: dict, list, str, number, bool or None).
+
+        For a type registered with ``params=Model``, the validated model instance.
+        """
         if self._params is _UNSET:
             self._params = decode(self._row[ROW_PARAMS])
         return self._params

@@ -14,8 +14,9 @@ import enum
 from typing import Any
 
 from ._models import Outcome
+from ._retry import ErrorFilter
 
-__all__ = ["CancelCounts", "JobRecord", "JobState", "JobStats", "Page", "RunRecord"]
+__all__ = ["CancelCounts", "JobRecord", "JobState", "JobStats", "JobTypeInfo", "Page", "RunRecord"]
 
 
 class JobState(enum.StrEnum):
@@ -142,3 +143,21 @@ class JobStats:
     """Per queue, the count of each live state (absent states are 0)."""
     by_type: dict[str, dict[JobState, int]]
     """Per job type, the count of each live state."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobTypeInfo:
+    """A registered job type, as :meth:`Scheduler.job_types` describes it."""
+
+    name: str
+    """The type's name."""
+    queue: str
+    """Its default queue."""
+    retry: ErrorFilter | None
+    """Its error filter (None: no retries but an explicit ErrorWithRetry)."""
+    timeout: float | None
+    """Seconds a run may take; None: no limit."""
+    max_attempts: int
+    """Runs a job gets at most."""
+    params_schema: dict[str, Any] | None
+    """The JSON Schema of its params model; None for untyped params."""

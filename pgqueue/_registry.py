@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from ._config import MAX_ATTEMPTS, check_max_attempts, check_name, check_timeout
 from ._errors import ConfigError, UnknownJobTypeError
 from ._models import JobHandler
+from ._params import ParamsAdapter, adapter_for
+from ._records import JobTypeInfo
 from ._retry import ErrorFilter
 
 __all__ = ["JobType", "Registry"]
@@ -38,6 +40,10 @@ class JobType:
     """Seconds a run may take (None: no limit); a job's own ``timeout`` overrides it."""
     max_attempts: int = MAX_ATTEMPTS
     """Runs the job gets at most, crashes included; after that it ends as failed."""
+    params_model: type | None = None
+    """The params model (pydantic model or dataclass), None for untyped params."""
+    params: ParamsAdapter | None = None
+    """Validates params against ``params_model`` (at schedule and before each run)."""
 
 
 class Registry:
@@ -57,6 +63,7 @@ class Registry:
         retry: ErrorFilter | None,
         timeout: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        params: type | None = None,
     ) -> JobType:
         """Register a type; a second registration of the same name is an error."""
         check_name("job type", name)
@@ -75,6 +82,8 @@ class Registry:
             inspect.iscoroutinefunction(handler),
             check_timeout("timeout", timeout),
             check_max_attempts(max_attempts),
+            params,
+            None if params is None else adapter_for(params, name),
         )
         self._types[name] = jt
         return jt
@@ -90,6 +99,20 @@ class Registry:
             known = ", ".join(sorted(self._types)) or "none"
             raise UnknownJobTypeError(f"unknown job type {name!r} (registered: {known})")
         return jt
+
+    def describe(self) -> list[JobTypeInfo]:
+        """Every registered type, by name, as :meth:`Scheduler.job_types` shows it."""
+        return [
+            JobTypeInfo(
+                name=jt.name,
+                queue=jt.queue,
+                retry=jt.retry,
+                timeout=jt.timeout,
+                max_attempts=jt.max_attempts,
+                params_schema=None if jt.params is None else jt.params.schema(),
+            )
+            for jt in (self._types[n] for n in sorted(self._types))
+        ]
 
     def queues(self) -> tuple[str, ...]:
         """Default queues of all registered types, sorted, without duplicates."""

@@ -31,15 +31,17 @@ from ._config import (
     SchedulerConfig,
     WorkerConfig,
     check_name,
+    check_priority,
+    check_run_at,
     check_timeout,
 )
 from ._errors import (
     ConfigError,
-    check_delay,
 )
 from ._manage import DEFAULT_PAGE, Management
 from ._models import CancelResult, JobHandler
-from ._records import CancelCounts, JobRecord, JobState, JobStats, Page
+from ._params import ParamsAdapter
+from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
 from .store import CallerConnection, Store
@@ -53,37 +55,19 @@ CHUNK_SIZE = 1000  # jobs per statement in schedule_many
 _SMALLINT = (-32768, 32767)
 
 
-def _check_run_at(run_at: dt.datetime | dt.timedelta | None) -> tuple[dt.datetime | None, float | None]:
-    """(absolute time, or delay in seconds): a timedelta is added to the database's clock."""
-    if run_at is None:
-        return None, None
-    if isinstance(run_at, dt.timedelta):
-        return None, check_delay(run_at, "run_at")
-    if not isinstance(run_at, dt.datetime):
-        raise ConfigError(f"run_at must be a timezone-aware datetime or a timedelta, got {run_at!r}")
-    if run_at.tzinfo is None or run_at.utcoffset() is None:
-        raise ConfigError(f"run_at must be timezone-aware (naive datetimes are ambiguous), got {run_at!r}")
-    return run_at, None
-
-
 class _Target(NamedTuple):
     queue: str
     run_at: dt.datetime | None
     delay: float | None
     priority: int
     timeout: float | None
+    params: ParamsAdapter | None
 
-
-def _check_priority(priority: int) -> int:
-    if (
-        not isinstance(priority, int)
-        or isinstance(priority, bool)
-        or not _SMALLINT[0] <= priority <= _SMALLINT[1]
-    ):
-        raise ConfigError(
-            f"priority must be an integer in [{_SMALLINT[0]}, {_SMALLINT[1]}], got {priority!r}"
-        )
-    return priority
+    def encode(self, params: object, what: str = "params") -> str:
+        """The params as stored: validated by the type's model first, when it has one."""
+        if self.params is not None:
+            params = self.params.to_json(self.params.validate(params))
+        return encode(params, what=what)
 
 
 class Scheduler:
@@ -262,6 +246,7 @@ class Scheduler:
         retry: ErrorFilter | None = None,
         timeout: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        params: type | None = None,
     ) -> Callable[[H], H]:
         """Decorator registering ``fn`` as the handler of job type ``name``.
 
@@ -269,11 +254,14 @@ class Scheduler:
         ``timeout``: seconds a run may take before it is interrupted and counted as a failed
         run (outcome ``timeout``; the filter decides whether it runs again).
         ``max_attempts``: runs a job gets at most, runs cut short by a dead worker included,
-        whatever the filter says.
+        whatever the filter says. ``params``: a pydantic model or a dataclass; params are
+        validated against it at schedule time and the handler's ``job.params`` is the model.
         """
 
         def register(fn: H) -> H:
-            self.register(name, fn, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts)
+            self.register(
+                name, fn, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts, params=params
+            )
             return fn
 
         return register
@@ -287,9 +275,16 @@ class Scheduler:
         retry: ErrorFilter | None = None,
         timeout: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        params: type | None = None,
     ) -> None:
         """Register a handler without the decorator (same options as :meth:`job`)."""
-        self.registry.add(name, handler, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts)
+        self.registry.add(
+            name, handler, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts, params=params
+        )
+
+    def job_types(self) -> list[JobTypeInfo]:
+        """The registered job types by name, with their options and params JSON Schema."""
+        return self.registry.describe()
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -305,10 +300,11 @@ class Scheduler:
         jt = self.registry.require(type_)
         q = jt.queue if queue is None else queue
         check_name("queue", q)
-        at, delay = _check_run_at(run_at)
+        at, delay = check_run_at(run_at)
         limit = check_timeout("timeout", timeout)
         # The type's timeout is stored on the job too, so rescue knows the run's deadline.
-        return _Target(q, at, delay, _check_priority(priority), jt.timeout if limit is None else limit)
+        timeout_s = jt.timeout if limit is None else limit
+        return _Target(q, at, delay, check_priority(priority), timeout_s, jt.params)
 
     async def schedule(
         self,
@@ -329,7 +325,7 @@ class Scheduler:
         connection's current transaction.
         """
         t = self._prepare(type, queue, run_at, priority, timeout)
-        encoded = encode(params)
+        encoded = t.encode(params)
         try:  # not translated(): schedule() is on the pickup-latency path, and a context manager costs
             store = self._store or await self.open()
             return await store.job_insert(
@@ -365,7 +361,7 @@ class Scheduler:
             raise ConfigError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
         if isinstance(params, str | bytes | dict):
             raise ConfigError("params must be an iterable of params values, one per job (not a single value)")
-        encoded = [encode(p, what=f"params[{i}]") for i, p in enumerate(params)]
+        encoded = [t.encode(p, what=f"params[{i}]") for i, p in enumerate(params)]
         if not encoded:
             return []
         ids: list[int] = []

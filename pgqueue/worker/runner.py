@@ -241,6 +241,8 @@ class Runner:
             _log.debug(JOB_STARTED, job_id=job.id, type=job.type, queue=job.queue, attempt=job.attempt)
         self.job = job
         try:
+            if jt.params is not None:
+                job._set_params(jt.params.validate(job.params))  # noqa: SLF001 - typed params, the runner's step
             if jt.is_async:
                 value = await cast("Callable[[Job], Awaitable[object]]", jt.handler)(job)
             else:

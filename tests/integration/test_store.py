@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 
 import anyio
 import asyncpg
 import pytest
 
-from pgqueue import Job, Scheduler, _models
+from pgqueue import Job, Outcome, Scheduler, _models
 from pgqueue.store import FinalizeResult, FlushBatch
 from pgqueue.store.postgres.migrate import LATEST_VERSION
 from tests._support import claim_records, hot_count, pg_store, runs, until
@@ -401,3 +402,14 @@ async def test_the_claim_returns_each_column_at_its_row_index(
     assert (job.run_at, job.inserted_at) == (run_at, inserted_at)
     assert job.timeout == 2.5
     assert job.cancel_requested is True
+
+
+async def test_the_run_log_accepts_exactly_the_outcomes_of_the_code(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    definition = await db.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_runs_outcome_check' "
+        "AND conrelid = to_regclass($1)",
+        f'"{scheduler.schema}".job_runs',
+    )
+    assert set(re.findall(r"'(\w+)'", definition)) == {o.value for o in Outcome}

@@ -174,15 +174,8 @@ def test_from_row_null_last_error() -> None:
 # -- Outcome, RunInfo, log_final_runs ----------------------------------------------------
 
 
-def test_outcome_values_are_the_stored_strings() -> None:
-    assert {o.value for o in Outcome} == {
-        "succeeded",
-        "failed",
-        "timeout",
-        "interrupted",
-        "cancelled",
-        "crashed",
-    }
+def test_outcomes_are_strings() -> None:
+    # That the database accepts exactly these values is checked in tests/integration/test_store.py.
     assert isinstance(Outcome.SUCCEEDED, str)
     assert str(Outcome.SUCCEEDED) == "succeeded"
 
