@@ -29,6 +29,7 @@ from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, 
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
 from ._verdicts import Cancel, Skip, Snooze
+from ._waiting import WaitTimeoutError
 from .worker import Worker
 
 __version__ = "0.1.0"
@@ -64,6 +65,7 @@ __all__ = [
     "Skip",
     "Snooze",
     "UnknownJobTypeError",
+    "WaitTimeoutError",
     "Worker",
     "chain",
     "log_final_runs",

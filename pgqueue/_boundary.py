@@ -23,6 +23,8 @@ def translate(action: str, schema: str, exc: Exception) -> PgQueueError | None:
     An unreachable database becomes :class:`DatabaseUnavailableError`; a missing table or
     column (a schema never migrated, or older than the code) :class:`SchemaNotMigratedError`.
     """
+    if isinstance(exc, PgQueueError):
+        return None  # already ours (a WaitTimeoutError is also a TimeoutError, not an outage)
     if is_unavailable(exc):
         return DatabaseUnavailableError(
             f"{action}: the database is unavailable ({describe(exc)}); nothing was written"

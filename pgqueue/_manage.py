@@ -22,7 +22,7 @@ from ._errors import ConfigError, InvalidStateError, JobNotFound
 from ._records import CancelCounts, JobRecord, JobState, JobStats, Page
 from .store import ManageStore
 
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Management"]
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Management", "check_id"]
 
 DEFAULT_PAGE = 50  # jobs per list_jobs page
 MAX_PAGE = 500  # the largest page list_jobs serves
@@ -50,7 +50,7 @@ def decode_cursor(cursor: str | None) -> int:
     raise ConfigError(f"cursor {cursor!r} is not one that list_jobs returned")
 
 
-def _check_id(job_id: object) -> int:
+def check_id(job_id: object) -> int:
     if isinstance(job_id, bool) or not isinstance(job_id, int):
         raise ConfigError(f"job_id must be an integer, got {job_id!r}")
     return job_id
@@ -75,7 +75,7 @@ class Management:
 
     async def get_job(self, job_id: int) -> JobRecord:
         """The job, live or finished, with its runs; JobNotFound when nothing knows the id."""
-        _check_id(job_id)
+        check_id(job_id)
         async with translated("get_job", self._schema):
             record = await (await self._open()).job_get(job_id)
         if record is None:
@@ -139,7 +139,7 @@ class Management:
 
     async def retry(self, job_id: int) -> None:
         """Put a failed or cancelled job back, due now, under its own id (see the README)."""
-        _check_id(job_id)
+        check_id(job_id)
         async with translated("retry", self._schema):
             store = await self._open()
             if await store.job_retry_many([job_id], None, None, _RETRYABLE):
@@ -159,7 +159,7 @@ class Management:
 
     async def delete(self, job_id: int) -> None:
         """Remove a pending or scheduled job; its logged runs stay."""
-        _check_id(job_id)
+        check_id(job_id)
         async with translated("delete", self._schema):
             store = await self._open()
             if await store.job_delete(job_id):

@@ -44,6 +44,7 @@ from ._params import ParamsAdapter
 from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
+from ._waiting import Waiters
 from .store import CallerConnection, Store
 from .store.postgres import Pool, PostgresStore, create_pool
 from .worker import Worker
@@ -120,6 +121,7 @@ class Scheduler:
         self._open_lock = anyio.Lock()
         self.registry = Registry()
         self._manage = Management(self.open, schema)
+        self._waiters = Waiters(self.open, self.get_job, schema)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -146,6 +148,7 @@ class Scheduler:
 
     async def close(self) -> None:
         """Close the pool if the scheduler created it."""
+        await self._waiters.close()
         store, self._store = self._store, None
         if store is not None:
             await store.close()
@@ -187,6 +190,15 @@ class Scheduler:
         """
         return await self._manage.get_job(job_id)
 
+    async def wait(self, job_id: int, timeout: float | None = None) -> JobRecord:  # noqa: ASYNC109 - the documented API: a job's deadline, not a cancel scope
+        """Wait until the job has ended and return its record (at once if it already has).
+
+        Woken by a notification when the job ends, never by polling. ``timeout`` (seconds,
+        None: no limit) raises :class:`WaitTimeoutError` (a ``TimeoutError``); the job goes
+        on. An unknown id raises :class:`JobNotFound`.
+        """
+        return await self._waiters.wait(job_id, timeout)
+
     async def list_jobs(
         self,
         *,
@@ -221,19 +233,11 @@ class Scheduler:
         return await self._manage.retry_many(queue=queue, type_=type)
 
     async def delete(self, job_id: int) -> None:
-        """Remove a pending or scheduled job; its logged runs stay.
-
-        A running or ended job raises :class:`InvalidStateError`, an unknown id :class:`JobNotFound`.
-        """
+        """Remove a pending or scheduled job (its logged runs stay); else :class:`InvalidStateError`."""
         await self._manage.delete(job_id)
 
     async def cancel_many(self, *, queue: str | None = None, type: str | None = None) -> CancelCounts:  # noqa: A002 - the job type's name, as in schedule()
-        """Cancel every live job of ``queue`` and/or ``type``, as :meth:`cancel` does each one.
-
-        Waiting jobs end at once with a ``cancelled`` run; running ones are flagged and their
-        workers told. One transaction: jobs being claimed meanwhile are waited for, none is
-        missed. At least one filter is required (cancelling every job is not a default).
-        """
+        """Cancel every live job of ``queue`` and/or ``type`` (one at least), as :meth:`cancel`."""
         return await self._manage.cancel_many(queue=queue, type_=type)
 
     # -- registration ---------------------------------------------------------------------

@@ -208,7 +208,7 @@ class WorkerStore(Faults, Protocol):
         ...
 
 
-class ManageStore(Protocol):
+class ManageStore(Notifications, Protocol):
     """Job management: look up and act on jobs by id or in bulk."""
 
     async def job_get(self, job_id: int) -> JobRecord | None:
@@ -237,6 +237,10 @@ class ManageStore(Protocol):
 
     async def job_delete(self, job_id: int) -> bool:
         """Remove a live job no worker holds; False when there is none to remove."""
+        ...
+
+    async def job_await(self, job_id: int) -> bool:
+        """Mark a live job so that its end is notified ('e:<id>'); False when it is not live."""
         ...
 
 

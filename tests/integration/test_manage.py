@@ -21,6 +21,7 @@ from pgqueue import (
     Scheduler,
     Skip,
     Snooze,
+    WaitTimeoutError,
 )
 from tests._support import Counter, fired, hot_count, running, runs, until, wait
 
@@ -445,3 +446,81 @@ def test_snooze_checks_its_delay() -> None:
     with pytest.raises(ConfigError):
         Snooze(-1)
     assert Snooze(dt.timedelta(minutes=1)).delay == 60.0
+
+
+async def test_wait_returns_at_once_for_a_job_that_already_ended(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    scheduler.register("t", lambda job: 5)
+    async with running(scheduler.worker(poll_interval=60)):
+        job_id = await scheduler.schedule("t")
+        await _logged(db, scheduler.schema, job_id, 1)
+    record = await scheduler.wait(job_id, timeout=30)
+    assert (record.id, record.state, record.result) == (job_id, JobState.SUCCEEDED, 5)
+
+
+async def test_wait_is_woken_when_a_running_job_ends(scheduler: Scheduler) -> None:
+    started, release = Counter(1), anyio.Event()
+
+    @scheduler.job("t")
+    async def t(job: Job) -> str:
+        started.hit(job.id)
+        await release.wait()
+        return "ok"
+
+    async with running(scheduler.worker(poll_interval=60)):
+        job_id = await scheduler.schedule("t")
+        await wait(started.done)
+        result: list[JobState] = []
+        async with anyio.create_task_group() as tg:
+
+            async def waiter() -> None:
+                result.append((await scheduler.wait(job_id, timeout=30)).state)
+
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            assert result == []  # still running: the waiter waits
+            release.set()
+        assert result == [JobState.SUCCEEDED]
+
+
+async def test_wait_times_out_and_sees_cancels_and_unknown_ids(scheduler: Scheduler) -> None:
+    scheduler.register("t", lambda job: None)
+    later = await scheduler.schedule("t", run_at=dt.timedelta(hours=1))
+    with pytest.raises(WaitTimeoutError, match=f"job {later} did not end within 0.2 s") as info:
+        await scheduler.wait(later, timeout=0.2)
+    assert isinstance(info.value, TimeoutError)
+    assert (await scheduler.get_job(later)).state is JobState.SCHEDULED  # the job goes on
+    with pytest.raises(JobNotFound):
+        await scheduler.wait(999_999, timeout=5)
+
+    async with anyio.create_task_group() as tg:
+        states: list[JobState] = []
+
+        async def waiter() -> None:
+            states.append((await scheduler.wait(later, timeout=30)).state)
+
+        tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        await scheduler.cancel(later)  # a waiting job ended by cancel(): the waiter is told
+    assert states == [JobState.CANCELLED]
+
+
+async def test_many_waiters_share_one_subscription_and_it_closes_after_the_last(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    scheduler.register("t", lambda job: None)
+    ids = await scheduler.schedule_many("t", range(5), run_at=dt.timedelta(hours=1))
+    listeners = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgqueue-listener'"
+    before = await db.fetchval(listeners)
+    async with anyio.create_task_group() as tg:
+        for job_id in ids:
+            tg.start_soon(scheduler.wait, job_id, 30)
+        await anyio.wait_all_tasks_blocked()
+        assert await db.fetchval(listeners) == before + 1
+        assert await scheduler.cancel_many(type="t") == CancelCounts(cancelled=5, cancelling=0)
+
+    async def closed() -> bool:
+        return bool(await db.fetchval(listeners) == before)
+
+    await until(closed)

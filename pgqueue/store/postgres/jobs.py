@@ -99,7 +99,7 @@ class JobsMixin(StoreBase):
             if row is None:
                 return CancelResult.NOT_FOUND
             if row["worker_id"] is None:
-                await conn.execute(self.q.job_cancel_pending, [job_id], CANCEL_NOTE)
+                await conn.execute(self.q.job_cancel_pending, [job_id], CANCEL_NOTE, self.channel)
                 return CancelResult.CANCELLED
             await conn.execute(self.q.job_cancel_running, [job_id], self.channel)
             return CancelResult.CANCELLING
@@ -111,7 +111,7 @@ class JobsMixin(StoreBase):
             waiting = [r[0] for r in rows if r[1] is None]
             held = [r[0] for r in rows if r[1] is not None]
             if waiting:
-                await conn.execute(self.q.job_cancel_pending, waiting, CANCEL_NOTE)
+                await conn.execute(self.q.job_cancel_pending, waiting, CANCEL_NOTE, self.channel)
             if held:
                 await conn.execute(self.q.job_cancel_running, held, self.channel)
             return CancelCounts(cancelled=len(waiting), cancelling=len(held))
@@ -170,7 +170,11 @@ class JobsMixin(StoreBase):
 
     async def job_delete(self, job_id: int) -> bool:
         """Remove a live job no worker holds; False when there is none to remove."""
-        return await self.pool.fetchval(self.q.job_delete, job_id) is not None
+        return await self.pool.fetchrow(self.q.job_delete, job_id, self.channel) is not None
+
+    async def job_await(self, job_id: int) -> bool:
+        """Mark a live job so that its end is notified; False when it is not live."""
+        return await self.pool.fetchval(self.q.job_await, job_id) is not None
 
     async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
         """Live jobs counted by (queue, type, state)."""

@@ -65,6 +65,7 @@ class Queries:
     job_stats: str
     job_retry_many: str
     job_delete: str
+    job_await: str
     worker_reap_lock: str
     worker_reap_release: str
     jobs_dead_tuples: str

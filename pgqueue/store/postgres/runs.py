@@ -27,7 +27,9 @@ class RunsMixin(StoreBase):
         ``clock_offset``: seconds that put the batch's worker-clock times on the database's clock.
         """
         async with self._connection(held) as conn:
-            row = await conn.fetchrow(self.q.job_finalize_many, worker_id, *batch.arguments(), clock_offset)
+            row = await conn.fetchrow(
+                self.q.job_finalize_many, worker_id, *batch.arguments(), clock_offset, self.channel
+            )
         assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
         put_back: dict[int, dt.datetime] = dict(zip(row[1] or (), row[2] or (), strict=True))
         return FinalizeResult(frozenset(row[0] or ()), put_back, row[3], row[4])

@@ -127,16 +127,22 @@ ORDER BY id
 FOR UPDATE;
 
 -- name: job_cancel_pending
--- why: jobs nobody holds end at once, each with a "cancelled" row as its final run.
--- params: $1 job ids bigint[], $2 reason text
+-- why: jobs nobody holds end at once, each with a "cancelled" row as its final run; their
+--      waiters (awaited) are told.
+-- params: $1 job ids bigint[], $2 reason text, $3 channel text
 WITH gone AS (
     DELETE FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND worker_id IS NULL
-    RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params
+    RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params, awaited
+), told AS (
+    SELECT pg_notify($3::text, 'e:' || id::text) FROM gone WHERE awaited
+), logged AS (
+    INSERT INTO {schema}.job_runs (job_id, inserted_at, run_at, started_at, finished_at, attempt,
+                                   priority, queue, type, outcome, error, params)
+    SELECT id, inserted_at, run_at, now(), now(), attempt + 1, priority, queue, type, 'cancelled', $2, params
+    FROM gone
+    RETURNING 1
 )
-INSERT INTO {schema}.job_runs (job_id, inserted_at, run_at, started_at, finished_at, attempt, priority,
-                               queue, type, outcome, error, params)
-SELECT id, inserted_at, run_at, now(), now(), attempt + 1, priority, queue, type, 'cancelled', $2, params
-FROM gone;
+SELECT (SELECT count(*) FROM logged) AS cancelled, (SELECT count(*) FROM told) AS waiters_told;
 
 -- name: job_cancel_running
 -- why: claimed jobs are flagged (so no later claim runs them) and their owners are told by
@@ -228,6 +234,17 @@ SELECT (SELECT array_agg(id ORDER BY id) FROM back) AS ids,
        (SELECT count(pg_notify($5::text, 'r:' || q)) FROM (SELECT DISTINCT queue AS q FROM back) AS qs) AS woken;
 
 -- name: job_delete
--- why: delete(): a live job that no worker holds leaves the hot table; its logged runs stay.
+-- why: delete(): a live job that no worker holds leaves the hot table; its logged runs stay,
+--      and its waiters are told.
+-- params: $1 job id bigint, $2 channel text
+WITH gone AS (
+    DELETE FROM {schema}.jobs WHERE id = $1 AND worker_id IS NULL RETURNING id, awaited
+)
+SELECT id, (SELECT count(pg_notify($2::text, 'e:' || id::text)) FROM gone WHERE awaited) AS told
+FROM gone;
+
+-- name: job_await
+-- why: wait(): mark a live job so that the statement that ends it notifies ('e:<id>').
+--      No row back: the job is not live (it ended, or never existed).
 -- params: $1 job id bigint
-DELETE FROM {schema}.jobs WHERE id = $1 AND worker_id IS NULL RETURNING id;
+UPDATE {schema}.jobs SET awaited = true WHERE id = $1 RETURNING id;

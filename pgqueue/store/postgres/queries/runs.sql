@@ -36,7 +36,9 @@
 --         timestamptz[] (NULL = now() + delay), $18 delay seconds float8[],
 --         $19 error increments int[], $20 log bool[];
 --         $21 clock offset float8 (seconds added to the worker's times to put them on the
---         database's clock, measured at registration and each heartbeat)
+--         database's clock, measured at registration and each heartbeat), $22 channel text
+--      Ended jobs somebody wait()s for (awaited) are announced on the channel ('e:<id>');
+--      the others cost one boolean read of a row the statement returns anyway.
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::bigint AS owner
     FROM unnest($2::bigint[], $3::int[], $4::float8[], $5::float8[],
@@ -52,7 +54,9 @@ WITH done AS MATERIALIZED (
     USING done d
     WHERE j.id = d.id AND j.worker_id = d.owner AND j.attempt = d.attempt
     RETURNING j.id, j.inserted_at, j.run_at, j.attempt, j.priority, j.queue, j.type, j.params,
-              d.started, d.finished, d.outcome, d.error, d.result, d.log
+              j.awaited, d.started, d.finished, d.outcome, d.error, d.result, d.log
+), told AS (
+    SELECT pg_notify($22::text, 'e:' || id::text) FROM ended WHERE awaited
 ), put_back AS (
     UPDATE {schema}.jobs j
     SET worker_id = NULL,
@@ -85,7 +89,8 @@ SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
        (SELECT array_agg(id) FROM put_back) AS put_back_ids,
        (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at,
        (SELECT count(*) FROM logged) AS runs_logged,
-       (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in;
+       (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in,
+       (SELECT count(*) FROM told) AS waiters_told;
 
 -- name: job_runs_get_many
 -- why: get_job() and list_jobs(): every logged run of some jobs, by job and attempt (the

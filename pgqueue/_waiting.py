@@ -1,0 +1,116 @@
+"""``wait(job_id)``: return a job's final record when it ends, woken by a notification.
+
+How it stays free for jobs nobody waits for: a waiter marks the live job ``awaited`` (its
+one write), and only the statements that end such jobs notify (``e:<id>`` on the schema's
+channel). One LISTEN subscription per scheduler serves all its waiters; it is opened by the
+first waiter and closed when the last one leaves.
+
+Order of steps, so no end is missed: subscribe, then mark. If the mark finds no live row
+the job has already ended (its record is returned at once) or never existed
+(:class:`JobNotFound`). If the subscription is lost while waiting, the waiter subscribes
+again and marks again, which also tells it whether the job ended in the gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from ._boundary import translated
+from ._config import check_timeout
+from ._errors import PgQueueError
+from ._manage import check_id
+from ._records import JobRecord
+from .store import ManageStore, Subscription
+
+__all__ = ["WaitTimeoutError", "Waiters"]
+
+
+class WaitTimeoutError(PgQueueError, TimeoutError):
+    """The job did not end within ``wait()``'s timeout; it goes on, and may end later."""
+
+
+class Waiters:
+    """The waiters of one scheduler, sharing one subscription."""
+
+    def __init__(
+        self,
+        open_store: Callable[[], Awaitable[ManageStore]],
+        get_job: Callable[[int], Awaitable[JobRecord]],
+        schema: str,
+    ) -> None:
+        self._open = open_store
+        self._schema = schema
+        self._get_job = get_job
+        self._events: dict[int, set[anyio.Event]] = {}
+        self._sub: Subscription | None = None
+        self._lock = anyio.Lock()
+        self._waiting = 0
+
+    def _on_payload(self, payload: str) -> None:
+        kind, _, rest = payload.partition(":")
+        if kind == "e" and rest.isdigit():
+            for event in self._events.get(int(rest), ()):
+                event.set()
+
+    async def _subscription(self) -> Subscription:
+        async with self._lock:
+            if self._sub is not None and self._sub.is_lost():
+                await self._sub.aclose()
+                self._sub = None
+            if self._sub is None:
+                self._sub = await (await self._open()).subscribe(self._on_payload)
+            return self._sub
+
+    async def wait(self, job_id: int, timeout: float | None) -> JobRecord:  # noqa: ASYNC109 - the API's deadline, applied with fail_after below
+        """The record of ``job_id`` once it has ended; WaitTimeoutError after ``timeout`` s."""
+        check_id(job_id)
+        limit = check_timeout("timeout", timeout)
+        async with translated("wait", self._schema):
+            return await self._wait(job_id, limit)
+
+    async def _wait(self, job_id: int, limit: float | None) -> JobRecord:
+        event = anyio.Event()
+        self._events.setdefault(job_id, set()).add(event)
+        self._waiting += 1
+        try:
+            with anyio.fail_after(limit) if limit is not None else contextlib.nullcontext():
+                while True:
+                    sub = await self._subscription()
+                    if not await (await self._open()).job_await(job_id):
+                        return await self._get_job(job_id)  # ended already, or JobNotFound
+                    if await _ended_or_lost(event, sub):
+                        return await self._get_job(job_id)
+        except TimeoutError:
+            raise WaitTimeoutError(f"job {job_id} did not end within {limit:g} s") from None
+        finally:
+            self._events[job_id].discard(event)
+            if not self._events[job_id]:
+                del self._events[job_id]
+            self._waiting -= 1
+            if not self._waiting:
+                await self.close()
+
+    async def close(self) -> None:
+        """Drop the subscription (the last waiter left, or the scheduler closes)."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                sub, self._sub = self._sub, None
+                if sub is not None:
+                    await sub.aclose()
+
+
+async def _ended_or_lost(event: anyio.Event, sub: Subscription) -> bool:
+    """Wait for the job's end (True) or for the subscription to be lost (False)."""
+    async with anyio.create_task_group() as tg:
+
+        async def watch_connection() -> None:
+            await sub.wait_lost()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch_connection)
+        await event.wait()
+        tg.cancel_scope.cancel()
+    return event.is_set()
