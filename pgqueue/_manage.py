@@ -139,15 +139,7 @@ class Management:
 
     async def retry(self, job_id: int) -> None:
         """Put a failed or cancelled job back, due now, under its own id (see the README)."""
-        check_id(job_id)
-        async with translated("retry", self._schema):
-            store = await self._open()
-            if await store.job_retry_many([job_id], None, None, _RETRYABLE):
-                return
-            record = await store.job_get(job_id)
-        if record is None:
-            raise JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
-        raise InvalidStateError(job_id, record.state.value, "retry")
+        await self._transition(job_id, "retry", lambda s: s.job_retry_many([job_id], None, None, _RETRYABLE))
 
     async def retry_many(self, *, queue: str | None, type_: str | None) -> list[int]:
         """Put every failed job of ``queue`` and/or ``type_`` back; the ids, ascending."""
@@ -158,21 +150,35 @@ class Management:
             return await (await self._open()).job_retry_many(None, queue, type_, (JobState.FAILED,))
 
     async def delete(self, job_id: int) -> None:
-        """Remove a pending or scheduled job; its logged runs stay."""
+        """Remove a pending, scheduled or suspended job; its logged runs stay."""
+        await self._transition(job_id, "delete", lambda s: s.job_delete(job_id))
+
+    async def suspend(self, job_id: int) -> None:
+        """Take a pending or scheduled job out of the queue until resume()."""
+        await self._transition(job_id, "suspend", lambda s: s.job_suspend(job_id))
+
+    async def resume(self, job_id: int) -> None:
+        """Put a suspended job back in the queue (due at its run_at, or now)."""
+        await self._transition(job_id, "resume", lambda s: s.job_resume(job_id))
+
+    async def _transition(
+        self, job_id: int, action: str, change: Callable[[ManageStore], Awaitable[object]]
+    ) -> None:
+        """Apply ``change``; when it changed nothing, say why: the job's state, or not found."""
         check_id(job_id)
-        async with translated("delete", self._schema):
+        async with translated(action, self._schema):
             store = await self._open()
-            if await store.job_delete(job_id):
+            if await change(store):
                 return
             record = await store.job_get(job_id)
         if record is None:
             raise JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
-        raise InvalidStateError(job_id, record.state.value, "delete")
+        raise InvalidStateError(job_id, record.state.value, action)
 
     async def _counts(self) -> list[tuple[str, str, JobState, int]]:
         async with translated("stats", self._schema):
             return await (await self._open()).job_stats()
 
 
-_LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING)
+_LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED)
 _RETRYABLE = (JobState.FAILED, JobState.CANCELLED)

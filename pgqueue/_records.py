@@ -29,7 +29,8 @@ class JobState(enum.StrEnum):
             ▲           │     └─▶ cancelled  (cancel(), or the handler raised Cancel)
             └───────────┘  put back: a retry, a snooze, an interrupted or crashed run
 
-    ``pending`` and ``scheduled`` end as ``cancelled`` too when cancel() reaches them first.
+    ``pending`` and ``scheduled`` end as ``cancelled`` too when cancel() reaches them first;
+    suspend() takes them out of the queue (``suspended``) until resume() puts them back.
     """
 
     PENDING = "pending"
@@ -38,6 +39,8 @@ class JobState(enum.StrEnum):
     """Waiting for a future time: delayed at schedule(), or put back for a retry."""
     RUNNING = "running"
     """Claimed by a live worker."""
+    SUSPENDED = "suspended"
+    """Taken out of the queue by suspend(); resume() puts it back."""
     SUCCEEDED = "succeeded"
     """Ended: its last run succeeded (a skipped run included)."""
     FAILED = "failed"

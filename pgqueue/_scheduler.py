@@ -191,12 +191,7 @@ class Scheduler:
         return await self._manage.get_job(job_id)
 
     async def wait(self, job_id: int, timeout: float | None = None) -> JobRecord:  # noqa: ASYNC109 - the documented API: a job's deadline, not a cancel scope
-        """Wait until the job has ended and return its record (at once if it already has).
-
-        Woken by a notification when the job ends, never by polling. ``timeout`` (seconds,
-        None: no limit) raises :class:`WaitTimeoutError` (a ``TimeoutError``); the job goes
-        on. An unknown id raises :class:`JobNotFound`.
-        """
+        """The job's record once it has ended (notified, never polled); see ``_waiting.py``."""
         return await self._waiters.wait(job_id, timeout)
 
     async def list_jobs(
@@ -220,12 +215,7 @@ class Scheduler:
         return await self._manage.stats()
 
     async def retry(self, job_id: int) -> None:
-        """Run a failed or cancelled job again, now, under its own id.
-
-        Its runs keep their numbers (the next one is its last attempt + 1) and stay in its
-        history; its budget starts afresh (``max_attempts`` and the filter's retries count
-        from here). A live or succeeded job raises :class:`InvalidStateError`.
-        """
+        """Run a failed or cancelled job again now, same id, runs numbered on, budget afresh."""
         await self._manage.retry(job_id)
 
     async def retry_many(self, *, queue: str | None = None, type: str | None = None) -> list[int]:  # noqa: A002 - the job type's name, as in schedule()
@@ -233,8 +223,16 @@ class Scheduler:
         return await self._manage.retry_many(queue=queue, type_=type)
 
     async def delete(self, job_id: int) -> None:
-        """Remove a pending or scheduled job (its logged runs stay); else :class:`InvalidStateError`."""
+        """Remove a waiting or suspended job (its logged runs stay); else :class:`InvalidStateError`."""
         await self._manage.delete(job_id)
+
+    async def suspend(self, job_id: int) -> None:
+        """Take a pending or scheduled job out of the queue until :meth:`resume`."""
+        await self._manage.suspend(job_id)
+
+    async def resume(self, job_id: int) -> None:
+        """Put a suspended job back in the queue, due at its run_at (or now)."""
+        await self._manage.resume(job_id)
 
     async def cancel_many(self, *, queue: str | None = None, type: str | None = None) -> CancelCounts:  # noqa: A002 - the job type's name, as in schedule()
         """Cancel every live job of ``queue`` and/or ``type`` (one at least), as :meth:`cancel`."""

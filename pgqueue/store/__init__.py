@@ -239,6 +239,14 @@ class ManageStore(Notifications, Protocol):
         """Remove a live job no worker holds; False when there is none to remove."""
         ...
 
+    async def job_suspend(self, job_id: int) -> bool:
+        """Make a waiting job unclaimable; False when it is not waiting."""
+        ...
+
+    async def job_resume(self, job_id: int) -> bool:
+        """Make a suspended job claimable again; False when it is not suspended."""
+        ...
+
     async def job_await(self, job_id: int) -> bool:
         """Mark a live job so that its end is notified ('e:<id>'); False when it is not live."""
         ...

@@ -11,6 +11,7 @@ import pytest
 from pgqueue import (
     Cancel,
     CancelCounts,
+    CancelResult,
     ConfigError,
     InvalidStateError,
     Job,
@@ -312,10 +313,20 @@ async def test_queue_depth_and_stats_count_live_jobs(scheduler: Scheduler) -> No
         await wait(started.done)
         stats = await scheduler.stats()
         assert await scheduler.queue_depth("slow") == 0  # running is not waiting
-    assert stats.by_queue["q1"] == {JobState.PENDING: 3, JobState.SCHEDULED: 1, JobState.RUNNING: 0}
+    assert stats.by_queue["q1"] == {
+        JobState.PENDING: 3,
+        JobState.SCHEDULED: 1,
+        JobState.RUNNING: 0,
+        JobState.SUSPENDED: 0,
+    }
     assert stats.by_queue["q2"][JobState.PENDING] == 1
     assert stats.by_queue["slow"][JobState.RUNNING] == 1
-    assert stats.by_type["t"] == {JobState.PENDING: 4, JobState.SCHEDULED: 1, JobState.RUNNING: 0}
+    assert stats.by_type["t"] == {
+        JobState.PENDING: 4,
+        JobState.SCHEDULED: 1,
+        JobState.RUNNING: 0,
+        JobState.SUSPENDED: 0,
+    }
     assert await scheduler.queue_depth("slow") == 1  # interrupted at shutdown: waiting again
 
 
@@ -524,3 +535,58 @@ async def test_many_waiters_share_one_subscription_and_it_closes_after_the_last(
         return bool(await db.fetchval(listeners) == before)
 
     await until(closed)
+
+
+async def test_suspend_and_resume_a_waiting_job(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    done = Counter(3)
+
+    @scheduler.job("t")
+    async def t(job: Job) -> None:
+        done.hit(job.id)
+
+    held = await scheduler.schedule("t")
+    await scheduler.suspend(held)
+    assert (await scheduler.get_job(held)).state is JobState.SUSPENDED
+    with pytest.raises(InvalidStateError, match=f"job {held} is suspended"):
+        await scheduler.suspend(held)
+    async with running(scheduler.worker(poll_interval=60)):
+        # Two later jobs run; the older, suspended one would be claimed first if it could be.
+        others = [await scheduler.schedule("t"), await scheduler.schedule("t")]
+        await until(lambda: len(done.calls) == 2)
+        assert sorted(done.calls) == others
+        stats = await scheduler.stats()
+        assert stats.by_queue["default"][JobState.SUSPENDED] == 1
+        await scheduler.resume(held)  # notified: the worker picks it up
+        await wait(done.done)
+    assert done.calls[2] == held
+    with pytest.raises(InvalidStateError, match=f"job {held} is succeeded"):
+        await scheduler.resume(held)
+    with pytest.raises(JobNotFound):
+        await scheduler.suspend(999_999)
+
+
+async def test_a_suspended_job_can_be_cancelled_or_deleted(scheduler: Scheduler) -> None:
+    scheduler.register("t", lambda job: None)
+    a, b = await scheduler.schedule("t"), await scheduler.schedule("t")
+    await scheduler.suspend(a)
+    await scheduler.suspend(b)
+    assert await scheduler.cancel(a) == CancelResult.CANCELLED
+    assert (await scheduler.get_job(a)).state is JobState.CANCELLED
+    await scheduler.delete(b)
+    with pytest.raises(JobNotFound):
+        await scheduler.get_job(b)
+
+
+async def test_a_running_job_cannot_be_suspended(scheduler: Scheduler) -> None:
+    started = Counter(1)
+
+    @scheduler.job("hang")
+    async def hang(job: Job) -> None:
+        started.hit(job.id)
+        await anyio.sleep_forever()
+
+    async with running(scheduler.worker(poll_interval=60, shutdown_grace=0.1)):
+        job_id = await scheduler.schedule("hang")
+        await wait(started.done)
+        with pytest.raises(InvalidStateError, match=f"job {job_id} is running"):
+            await scheduler.suspend(job_id)

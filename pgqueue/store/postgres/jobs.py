@@ -98,7 +98,7 @@ class JobsMixin(StoreBase):
             row = await conn.fetchrow(self.q.job_lock, job_id)
             if row is None:
                 return CancelResult.NOT_FOUND
-            if row["worker_id"] is None:
+            if not row["worker_id"]:  # waiting (NULL) or suspended (0)
                 await conn.execute(self.q.job_cancel_pending, [job_id], CANCEL_NOTE, self.channel)
                 return CancelResult.CANCELLED
             await conn.execute(self.q.job_cancel_running, [job_id], self.channel)
@@ -108,8 +108,8 @@ class JobsMixin(StoreBase):
         """Cancel every live job of ``queue`` and/or ``type_`` (None matches any), in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(self.q.job_lock_many, queue, type_)
-            waiting = [r[0] for r in rows if r[1] is None]
-            held = [r[0] for r in rows if r[1] is not None]
+            waiting = [r[0] for r in rows if not r[1]]  # waiting (NULL) or suspended (0)
+            held = [r[0] for r in rows if r[1]]
             if waiting:
                 await conn.execute(self.q.job_cancel_pending, waiting, CANCEL_NOTE, self.channel)
             if held:
@@ -171,6 +171,14 @@ class JobsMixin(StoreBase):
     async def job_delete(self, job_id: int) -> bool:
         """Remove a live job no worker holds; False when there is none to remove."""
         return await self.pool.fetchrow(self.q.job_delete, job_id, self.channel) is not None
+
+    async def job_suspend(self, job_id: int) -> bool:
+        """Make a waiting job unclaimable; False when it is not waiting."""
+        return await self.pool.fetchval(self.q.job_suspend, job_id) is not None
+
+    async def job_resume(self, job_id: int) -> bool:
+        """Make a suspended job claimable again and wake its queue; False when it is not suspended."""
+        return await self.pool.fetchrow(self.q.job_resume, job_id, self.channel) is not None
 
     async def job_await(self, job_id: int) -> bool:
         """Mark a live job so that its end is notified; False when it is not live."""

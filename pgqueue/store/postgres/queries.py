@@ -66,6 +66,8 @@ class Queries:
     job_retry_many: str
     job_delete: str
     job_await: str
+    job_suspend: str
+    job_resume: str
     worker_reap_lock: str
     worker_reap_release: str
     jobs_dead_tuples: str

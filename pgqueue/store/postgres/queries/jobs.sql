@@ -1,5 +1,9 @@
 -- The hot table's life: enqueue (INSERT + NOTIFY in one statement), claim, release and
--- cancel.
+-- cancel, and the management statements.
+--
+-- worker_id is the lock: NULL = claimable, a worker's id = claimed by it, and 0 = suspended
+-- (held by no worker: worker ids start at 1). A suspended job is outside both partial
+-- indexes, so suspending costs claims nothing and needs no column of its own.
 
 -- name: job_insert
 -- why: one round trip inserts the job and wakes the workers of its queue; on a caller's
@@ -127,11 +131,11 @@ ORDER BY id
 FOR UPDATE;
 
 -- name: job_cancel_pending
--- why: jobs nobody holds end at once, each with a "cancelled" row as its final run; their
---      waiters (awaited) are told.
+-- why: jobs no worker holds (waiting or suspended) end at once, each with a "cancelled"
+--      row as its final run; their waiters (awaited) are told.
 -- params: $1 job ids bigint[], $2 reason text, $3 channel text
 WITH gone AS (
-    DELETE FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND worker_id IS NULL
+    DELETE FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND (worker_id IS NULL OR worker_id = 0)
     RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params, awaited
 ), told AS (
     SELECT pg_notify($3::text, 'e:' || id::text) FROM gone WHERE awaited
@@ -149,7 +153,7 @@ SELECT (SELECT count(*) FROM logged) AS cancelled, (SELECT count(*) FROM told) A
 --      NOTIFY to interrupt them; each owner records the cancelled run.
 -- params: $1 job ids bigint[], $2 channel text
 WITH flagged AS (
-    UPDATE {schema}.jobs SET cancel_requested = true WHERE id = ANY($1::bigint[]) AND worker_id IS NOT NULL
+    UPDATE {schema}.jobs SET cancel_requested = true WHERE id = ANY($1::bigint[]) AND worker_id > 0
     RETURNING id
 )
 SELECT pg_notify($2, 'c:' || id::text) FROM flagged;
@@ -165,7 +169,7 @@ SELECT id FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND cancel_requested;
 -- params: $1 job id bigint
 SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error, inserted_at,
        run_at, claimed_at,
-       CASE WHEN worker_id IS NOT NULL THEN 'running'
+       CASE WHEN worker_id = 0 THEN 'suspended' WHEN worker_id IS NOT NULL THEN 'running'
             WHEN delayed AND run_at > now() THEN 'scheduled'
             ELSE 'pending' END AS state
 FROM {schema}.jobs
@@ -179,7 +183,7 @@ WHERE id = $1;
 SELECT * FROM (
     SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error,
            inserted_at, run_at, claimed_at,
-           CASE WHEN worker_id IS NOT NULL THEN 'running'
+           CASE WHEN worker_id = 0 THEN 'suspended' WHEN worker_id IS NOT NULL THEN 'running'
                 WHEN delayed AND run_at > now() THEN 'scheduled'
                 ELSE 'pending' END AS state
     FROM {schema}.jobs
@@ -194,7 +198,7 @@ LIMIT $5;
 --      over the hot table (which holds live jobs only, so it stays small).
 -- params: none
 SELECT queue, type,
-       CASE WHEN worker_id IS NOT NULL THEN 'running'
+       CASE WHEN worker_id = 0 THEN 'suspended' WHEN worker_id IS NOT NULL THEN 'running'
             WHEN delayed AND run_at > now() THEN 'scheduled'
             ELSE 'pending' END AS state,
        count(*) AS n
@@ -234,11 +238,13 @@ SELECT (SELECT array_agg(id ORDER BY id) FROM back) AS ids,
        (SELECT count(pg_notify($5::text, 'r:' || q)) FROM (SELECT DISTINCT queue AS q FROM back) AS qs) AS woken;
 
 -- name: job_delete
--- why: delete(): a live job that no worker holds leaves the hot table; its logged runs stay,
+-- why: delete(): a live job no worker holds (waiting or suspended) leaves the hot table; its
+--      logged runs stay,
 --      and its waiters are told.
 -- params: $1 job id bigint, $2 channel text
 WITH gone AS (
-    DELETE FROM {schema}.jobs WHERE id = $1 AND worker_id IS NULL RETURNING id, awaited
+    DELETE FROM {schema}.jobs WHERE id = $1 AND (worker_id IS NULL OR worker_id = 0)
+    RETURNING id, awaited
 )
 SELECT id, (SELECT count(pg_notify($2::text, 'e:' || id::text)) FROM gone WHERE awaited) AS told
 FROM gone;
@@ -248,3 +254,23 @@ FROM gone;
 --      No row back: the job is not live (it ended, or never existed).
 -- params: $1 job id bigint
 UPDATE {schema}.jobs SET awaited = true WHERE id = $1 RETURNING id;
+
+-- name: job_suspend
+-- why: suspend(): a waiting job takes the suspended lock (worker_id 0), which no claim takes.
+-- params: $1 job id bigint
+UPDATE {schema}.jobs SET worker_id = 0 WHERE id = $1 AND worker_id IS NULL RETURNING id;
+
+-- name: job_resume
+-- why: resume(): a suspended job is claimable again; it goes to the due index (as a put-back
+--      job does), and its queue's workers are told when it is due ('r:') or when it will be
+--      ('d:').
+-- params: $1 job id bigint, $2 channel text
+WITH back AS (
+    UPDATE {schema}.jobs SET worker_id = NULL, delayed = true
+    WHERE id = $1 AND worker_id = 0
+    RETURNING id, queue, run_at
+)
+SELECT id, pg_notify($2::text, CASE WHEN run_at > now()
+                               THEN 'd:' || extract(epoch FROM run_at - now())::text || ':' || queue
+                               ELSE 'r:' || queue END)
+FROM back;
