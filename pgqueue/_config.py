@@ -49,6 +49,7 @@ SCHEMA = "pgqueue"
 POOL_MIN_SIZE = 0  # the scheduler's own pool connects on first use: it can start while the database is down
 POOL_MAX_SIZE = 10
 VACUUM_MIN_DEAD = 20_000  # dead tuples in the hot table that make a worker VACUUM it
+PROGRESS_INTERVAL_S = 1.0  # a job's progress reports are written at most this often
 MAX_IDENT_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 SMALLINT = (-32768, 32767)  # the priority column's range
 
@@ -153,6 +154,9 @@ class WorkerConfig:
     """Dead tuples in the hot table (and at least 5% of its live rows) at which a worker
     VACUUMs it, checked every second; 0 leaves it to autovacuum (the default with PgBouncer,
     which may run the vacuum lock and unlock on different server connections)."""
+    progress_interval: float = PROGRESS_INTERVAL_S
+    """Seconds between writes of the progress that running jobs report (``job.set_progress``);
+    reports in between replace each other."""
     on_error: Callable[[BaseException], None] | None = None
     """Called with every error a background loop survives (claim, flush, heartbeat, listener,
     start-up while the database is down); the error is logged either way."""
@@ -196,6 +200,7 @@ class WorkerConfig:
             "dead_after",
             "shutdown_grace",
             "listen_probe_interval",
+            "progress_interval",
         ):
             _positive(name, getattr(self, name))
         self._check_relations()

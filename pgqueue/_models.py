@@ -92,6 +92,20 @@ class Job:
         """Replace the decoded params with the type's validated model (the runner's step)."""
         self._params = value
 
+    async def set_progress(self, progress: float, message: str | None = None) -> None:
+        """Report how far this run is: a fraction from 0 to 1, or a percent above 1 (up to 100).
+
+        Coalesced: the worker writes a job's latest report at most once per
+        ``progress_interval``, so calling this often is cheap. ``get_job`` shows it while
+        the job runs. Outside a worker (a Job built by hand) it does nothing.
+        """
+        from .worker.progress import CURRENT, fraction_of  # noqa: PLC0415 - the worker package imports this module
+
+        fraction = fraction_of(progress)
+        writer = CURRENT.get()
+        if writer is not None:
+            writer.record(self.id, self.attempt, fraction, None if message is None else str(message))
+
     @property
     def row(self) -> Row:
         """The claimed row as the database returned it (internal fast path; see ROW_*)."""

@@ -114,6 +114,10 @@ class JobRecord:
     """When it ended; None while it is live."""
     result: Any
     """The return value of its successful last run (decoded JSON); None otherwise."""
+    progress: float | None
+    """The running job's last reported progress, from 0 to 1 (None: none reported, or ended)."""
+    progress_message: str | None
+    """The message that came with it."""
     runs: tuple[RunRecord, ...]
     """Its logged runs in attempt order (``should_log_run`` may have left some out)."""
 

@@ -73,5 +73,7 @@ class WorkerSignals:
     """A cancel request reached this worker (a notification, or the heartbeat's backstop)."""
     reaped: Signal = dataclasses.field(default_factory=Signal)
     """This worker reaped at least one dead worker."""
+    progress_written: Signal = dataclasses.field(default_factory=Signal)
+    """The coalesced progress reports of running jobs were written."""
     vacuumed: Signal = dataclasses.field(default_factory=Signal)
     """This worker vacuumed the hot table."""

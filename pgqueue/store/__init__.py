@@ -25,7 +25,7 @@ from typing import Protocol
 from pgqueue._models import CancelResult, Row
 from pgqueue._records import CancelCounts, JobRecord, JobState
 
-from .batch import FinalizeResult, FlushBatch
+from .batch import FinalizeResult, FlushBatch, ProgressReport
 
 __all__ = [
     "AdminStore",
@@ -37,6 +37,7 @@ __all__ = [
     "Held",
     "ManageStore",
     "Notifications",
+    "ProgressReport",
     "Store",
     "Subscription",
     "WorkerBackend",
@@ -201,6 +202,10 @@ class WorkerStore(Faults, Protocol):
 
     async def worker_reap(self, dead_after: float, self_id: int) -> tuple[int, int]:
         """Free the jobs of workers silent for ``dead_after`` s; (jobs released, workers reaped)."""
+        ...
+
+    async def job_progress_many(self, worker_id: int, reports: Sequence[ProgressReport]) -> None:
+        """Write the latest progress of jobs this worker runs, fenced by (worker, attempt)."""
         ...
 
     async def jobs_vacuum_if_needed(self, min_dead: int) -> int | None:

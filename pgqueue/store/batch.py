@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import field
 from typing import Any
 
-__all__ = ["FinalizeResult", "FlushBatch"]
+__all__ = ["FinalizeResult", "FlushBatch", "ProgressReport"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -89,3 +89,14 @@ class FinalizeResult:
     runs_logged: int
     put_back_due_in: float | None = None
     """Seconds (server clock) until the earliest put-back job is due."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProgressReport:
+    """The latest progress a running job reported (the worker coalesces them)."""
+
+    job_id: int
+    attempt: int
+    fraction: float
+    """From 0 to 1."""
+    message: str | None

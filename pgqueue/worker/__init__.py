@@ -216,6 +216,7 @@ class Worker:
             services.start_soon(st.lease.run)
             if st.vacuum is not None:
                 services.start_soon(st.vacuum.run)
+            services.start_soon(st.progress.run)
             fetch_scope = anyio.CancelScope()
             idle = _Countdown(len(st.runners))
             async with anyio.create_task_group() as work:

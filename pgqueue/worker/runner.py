@@ -46,6 +46,7 @@ from pgqueue._models import ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_ID, ROW_TIMEO
 from pgqueue._registry import JobType, Registry
 from pgqueue._verdicts import Cancel, Snooze, Verdict
 
+from . import progress
 from .job_buffer import JobBuffer
 from .result_buffer import ResultBuffer
 
@@ -135,6 +136,7 @@ class Runner:
         on_capacity: Callable[[], None],
         thread_limiter: anyio.CapacityLimiter,
         arm_deadline: Callable[[float], None],
+        progress_writer: progress.ProgressWriter | None = None,
     ) -> None:
         self._registry = registry
         self._types = registry.by_name
@@ -146,6 +148,7 @@ class Runner:
         self._on_capacity = on_capacity
         self._limiter = thread_limiter
         self._arm = arm_deadline
+        self._progress = progress_writer
         self._task: asyncio.Task[Any] | None = None
         self._reason: Outcome | None = None  # why the current job is being stopped
         self.job: Job | None = None  # the job in the handler right now
@@ -201,6 +204,8 @@ class Runner:
     async def run(self) -> None:
         """Take and run jobs until the job buffer is closed and empty."""
         self._task = asyncio.current_task()
+        if self._progress is not None:
+            progress.CURRENT.set(self._progress)  # this task's context: once, not per job
         jobs, results, stats, now = self._jobs, self._results, self._stats, self._clock.time
         on_capacity = self._on_capacity
         while True:

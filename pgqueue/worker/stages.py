@@ -27,6 +27,7 @@ from .flusher import Flusher
 from .job_buffer import JobBuffer
 from .lease import Identity, Lease
 from .listener import Listener
+from .progress import ProgressWriter
 from .result_buffer import ResultBuffer
 from .runner import Runner, RunResult, RunStats
 from .watchdog import Watchdog
@@ -47,6 +48,7 @@ class Stages:
     listener: Listener | None
     lease: Lease
     vacuum: Vacuum | None
+    progress: ProgressWriter
     held: tuple[Held, ...]
     store: WorkerBackend
 
@@ -87,6 +89,13 @@ def build(
         signals=signals,
     )
     watchdog = Watchdog(clock)
+    progress = ProgressWriter(
+        store=store,
+        worker_id=lambda: identity.id,
+        interval=cfg.progress_interval,
+        on_error=lambda exc: report(exc, "progress"),
+        signals=signals,
+    )
     limiter = anyio.CapacityLimiter(cfg.concurrency)
     runners = tuple(
         Runner(
@@ -98,6 +107,7 @@ def build(
             on_capacity=fetcher.on_capacity,
             thread_limiter=limiter,
             arm_deadline=watchdog.arm,
+            progress_writer=progress,
         )
         for _ in range(cfg.concurrency)
     )
@@ -163,4 +173,6 @@ def build(
         else None
     )
     held = tuple(h for h in (claim_conn, flush_conn) if h is not None)
-    return Stages(jobs, results, fetcher, watchdog, runners, flusher, listener, lease, vacuum, held, store)
+    return Stages(
+        jobs, results, fetcher, watchdog, runners, flusher, listener, lease, vacuum, progress, held, store
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import anyio
 import asyncpg
@@ -590,3 +591,71 @@ async def test_a_running_job_cannot_be_suspended(scheduler: Scheduler) -> None:
         await wait(started.done)
         with pytest.raises(InvalidStateError, match=f"job {job_id} is running"):
             await scheduler.suspend(job_id)
+
+
+async def test_progress_is_coalesced_and_visible_while_the_job_runs(scheduler: Scheduler) -> None:
+    reported, release = Counter(1), anyio.Event()
+
+    @scheduler.job("t")
+    async def t(job: Job) -> None:
+        for i in range(1, 101):
+            await job.set_progress(i / 100, f"step {i}")  # no await yields: one burst
+        reported.hit(job.id)
+        await release.wait()
+
+    worker = scheduler.worker(poll_interval=60, progress_interval=0.05)
+    async with running(worker):
+        job_id = await scheduler.schedule("t")
+        await wait(reported.done)
+        await fired(worker.signals.progress_written, 1)
+        record = await scheduler.get_job(job_id)
+        assert (record.state, record.progress, record.progress_message) == (JobState.RUNNING, 1.0, "step 100")
+        assert worker.signals.progress_written.count == 1  # a hundred reports, one write
+        release.set()
+    done = await scheduler.get_job(job_id)
+    assert (done.state, done.progress) == (JobState.SUCCEEDED, None)
+
+
+async def test_progress_takes_fractions_or_percents(scheduler: Scheduler) -> None:
+    seen = Counter(1)
+
+    @scheduler.job("t")
+    async def t(job: Job) -> None:
+        await job.set_progress(50)  # a percent
+        seen.hit(None)
+        with pytest.raises(ConfigError):
+            await job.set_progress(101)
+        with pytest.raises(ConfigError):
+            await job.set_progress(float("nan"))
+
+    worker = scheduler.worker(poll_interval=60, progress_interval=0.05)
+    async with running(worker):
+        job_id = await scheduler.schedule("t")
+        await wait(seen.done)
+        await fired(worker.signals.progress_written, 1)
+    assert (await scheduler.get_job(job_id)).state is JobState.SUCCEEDED
+
+
+async def test_set_progress_outside_a_worker_does_nothing() -> None:
+    job = Job(id=1, type="t")
+    await job.set_progress(0.5)  # a hand-built job: no worker to report to
+
+
+async def test_a_sync_handler_reports_progress_through_from_thread(scheduler: Scheduler) -> None:
+    reported, release = Counter(1), threading.Event()
+
+    @scheduler.job("t")
+    def t(job: Job) -> None:
+        anyio.from_thread.run(job.set_progress, 0.4, "from a thread")
+        reported.hit(job.id)
+        release.wait(30)
+
+    worker = scheduler.worker(poll_interval=60, progress_interval=0.05)
+    async with running(worker):
+        job_id = await scheduler.schedule("t")
+        await fired(worker.signals.progress_written, 1)
+        record = await scheduler.get_job(job_id)
+        assert record.progress is not None
+        assert abs(record.progress - 0.4) < 1e-6  # stored as real
+        assert record.progress_message == "from a thread"
+        release.set()

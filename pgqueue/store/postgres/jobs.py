@@ -10,7 +10,7 @@ import asyncpg
 
 from pgqueue._models import CancelResult, Row
 from pgqueue._records import CancelCounts, JobRecord, JobState
-from pgqueue.store import CallerConnection, Held
+from pgqueue.store import CallerConnection, Held, ProgressReport
 
 from .pool import StoreBase
 from .records import job_record
@@ -179,6 +179,17 @@ class JobsMixin(StoreBase):
     async def job_resume(self, job_id: int) -> bool:
         """Make a suspended job claimable again and wake its queue; False when it is not suspended."""
         return await self.pool.fetchrow(self.q.job_resume, job_id, self.channel) is not None
+
+    async def job_progress_many(self, worker_id: int, reports: Sequence[ProgressReport]) -> None:
+        """Write the latest progress of the jobs this worker runs (fenced by worker and attempt)."""
+        await self.pool.execute(
+            self.q.job_progress_many,
+            worker_id,
+            [r.job_id for r in reports],
+            [r.attempt for r in reports],
+            [r.fraction for r in reports],
+            [r.message for r in reports],
+        )
 
     async def job_await(self, job_id: int) -> bool:
         """Mark a live job so that its end is notified; False when it is not live."""

@@ -68,6 +68,7 @@ class Queries:
     job_await: str
     job_suspend: str
     job_resume: str
+    job_progress_many: str
     worker_reap_lock: str
     worker_reap_release: str
     jobs_dead_tuples: str

@@ -57,6 +57,8 @@ def job_record(
             started_at=live["claimed_at"] if live["state"] == JobState.RUNNING else _last_start(runs),
             finished_at=None,
             result=None,
+            progress=live["progress"],
+            progress_message=live["progress_message"],
             runs=runs,
         )
     if not run_rows:
@@ -78,6 +80,8 @@ def job_record(
         started_at=last.started_at,
         finished_at=last.finished_at,
         result=last.result if state is JobState.SUCCEEDED else None,
+        progress=None,
+        progress_message=None,
         runs=runs,
     )
 

@@ -168,7 +168,7 @@ SELECT id FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND cancel_requested;
 -- why: get_job() of a live job: its row, and its state decided with the database's clock.
 -- params: $1 job id bigint
 SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error, inserted_at,
-       run_at, claimed_at,
+       run_at, claimed_at, progress, progress_message,
        CASE WHEN worker_id = 0 THEN 'suspended' WHEN worker_id IS NOT NULL THEN 'running'
             WHEN delayed AND run_at > now() THEN 'scheduled'
             ELSE 'pending' END AS state
@@ -182,7 +182,7 @@ WHERE id = $1;
 --         $4 state text (NULL = any live state), $5 limit int
 SELECT * FROM (
     SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error,
-           inserted_at, run_at, claimed_at,
+           inserted_at, run_at, claimed_at, progress, progress_message,
            CASE WHEN worker_id = 0 THEN 'suspended' WHEN worker_id IS NOT NULL THEN 'running'
                 WHEN delayed AND run_at > now() THEN 'scheduled'
                 ELSE 'pending' END AS state
@@ -274,3 +274,13 @@ SELECT id, pg_notify($2::text, CASE WHEN run_at > now()
                                THEN 'd:' || extract(epoch FROM run_at - now())::text || ':' || queue
                                ELSE 'r:' || queue END)
 FROM back;
+
+-- name: job_progress_many
+-- why: the worker's coalesced progress reports: one statement per interval for every job
+--      that reported, fenced by (worker, attempt) like every write of a run's outcome.
+-- params: $1 worker_id bigint, $2 ids bigint[], $3 attempts int[], $4 progress real[],
+--         $5 messages text[]
+UPDATE {schema}.jobs j
+SET progress = u.progress, progress_message = u.message
+FROM unnest($2::bigint[], $3::int[], $4::real[], $5::text[]) AS u(id, attempt, progress, message)
+WHERE j.id = u.id AND j.worker_id = $1 AND j.attempt = u.attempt;
