@@ -71,6 +71,10 @@ class Params:
     )
     big_n: int = field(default_factory=lambda: _env_int("BENCH_BIG_N", 1_000_000))
     """Backlog of the long drain (``--big``)."""
+    manage_runs: int = field(default_factory=lambda: _env_int("BENCH_MANAGE_RUNS", 1_000_000))
+    """Finished jobs in the run log for the management phase (``manage``)."""
+    manage_live: int = field(default_factory=lambda: _env_int("BENCH_MANAGE_LIVE", 100_000))
+    """Live jobs for the management phase."""
     progress: bool = True
     """Progress bars on stderr for the long phases (preload and drain of the big backlog)."""
 

@@ -1,8 +1,9 @@
 """One benchmark run: the phases in order, each in a freshly recreated database.
 
 Phases: ``enqueue`` (a), ``drain`` (b, with the cost (f) and the RSS (g) of each drain),
-``latency`` (c), ``two_workers`` (e) and, opt-in because it takes minutes, ``big`` (d):
-the drain of a 1,000,000-job backlog, whose rate is compared with the small drain's.
+``latency`` (c), ``two_workers`` (e) and, opt-in because they take minutes, ``big`` (d):
+the drain of a 1,000,000-job backlog, whose rate is compared with the small drain's, and
+``manage`` (h): get_job, list_jobs and stats on 1,000,000 finished and 100,000 live jobs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ._drain import bench_drain
 from ._enqueue import bench_enqueue
 from ._harness import STDERR, Params
 from ._latency import bench_latency
+from ._manage import bench_manage
 from ._report import JsonObject, emit, get_num
 from ._server import DB_NAME, default_dsn, machine_info, server_info
 from ._two import bench_two_workers
@@ -27,7 +29,7 @@ from ._two import bench_two_workers
 __all__ = ["ALL_PHASES", "DEFAULT_PHASES", "run_bench"]
 
 DEFAULT_PHASES = ("enqueue", "drain", "latency", "two_workers")
-ALL_PHASES = (*DEFAULT_PHASES, "big")
+ALL_PHASES = (*DEFAULT_PHASES, "big", "manage")
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -62,6 +64,9 @@ async def _main(params: Params, phases: tuple[str, ...], dsn: str | None) -> Jso
         results["big_vs_20k"] = _ratio(
             get_num(results, "big_drain", "jps"), get_num(results, f"drain_c{first_c}", "jps")
         )
+    if "manage" in phases:
+        STDERR.log(f"management on {params.manage_runs:,} finished and {params.manage_live:,} live jobs")
+        results["manage"] = await bench_manage(target, params)
     rss_phase = "big_drain" if "big_drain" in results else f"drain_c{first_c}"
     rss = results.get(rss_phase)
     if isinstance(rss, dict) and isinstance(rss.get("rss"), dict):

@@ -29,7 +29,7 @@ def bench(
     phases: Annotated[
         str,
         typer.Option(
-            envvar="BENCH_PHASES", help="Comma-separated: enqueue, drain, latency, two_workers, big."
+            envvar="BENCH_PHASES", help="Comma-separated: enqueue, drain, latency, two_workers, big, manage."
         ),
     ] = "enqueue,drain,latency,two_workers",
     big: Annotated[

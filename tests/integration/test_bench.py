@@ -75,10 +75,11 @@ async def test_big_drain_reports_rate_per_tenth(bench_dsn: str) -> None:
 async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     """``python -m pgqueue.bench`` with all phases prints one JSON line with every key."""
     env = {**os.environ, "BENCH_SINGLE_N": "20", "BENCH_LAT_N": "10", "BENCH_LAT_SPACING_MS": "5"}
+    env |= {"BENCH_MANAGE_RUNS": "2000", "BENCH_MANAGE_LIVE": "600"}
     command = [sys.executable, "-m", "pgqueue.bench", "--dsn", bench_dsn, "-n", "200", "-c", "10,20"]
     command += [
         "--phases",
-        "enqueue,drain,latency,two_workers",
+        "enqueue,drain,latency,two_workers,manage",
         "--big",
         "--big-jobs",
         "300",
@@ -102,6 +103,10 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     assert {"jps", "handled_here", "handled_child"} <= two.keys()
     assert two["handled_here"] + two["handled_child"] >= 200
     assert line["rss"]["phase"] == "big_drain"
+    manage = line["manage"]
+    assert (manage["runs"], manage["live"]) == (2000, 600)
+    for call in ("get_job", "list_jobs", "list_jobs_failed", "stats"):
+        assert {"p50_ms", "p99_ms"} <= manage[call].keys(), call
     assert "phase" in done.stderr.decode()  # the table
 
 

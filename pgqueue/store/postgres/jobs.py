@@ -134,6 +134,9 @@ class JobsMixin(StoreBase):
         live_state = None if state is None or state.finished else state
         done_state = None if state is None or not state.finished else state
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            # Planned for the filters given: a generic plan (our pool's default, right for the
+            # worker's statements) cannot drop the "NULL or equal" filters and scans instead.
+            await conn.execute(self.q.plan_custom)
             live = (
                 []
                 if done_state
@@ -198,7 +201,8 @@ class JobsMixin(StoreBase):
     async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
         """Live jobs counted by (queue, type, state)."""
         rows = await self.pool.fetch(self.q.job_stats)
-        return [(r[0], r[1], JobState(r[2]), int(r[3])) for r in rows]
+        states = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED)
+        return [(r[0], r[1], state, int(r[2 + k])) for r in rows for k, state in enumerate(states)]
 
     async def job_cancel_requested_many(self, ids: Sequence[int]) -> set[int]:
         """Which of these jobs were flagged by cancel()."""

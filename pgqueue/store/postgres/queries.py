@@ -69,6 +69,7 @@ class Queries:
     job_suspend: str
     job_resume: str
     job_progress_many: str
+    plan_custom: str
     worker_reap_lock: str
     worker_reap_release: str
     jobs_dead_tuples: str

@@ -194,16 +194,16 @@ WHERE $4::text IS NULL OR state = $4::text
 LIMIT $5;
 
 -- name: job_stats
--- why: stats() and queue_depth(): live jobs counted by queue, type and state in one pass
---      over the hot table (which holds live jobs only, so it stays small).
+-- why: stats() and queue_depth(): live jobs counted by queue and type, each state as a
+--      filtered count, in one pass over the hot table (which holds live jobs only).
 -- params: none
 SELECT queue, type,
-       CASE WHEN worker_id = 0 THEN 'suspended' WHEN worker_id IS NOT NULL THEN 'running'
-            WHEN delayed AND run_at > now() THEN 'scheduled'
-            ELSE 'pending' END AS state,
-       count(*) AS n
+       count(*) FILTER (WHERE worker_id IS NULL AND NOT (delayed AND run_at > now())) AS pending,
+       count(*) FILTER (WHERE worker_id IS NULL AND delayed AND run_at > now()) AS scheduled,
+       count(*) FILTER (WHERE worker_id > 0) AS running,
+       count(*) FILTER (WHERE worker_id = 0) AS suspended
 FROM {schema}.jobs
-GROUP BY 1, 2, 3;
+GROUP BY queue, type;
 
 -- name: job_retry_many
 -- why: retry() and retry_many(): finished jobs go back to the hot table under their own ids,
@@ -284,3 +284,9 @@ UPDATE {schema}.jobs j
 SET progress = u.progress, progress_message = u.message
 FROM unnest($2::bigint[], $3::int[], $4::real[], $5::text[]) AS u(id, attempt, progress, message)
 WHERE j.id = u.id AND j.worker_id = $1 AND j.attempt = u.attempt;
+
+-- name: plan_custom
+-- why: list_jobs() plans each statement for its own filters (custom plans), in its own
+--      transaction only: the "NULL or equal" filters defeat the indexes under a generic plan.
+-- params: none
+SET LOCAL plan_cache_mode = force_custom_plan;
