@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import suppress as _suppress
 
+from ._enqueue import JobId
 from ._errors import (
     ConfigError,
     DatabaseUnavailableError,
@@ -45,6 +46,7 @@ __all__ = [
     "ExponentialBackoff",
     "InvalidStateError",
     "Job",
+    "JobId",
     "JobNotFound",
     "JobRecord",
     "JobState",

@@ -7,11 +7,12 @@ looks handlers up here. Both processes import the same module that registers the
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import inspect
 from collections.abc import Mapping
 
 from ._config import MAX_ATTEMPTS, check_max_attempts, check_name, check_timeout
-from ._errors import ConfigError, UnknownJobTypeError
+from ._errors import ConfigError, UnknownJobTypeError, check_delay
 from ._models import JobHandler
 from ._params import ParamsAdapter, adapter_for
 from ._records import JobTypeInfo
@@ -44,6 +45,8 @@ class JobType:
     """The params model (pydantic model or dataclass), None for untyped params."""
     params: ParamsAdapter | None = None
     """Validates params against ``params_model`` (at schedule and before each run)."""
+    unique_for: float = 0.0
+    """Seconds a job's unique key stays held after it succeeds (0: freed when it ends)."""
 
 
 class Registry:
@@ -64,6 +67,7 @@ class Registry:
         timeout: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         params: type | None = None,
+        unique_for: float | dt.timedelta = 0.0,
     ) -> JobType:
         """Register a type; a second registration of the same name is an error."""
         check_name("job type", name)
@@ -84,6 +88,7 @@ class Registry:
             check_max_attempts(max_attempts),
             params,
             None if params is None else adapter_for(params, name),
+            check_delay(unique_for, "unique_for"),
         )
         self._types[name] = jt
         return jt

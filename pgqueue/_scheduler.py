@@ -17,12 +17,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import NamedTuple, Self, TypeVar
+from typing import Self, TypeVar
 
 import anyio
 
 from ._boundary import translate, translated
-from ._codec import encode
 from ._config import (
     MAX_ATTEMPTS,
     POOL_MAX_SIZE,
@@ -31,16 +30,14 @@ from ._config import (
     SchedulerConfig,
     WorkerConfig,
     check_name,
-    check_priority,
-    check_run_at,
-    check_timeout,
 )
+from ._enqueue import JobId, prepare
 from ._errors import (
     ConfigError,
+    JobNotFound,
 )
 from ._manage import DEFAULT_PAGE, Management
 from ._models import CancelResult, JobHandler
-from ._params import ParamsAdapter
 from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
@@ -54,21 +51,6 @@ __all__ = ["Scheduler"]
 H = TypeVar("H", bound=JobHandler)
 CHUNK_SIZE = 1000  # jobs per statement in schedule_many
 _SMALLINT = (-32768, 32767)
-
-
-class _Target(NamedTuple):
-    queue: str
-    run_at: dt.datetime | None
-    delay: float | None
-    priority: int
-    timeout: float | None
-    params: ParamsAdapter | None
-
-    def encode(self, params: object, what: str = "params") -> str:
-        """The params as stored: validated by the type's model first, when it has one."""
-        if self.params is not None:
-            params = self.params.to_json(self.params.validate(params))
-        return encode(params, what=what)
 
 
 class Scheduler:
@@ -249,6 +231,7 @@ class Scheduler:
         timeout: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         params: type | None = None,
+        unique_for: float | dt.timedelta = 0.0,
     ) -> Callable[[H], H]:
         """Decorator registering ``fn`` as the handler of job type ``name``.
 
@@ -258,12 +241,14 @@ class Scheduler:
         ``max_attempts``: runs a job gets at most, runs cut short by a dead worker included,
         whatever the filter says. ``params``: a pydantic model or a dataclass; params are
         validated against it at schedule time and the handler's ``job.params`` is the model.
+        ``unique_for``: how long a job's ``unique_key`` stays held after it succeeds.
         """
 
         def register(fn: H) -> H:
             self.register(
-                name, fn, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts, params=params
-            )
+                name, fn, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts,
+                params=params, unique_for=unique_for,
+            )  # fmt: skip
             return fn
 
         return register
@@ -278,35 +263,19 @@ class Scheduler:
         timeout: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         params: type | None = None,
+        unique_for: float | dt.timedelta = 0.0,
     ) -> None:
         """Register a handler without the decorator (same options as :meth:`job`)."""
         self.registry.add(
-            name, handler, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts, params=params
-        )
+            name, handler, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts,
+            params=params, unique_for=unique_for,
+        )  # fmt: skip
 
     def job_types(self) -> list[JobTypeInfo]:
         """The registered job types by name, with their options and params JSON Schema."""
         return self.registry.describe()
 
     # -- scheduling -----------------------------------------------------------------------
-
-    def _prepare(
-        self,
-        type_: str,
-        queue: str | None,
-        run_at: dt.datetime | dt.timedelta | None,
-        priority: int,
-        timeout: float | None,
-    ) -> _Target:
-        """Check everything but the params; shared by schedule() and schedule_many()."""
-        jt = self.registry.require(type_)
-        q = jt.queue if queue is None else queue
-        check_name("queue", q)
-        at, delay = check_run_at(run_at)
-        limit = check_timeout("timeout", timeout)
-        # The type's timeout is stored on the job too, so rescue knows the run's deadline.
-        timeout_s = jt.timeout if limit is None else limit
-        return _Target(q, at, delay, check_priority(priority), timeout_s, jt.params)
 
     async def schedule(
         self,
@@ -318,27 +287,47 @@ class Scheduler:
         priority: int = 0,
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
         conn: CallerConnection | None = None,
-    ) -> int:
-        """Schedule one job and return its id.
+        unique_key: str | None = None,
+    ) -> JobId:
+        """Schedule one job and return its id (an ``int``; ``.inserted`` says if this call made it).
 
         ``run_at``: an aware datetime, or a timedelta from now; None runs it now. ``queue``
         overrides the type's default. ``priority``: lower runs first. ``timeout``: this
         job's run-time limit in seconds (default: the type's). ``conn``: run inside that
-        connection's current transaction.
+        connection's current transaction. ``unique_key``: return the job that holds this key
+        instead of inserting another (see the README).
         """
-        t = self._prepare(type, queue, run_at, priority, timeout)
+        t = prepare(self.registry, type, queue, run_at, priority, timeout)
         encoded = t.encode(params)
+        if unique_key is not None:
+            check_name("unique_key", unique_key)
         try:  # not translated(): schedule() is on the pickup-latency path, and a context manager costs
             store = self._store or await self.open()
-            return await store.job_insert(
-                conn, queue=t.queue, type_=type, params=encoded, run_at=t.run_at, priority=t.priority,
-                timeout_s=t.timeout, delay_s=t.delay,
+            if unique_key is None:
+                job_id = await store.job_insert(
+                    conn, queue=t.queue, type_=type, params=encoded, run_at=t.run_at, priority=t.priority,
+                    timeout_s=t.timeout, delay_s=t.delay,
+                )  # fmt: skip
+                return JobId.of(job_id, inserted=True)
+            found, inserted = await store.job_insert_unique(
+                conn, key=unique_key, keep_s=t.keep_s, queue=t.queue, type_=type, params=encoded,
+                run_at=t.run_at, priority=t.priority, timeout_s=t.timeout, delay_s=t.delay,
             )  # fmt: skip
+            return JobId.of(found, inserted=inserted)
         except Exception as exc:
             err = translate("schedule", self.schema, exc)
             if err is not None:
                 raise err from exc
             raise
+
+    async def get_job_by_key(self, key: str) -> JobRecord:
+        """The job that holds a unique key (live, or kept after its success); else JobNotFound."""
+        check_name("unique_key", key)
+        async with translated("get_job_by_key", self.schema):
+            job_id = await (await self._open()).job_by_key(key)
+        if job_id is None:
+            raise JobNotFound(f"no job holds the unique key {key!r}")
+        return await self.get_job(job_id)
 
     async def schedule_many(
         self,
@@ -358,7 +347,7 @@ class Scheduler:
         is encoded before the first insert, so a bad one writes nothing. Without ``conn``
         the chunks commit separately; pass ``conn`` inside a transaction for all-or-nothing.
         """
-        t = self._prepare(type, queue, run_at, priority, timeout)
+        t = prepare(self.registry, type, queue, run_at, priority, timeout)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ConfigError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
         if isinstance(params, str | bytes | dict):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from pgqueue._models import CancelResult, Row
@@ -58,6 +59,10 @@ class CallerConnection(Protocol):
 
     async def fetchrow(self, query: str, *args: object) -> object:
         """Run a statement, return its first row."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[object]:
+        """A transaction, or a savepoint inside the caller's."""
         ...
 
 
@@ -144,6 +149,27 @@ class EnqueueStore(Protocol):
 
     async def job_cancel(self, job_id: int) -> CancelResult:
         """End a waiting job as cancelled, or flag a claimed one and tell its worker."""
+        ...
+
+    async def job_insert_unique(
+        self,
+        conn: CallerConnection | None,
+        *,
+        key: str,
+        keep_s: float,
+        queue: str,
+        type_: str,
+        params: str,
+        run_at: dt.datetime | None,
+        priority: int,
+        timeout_s: float | None = None,
+        delay_s: float | None = None,
+    ) -> tuple[int, bool]:
+        """Insert a job under ``key``, or find the job that holds it: (id, inserted)."""
+        ...
+
+    async def job_by_key(self, key: str) -> int | None:
+        """The id of the job that holds ``key`` (live, or kept after its success)."""
         ...
 
     async def close(self) -> None:

@@ -48,6 +48,44 @@ class JobsMixin(StoreBase):
         job_id = await (self.pool if conn is None else conn).fetchval(self.q.job_insert, *args)
         return cast("int", job_id)
 
+    async def job_insert_unique(
+        self,
+        conn: CallerConnection | None,
+        *,
+        key: str,
+        keep_s: float,
+        queue: str,
+        type_: str,
+        params: str,
+        run_at: dt.datetime | None,
+        priority: int,
+        timeout_s: float | None = None,
+        delay_s: float | None = None,
+    ) -> tuple[int, bool]:
+        """Insert a job under ``key``, or find the job that holds it: (id, inserted).
+
+        Two statements in one transaction (a savepoint inside the caller's): a lock on the
+        key, then the check and insert with a newer snapshot, so concurrent schedulers of
+        one key make one job.
+        """
+        args = (queue, type_, params, run_at, priority, self.channel, timeout_s, delay_s, key, keep_s)
+        row: object
+        if conn is None:
+            async with self.pool.acquire() as own, own.transaction():
+                await own.execute(self.q.job_unique_lock, key)
+                row = await own.fetchrow(self.q.job_insert_unique, *args)
+        else:
+            async with conn.transaction():
+                await conn.fetchval(self.q.job_unique_lock, key)
+                row = await conn.fetchrow(self.q.job_insert_unique, *args)
+        found = cast("asyncpg.Record", row)
+        return int(found[0]), bool(found[1])
+
+    async def job_by_key(self, key: str) -> int | None:
+        """The id of the job that holds ``key`` (live, or kept after its success)."""
+        found: int | None = await self.pool.fetchval(self.q.job_by_key, key)
+        return found
+
     async def job_insert_many(
         self,
         conn: CallerConnection | None,

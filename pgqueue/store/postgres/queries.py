@@ -70,6 +70,9 @@ class Queries:
     job_resume: str
     job_progress_many: str
     plan_custom: str
+    job_unique_lock: str
+    job_insert_unique: str
+    job_by_key: str
     worker_reap_lock: str
     worker_reap_release: str
     jobs_dead_tuples: str

@@ -290,3 +290,48 @@ WHERE j.id = u.id AND j.worker_id = $1 AND j.attempt = u.attempt;
 --      transaction only: the "NULL or equal" filters defeat the indexes under a generic plan.
 -- params: none
 SET LOCAL plan_cache_mode = force_custom_plan;
+
+-- name: job_unique_lock
+-- why: schedule(..., unique_key=): concurrent schedulers of one key take turns for the
+--      rest of their transaction, so the check that follows (a newer snapshot) sees any job
+--      the previous one inserted.
+-- params: $1 key text
+SELECT pg_advisory_xact_lock(hashtextextended('pgqueue.unique:' || $1, 0));
+
+-- name: job_insert_unique
+-- why: schedule(..., unique_key=): the job that holds the key (live, or kept after its
+--      success) is returned as found; else the job is inserted and its queue notified, as
+--      job_insert does. Expired kept keys are dropped on the way.
+-- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
+--         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
+--         $8 delay seconds float8, $9 key text, $10 seconds the key is kept after success real
+WITH expired AS (
+    DELETE FROM {schema}.unique_keys WHERE key = $9 AND until <= now()
+), holder AS (
+    SELECT id FROM {schema}.jobs WHERE unique_key = $9
+    UNION ALL
+    SELECT job_id FROM {schema}.unique_keys WHERE key = $9 AND until > now()
+    LIMIT 1
+), ins AS (
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, unique_key,
+                               unique_hold)
+    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9, $10
+    FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
+    WHERE NOT EXISTS (SELECT 1 FROM holder)
+    RETURNING id, run_at, delayed
+)
+SELECT id, true AS inserted,
+       pg_notify($6::text, CASE WHEN delayed
+                           THEN 'd:' || extract(epoch FROM run_at - now())::text || ':' || $1::text
+                           ELSE 'r:' || $1::text END) AS notified
+FROM ins
+UNION ALL
+SELECT id, false, NULL FROM holder;
+
+-- name: job_by_key
+-- why: get_job_by_key(): the id of the job that holds a unique key, live or kept.
+-- params: $1 key text
+SELECT id FROM {schema}.jobs WHERE unique_key = $1
+UNION ALL
+SELECT job_id FROM {schema}.unique_keys WHERE key = $1 AND until > now()
+LIMIT 1;

@@ -37,6 +37,8 @@
 --         $19 error increments int[], $20 log bool[];
 --         $21 clock offset float8 (seconds added to the worker's times to put them on the
 --         database's clock, measured at registration and each heartbeat), $22 channel text
+--      A succeeded job with a unique key its type keeps after success (unique_hold) leaves
+--      the key in unique_keys; plain jobs (NULL key) are filtered out of that insert.
 --      Ended jobs somebody wait()s for (awaited) are announced on the channel ('e:<id>');
 --      the others cost one boolean read of a row the statement returns anyway.
 WITH done AS MATERIALIZED (
@@ -54,7 +56,14 @@ WITH done AS MATERIALIZED (
     USING done d
     WHERE j.id = d.id AND j.worker_id = d.owner AND j.attempt = d.attempt
     RETURNING j.id, j.inserted_at, j.run_at, j.attempt, j.priority, j.queue, j.type, j.params,
-              j.awaited, d.started, d.finished, d.outcome, d.error, d.result, d.log
+              j.awaited, j.unique_key, j.unique_hold, d.started, d.finished, d.outcome, d.error,
+              d.result, d.log
+), kept AS (
+    INSERT INTO {schema}.unique_keys (key, job_id, until)
+    SELECT unique_key, id, now() + make_interval(secs => unique_hold)
+    FROM ended
+    WHERE unique_key IS NOT NULL AND unique_hold > 0 AND coalesce(outcome, 'succeeded') = 'succeeded'
+    ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, until = excluded.until
 ), told AS (
     SELECT pg_notify($22::text, 'e:' || id::text) FROM ended WHERE awaited
 ), put_back AS (

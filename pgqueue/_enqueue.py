@@ -1,0 +1,72 @@
+"""What schedule() and schedule_many() check before anything is written, and what they return.
+
+:func:`prepare` resolves and checks everything but the params (the type, queue, due
+time, priority and timeout) once per call; :meth:`Target.encode` turns each params value
+into the stored JSON, through the type's model when it has one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import NamedTuple
+
+from ._codec import encode
+from ._config import check_name, check_priority, check_run_at, check_timeout
+from ._params import ParamsAdapter
+from ._registry import Registry
+
+__all__ = ["JobId", "Target", "prepare"]
+
+
+class JobId(int):
+    """A job's id as ``schedule()`` returns it: an ``int``, and whether this call created it.
+
+    ``inserted`` is False when ``unique_key`` found a job that already held the key.
+    """
+
+    inserted: bool
+
+    @classmethod
+    def of(cls, job_id: int, *, inserted: bool) -> JobId:
+        """The id, marked as created by this call or found."""
+        jid = cls(job_id)
+        jid.inserted = inserted
+        return jid
+
+
+class Target(NamedTuple):
+    """Where and when the jobs of one call go, checked."""
+
+    queue: str
+    run_at: dt.datetime | None
+    delay: float | None
+    priority: int
+    timeout: float | None
+    params: ParamsAdapter | None
+    keep_s: float
+    """Seconds a unique key stays held after the job succeeds (the type's ``unique_for``)."""
+
+    def encode(self, params: object, what: str = "params") -> str:
+        """The params as stored: validated by the type's model first, when it has one."""
+        if self.params is not None:
+            params = self.params.to_json(self.params.validate(params))
+        return encode(params, what=what)
+
+
+def prepare(  # noqa: PLR0917 - schedule()'s own arguments, passed straight through
+    registry: Registry,
+    type_: str,
+    queue: str | None,
+    run_at: dt.datetime | dt.timedelta | None,
+    priority: int,
+    timeout: float | None,
+) -> Target:
+    """Check everything but the params; shared by schedule() and schedule_many()."""
+    jt = registry.require(type_)
+    q = jt.queue if queue is None else queue
+    check_name("queue", q)
+    at, delay = check_run_at(run_at)
+    limit = check_timeout("timeout", timeout)
+    # The type's timeout is stored on the job too, so rescue knows the run's deadline.
+    timeout_s = jt.timeout if limit is None else limit
+    return Target(q, at, delay, check_priority(priority), timeout_s, jt.params, jt.unique_for)
