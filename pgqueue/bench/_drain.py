@@ -65,9 +65,13 @@ def _tenths(samples: list[tuple[float, int]], n: int) -> list[float]:
 
 
 async def bench_drain(
-    dsn: str, params: Params, *, n: int, concurrency: int, big: bool = False
+    dsn: str, params: Params, *, n: int, concurrency: int, big: bool = False, unique: bool = False
 ) -> dict[str, object]:
-    """One drain of ``n`` pre-queued jobs at ``concurrency``; timing, cost per job, RSS."""
+    """One drain of ``n`` pre-queued jobs at ``concurrency``; timing, cost per job, RSS.
+
+    ``unique``: every job holds a unique key that it keeps for a minute after it succeeds
+    (set after the preload, untimed), so the flush also writes the kept keys.
+    """
     tracker = Tracker(n)
     timeout = max(params.drain_timeout_s, n / BIG_RATE_FLOOR) if big else params.drain_timeout_s
     show = params.progress and big
@@ -82,6 +86,10 @@ async def bench_drain(
             f'SELECT (SELECT count(*) FROM "{scheduler.schema}".jobs) + $1'  # noqa: S608 - our own schema name
             f' - (SELECT count(*) FROM "{scheduler.schema}".job_runs)'
         )
+        if unique:
+            await mon.execute(
+                f"UPDATE \"{scheduler.schema}\".jobs SET unique_key = 'k' || id, unique_hold = 60"  # noqa: S608 - our own schema
+            )
         await vacuum_and_checkpoint(mon)
         wal0, tab0 = await snapshot(mon)
         await scheduler.open()  # the pool is open before the clock, as the peers connect first

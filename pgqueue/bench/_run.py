@@ -3,7 +3,8 @@
 Phases: ``enqueue`` (a), ``drain`` (b, with the cost (f) and the RSS (g) of each drain),
 ``latency`` (c), ``two_workers`` (e) and, opt-in because they take minutes, ``big`` (d):
 the drain of a 1,000,000-job backlog, whose rate is compared with the small drain's, and
-``manage`` (h): get_job, list_jobs and stats on 1,000,000 finished and 100,000 live jobs.
+``manage`` (h): get_job, list_jobs and stats on 1,000,000 finished and 100,000 live jobs,
+and ``unique``: the drain of jobs that hold unique keys, compared with the plain drain.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ._two import bench_two_workers
 __all__ = ["ALL_PHASES", "DEFAULT_PHASES", "run_bench"]
 
 DEFAULT_PHASES = ("enqueue", "drain", "latency", "two_workers")
-ALL_PHASES = (*DEFAULT_PHASES, "big", "manage")
+ALL_PHASES = (*DEFAULT_PHASES, "big", "manage", "unique")
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -63,6 +64,14 @@ async def _main(params: Params, phases: tuple[str, ...], dsn: str | None) -> Jso
         )
         results["big_vs_20k"] = _ratio(
             get_num(results, "big_drain", "jps"), get_num(results, f"drain_c{first_c}", "jps")
+        )
+    if "unique" in phases:
+        STDERR.log(f"drain {params.n:,} jobs with unique keys at C={first_c}")
+        results["unique_drain"] = await bench_drain(
+            target, params, n=params.n, concurrency=first_c, unique=True
+        )
+        results["unique_vs_plain"] = _ratio(
+            get_num(results, "unique_drain", "jps"), get_num(results, f"drain_c{first_c}", "jps")
         )
     if "manage" in phases:
         STDERR.log(f"management on {params.manage_runs:,} finished and {params.manage_live:,} live jobs")

@@ -29,7 +29,8 @@ def bench(
     phases: Annotated[
         str,
         typer.Option(
-            envvar="BENCH_PHASES", help="Comma-separated: enqueue, drain, latency, two_workers, big, manage."
+            envvar="BENCH_PHASES",
+            help="Comma-separated: enqueue, drain, latency, two_workers, big, manage, unique.",
         ),
     ] = "enqueue,drain,latency,two_workers",
     big: Annotated[

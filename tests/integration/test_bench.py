@@ -79,7 +79,7 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     command = [sys.executable, "-m", "pgqueue.bench", "--dsn", bench_dsn, "-n", "200", "-c", "10,20"]
     command += [
         "--phases",
-        "enqueue,drain,latency,two_workers,manage",
+        "enqueue,drain,latency,two_workers,manage,unique",
         "--big",
         "--big-jobs",
         "300",
@@ -103,6 +103,8 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     assert {"jps", "handled_here", "handled_child"} <= two.keys()
     assert two["handled_here"] + two["handled_child"] >= 200
     assert line["rss"]["phase"] == "big_drain"
+    assert line["unique_drain"]["n"] == 200
+    assert isinstance(line["unique_vs_plain"], float)
     manage = line["manage"]
     assert (manage["runs"], manage["live"]) == (2000, 600)
     for call in ("get_job", "list_jobs", "list_jobs_failed", "stats"):
