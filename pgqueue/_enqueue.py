@@ -14,6 +14,7 @@ from ._codec import encode
 from ._config import check_name, check_priority, check_run_at, check_timeout
 from ._params import ParamsAdapter
 from ._registry import Registry
+from .store import NewJobs
 
 __all__ = ["JobId", "Target", "prepare"]
 
@@ -37,11 +38,8 @@ class JobId(int):
 class Target(NamedTuple):
     """Where and when the jobs of one call go, checked."""
 
-    queue: str
-    run_at: dt.datetime | None
-    delay: float | None
-    priority: int
-    timeout: float | None
+    jobs: NewJobs
+    """What the store's inserts take."""
     params: ParamsAdapter | None
     keep_s: float
     """Seconds a unique key stays held after the job succeeds (the type's ``unique_for``)."""
@@ -69,4 +67,5 @@ def prepare(  # noqa: PLR0917 - schedule()'s own arguments, passed straight thro
     limit = check_timeout("timeout", timeout)
     # The type's timeout is stored on the job too, so rescue knows the run's deadline.
     timeout_s = jt.timeout if limit is None else limit
-    return Target(q, at, delay, check_priority(priority), timeout_s, jt.params, jt.unique_for)
+    jobs = NewJobs(q, type_, at, check_priority(priority), timeout_s, delay)
+    return Target(jobs, jt.params, jt.unique_for)

@@ -304,15 +304,10 @@ class Scheduler:
         try:  # not translated(): schedule() is on the pickup-latency path, and a context manager costs
             store = self._store or await self.open()
             if unique_key is None:
-                job_id = await store.job_insert(
-                    conn, queue=t.queue, type_=type, params=encoded, run_at=t.run_at, priority=t.priority,
-                    timeout_s=t.timeout, delay_s=t.delay,
-                )  # fmt: skip
-                return JobId.of(job_id, inserted=True)
+                return JobId.of(await store.job_insert(conn, t.jobs, encoded), inserted=True)
             found, inserted = await store.job_insert_unique(
-                conn, key=unique_key, keep_s=t.keep_s, queue=t.queue, type_=type, params=encoded,
-                run_at=t.run_at, priority=t.priority, timeout_s=t.timeout, delay_s=t.delay,
-            )  # fmt: skip
+                conn, t.jobs, encoded, key=unique_key, keep_s=t.keep_s
+            )
             return JobId.of(found, inserted=inserted)
         except Exception as exc:
             err = translate("schedule", self.schema, exc)
@@ -359,10 +354,7 @@ class Scheduler:
         async with translated("schedule_many", self.schema):
             store = await self.open()
             for start in range(0, len(encoded), chunk_size):
-                ids += await store.job_insert_many(
-                    conn, queue=t.queue, type_=type, params=encoded[start : start + chunk_size],
-                    run_at=t.run_at, priority=t.priority, timeout_s=t.timeout, delay_s=t.delay,
-                )  # fmt: skip
+                ids += await store.job_insert_many(conn, t.jobs, encoded[start : start + chunk_size])
         return ids
 
     # -- workers --------------------------------------------------------------------------

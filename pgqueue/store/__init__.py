@@ -18,7 +18,6 @@ stage implements a handful of methods, and a new backend can be checked role by 
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
@@ -26,7 +25,7 @@ from typing import Protocol
 from pgqueue._models import CancelResult, Row
 from pgqueue._records import CancelCounts, JobRecord, JobState
 
-from .batch import FinalizeResult, FlushBatch, ProgressReport
+from .batch import FinalizeResult, FlushBatch, NewJobs, ProgressReport
 
 __all__ = [
     "AdminStore",
@@ -37,6 +36,7 @@ __all__ = [
     "FlushBatch",
     "Held",
     "ManageStore",
+    "NewJobs",
     "Notifications",
     "ProgressReport",
     "Store",
@@ -117,32 +117,12 @@ class EnqueueStore(Protocol):
 
     schema: str
 
-    async def job_insert(
-        self,
-        conn: CallerConnection | None,
-        *,
-        queue: str,
-        type_: str,
-        params: str,
-        run_at: dt.datetime | None,
-        priority: int,
-        timeout_s: float | None = None,
-        delay_s: float | None = None,
-    ) -> int:
+    async def job_insert(self, conn: CallerConnection | None, jobs: NewJobs, params: str) -> int:
         """Insert one job and wake its queue's workers, in one round trip."""
         ...
 
     async def job_insert_many(
-        self,
-        conn: CallerConnection | None,
-        *,
-        queue: str,
-        type_: str,
-        params: list[str],
-        run_at: dt.datetime | None,
-        priority: int,
-        timeout_s: float | None = None,
-        delay_s: float | None = None,
+        self, conn: CallerConnection | None, jobs: NewJobs, params: list[str]
     ) -> list[int]:
         """Insert jobs of one type and queue; ids in input order."""
         ...
@@ -152,18 +132,7 @@ class EnqueueStore(Protocol):
         ...
 
     async def job_insert_unique(
-        self,
-        conn: CallerConnection | None,
-        *,
-        key: str,
-        keep_s: float,
-        queue: str,
-        type_: str,
-        params: str,
-        run_at: dt.datetime | None,
-        priority: int,
-        timeout_s: float | None = None,
-        delay_s: float | None = None,
+        self, conn: CallerConnection | None, jobs: NewJobs, params: str, *, key: str, keep_s: float
     ) -> tuple[int, bool]:
         """Insert a job under ``key``, or find the job that holds it: (id, inserted)."""
         ...

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import field
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["FinalizeResult", "FlushBatch", "ProgressReport"]
+__all__ = ["FinalizeResult", "FlushBatch", "NewJobs", "ProgressReport"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -100,3 +100,15 @@ class ProgressReport:
     fraction: float
     """From 0 to 1."""
     message: str | None
+
+
+class NewJobs(NamedTuple):
+    """Where and when new jobs go, as schedule() checked them: the store's inserts take it."""
+
+    queue: str
+    type: str
+    run_at: dt.datetime | None = None
+    """An absolute due time; None: the database's now() plus ``delay_s``."""
+    priority: int = 0
+    timeout_s: float | None = None
+    delay_s: float | None = None

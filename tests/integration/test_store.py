@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from pgqueue import Job, Outcome, Scheduler, _models
-from pgqueue.store import FinalizeResult, FlushBatch
+from pgqueue.store import FinalizeResult, FlushBatch, NewJobs
 from pgqueue.store.postgres.migrate import LATEST_VERSION
 from tests._support import claim_records, hot_count, pg_store, runs, until
 
@@ -27,10 +27,10 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
     assert isinstance(registered_at, float)  # the server's clock, epoch seconds
     assert isinstance(await store.worker_heartbeat(wid), float)  # alive: the server's clock again
 
-    a = await store.job_insert(None, queue="q", type_="t", params='{"a":1}', run_at=None, priority=0)
-    b, c = await store.job_insert_many(None, queue="q", type_="t", params=["1", "2"], run_at=None, priority=0)
+    a = await store.job_insert(None, NewJobs("q", "t"), '{"a":1}')
+    b, c = await store.job_insert_many(None, NewJobs("q", "t"), ["1", "2"])
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-    d = await store.job_insert(None, queue="q", type_="t", params="null", run_at=later, priority=0)
+    d = await store.job_insert(None, NewJobs("q", "t", run_at=later), "null")
     due_in = await store.job_next_due(["q"])  # seconds, by the server's clock
     server_left = await db.fetchval(
         f'SELECT extract(epoch FROM run_at - now()) FROM "{schema}".jobs WHERE id = $1', d
@@ -38,9 +38,7 @@ async def test_every_store_method_against_the_database(scheduler: Scheduler, db:
     assert due_in is not None
     assert due_in >= float(server_left)  # asked earlier, so at least as far off as now
     assert await store.job_next_due(["elsewhere"]) is None
-    soon = await store.job_insert(
-        None, queue="q2", type_="t", params="null", run_at=None, priority=0, delay_s=30
-    )
+    soon = await store.job_insert(None, NewJobs("q2", "t", delay_s=30), "null")
     # The delay is added to the server's now(), the same instant that stamps inserted_at.
     server_due = await db.fetchval(f'SELECT run_at - inserted_at FROM "{schema}".jobs WHERE id = $1', soon)
     assert server_due == dt.timedelta(seconds=30)
@@ -125,7 +123,7 @@ async def test_each_row_is_fenced_by_its_own_attempt(scheduler: Scheduler, db: a
     schema = scheduler.schema
     store = await pg_store(scheduler)
     wid, _server_time = await store.worker_register(["q"])
-    j, k = await store.job_insert_many(None, queue="q", type_="t", params=["1", "2"], run_at=None, priority=0)
+    j, k = await store.job_insert_many(None, NewJobs("q", "t"), ["1", "2"])
     await db.execute(
         f'UPDATE "{schema}".jobs SET worker_id = $1, attempt = 2 WHERE id = ANY($2::bigint[])', wid, [j, k]
     )
@@ -148,9 +146,7 @@ async def test_the_flush_plan_is_linear_whatever_the_table(
     freshly analyzed table where worker_id is all NULL)."""
     store = await pg_store(scheduler)
     if backlog:
-        await store.job_insert_many(
-            None, queue="q", type_="t", params=["1"] * backlog, run_at=None, priority=0
-        )
+        await store.job_insert_many(None, NewJobs("q", "t"), ["1"] * backlog)
     await db.execute(f'ANALYZE "{scheduler.schema}".jobs')
     async with store.pool.acquire() as conn:
         assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
@@ -261,7 +257,7 @@ async def _flush_behind_a_row_lock(
     schema = scheduler.schema
     store = await pg_store(scheduler)
     wid, _server_time = await store.worker_register(["q"])
-    job_id = await store.job_insert(None, queue="q", type_="t", params="1", run_at=None, priority=0)
+    job_id = await store.job_insert(None, NewJobs("q", "t"), "1")
     [claimed] = await claim_records(store, ["q"], 1, wid)
     now = time.time()
     batch = FlushBatch()

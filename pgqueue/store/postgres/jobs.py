@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import cast
 
@@ -10,7 +9,7 @@ import asyncpg
 
 from pgqueue._models import CancelResult, Row
 from pgqueue._records import CancelCounts, JobRecord, JobState
-from pgqueue.store import CallerConnection, Held, ProgressReport
+from pgqueue.store import CallerConnection, Held, NewJobs, ProgressReport
 
 from .pool import StoreBase
 from .records import job_record
@@ -23,20 +22,9 @@ CANCEL_NOTE = "cancelled before it ran"  # the note of the cancelled run of a jo
 class JobsMixin(StoreBase):
     """``jobs.sql``: one method per statement."""
 
-    async def job_insert(
-        self,
-        conn: CallerConnection | None,
-        *,
-        queue: str,
-        type_: str,
-        params: str,
-        run_at: dt.datetime | None,
-        priority: int,
-        timeout_s: float | None = None,
-        delay_s: float | None = None,
-    ) -> int:
+    async def job_insert(self, conn: CallerConnection | None, jobs: NewJobs, params: str) -> int:
         """Insert one job and notify its queue, in one statement."""
-        args = (queue, type_, params, run_at, priority, self.channel, timeout_s, delay_s)
+        args = self._insert_args(jobs, params)
         lane = self._lane
         if conn is None and lane is not None and not self._lane_busy:
             self._lane_busy = True
@@ -48,19 +36,13 @@ class JobsMixin(StoreBase):
         job_id = await (self.pool if conn is None else conn).fetchval(self.q.job_insert, *args)
         return cast("int", job_id)
 
+    def _insert_args(self, jobs: NewJobs, params: str | list[str]) -> tuple[object, ...]:
+        """$1..$8 of job_insert, job_insert_many and job_insert_unique."""
+        q, t, at, prio, timeout_s, delay_s = jobs
+        return (q, t, params, at, prio, self.channel, timeout_s, delay_s)
+
     async def job_insert_unique(
-        self,
-        conn: CallerConnection | None,
-        *,
-        key: str,
-        keep_s: float,
-        queue: str,
-        type_: str,
-        params: str,
-        run_at: dt.datetime | None,
-        priority: int,
-        timeout_s: float | None = None,
-        delay_s: float | None = None,
+        self, conn: CallerConnection | None, jobs: NewJobs, params: str, *, key: str, keep_s: float
     ) -> tuple[int, bool]:
         """Insert a job under ``key``, or find the job that holds it: (id, inserted).
 
@@ -68,7 +50,7 @@ class JobsMixin(StoreBase):
         key, then the check and insert with a newer snapshot, so concurrent schedulers of
         one key make one job.
         """
-        args = (queue, type_, params, run_at, priority, self.channel, timeout_s, delay_s, key, keep_s)
+        args = (*self._insert_args(jobs, params), key, keep_s)
         row: object
         if conn is None:
             async with self.pool.acquire() as own, own.transaction():
@@ -87,19 +69,10 @@ class JobsMixin(StoreBase):
         return found
 
     async def job_insert_many(
-        self,
-        conn: CallerConnection | None,
-        *,
-        queue: str,
-        type_: str,
-        params: list[str],
-        run_at: dt.datetime | None,
-        priority: int,
-        timeout_s: float | None = None,
-        delay_s: float | None = None,
+        self, conn: CallerConnection | None, jobs: NewJobs, params: list[str]
     ) -> list[int]:
         """Insert jobs of one type and queue, one notification for the lot."""
-        args = (queue, type_, params, run_at, priority, self.channel, timeout_s, delay_s)
+        args = self._insert_args(jobs, params)
         row = cast(
             "asyncpg.Record",
             await (self.pool if conn is None else conn).fetchrow(self.q.job_insert_many, *args),
