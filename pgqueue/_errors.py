@@ -8,13 +8,15 @@
     ├── JobNotFound                 (also LookupError) no live or finished job has that id
     ├── InvalidStateError           (also ValueError) the job's state does not allow that
     ├── ParamsEncodeError           (also TypeError)  params orjson cannot encode
+    ├── ParamsValidationError (_params.py) (also ValueError) params the type's model refuses
+    ├── WaitTimeoutError (_waiting.py)     (also TimeoutError) wait()'s deadline passed
     ├── DatabaseUnavailableError    (also ConnectionError) the server could not be reached;
     │                               nothing was written
     ├── SchemaError                 the database schema does not match this code
     │   ├── SchemaNotMigratedError  older than the code (or empty): run `pgqueue migrate`
     │   └── SchemaTooNewError       newer than the code: upgrade pgqueue
     ├── ErrorWithRetry              raised or returned by a handler: run again at a time
-    └── Verdict (_verdicts.py)      raised by a handler: Cancel (end as cancelled), Skip
+    └── Verdict (_verdicts.py)      raised by a handler: Cancel, Skip, Snooze
 
 Boundary errors also subclass the builtin a caller would catch (``ValueError``,
 ``TypeError``), so ``except ValueError`` keeps working for code that does not know us.

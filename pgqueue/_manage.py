@@ -105,10 +105,10 @@ class Management:
         below = decode_cursor(cursor)
         async with translated("list_jobs", self._schema):
             items = await (await self._open()).job_list(
-                below=below, queue=queue, type_=type_, state=wanted, limit=limit
+                below=below, queue=queue, type_=type_, state=wanted, limit=limit + 1
             )
-        more = len(items) == limit
-        return Page(tuple(items), encode_cursor(items[-1].id) if more else None)
+        page = tuple(items[:limit])  # one more was read only to know whether a next page exists
+        return Page(page, encode_cursor(page[-1].id) if len(items) > limit else None)
 
     async def queue_depth(self, queue: str | None) -> int:
         """Pending jobs (due now, not claimed) in ``queue``, or in every queue."""

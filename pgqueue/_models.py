@@ -100,11 +100,13 @@ class Job:
         the job runs. Outside a worker (a Job built by hand) it does nothing.
         """
         from .worker.progress import CURRENT, fraction_of  # noqa: PLC0415 - the worker package imports this module
+        from .worker.results import storable  # noqa: PLC0415
 
         fraction = fraction_of(progress)
         writer = CURRENT.get()
         if writer is not None:
-            writer.record(self.id, self.attempt, fraction, None if message is None else str(message))
+            text = None if message is None else storable(str(message))  # a NUL would fail the write
+            writer.record(self.id, self.attempt, fraction, text)
 
     @property
     def row(self) -> Row:

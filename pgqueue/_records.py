@@ -144,7 +144,7 @@ class Page:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobStats:
-    """Live jobs (pending, scheduled, running) counted, from :meth:`Scheduler.stats`."""
+    """Live jobs (pending, scheduled, running, suspended) counted, from :meth:`Scheduler.stats`."""
 
     by_queue: dict[str, dict[JobState, int]]
     """Per queue, the count of each live state (absent states are 0)."""

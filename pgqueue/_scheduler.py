@@ -50,7 +50,6 @@ __all__ = ["Scheduler"]
 
 H = TypeVar("H", bound=JobHandler)
 CHUNK_SIZE = 1000  # jobs per statement in schedule_many
-_SMALLINT = (-32768, 32767)
 
 
 class Scheduler:

@@ -1,7 +1,7 @@
-"""What a handler can say besides returning or failing: cancel itself, or skip.
+"""What a handler can say besides returning or failing: cancel itself, skip, or snooze.
 
-Both are raised from the handler, like :class:`~pgqueue.ErrorWithRetry`, and end the job
-at once whatever its retry filter says:
+They are raised from the handler, like :class:`~pgqueue.ErrorWithRetry`, and decide the
+run whatever its retry filter says:
 
 - ``raise Cancel("the account was closed")``: the run and the job end as ``cancelled``,
   with the reason as the run's note; never retried.

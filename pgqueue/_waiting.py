@@ -13,7 +13,7 @@ again and marks again, which also tells it whether the job ended in the gap.
 
 from __future__ import annotations
 
-import contextlib
+import math
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -76,15 +76,16 @@ class Waiters:
         self._events.setdefault(job_id, set()).add(event)
         self._waiting += 1
         try:
-            with anyio.fail_after(limit) if limit is not None else contextlib.nullcontext():
+            with anyio.move_on_after(math.inf if limit is None else limit):
                 while True:
                     sub = await self._subscription()
                     if not await (await self._open()).job_await(job_id):
                         return await self._get_job(job_id)  # ended already, or JobNotFound
                     if await _ended_or_lost(event, sub):
                         return await self._get_job(job_id)
-        except TimeoutError:
-            raise WaitTimeoutError(f"job {job_id} did not end within {limit:g} s") from None
+            # Only the deadline gets here (the loop returns or raises otherwise); a driver's
+            # own TimeoutError propagates as what it is.
+            raise WaitTimeoutError(f"job {job_id} did not end within {limit or 0:g} s")
         finally:
             self._events[job_id].discard(event)
             if not self._events[job_id]:

@@ -7,8 +7,7 @@
 -- attempt - attempt_base for the max_attempts check.
 --
 -- A constant default: PostgreSQL 11+ adds the column without rewriting the table, so live
--- jobs stay where they are and a running worker of the previous version is not blocked
--- for longer than the catalog change.
+-- jobs stay where they are.
 ALTER TABLE jobs ADD COLUMN attempt_base integer NOT NULL DEFAULT 0;
 
 -- A run can end snoozed: put back for later, neither an error nor a counted run. The old

@@ -14,3 +14,6 @@ CREATE TABLE unique_keys (
     job_id  bigint      NOT NULL,
     until   timestamptz NOT NULL
 );
+-- Workers drop the expired kept keys as they reap (by this index), so keys never reused
+-- do not pile up.
+CREATE INDEX unique_keys_until_idx ON unique_keys (until);

@@ -1,5 +1,7 @@
 """Reaping: free every job a dead worker held, record its cut runs, drop its row.
 
+Each round also drops the expired unique keys that succeeded jobs kept (``unique_for``).
+
 A worker is dead once its heartbeat is ``dead_after`` seconds old. Rescue is by heartbeat,
 never by a job's age: a job running for an hour on a live worker is never run twice. The
 lease calls :meth:`Reaper.reap_once` after each of this worker's healthy heartbeats (and
@@ -41,6 +43,7 @@ class Reaper:
     async def reap_once(self) -> None:
         """Reap the workers silent for ``dead_after`` seconds, if any (errors propagate)."""
         self_id = self._self_id()
+        await self._store.unique_keys_expire()  # the same cadence suits them: cheap, by index
         released, reaped = await self._store.worker_reap(self._dead_after, self_id)
         if reaped:
             _log.warning(WORKERS_REAPED, worker_id=self_id, workers=reaped, jobs_released=released)

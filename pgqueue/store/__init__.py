@@ -203,6 +203,10 @@ class WorkerStore(Faults, Protocol):
         """Write the latest progress of jobs this worker runs, fenced by (worker, attempt)."""
         ...
 
+    async def unique_keys_expire(self) -> int:
+        """Drop the unique keys kept after success whose time is up; returns how many."""
+        ...
+
     async def jobs_vacuum_if_needed(self, min_dead: int) -> int | None:
         """Vacuum the hot table past ``min_dead`` dead tuples; the count removed, or None."""
         ...

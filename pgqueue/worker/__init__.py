@@ -40,7 +40,7 @@ from pgqueue._signals import WorkerSignals
 from pgqueue.store import WorkerBackend
 
 from .lease import Identity
-from .runner import RunStats
+from .results import RunStats
 from .stages import Stages, build
 
 __all__ = ["Worker"]

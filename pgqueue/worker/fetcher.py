@@ -38,7 +38,7 @@ from pgqueue.store import Held, WorkerStore
 from .job_buffer import JobBuffer
 from .lease import Identity
 from .result_buffer import ResultBuffer
-from .runner import RunResult, RunStats
+from .results import RunResult, RunStats
 
 __all__ = ["Fetcher"]
 

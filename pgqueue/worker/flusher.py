@@ -27,7 +27,7 @@ from pgqueue.store import FinalizeResult, FlushBatch, Held, WorkerStore
 
 from .lease import Identity
 from .result_buffer import ResultBuffer
-from .runner import RunResult
+from .results import RunResult
 
 __all__ = ["Flusher", "build_batch"]
 

@@ -24,7 +24,8 @@ from pgqueue._signals import WorkerSignals
 from pgqueue.store import WorkerStore
 
 from .job_buffer import JobBuffer
-from .runner import Runner, RunStats
+from .results import RunStats
+from .runner import Runner
 
 __all__ = ["Identity", "Lease"]
 

@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import anyio
 
@@ -49,31 +48,14 @@ from pgqueue._verdicts import Cancel, Snooze, Verdict
 from . import progress
 from .job_buffer import JobBuffer
 from .result_buffer import ResultBuffer
+from .results import RunResult, RunStats, error_text, new_result
 
-__all__ = ["RunResult", "RunStats", "Runner", "error_text"]
+__all__ = ["Runner"]
 
 _log = get_logger()
 # anyio's default thread limiter (40) would cap sync handlers below a large concurrency; the
 # runners' own limiter is the real bound (see Runner._run_in_thread).
 _THREADS = anyio.CapacityLimiter(10_000)
-
-
-class RunResult(NamedTuple):
-    """One finished run, as the flusher needs it."""
-
-    job: Job
-    outcome: Outcome
-    started: float  # wall clock, epoch seconds
-    finished: float
-    error: str | None  # text with traceback
-    result: str | None  # JSON text of the handler's return value
-    retry: ErrorWithRetry | None  # set when the job runs again
-    error_inc: int  # added to the job's error count (0 for a success or an interruption)
-
-
-def _new_result(values: tuple[Any, ...]) -> RunResult:
-    """Build a RunResult without NamedTuple's keyword handling (half the cost, once per job)."""
-    return tuple.__new__(RunResult, values)
 
 
 class _FromThread(Exception):  # noqa: N818 - a carrier, not an error of its own
@@ -87,39 +69,6 @@ class _FromThread(Exception):  # noqa: N818 - a carrier, not an error of its own
     def __init__(self, error: BaseException) -> None:
         super().__init__(repr(error))
         self.error = error
-
-
-class RunStats:
-    """Counters the runners bump and the fetcher reads (one event loop: no locks)."""
-
-    __slots__ = ("busy_s", "debug", "finished", "outstanding")
-
-    def __init__(self) -> None:
-        self.outstanding = 0  # claimed and not finished; the fetcher adds, runners subtract
-        self.finished = 0  # runs finished since start
-        self.busy_s = 0.0  # handler seconds summed over finished runs
-        self.debug = False  # per-job DEBUG events on; the fetcher refreshes it per claimed batch
-
-
-def error_text(exc: BaseException) -> str:
-    """The error as stored: type, message and traceback (the wrapped error for a retry)."""
-    inner = exc.error if isinstance(exc, ErrorWithRetry) else exc
-    return storable("".join(traceback.format_exception(inner)).rstrip())
-
-
-def storable(text: str) -> str:
-    """Text PostgreSQL accepts: NUL bytes and lone surrogates escaped.
-
-    A handler's error message is arbitrary; one NUL in it would fail the whole flush, again
-    on every retry, and stop the worker's results.
-    """
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
 
 
 class Runner:
@@ -302,16 +251,16 @@ class Runner:
         if isinstance(verdict, Cancel):
             _log.info(JOB_STOPPED, **fields, outcome="cancelled", note=verdict.note)
             note = verdict.note or "cancelled by its handler"
-            return _new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0))
+            return new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0))
         if isinstance(verdict, Snooze):
             _log.info(JOB_STOPPED, **fields, outcome="snoozed", note=verdict.note)
             again = ErrorWithRetry(verdict, verdict.delay)
-            return _new_result(
+            return new_result(
                 (job, Outcome.SNOOZED, started, self._clock.time(), verdict.note, None, again, 0)
             )
         _log.info(JOB_STOPPED, **fields, outcome="skipped", note=verdict.note)
         note = f"skipped: {verdict.note}" if verdict.note else "skipped"
-        return _new_result((job, Outcome.SUCCEEDED, started, self._clock.time(), note, None, None, 0))
+        return new_result((job, Outcome.SUCCEEDED, started, self._clock.time(), note, None, None, 0))
 
     def _refuse(self, job: Job, jt: JobType, started: float) -> RunResult:
         """End a claimed job without running it: cancelled meanwhile, or out of attempts."""
@@ -324,11 +273,11 @@ class Runner:
             _log.warning(
                 JOB_FAILED, job_id=job.id, type=job.type, queue=job.queue, attempt=job.attempt, error=error
             )
-            return _new_result((job, Outcome.FAILED, started, self._clock.time(), error, None, None, 1))
+            return new_result((job, Outcome.FAILED, started, self._clock.time(), error, None, None, 1))
         self._jobs.cancelled.discard(job.id)
         note = "cancelled before it started"
         _log.info(JOB_STOPPED, job_id=job.id, type=job.type, queue=job.queue, outcome="cancelled", note=note)
-        return _new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0))
+        return new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0))
 
     def _stopped(
         self, job: Job, jt: JobType, reason: Outcome, started: float, timeout: float | None
@@ -342,10 +291,10 @@ class Runner:
         fields = {"job_id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt}
         if reason is Outcome.CANCELLED:
             _log.info(JOB_STOPPED, outcome="cancelled", **fields)
-            return _new_result((job, reason, started, finished, "cancelled while running", None, None, 0))
+            return new_result((job, reason, started, finished, "cancelled while running", None, None, 0))
         note = "interrupted: the worker stopped before the run finished; the job runs again"
         _log.info(JOB_STOPPED, outcome="interrupted", **fields)
-        return _new_result(
+        return new_result(
             (
                 job,
                 Outcome.INTERRUPTED,
@@ -361,7 +310,7 @@ class Runner:
     def _hard_stopped(self, job: Job, started: float) -> None:
         """Record a run cut by the worker's own cancellation; the flush in clean-up writes it."""
         note = "interrupted: the worker was stopped at once; the job runs again"
-        result = _new_result(
+        result = new_result(
             (
                 job,
                 Outcome.INTERRUPTED,
@@ -410,4 +359,4 @@ class Runner:
             _log.info(JOB_RETRY, **fields, outcome=outcome.value, retry_at=when)
         else:
             _log.warning(JOB_FAILED, **fields, outcome=outcome.value)
-        return _new_result((job, outcome, started, finished, text, None, retry, 1))
+        return new_result((job, outcome, started, finished, text, None, retry, 1))

@@ -29,7 +29,8 @@ from .lease import Identity, Lease
 from .listener import Listener
 from .progress import ProgressWriter
 from .result_buffer import ResultBuffer
-from .runner import Runner, RunResult, RunStats
+from .results import RunResult, RunStats
+from .runner import Runner
 from .watchdog import Watchdog
 
 __all__ = ["Stages", "build"]

@@ -15,7 +15,7 @@ import pytest
 from pgqueue import Job, Outcome, Scheduler, log_final_runs
 from pgqueue._models import ShouldLogRun
 from pgqueue.store import FlushBatch
-from pgqueue.worker.runner import RunResult
+from pgqueue.worker.results import RunResult
 from tests._support import Counter, hot_count, hot_empty, pg_store, running, runs, until, wait
 
 pytestmark = pytest.mark.pg

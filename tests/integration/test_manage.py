@@ -659,3 +659,55 @@ async def test_a_sync_handler_reports_progress_through_from_thread(scheduler: Sc
         assert abs(record.progress - 0.4) < 1e-6  # stored as real
         assert record.progress_message == "from a thread"
         release.set()
+
+
+async def test_a_deleted_job_that_ran_before_is_gone_not_failed(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Its last run put it back (a retry was due); after delete() nothing says how it ended:
+    not found, not listed as failed, not revived by retry_many()."""
+
+    @scheduler.job("t", retry=LinearBackoff(max_retries=3, base_delay=3600))
+    async def t(job: Job) -> None:
+        raise RuntimeError("later")
+
+    async with running(scheduler.worker(poll_interval=60)):
+        job_id = await scheduler.schedule("t")
+        await _logged(db, scheduler.schema, job_id, 1)
+    assert (await scheduler.get_job(job_id)).state is JobState.SCHEDULED
+    await scheduler.delete(job_id)
+    with pytest.raises(JobNotFound):
+        await scheduler.get_job(job_id)
+    assert (await scheduler.list_jobs()).items == ()
+    assert await scheduler.retry_many(type="t") == []
+
+
+async def test_the_last_page_has_no_cursor_even_when_full(scheduler: Scheduler) -> None:
+    scheduler.register("t", lambda job: None)
+    await scheduler.schedule_many("t", range(4))
+    first = await scheduler.list_jobs(limit=2)
+    assert first.cursor is not None
+    second = await scheduler.list_jobs(limit=2, cursor=first.cursor)
+    assert (len(second.items), second.cursor) == (2, None)
+
+
+async def test_a_snooze_keeps_the_last_failure_and_progress_starts_afresh(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    seen: list[tuple[int, str | None]] = []
+
+    @scheduler.job("t", retry=LinearBackoff(max_retries=5, base_delay=0))
+    async def t(job: Job) -> None:
+        seen.append((job.attempt, job.last_error and job.last_error.splitlines()[-1]))
+        if job.attempt == 1:
+            await job.set_progress(0.5, "half\x00way")  # a NUL is escaped, not a failed write
+            raise ValueError("first")
+        if job.attempt == 2:
+            raise Snooze(0)
+
+    async with running(scheduler.worker(poll_interval=60, progress_interval=0.01)):
+        job_id = await scheduler.schedule("t")
+        await _logged(db, scheduler.schema, job_id, 3)
+    assert seen == [(1, None), (2, "ValueError: first"), (3, "ValueError: first")]
+    record = await scheduler.get_job(job_id)
+    assert (record.state, record.progress) == (JobState.SUCCEEDED, None)

@@ -112,3 +112,31 @@ async def test_plain_schedules_say_inserted_and_bad_keys_are_refused(scheduler: 
         await scheduler.schedule("t", unique_key="")
     with pytest.raises(ConfigError):
         Scheduler("postgresql://unused").register("u", lambda job: None, unique_for=-1)
+
+
+async def test_unique_key_refuses_a_repeatable_read_transaction(dsn: str, scheduler: Scheduler) -> None:
+    scheduler.register("t", lambda job: None)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction(isolation="repeatable_read"):
+            with pytest.raises(ConfigError, match="read committed"):
+                await scheduler.schedule("t", unique_key="rr", conn=conn)
+    finally:
+        await conn.close()
+
+
+async def test_expired_kept_keys_are_dropped_by_the_workers(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    scheduler.register("t", lambda job: None)
+    await db.execute(
+        f'INSERT INTO "{scheduler.schema}".unique_keys (key, job_id, until) '
+        "VALUES ('old', 1, now() - interval '1 s')"
+    )
+    worker = scheduler.worker(poll_interval=60, heartbeat_interval=0.05, dead_after=1)
+    async with running(worker):
+
+        async def gone() -> bool:
+            return not await db.fetchval(f'SELECT count(*) FROM "{scheduler.schema}".unique_keys')
+
+        await until(gone)

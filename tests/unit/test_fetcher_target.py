@@ -11,7 +11,7 @@ from pgqueue.worker.fetcher import Fetcher
 from pgqueue.worker.job_buffer import JobBuffer
 from pgqueue.worker.lease import Identity
 from pgqueue.worker.result_buffer import ResultBuffer
-from pgqueue.worker.runner import RunResult, RunStats
+from pgqueue.worker.results import RunResult, RunStats
 
 if TYPE_CHECKING:
     from pgqueue.store.postgres import PostgresStore as Store

@@ -8,7 +8,7 @@ import pgqueue
 from pgqueue import ErrorWithRetry, Job, Outcome, RunInfo
 from pgqueue.store import FlushBatch
 from pgqueue.worker.flusher import build_batch
-from pgqueue.worker.runner import RunResult
+from pgqueue.worker.results import RunResult
 
 RUN_AT = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 INSERTED_AT = dt.datetime(2029, 12, 31, tzinfo=dt.UTC)

@@ -7,6 +7,7 @@ from typing import cast
 
 import asyncpg
 
+from pgqueue._errors import ConfigError
 from pgqueue._models import CancelResult, Row
 from pgqueue._records import CancelCounts, JobRecord, JobState
 from pgqueue.store import CallerConnection, Held, NewJobs, ProgressReport
@@ -58,10 +59,20 @@ class JobsMixin(StoreBase):
                 row = await own.fetchrow(self.q.job_insert_unique, *args)
         else:
             async with conn.transaction():
-                await conn.fetchval(self.q.job_unique_lock, key)
+                isolation = await conn.fetchval(self.q.job_unique_lock, key)
+                if isolation != "read committed":
+                    raise ConfigError(
+                        f"unique_key needs a read committed transaction on conn=, not {isolation}: "
+                        "the check would not see jobs committed since the transaction began"
+                    )
                 row = await conn.fetchrow(self.q.job_insert_unique, *args)
         found = cast("asyncpg.Record", row)
         return int(found[0]), bool(found[1])
+
+    async def unique_keys_expire(self) -> int:
+        """Drop the kept keys whose time is up; returns how many."""
+        status: str = await self.pool.execute(self.q.unique_keys_expire)
+        return int(status.rsplit(maxsplit=1)[-1])
 
     async def job_by_key(self, key: str) -> int | None:
         """The id of the job that holds ``key`` (live, or kept after its success)."""

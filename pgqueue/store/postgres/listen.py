@@ -69,6 +69,7 @@ class PgSubscription:
         if self._closed:
             return
         self._closed = True
+        self._lost.set()  # whoever waits on this subscription must not wait on a closed one
         conn = self._conn
         unlistened = False
         with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):

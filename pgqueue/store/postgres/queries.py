@@ -73,6 +73,7 @@ class Queries:
     job_unique_lock: str
     job_insert_unique: str
     job_by_key: str
+    unique_keys_expire: str
     worker_reap_lock: str
     worker_reap_release: str
     jobs_dead_tuples: str

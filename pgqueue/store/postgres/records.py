@@ -37,8 +37,9 @@ def job_record(
 
     A job that ended is known by its runs alone: the last one says how it ended (a success
     is ``succeeded``, a cancel ``cancelled``, anything else ``failed``), and carries the
-    job's own fields; its ``errors`` are counted from the logged runs. A job with neither
-    is unknown (None).
+    job's own fields; its ``errors`` are counted from the logged runs. A job with neither,
+    or whose last logged run put it back (it was deleted since, or its final run was not
+    logged), is unknown (None).
     """
     runs = tuple(_run(r) for r in run_rows)
     if live is not None:
@@ -61,8 +62,8 @@ def job_record(
             progress_message=live["progress_message"],
             runs=runs,
         )
-    if not run_rows:
-        return None
+    if not run_rows or runs[-1].retry_at is not None:
+        return None  # a last run that put the job back does not say how it ended: gone
     last_row, last = run_rows[-1], runs[-1]
     state = _END_STATE.get(last.outcome, JobState.FAILED)
     return JobRecord(

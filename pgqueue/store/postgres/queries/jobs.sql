@@ -218,7 +218,8 @@ GROUP BY queue, type;
 WITH last AS (
     SELECT DISTINCT ON (r.job_id) r.job_id, r.queue, r.type, r.params, r.priority,
            r.inserted_at, r.attempt, r.error,
-           CASE r.outcome WHEN 'succeeded' THEN 'succeeded' WHEN 'cancelled' THEN 'cancelled'
+           CASE WHEN r.retry_at IS NOT NULL THEN 'gone'
+                WHEN r.outcome = 'succeeded' THEN 'succeeded' WHEN r.outcome = 'cancelled' THEN 'cancelled'
                 ELSE 'failed' END AS state
     FROM {schema}.job_runs r
     WHERE ($1::bigint[] IS NULL OR r.job_id = ANY($1::bigint[]))
@@ -294,9 +295,16 @@ SET LOCAL plan_cache_mode = force_custom_plan;
 -- name: job_unique_lock
 -- why: schedule(..., unique_key=): concurrent schedulers of one key take turns for the
 --      rest of their transaction, so the check that follows (a newer snapshot) sees any job
---      the previous one inserted.
+--      the previous one inserted. Returns the transaction's isolation: under repeatable
+--      read or serializable the check would read an older snapshot, so the caller refuses.
 -- params: $1 key text
-SELECT pg_advisory_xact_lock(hashtextextended('pgqueue.unique:' || $1, 0));
+SELECT current_setting('transaction_isolation')
+FROM (SELECT pg_advisory_xact_lock(hashtextextended('pgqueue.unique:' || $1, 0))) AS locked;
+
+-- name: unique_keys_expire
+-- why: keys kept after success expire; workers drop them as they reap, by the until index.
+-- params: none
+DELETE FROM {schema}.unique_keys WHERE until <= now();
 
 -- name: job_insert_unique
 -- why: schedule(..., unique_key=): the job that holds the key (live, or kept after its

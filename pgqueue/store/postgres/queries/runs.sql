@@ -22,6 +22,8 @@
 --      Ended runs: $6..$9 may be shorter than $2 (unnest pads them with NULL): NULL outcome
 --      is 'succeeded', NULL log is true, so a batch of plain successes sends four arrays.
 --      A snoozed run does not count against max_attempts: attempt_base takes it back.
+--      A snoozed or interrupted run's note stays in its run row, not in last_error, which
+--      keeps the last failure. The next run starts with no progress.
 --      Put-back rows go to the due index (delayed = true) whatever their time: the claim
 --      takes due rows from there in run_at order. Their run row has the run_at the run
 --      was due at ($16, from the claim: the update overwrites it) and the new one as
@@ -73,7 +75,10 @@ WITH done AS MATERIALIZED (
         run_at = coalesce(b.retry_at, now() + make_interval(secs => b.delay)),
         errors = j.errors + b.error_inc,
         attempt_base = j.attempt_base + (b.outcome = 'snoozed')::int,
-        last_error = coalesce(b.error, j.last_error)
+        last_error = CASE WHEN b.outcome IN ('snoozed', 'interrupted') THEN j.last_error
+                          ELSE coalesce(b.error, j.last_error) END,
+        progress = NULL,
+        progress_message = NULL
     FROM back b
     WHERE j.id = b.id AND j.worker_id = b.owner AND j.attempt = b.attempt
     RETURNING j.id, j.inserted_at, b.due_at, j.run_at, j.attempt, j.priority, j.queue, j.type,
@@ -114,12 +119,15 @@ ORDER BY job_id, attempt, started_at;
 -- name: job_list_finished
 -- why: list_jobs(), finished side: the jobs below the cursor that have left the hot table,
 --      newest first, read backwards on the job_id index, each judged by its last run (the
---      state filter applies to how that run ended).
+--      state filter applies to how that run ended). A last run that put the job back
+--      (retry_at set: the job was deleted afterwards, or its final run was not logged) does
+--      not say how it ended: such a job is 'gone' and listed under no state.
 -- params: $1 below this id bigint, $2 queue text (NULL = any), $3 type text (NULL = any),
 --         $4 state text (NULL = any finished state), $5 limit int
 SELECT job_id FROM (
     SELECT DISTINCT ON (r.job_id) r.job_id,
-           CASE r.outcome WHEN 'succeeded' THEN 'succeeded' WHEN 'cancelled' THEN 'cancelled'
+           CASE WHEN r.retry_at IS NOT NULL THEN 'gone'
+                WHEN r.outcome = 'succeeded' THEN 'succeeded' WHEN r.outcome = 'cancelled' THEN 'cancelled'
                 ELSE 'failed' END AS state
     FROM {schema}.job_runs r
     WHERE r.job_id < $1 AND ($2::text IS NULL OR r.queue = $2::text)
@@ -127,5 +135,5 @@ SELECT job_id FROM (
       AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.id = r.job_id)
     ORDER BY r.job_id DESC, r.attempt DESC, r.started_at DESC
 ) AS finished
-WHERE $4::text IS NULL OR state = $4::text
+WHERE state <> 'gone' AND ($4::text IS NULL OR state = $4::text)
 LIMIT $5;

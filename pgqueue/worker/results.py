@@ -1,0 +1,67 @@
+"""What a run produces and what the stages count: the records passed between runners and flusher.
+
+:class:`RunResult` is one finished run as the flusher needs it; :class:`RunStats` the
+counters the runners bump and the fetcher reads; :func:`error_text` and :func:`storable`
+turn an error into text PostgreSQL accepts.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, NamedTuple
+
+from pgqueue._errors import ErrorWithRetry
+from pgqueue._models import Job, Outcome
+
+__all__ = ["RunResult", "RunStats", "error_text", "new_result", "storable"]
+
+
+class RunResult(NamedTuple):
+    """One finished run, as the flusher needs it."""
+
+    job: Job
+    outcome: Outcome
+    started: float  # wall clock, epoch seconds
+    finished: float
+    error: str | None  # text with traceback
+    result: str | None  # JSON text of the handler's return value
+    retry: ErrorWithRetry | None  # set when the job runs again
+    error_inc: int  # added to the job's error count (0 for a success or an interruption)
+
+
+def new_result(values: tuple[Any, ...]) -> RunResult:
+    """Build a RunResult without NamedTuple's keyword handling (half the cost, once per job)."""
+    return tuple.__new__(RunResult, values)
+
+
+class RunStats:
+    """Counters the runners bump and the fetcher reads (one event loop: no locks)."""
+
+    __slots__ = ("busy_s", "debug", "finished", "outstanding")
+
+    def __init__(self) -> None:
+        self.outstanding = 0  # claimed and not finished; the fetcher adds, runners subtract
+        self.finished = 0  # runs finished since start
+        self.busy_s = 0.0  # handler seconds summed over finished runs
+        self.debug = False  # per-job DEBUG events on; the fetcher refreshes it per claimed batch
+
+
+def error_text(exc: BaseException) -> str:
+    """The error as stored: type, message and traceback (the wrapped error for a retry)."""
+    inner = exc.error if isinstance(exc, ErrorWithRetry) else exc
+    return storable("".join(traceback.format_exception(inner)).rstrip())
+
+
+def storable(text: str) -> str:
+    """Text PostgreSQL accepts: NUL bytes and lone surrogates escaped.
+
+    A handler's error message is arbitrary; one NUL in it would fail the whole flush, again
+    on every retry, and stop the worker's results.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
