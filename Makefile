@@ -46,7 +46,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix pgqueue tests examples
 	$(VENV)/bin/ruff format pgqueue tests examples
 
-bench: $(STAMP) ## Benchmark (enqueue, drain C=10/50, latency, 2 workers, WAL, RSS); BENCH_BIG=1 adds the 1M drain
+bench: $(STAMP) ## Benchmark (enqueue, drain C=10/50, latency, 2 workers, WAL, RSS, unique drain, management); BENCH_BIG=1 adds the 1M drain
 	$(PY) -m pgqueue.bench
 
 .PHONY: bench-compare bench-ci

@@ -32,7 +32,7 @@ def bench(
             envvar="BENCH_PHASES",
             help="Comma-separated: enqueue, drain, latency, two_workers, big, manage, unique.",
         ),
-    ] = "enqueue,drain,latency,two_workers",
+    ] = "enqueue,drain,latency,two_workers,unique,manage",
     big: Annotated[
         bool, typer.Option("--big", envvar="BENCH_BIG", help="Add the 1,000,000-job backlog drain (minutes).")
     ] = False,
