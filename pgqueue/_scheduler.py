@@ -129,7 +129,7 @@ class Scheduler:
 
     async def close(self) -> None:
         """Close the pool if the scheduler created it."""
-        await self._waiters.close()
+        await self._waiters.close(scheduler_closing=True)
         store, self._store = self._store, None
         if store is not None:
             await store.close()

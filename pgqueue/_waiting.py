@@ -48,6 +48,7 @@ class Waiters:
         self._sub: Subscription | None = None
         self._lock = anyio.Lock()
         self._waiting = 0
+        self._closings = 0  # Scheduler.close() calls: a waiter from before one stops waiting
 
     def _on_payload(self, payload: str) -> None:
         kind, _, rest = payload.partition(":")
@@ -64,7 +65,7 @@ class Waiters:
                 self._sub = await (await self._open()).subscribe(self._on_payload)
             return self._sub
 
-    async def wait(self, job_id: int, timeout: float | None) -> JobRecord:  # noqa: ASYNC109 - the API's deadline, applied with fail_after below
+    async def wait(self, job_id: int, timeout: float | None) -> JobRecord:  # noqa: ASYNC109 - the API's deadline, applied with move_on_after below
         """The record of ``job_id`` once it has ended; WaitTimeoutError after ``timeout`` s."""
         check_id(job_id)
         limit = check_timeout("timeout", timeout)
@@ -75,9 +76,12 @@ class Waiters:
         event = anyio.Event()
         self._events.setdefault(job_id, set()).add(event)
         self._waiting += 1
+        closings = self._closings
         try:
             with anyio.move_on_after(math.inf if limit is None else limit):
                 while True:
+                    if self._closings != closings:  # not reopen a pool the application closed
+                        raise PgQueueError(f"the scheduler was closed while waiting for job {job_id}")
                     sub = await self._subscription()
                     if not await (await self._open()).job_await(job_id):
                         return await self._get_job(job_id)  # ended already, or JobNotFound
@@ -94,8 +98,14 @@ class Waiters:
             if not self._waiting:
                 await self.close()
 
-    async def close(self) -> None:
-        """Drop the subscription (the last waiter left, or the scheduler closes)."""
+    async def close(self, *, scheduler_closing: bool = False) -> None:
+        """Drop the subscription (the last waiter left, or the scheduler closes).
+
+        When the scheduler closes, waiters still waiting wake (their subscription is gone)
+        and raise instead of opening the scheduler again.
+        """
+        if scheduler_closing:
+            self._closings += 1
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 sub, self._sub = self._sub, None

@@ -711,3 +711,25 @@ async def test_a_snooze_keeps_the_last_failure_and_progress_starts_afresh(
     assert seen == [(1, None), (2, "ValueError: first"), (3, "ValueError: first")]
     record = await scheduler.get_job(job_id)
     assert (record.state, record.progress) == (JobState.SUCCEEDED, None)
+
+
+async def test_closing_the_scheduler_ends_its_waits(dsn: str, scheduler: Scheduler) -> None:
+    """A waiter does not hang, nor open the closed scheduler's pool again: it raises."""
+    other = Scheduler(dsn, schema=scheduler.schema)
+    other.register("t", lambda job: None)
+    later = await other.schedule("t", run_at=dt.timedelta(hours=1))
+    errors: list[BaseException] = []
+
+    async def waiter() -> None:
+        try:
+            await other.wait(later)
+        except Exception as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            await other.close()
+    assert len(errors) == 1
+    assert "closed while waiting" in str(errors[0])
