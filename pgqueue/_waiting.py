@@ -80,7 +80,7 @@ class Waiters:
         try:
             with anyio.move_on_after(math.inf if limit is None else limit):
                 while True:
-                    if self._closings != closings:  # not reopen a pool the application closed
+                    if self._closings != closings:  # do not reopen a pool the application closed
                         raise PgQueueError(f"the scheduler was closed while waiting for job {job_id}")
                     sub = await self._subscription()
                     if not await (await self._open()).job_await(job_id):
