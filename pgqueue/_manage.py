@@ -56,6 +56,16 @@ def check_id(job_id: object) -> int:
     return job_id
 
 
+def _check_filters(queue: str | None, type_: str | None) -> None:
+    for kind, name in (("queue", queue), ("job type", type_)):
+        if name is not None:
+            check_name(kind, name)
+
+
+def _not_found(job_id: int) -> JobNotFound:
+    return JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
+
+
 def _check_state(state: JobState | str | None) -> JobState | None:
     if state is None:
         return None
@@ -79,7 +89,7 @@ class Management:
         async with translated("get_job", self._schema):
             record = await (await self._open()).job_get(job_id)
         if record is None:
-            raise JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
+            raise _not_found(job_id)
         return record
 
     async def list_jobs(
@@ -97,9 +107,7 @@ class Management:
         their runs, as get_job's do.
         """
         wanted = _check_state(state)
-        for kind, name in (("queue", queue), ("job type", type_)):
-            if name is not None:
-                check_name(kind, name)
+        _check_filters(queue, type_)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ConfigError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
         below = decode_cursor(cursor)
@@ -131,9 +139,7 @@ class Management:
         """Cancel every live job of ``queue`` and/or ``type_``; one filter at least."""
         if queue is None and type_ is None:
             raise ConfigError("cancel_many needs queue= or type= (or both)")
-        for kind, name in (("queue", queue), ("job type", type_)):
-            if name is not None:
-                check_name(kind, name)
+        _check_filters(queue, type_)
         async with translated("cancel_many", self._schema):
             return await (await self._open()).job_cancel_many(queue, type_)
 
@@ -143,9 +149,7 @@ class Management:
 
     async def retry_many(self, *, queue: str | None, type_: str | None) -> list[int]:
         """Put every failed job of ``queue`` and/or ``type_`` back; the ids, ascending."""
-        for kind, name in (("queue", queue), ("job type", type_)):
-            if name is not None:
-                check_name(kind, name)
+        _check_filters(queue, type_)
         async with translated("retry_many", self._schema):
             return await (await self._open()).job_retry_many(None, queue, type_, (JobState.FAILED,))
 
@@ -172,7 +176,7 @@ class Management:
                 return
             record = await store.job_get(job_id)
         if record is None:
-            raise JobNotFound(f"job {job_id} not found: no live job has this id and no run of it was logged")
+            raise _not_found(job_id)
         raise InvalidStateError(job_id, record.state.value, action)
 
     async def _counts(self) -> list[tuple[str, str, JobState, int]]:

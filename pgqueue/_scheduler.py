@@ -36,7 +36,7 @@ from ._errors import (
     ConfigError,
     JobNotFound,
 )
-from ._manage import DEFAULT_PAGE, Management
+from ._manage import DEFAULT_PAGE, Management, check_id
 from ._models import CancelResult, JobHandler
 from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page
 from ._registry import DEFAULT_QUEUE, Registry
@@ -157,8 +157,7 @@ class Scheduler:
         Either way the job ends with a ``cancelled`` run and is not retried. A job that ends
         before its worker hears of the cancel keeps its real outcome.
         """
-        if isinstance(job_id, bool) or not isinstance(job_id, int):
-            raise ConfigError(f"job_id must be an integer, got {job_id!r}")
+        check_id(job_id)
         async with translated("cancel", self.schema):
             return await (await self.open()).job_cancel(job_id)
 
