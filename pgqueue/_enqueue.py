@@ -8,15 +8,20 @@ into the stored JSON, through the type's model when it has one.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from ._codec import encode
 from ._config import check_name, check_priority, check_run_at, check_timeout
+from ._errors import ConfigError
 from ._params import ParamsAdapter
 from ._registry import Registry
 from .store import NewJobs
 
-__all__ = ["JobId", "Target", "prepare"]
+__all__ = ["MAX_DEPENDENCIES", "JobId", "Target", "check_depends_on", "prepare"]
+
+
+MAX_DEPENDENCIES = 1000  # dependencies one job may have
 
 
 class JobId(int):
@@ -69,3 +74,19 @@ def prepare(  # noqa: PLR0917 - schedule()'s own arguments, passed straight thro
     timeout_s = jt.timeout if limit is None else limit
     jobs = NewJobs(q, type_, at, check_priority(priority), timeout_s, delay)
     return Target(jobs, jt.params, jt.unique_for)
+
+
+def check_depends_on(depends_on: Iterable[int] | None) -> list[int]:
+    """The dependency ids, ascending and without repeats; ConfigError for anything else."""
+    if depends_on is None:
+        return []
+    if isinstance(depends_on, str | bytes) or not isinstance(depends_on, Iterable):
+        raise ConfigError(f"depends_on must be an iterable of job ids, got {depends_on!r}")
+    ids = list(depends_on)
+    for dep in ids:
+        if isinstance(dep, bool) or not isinstance(dep, int) or dep < 1:
+            raise ConfigError(f"depends_on must hold job ids (integers >= 1), got {dep!r}")
+    unique = sorted(set(ids))
+    if len(unique) > MAX_DEPENDENCIES:
+        raise ConfigError(f"depends_on holds {len(unique)} jobs; at most {MAX_DEPENDENCIES}")
+    return unique

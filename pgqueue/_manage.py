@@ -184,5 +184,5 @@ class Management:
             return await (await self._open()).job_stats()
 
 
-_LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED)
+_LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED, JobState.WAITING)
 _RETRYABLE = (JobState.FAILED, JobState.CANCELLED)

@@ -30,7 +30,9 @@ class JobState(enum.StrEnum):
             └───────────┘  put back: a retry, a snooze, an interrupted or crashed run
 
     ``pending`` and ``scheduled`` end as ``cancelled`` too when cancel() reaches them first;
-    suspend() takes them out of the queue (``suspended``) until resume() puts them back.
+    suspend() takes them out of the queue (``suspended``) until resume() puts them back. A
+    job scheduled with ``depends_on`` is ``waiting`` until its dependencies have succeeded
+    (then ``pending`` or ``scheduled``), and ends ``cancelled`` when one does not.
     """
 
     PENDING = "pending"
@@ -41,6 +43,8 @@ class JobState(enum.StrEnum):
     """Claimed by a live worker."""
     SUSPENDED = "suspended"
     """Taken out of the queue by suspend(); resume() puts it back."""
+    WAITING = "waiting"
+    """Scheduled with depends_on: runs once every dependency has succeeded."""
     SUCCEEDED = "succeeded"
     """Ended: its last run succeeded (a skipped run included)."""
     FAILED = "failed"
@@ -120,6 +124,10 @@ class JobRecord:
     """The message that came with it."""
     runs: tuple[RunRecord, ...]
     """Its logged runs in attempt order (``should_log_run`` may have left some out)."""
+    depends_on: tuple[int, ...] = ()
+    """The jobs it was scheduled to wait for (``depends_on``), ascending."""
+    dependents: tuple[int, ...] = ()
+    """The jobs scheduled to wait for it, ascending."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,7 +152,7 @@ class Page:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobStats:
-    """Live jobs (pending, scheduled, running, suspended) counted, from :meth:`Scheduler.stats`."""
+    """Live jobs (pending, scheduled, running, suspended, waiting) counted, from :meth:`Scheduler.stats`."""
 
     by_queue: dict[str, dict[JobState, int]]
     """Per queue, the count of each live state (absent states are 0)."""

@@ -31,9 +31,10 @@ from ._config import (
     WorkerConfig,
     check_name,
 )
-from ._enqueue import JobId, prepare
+from ._enqueue import JobId, Target, check_depends_on, prepare
 from ._errors import (
     ConfigError,
+    InvalidStateError,
     JobNotFound,
 )
 from ._manage import DEFAULT_PAGE, Management, check_id
@@ -286,6 +287,7 @@ class Scheduler:
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
         conn: CallerConnection | None = None,
         unique_key: str | None = None,
+        depends_on: Iterable[int] | None = None,
     ) -> JobId:
         """Schedule one job and return its id (an ``int``; ``.inserted`` says if this call made it).
 
@@ -293,14 +295,20 @@ class Scheduler:
         overrides the type's default. ``priority``: lower runs first. ``timeout``: this
         job's run-time limit in seconds (default: the type's). ``conn``: run inside that
         connection's current transaction. ``unique_key``: return the job that holds this key
-        instead of inserting another (see the README).
+        instead of inserting another (see the README). ``depends_on``: ids of jobs that must
+        succeed first; the job is ``waiting`` until then, and cancelled if one does not.
         """
         t = prepare(self.registry, type, queue, run_at, priority, timeout)
         encoded = t.encode(params)
         if unique_key is not None:
             check_name("unique_key", unique_key)
+        deps = check_depends_on(depends_on)
+        if deps and unique_key is not None:
+            raise ConfigError("unique_key and depends_on cannot be combined in one schedule() call")
         try:  # not translated(): schedule() is on the pickup-latency path, and a context manager costs
             store = self._store or await self.open()
+            if deps:
+                return JobId.of(await self._insert_dependent(store, conn, t, encoded, deps), inserted=True)
             if unique_key is None:
                 return JobId.of(await store.job_insert(conn, t.jobs, encoded), inserted=True)
             found, inserted = await store.job_insert_unique(
@@ -312,6 +320,20 @@ class Scheduler:
             if err is not None:
                 raise err from exc
             raise
+
+    @staticmethod
+    async def _insert_dependent(
+        store: Store, conn: CallerConnection | None, t: Target, encoded: str, deps: list[int]
+    ) -> int:
+        job_id, blocked = await store.job_insert_dependent(conn, t.jobs, encoded, deps)
+        if job_id is not None:
+            return job_id
+        dep, state = min(blocked.items())
+        if state == "gone":
+            raise JobNotFound(
+                f"dependency {dep} not found: no live job has this id and no run of it was logged"
+            )
+        raise InvalidStateError(dep, state, "depend on")
 
     async def get_job_by_key(self, key: str) -> JobRecord:
         """The job that holds a unique key (live, or kept after its success); else JobNotFound."""

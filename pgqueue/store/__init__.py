@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from pgqueue._models import CancelResult, Row
 from pgqueue._records import CancelCounts, JobRecord, JobState
@@ -59,6 +59,10 @@ class CallerConnection(Protocol):
 
     async def fetchrow(self, query: str, *args: object) -> object:
         """Run a statement, return its first row."""
+        ...
+
+    async def fetch(self, query: str, *args: object) -> list[Any]:
+        """Run a statement, return all its rows."""
         ...
 
     def transaction(self) -> AbstractAsyncContextManager[object]:
@@ -139,6 +143,16 @@ class EnqueueStore(Protocol):
 
     async def job_by_key(self, key: str) -> int | None:
         """The id of the job that holds ``key`` (live, or kept after its success)."""
+        ...
+
+    async def job_insert_dependent(
+        self, conn: CallerConnection | None, jobs: NewJobs, params: str, depends_on: Sequence[int]
+    ) -> tuple[int | None, dict[int, str]]:
+        """Insert a job that runs once ``depends_on`` have succeeded.
+
+        (id, {}) when inserted; else (None, {dependency: its state}) for the dependencies
+        that failed, were cancelled or are unknown ('gone'), and nothing was written.
+        """
         ...
 
     async def close(self) -> None:
@@ -244,7 +258,7 @@ class ManageStore(Notifications, Protocol):
         ...
 
     async def job_suspend(self, job_id: int) -> bool:
-        """Make a waiting job unclaimable; False when it is not waiting."""
+        """Make a pending or scheduled job unclaimable; False when it is neither."""
         ...
 
     async def job_resume(self, job_id: int) -> bool:

@@ -319,6 +319,7 @@ async def test_queue_depth_and_stats_count_live_jobs(scheduler: Scheduler) -> No
         JobState.SCHEDULED: 1,
         JobState.RUNNING: 0,
         JobState.SUSPENDED: 0,
+        JobState.WAITING: 0,
     }
     assert stats.by_queue["q2"][JobState.PENDING] == 1
     assert stats.by_queue["slow"][JobState.RUNNING] == 1
@@ -327,6 +328,7 @@ async def test_queue_depth_and_stats_count_live_jobs(scheduler: Scheduler) -> No
         JobState.SCHEDULED: 1,
         JobState.RUNNING: 0,
         JobState.SUSPENDED: 0,
+        JobState.WAITING: 0,
     }
     assert await scheduler.queue_depth("slow") == 1  # interrupted at shutdown: waiting again
 

@@ -71,7 +71,7 @@ async def test_migrations_create_the_tables_in_the_configured_schema(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", scheduler.schema
         )
     }
-    assert tables == {"jobs", "job_runs", "workers", "schema_version", "unique_keys"}
+    assert tables == {"jobs", "job_runs", "workers", "schema_version", "unique_keys", "job_dependencies"}
     assert await db.fetchval("SELECT to_regclass('public.jobs')") is None
 
 

@@ -13,11 +13,19 @@ from pgqueue._records import CancelCounts, JobRecord, JobState
 from pgqueue.store import CallerConnection, Held, NewJobs, ProgressReport
 
 from .pool import StoreBase
-from .records import job_record
+from .records import Edges, job_record
 
 __all__ = ["CANCEL_NOTE", "JobsMixin"]
 
 CANCEL_NOTE = "cancelled before it ran"  # the note of the cancelled run of a job no worker held
+
+
+class _Refused(Exception):  # noqa: N818 - internal control flow, never seen by callers
+    """Dependencies stand in the way: rolls back the transaction that marked the others."""
+
+    def __init__(self, blocked: dict[int, str]) -> None:
+        super().__init__(blocked)
+        self.blocked = blocked
 
 
 class JobsMixin(StoreBase):
@@ -68,6 +76,36 @@ class JobsMixin(StoreBase):
                 row = await conn.fetchrow(self.q.job_insert_unique, *args)
         found = cast("asyncpg.Record", row)
         return int(found[0]), bool(found[1])
+
+    async def job_insert_dependent(
+        self, conn: CallerConnection | None, jobs: NewJobs, params: str, depends_on: Sequence[int]
+    ) -> tuple[int | None, dict[int, str]]:
+        """Insert a job waiting on ``depends_on``, or say which of them stand in the way.
+
+        Two statements in one transaction (a savepoint inside the caller's): the live
+        dependencies are locked and marked, then the ended ones are judged with a newer
+        snapshot, which sees how a dependency that ended meanwhile ended. When one stands in
+        the way the transaction is rolled back: nothing is written.
+        """
+        args = (*self._insert_args(jobs, params), list(depends_on))
+        try:
+            if conn is None:
+                async with self.pool.acquire() as own, own.transaction():
+                    return await self._insert_dependent(own, args)
+            async with conn.transaction():
+                return await self._insert_dependent(conn, args)
+        except _Refused as refused:
+            return None, refused.blocked
+
+    async def _insert_dependent(
+        self, conn: CallerConnection, args: tuple[object, ...]
+    ) -> tuple[int | None, dict[int, str]]:
+        live = [r[0] for r in await conn.fetch(self.q.job_depend_lock, args[-1])]
+        rows = await conn.fetch(self.q.job_insert_dependent, *args[:-1], live, args[-1])
+        blocked = {int(r[0]): str(r[1]) for r in rows if r[1] is not None}
+        if blocked:
+            raise _Refused(blocked)  # leaves the transaction: its marks are rolled back
+        return int(rows[0][0]), {}
 
     async def unique_keys_expire(self) -> int:
         """Drop the kept keys whose time is up; returns how many."""
@@ -120,7 +158,7 @@ class JobsMixin(StoreBase):
             row = await conn.fetchrow(self.q.job_lock, job_id)
             if row is None:
                 return CancelResult.NOT_FOUND
-            if not row["worker_id"]:  # waiting (NULL) or suspended (0)
+            if _unheld(row["worker_id"]):
                 await conn.execute(self.q.job_cancel_pending, [job_id], CANCEL_NOTE, self.channel)
                 return CancelResult.CANCELLED
             await conn.execute(self.q.job_cancel_running, [job_id], self.channel)
@@ -130,8 +168,8 @@ class JobsMixin(StoreBase):
         """Cancel every live job of ``queue`` and/or ``type_`` (None matches any), in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(self.q.job_lock_many, queue, type_)
-            waiting = [r[0] for r in rows if not r[1]]  # waiting (NULL) or suspended (0)
-            held = [r[0] for r in rows if r[1]]
+            waiting = [r[0] for r in rows if _unheld(r[1])]
+            held = [r[0] for r in rows if not _unheld(r[1])]
             if waiting:
                 await conn.execute(self.q.job_cancel_pending, waiting, CANCEL_NOTE, self.channel)
             if held:
@@ -143,7 +181,8 @@ class JobsMixin(StoreBase):
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             live = await conn.fetchrow(self.q.job_get, job_id)
             runs = await conn.fetch(self.q.job_runs_get_many, [job_id])
-        return job_record(job_id, live, runs)
+            edges = await conn.fetch(self.q.job_dependencies_many, [job_id])
+        return job_record(job_id, live, runs, Edges(edges))
 
     async def job_list(
         self, *, below: int, queue: str | None, type_: str | None, state: JobState | None, limit: int
@@ -172,10 +211,11 @@ class JobsMixin(StoreBase):
             by_id = {r["id"]: r for r in live}
             ids = sorted([*by_id, *(r[0] for r in done)], reverse=True)[:limit]
             run_rows = await conn.fetch(self.q.job_runs_get_many, ids) if ids else []
+            edges = Edges(await conn.fetch(self.q.job_dependencies_many, ids) if ids else [])
         runs: dict[int, list[asyncpg.Record]] = {}
         for row in run_rows:
             runs.setdefault(row["job_id"], []).append(row)
-        records = [job_record(i, by_id.get(i), runs.get(i, [])) for i in ids]
+        records = [job_record(i, by_id.get(i), runs.get(i, []), edges) for i in ids]
         return [r for r in records if r is not None]
 
     async def job_retry_many(
@@ -223,10 +263,21 @@ class JobsMixin(StoreBase):
     async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
         """Live jobs counted by (queue, type, state)."""
         rows = await self.pool.fetch(self.q.job_stats)
-        states = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED)
+        states = (
+            JobState.PENDING,
+            JobState.SCHEDULED,
+            JobState.RUNNING,
+            JobState.SUSPENDED,
+            JobState.WAITING,
+        )
         return [(r[0], r[1], state, int(r[2 + k])) for r in rows for k, state in enumerate(states)]
 
     async def job_cancel_requested_many(self, ids: Sequence[int]) -> set[int]:
         """Which of these jobs were flagged by cancel()."""
         rows = await self.pool.fetch(self.q.job_cancel_requested_many, list(ids))
         return {r[0] for r in rows}
+
+
+def _unheld(worker_id: int | None) -> bool:
+    """No worker holds the job: claimable (NULL), suspended (0) or waiting on dependencies (-1)."""
+    return worker_id is None or worker_id <= 0

@@ -73,6 +73,9 @@ class Queries:
     job_unique_lock: str
     job_insert_unique: str
     job_by_key: str
+    job_depend_lock: str
+    job_insert_dependent: str
+    job_dependencies_many: str
     unique_keys_expire: str
     worker_reap_lock: str
     worker_reap_release: str

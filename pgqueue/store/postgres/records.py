@@ -11,7 +11,7 @@ from pgqueue._codec import decode
 from pgqueue._models import Outcome
 from pgqueue._records import JobRecord, JobState, RunRecord
 
-__all__ = ["job_record"]
+__all__ = ["Edges", "job_record"]
 
 _END_STATE = {Outcome.SUCCEEDED: JobState.SUCCEEDED, Outcome.CANCELLED: JobState.CANCELLED}
 
@@ -30,8 +30,27 @@ def _run(row: asyncpg.Record) -> RunRecord:
     )
 
 
+class Edges:
+    """Dependency edges (job_id, depends_on) read for some jobs, looked up both ways."""
+
+    def __init__(self, rows: Sequence[asyncpg.Record]) -> None:
+        self._up: dict[int, list[int]] = {}
+        self._down: dict[int, list[int]] = {}
+        for job_id, depends_on in rows:
+            self._up.setdefault(job_id, []).append(depends_on)
+            self._down.setdefault(depends_on, []).append(job_id)
+
+    def depends_on(self, job_id: int) -> tuple[int, ...]:
+        """The jobs ``job_id`` waits (or waited) for, ascending."""
+        return tuple(sorted(self._up.get(job_id, ())))
+
+    def dependents(self, job_id: int) -> tuple[int, ...]:
+        """The jobs that wait (or waited) for ``job_id``, ascending."""
+        return tuple(sorted(self._down.get(job_id, ())))
+
+
 def job_record(
-    job_id: int, live: asyncpg.Record | None, run_rows: Sequence[asyncpg.Record]
+    job_id: int, live: asyncpg.Record | None, run_rows: Sequence[asyncpg.Record], edges: Edges
 ) -> JobRecord | None:
     """The record of one job from its ``jobs`` row (None once it ended) and its runs.
 
@@ -61,6 +80,8 @@ def job_record(
             progress=live["progress"],
             progress_message=live["progress_message"],
             runs=runs,
+            depends_on=edges.depends_on(job_id),
+            dependents=edges.dependents(job_id),
         )
     if not run_rows or runs[-1].retry_at is not None:
         return None  # a last run that put the job back does not say how it ended: gone
@@ -84,6 +105,8 @@ def job_record(
         progress=None,
         progress_message=None,
         runs=runs,
+        depends_on=edges.depends_on(job_id),
+        dependents=edges.dependents(job_id),
     )
 
 

@@ -1,9 +1,10 @@
 -- The hot table's life: enqueue (INSERT + NOTIFY in one statement), claim, release and
 -- cancel, and the management statements.
 --
--- worker_id is the lock: NULL = claimable, a worker's id = claimed by it, and 0 = suspended
--- (held by no worker: worker ids start at 1). A suspended job is outside both partial
--- indexes, so suspending costs claims nothing and needs no column of its own.
+-- worker_id is the lock: NULL = claimable, a worker's id = claimed by it, 0 = suspended and
+-- -1 = waiting for its dependencies (held by no worker: worker ids start at 1). Such jobs
+-- are outside both partial indexes, so no claim reads them. job_state() (sql/006) names
+-- the state of a live row.
 
 -- name: job_insert
 -- why: one round trip inserts the job and wakes the workers of its queue; on a caller's
@@ -131,14 +132,18 @@ ORDER BY id
 FOR UPDATE;
 
 -- name: job_cancel_pending
--- why: jobs no worker holds (waiting or suspended) end at once, each with a "cancelled"
---      row as its final run; their waiters (awaited) are told.
+-- why: jobs no worker holds (pending, scheduled, suspended or waiting) end at once, each
+--      with a "cancelled" row as its final run; their waiters (awaited) are told, and
+--      their dependents are cancelled in turn.
 -- params: $1 job ids bigint[], $2 reason text, $3 channel text
 WITH gone AS (
-    DELETE FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND (worker_id IS NULL OR worker_id = 0)
-    RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params, awaited
+    DELETE FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND coalesce(worker_id, 0) <= 0
+    RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params, awaited, has_dependents
 ), told AS (
     SELECT pg_notify($3::text, 'e:' || id::text) FROM gone WHERE awaited
+), settled AS (
+    SELECT {schema}.settle_dependents(array_agg(id), array_agg('cancelled'::text), $3::text)
+    FROM gone WHERE has_dependents HAVING count(*) > 0
 ), logged AS (
     INSERT INTO {schema}.job_runs (job_id, inserted_at, run_at, started_at, finished_at, attempt,
                                    priority, queue, type, outcome, error, params)
@@ -146,7 +151,8 @@ WITH gone AS (
     FROM gone
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM logged) AS cancelled, (SELECT count(*) FROM told) AS waiters_told;
+SELECT (SELECT count(*) FROM logged) AS cancelled, (SELECT count(*) FROM told) AS waiters_told,
+       (SELECT count(*) FROM settled) AS settled;
 
 -- name: job_cancel_running
 -- why: claimed jobs are flagged (so no later claim runs them) and their owners are told by
@@ -169,9 +175,7 @@ SELECT id FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND cancel_requested;
 -- params: $1 job id bigint
 SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error, inserted_at,
        run_at, claimed_at, progress, progress_message,
-       CASE WHEN worker_id = 0 THEN 'suspended' WHEN worker_id IS NOT NULL THEN 'running'
-            WHEN delayed AND run_at > now() THEN 'scheduled'
-            ELSE 'pending' END AS state
+       {schema}.job_state(worker_id, delayed, run_at) AS state
 FROM {schema}.jobs
 WHERE id = $1;
 
@@ -183,9 +187,7 @@ WHERE id = $1;
 SELECT * FROM (
     SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error,
            inserted_at, run_at, claimed_at, progress, progress_message,
-           CASE WHEN worker_id = 0 THEN 'suspended' WHEN worker_id IS NOT NULL THEN 'running'
-                WHEN delayed AND run_at > now() THEN 'scheduled'
-                ELSE 'pending' END AS state
+           {schema}.job_state(worker_id, delayed, run_at) AS state
     FROM {schema}.jobs
     WHERE id < $1 AND ($2::text IS NULL OR queue = $2::text) AND ($3::text IS NULL OR type = $3::text)
     ORDER BY id DESC
@@ -201,7 +203,8 @@ SELECT queue, type,
        count(*) FILTER (WHERE worker_id IS NULL AND NOT (delayed AND run_at > now())) AS pending,
        count(*) FILTER (WHERE worker_id IS NULL AND delayed AND run_at > now()) AS scheduled,
        count(*) FILTER (WHERE worker_id > 0) AS running,
-       count(*) FILTER (WHERE worker_id = 0) AS suspended
+       count(*) FILTER (WHERE worker_id = 0) AS suspended,
+       count(*) FILTER (WHERE worker_id = -1) AS waiting
 FROM {schema}.jobs
 GROUP BY queue, type;
 
@@ -218,9 +221,7 @@ GROUP BY queue, type;
 WITH last AS (
     SELECT DISTINCT ON (r.job_id) r.job_id, r.queue, r.type, r.params, r.priority,
            r.inserted_at, r.attempt, r.error,
-           CASE WHEN r.retry_at IS NOT NULL THEN 'gone'
-                WHEN r.outcome = 'succeeded' THEN 'succeeded' WHEN r.outcome = 'cancelled' THEN 'cancelled'
-                ELSE 'failed' END AS state
+           {schema}.run_end_state(r.retry_at, r.outcome) AS state
     FROM {schema}.job_runs r
     WHERE ($1::bigint[] IS NULL OR r.job_id = ANY($1::bigint[]))
       AND ($2::text IS NULL OR r.queue = $2::text) AND ($3::text IS NULL OR r.type = $3::text)
@@ -239,15 +240,19 @@ SELECT (SELECT array_agg(id ORDER BY id) FROM back) AS ids,
        (SELECT count(pg_notify($5::text, 'r:' || q)) FROM (SELECT DISTINCT queue AS q FROM back) AS qs) AS woken;
 
 -- name: job_delete
--- why: delete(): a live job no worker holds (waiting or suspended) leaves the hot table; its
---      logged runs stay,
---      and its waiters are told.
+-- why: delete(): a live job no worker holds (pending, scheduled, suspended or waiting)
+--      leaves the hot table; its logged runs stay, its waiters are told, and its
+--      dependents are cancelled (nothing would ever meet them).
 -- params: $1 job id bigint, $2 channel text
 WITH gone AS (
-    DELETE FROM {schema}.jobs WHERE id = $1 AND (worker_id IS NULL OR worker_id = 0)
-    RETURNING id, awaited
+    DELETE FROM {schema}.jobs WHERE id = $1 AND coalesce(worker_id, 0) <= 0
+    RETURNING id, awaited, has_dependents
+), settled AS (
+    SELECT {schema}.settle_dependents(ARRAY[id], ARRAY['deleted'], $2::text)
+    FROM gone WHERE has_dependents
 )
-SELECT id, (SELECT count(pg_notify($2::text, 'e:' || id::text)) FROM gone WHERE awaited) AS told
+SELECT id, (SELECT count(pg_notify($2::text, 'e:' || id::text)) FROM gone WHERE awaited) AS told,
+       (SELECT count(*) FROM settled) AS settled
 FROM gone;
 
 -- name: job_await
@@ -257,7 +262,8 @@ FROM gone;
 UPDATE {schema}.jobs SET awaited = true WHERE id = $1 RETURNING id;
 
 -- name: job_suspend
--- why: suspend(): a waiting job takes the suspended lock (worker_id 0), which no claim takes.
+-- why: suspend(): a pending or scheduled job takes the suspended lock (worker_id 0), which
+--      no claim takes.
 -- params: $1 job id bigint
 UPDATE {schema}.jobs SET worker_id = 0 WHERE id = $1 AND worker_id IS NULL RETURNING id;
 
@@ -343,3 +349,60 @@ SELECT id FROM {schema}.jobs WHERE unique_key = $1
 UNION ALL
 SELECT job_id FROM {schema}.unique_keys WHERE key = $1 AND until > now()
 LIMIT 1;
+
+-- name: job_depend_lock
+-- why: schedule(..., depends_on=): the live dependencies are locked (in id order) and
+--      marked has_dependents, so the statement that ends one waits for this transaction
+--      and then settles the new dependent. Dependencies absent here have ended (or never
+--      were): the next statement, with a newer snapshot, reads how from the run log.
+-- params: $1 dependency ids bigint[]
+WITH locked AS (
+    SELECT id FROM {schema}.jobs WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
+)
+UPDATE {schema}.jobs j SET has_dependents = true
+FROM locked
+WHERE j.id = locked.id
+RETURNING j.id;
+
+-- name: job_insert_dependent
+-- why: schedule(..., depends_on=): the ended dependencies are judged by their last run;
+--      when every one is live ($9, locked by job_depend_lock) or succeeded, the job is
+--      inserted, waiting (worker_id -1) on the live ones, or claimable and its queue told
+--      when there are none, and its edges are written. Otherwise nothing is inserted, and
+--      the rows say which dependencies stand in the way and why (failed, cancelled, or
+--      'gone': never scheduled, or no run of it logged).
+-- params: $1..$8 as job_insert, $9 live dependency ids bigint[], $10 all dependency ids bigint[]
+WITH ended AS (
+    SELECT e.id,
+           coalesce((SELECT {schema}.run_end_state(r.retry_at, r.outcome) FROM {schema}.job_runs r
+                     WHERE r.job_id = e.id ORDER BY r.attempt DESC, r.started_at DESC LIMIT 1),
+                    'gone') AS state
+    FROM unnest($10::bigint[]) AS e(id)
+    WHERE e.id <> ALL($9::bigint[])
+), ins AS (
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, worker_id,
+                               waiting_on)
+    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7,
+           CASE WHEN cardinality($9::bigint[]) > 0 THEN -1 END, nullif(cardinality($9::bigint[]), 0)
+    FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
+    WHERE NOT EXISTS (SELECT 1 FROM ended WHERE state <> 'succeeded')
+    RETURNING id, run_at, delayed, worker_id
+), edges AS (
+    INSERT INTO {schema}.job_dependencies (job_id, depends_on)
+    SELECT ins.id, d.id FROM ins, unnest($10::bigint[]) AS d(id)
+)
+SELECT id, NULL::text AS state,
+       CASE WHEN worker_id IS NULL THEN
+           pg_notify($6::text, CASE WHEN delayed
+                               THEN 'd:' || extract(epoch FROM run_at - now())::text || ':' || $1::text
+                               ELSE 'r:' || $1::text END) END AS notified
+FROM ins
+UNION ALL
+SELECT id, state, NULL FROM ended WHERE state <> 'succeeded';
+
+-- name: job_dependencies_many
+-- why: get_job() and list_jobs(): the edges that touch some jobs, both ways.
+-- params: $1 job ids bigint[]
+SELECT job_id, depends_on FROM {schema}.job_dependencies WHERE job_id = ANY($1::bigint[])
+UNION
+SELECT job_id, depends_on FROM {schema}.job_dependencies WHERE depends_on = ANY($1::bigint[]);

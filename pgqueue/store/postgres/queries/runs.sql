@@ -41,8 +41,10 @@
 --         database's clock, measured at registration and each heartbeat), $22 channel text
 --      A succeeded job with a unique key its type keeps after success (unique_hold) leaves
 --      the key in unique_keys; plain jobs (NULL key) are filtered out of that insert.
---      Ended jobs somebody wait()s for (awaited) are announced on the channel ('e:<id>');
---      the others cost one boolean read of a row the statement returns anyway.
+--      Ended jobs somebody wait()s for (awaited) are announced on the channel ('e:<id>'),
+--      and ended jobs that others depend on (has_dependents) have their dependents
+--      settled (sql/006: released when all their dependencies succeeded, else cancelled);
+--      the others cost two boolean reads of a row the statement returns anyway.
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::bigint AS owner
     FROM unnest($2::bigint[], $3::int[], $4::float8[], $5::float8[],
@@ -58,8 +60,11 @@ WITH done AS MATERIALIZED (
     USING done d
     WHERE j.id = d.id AND j.worker_id = d.owner AND j.attempt = d.attempt
     RETURNING j.id, j.inserted_at, j.run_at, j.attempt, j.priority, j.queue, j.type, j.params,
-              j.awaited, j.unique_key, j.unique_hold, d.started, d.finished, d.outcome, d.error,
-              d.result, d.log
+              j.awaited, j.unique_key, j.unique_hold, j.has_dependents, d.started, d.finished,
+              d.outcome, d.error, d.result, d.log
+), settled AS (
+    SELECT {schema}.settle_dependents(array_agg(id), array_agg(coalesce(outcome, 'succeeded')), $22::text)
+    FROM ended WHERE has_dependents HAVING count(*) > 0
 ), kept AS (
     INSERT INTO {schema}.unique_keys (key, job_id, until)
     SELECT unique_key, id, now() + make_interval(secs => unique_hold)
@@ -104,7 +109,8 @@ SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
        (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at,
        (SELECT count(*) FROM logged) AS runs_logged,
        (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in,
-       (SELECT count(*) FROM told) AS waiters_told;
+       (SELECT count(*) FROM told) AS waiters_told,
+       (SELECT count(*) FROM settled) AS dependents_settled;
 
 -- name: job_runs_get_many
 -- why: get_job() and list_jobs(): every logged run of some jobs, by job and attempt (the
@@ -126,9 +132,7 @@ ORDER BY job_id, attempt, started_at;
 --         $4 state text (NULL = any finished state), $5 limit int
 SELECT job_id FROM (
     SELECT DISTINCT ON (r.job_id) r.job_id,
-           CASE WHEN r.retry_at IS NOT NULL THEN 'gone'
-                WHEN r.outcome = 'succeeded' THEN 'succeeded' WHEN r.outcome = 'cancelled' THEN 'cancelled'
-                ELSE 'failed' END AS state
+           {schema}.run_end_state(r.retry_at, r.outcome) AS state
     FROM {schema}.job_runs r
     WHERE r.job_id < $1 AND ($2::text IS NULL OR r.queue = $2::text)
       AND ($3::text IS NULL OR r.type = $3::text)
