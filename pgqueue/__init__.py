@@ -29,7 +29,7 @@ from ._params import ParamsValidationError
 from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page, RunRecord
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
-from ._verdicts import Cancel, Skip, Snooze
+from ._verdicts import Cancel, Skip, Snooze, Suspended
 from ._waiting import WaitTimeoutError
 from .worker import Worker
 
@@ -66,6 +66,7 @@ __all__ = [
     "SchemaTooNewError",
     "Skip",
     "Snooze",
+    "Suspended",
     "UnknownJobTypeError",
     "WaitTimeoutError",
     "Worker",

@@ -79,9 +79,15 @@ def _check_state(state: JobState | str | None) -> JobState | None:
 class Management:
     """The management calls of one scheduler, on the store its ``open`` returns."""
 
-    def __init__(self, open_store: Callable[[], Awaitable[ManageStore]], schema: str) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], Awaitable[ManageStore]],
+        schema: str,
+        suspendable: Callable[[], list[str]] = list,
+    ) -> None:
         self._open = open_store
         self._schema = schema
+        self._suspendable = suspendable
 
     async def get_job(self, job_id: int) -> JobRecord:
         """The job, live or finished, with its runs; JobNotFound when nothing knows the id."""
@@ -158,8 +164,18 @@ class Management:
         await self._transition(job_id, "delete", lambda s: s.job_delete(job_id))
 
     async def suspend(self, job_id: int) -> None:
-        """Take a pending or scheduled job out of the queue until resume()."""
-        await self._transition(job_id, "suspend", lambda s: s.job_suspend(job_id))
+        """Take a pending or scheduled job out of the queue until resume().
+
+        A running job of a suspendable type is asked to stop at its next checkpoint.
+        """
+        types = self._suspendable()
+
+        async def change(store: ManageStore) -> bool:
+            return await store.job_suspend(job_id) or bool(
+                types and await store.job_request_suspend(job_id, types)
+            )
+
+        await self._transition(job_id, "suspend", change)
 
     async def resume(self, job_id: int) -> None:
         """Put a suspended job back in the queue (due at its run_at, or now)."""

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from ._codec import decode, encode
 from ._errors import ConfigError
+from ._verdicts import Suspended
 
 __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLogRun", "log_final_runs"]
 
@@ -32,7 +33,7 @@ __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLog
 # field is a measurable share of a no-op job. ROW_RUN_AT and ROW_INSERTED_AT hold epoch
 # seconds (see the query): the properties build the datetimes when asked.
 ROW_ID, ROW_QUEUE, ROW_TYPE, ROW_PARAMS, ROW_PRIORITY, ROW_ATTEMPT, ROW_ERRORS, ROW_LAST_ERROR = range(8)
-ROW_RUN_AT, ROW_INSERTED_AT, ROW_TIMEOUT, ROW_CANCEL_REQUESTED, ROW_COUNTED = range(8, 13)
+ROW_RUN_AT, ROW_INSERTED_AT, ROW_TIMEOUT, ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_CHECKPOINT = range(8, 14)
 _UTC = dt.UTC
 _FROMTS = dt.datetime.fromtimestamp
 _UNSET: Any = object()
@@ -52,7 +53,7 @@ class Job:
     inline runs), ``run_at`` and ``inserted_at`` must be timezone-aware; they read back in UTC.
     """
 
-    __slots__ = ("_params", "_row")
+    __slots__ = ("_control", "_params", "_row")
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class Job:
         run_at: dt.datetime | None = None,
         inserted_at: dt.datetime | None = None,
         timeout: float | None = None,
+        checkpoint: object = None,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         for name, when in (("run_at", run_at), ("inserted_at", inserted_at)):
@@ -85,8 +87,10 @@ class Job:
             (run_at or now).timestamp(),
             (inserted_at or now).timestamp(),
         )
-        self._row: Row = (*row, timeout, False, attempt)
+        saved = None if checkpoint is None else encode(checkpoint, what="checkpoint")
+        self._row: Row = (*row, timeout, False, attempt, saved)
         self._params = params
+        self._control: _Control | None = None
 
     def _set_params(self, value: object) -> None:
         """Replace the decoded params with the type's validated model (the runner's step)."""
@@ -108,6 +112,52 @@ class Job:
             text = None if message is None else storable(str(message))  # a NUL would fail the write
             writer.record(self.id, self.attempt, fraction, text)
 
+    async def checkpoint(self, data: object) -> None:
+        """Save where this run is (any JSON value); stop here if a suspend was asked for.
+
+        The last checkpoint of a run that does not finish the job (suspended, snoozed, put
+        back for a retry, interrupted by a shutdown) is stored with the job, and its next
+        run reads it as :attr:`checkpoint_data`. A run cut short by a dead worker keeps the
+        checkpoint of the run before. When :attr:`suspend_requested` is true, the call
+        raises :class:`~pgqueue.Suspended`: the run ends there and the job stays suspended
+        until ``resume()``. Nothing is written before the run ends.
+        """
+        encoded = encode(data, what="checkpoint")
+        control = self._control
+        if control is None:
+            control = self._control = _Control()
+        control.checkpoint = encoded
+        if control.suspend:
+            raise Suspended("suspended at a checkpoint")
+
+    @property
+    def suspend_requested(self) -> bool:
+        """True once ``suspend()`` asked for this run to stop (a type registered suspendable).
+
+        The handler stops cooperatively: at its next :meth:`checkpoint`, or by raising
+        :class:`~pgqueue.Suspended` itself.
+        """
+        control = self._control
+        return control is not None and control.suspend
+
+    @property
+    def checkpoint_data(self) -> Any:  # noqa: ANN401 - decoded JSON
+        """The checkpoint an earlier run of this job saved (decoded JSON), or None."""
+        return decode(self._row[ROW_CHECKPOINT])
+
+    def _request_suspend(self) -> None:
+        """Note a suspend request (the worker's step, on a notification or a heartbeat)."""
+        control = self._control
+        if control is None:
+            control = self._control = _Control()
+        control.suspend = True
+
+    @property
+    def _saved_checkpoint(self) -> str | None:
+        """The encoded checkpoint this run made, if any (what the flush stores)."""
+        control = self._control
+        return None if control is None else control.checkpoint
+
     @property
     def row(self) -> Row:
         """The claimed row as the database returned it (internal fast path; see ROW_*)."""
@@ -119,6 +169,7 @@ class Job:
         job = cls.__new__(cls)
         job._row = row  # noqa: SLF001 - this class's own slots, set without __init__
         job._params = _UNSET  # noqa: SLF001
+        job._control = None  # noqa: SLF001
         return job
 
     @property
@@ -207,6 +258,14 @@ class Job:
         return f"<Job id={self.id} type={self.type!r} queue={self.queue!r} attempt={self.attempt}>"
 
 
+@dataclasses.dataclass(slots=True)
+class _Control:
+    """A run's rare state, allocated on first use: a suspend request, a checkpoint."""
+
+    suspend: bool = False
+    checkpoint: str | None = None
+
+
 JobHandler = Callable[[Job], Awaitable[object]] | Callable[[Job], object]
 """A job's code: ``async def fn(job) -> result`` (or a plain ``def``, run in a thread)."""
 
@@ -221,6 +280,7 @@ class Outcome(enum.StrEnum):
     CANCELLED = "cancelled"
     CRASHED = "crashed"
     SNOOZED = "snoozed"  # the handler raised Snooze: put back, neither an error nor a counted run
+    SUSPENDED = "suspended"  # stopped at a checkpoint after suspend(): suspended, not counted
 
 
 class CancelResult(enum.StrEnum):

@@ -124,6 +124,10 @@ class JobRecord:
     """The message that came with it."""
     runs: tuple[RunRecord, ...]
     """Its logged runs in attempt order (``should_log_run`` may have left some out)."""
+    suspend_requested: bool = False
+    """suspend() asked the running job to stop at its next checkpoint."""
+    checkpoint: Any = None
+    """The checkpoint its next run reads (decoded JSON), saved by an earlier run."""
     depends_on: tuple[int, ...] = ()
     """The jobs it was scheduled to wait for (``depends_on``), ascending."""
     dependents: tuple[int, ...] = ()
@@ -176,3 +180,5 @@ class JobTypeInfo:
     """Runs a job gets at most."""
     params_schema: dict[str, Any] | None
     """The JSON Schema of its params model; None for untyped params."""
+    suspendable: bool = False
+    """Whether suspend() may stop its running jobs at a checkpoint."""

@@ -47,6 +47,8 @@ class JobType:
     """Validates params against ``params_model`` (at schedule and before each run)."""
     unique_for: float = 0.0
     """Seconds a job's unique key stays held after it succeeds (0: freed when it ends)."""
+    suspendable: bool = False
+    """Whether suspend() may ask a running job of this type to stop at a checkpoint."""
 
 
 class Registry:
@@ -68,6 +70,7 @@ class Registry:
         max_attempts: int = MAX_ATTEMPTS,
         params: type | None = None,
         unique_for: float | dt.timedelta = 0.0,
+        suspendable: bool = False,
     ) -> JobType:
         """Register a type; a second registration of the same name is an error."""
         check_name("job type", name)
@@ -78,6 +81,8 @@ class Registry:
             raise ConfigError(f"retry for job type {name!r} must be an error filter (callable)")
         if name in self._types:
             raise ConfigError(f"job type {name!r} is already registered")
+        if not isinstance(suspendable, bool):
+            raise ConfigError(f"suspendable for job type {name!r} must be True or False, got {suspendable!r}")
         jt = JobType(
             name,
             handler,
@@ -89,6 +94,7 @@ class Registry:
             params,
             None if params is None else adapter_for(params, name),
             check_delay(unique_for, "unique_for"),
+            suspendable,
         )
         self._types[name] = jt
         return jt
@@ -115,9 +121,14 @@ class Registry:
                 timeout=jt.timeout,
                 max_attempts=jt.max_attempts,
                 params_schema=None if jt.params is None else jt.params.schema(),
+                suspendable=jt.suspendable,
             )
             for jt in (self._types[n] for n in sorted(self._types))
         ]
+
+    def suspendable(self) -> list[str]:
+        """The names of the types whose running jobs suspend() may stop."""
+        return sorted(n for n, jt in self._types.items() if jt.suspendable)
 
     def queues(self) -> tuple[str, ...]:
         """Default queues of all registered types, sorted, without duplicates."""

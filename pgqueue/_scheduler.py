@@ -102,7 +102,7 @@ class Scheduler:
         self._store: PostgresStore | None = None
         self._open_lock = anyio.Lock()
         self.registry = Registry()
-        self._manage = Management(self.open, schema)
+        self._manage = Management(self.open, schema, self.registry.suspendable)
         self._waiters = Waiters(self.open, self.get_job, schema)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -208,7 +208,11 @@ class Scheduler:
         await self._manage.delete(job_id)
 
     async def suspend(self, job_id: int) -> None:
-        """Take a pending or scheduled job out of the queue until :meth:`resume`."""
+        """Take a pending or scheduled job out of the queue until :meth:`resume`.
+
+        A running job of a type registered ``suspendable=True`` is asked to stop at its next
+        checkpoint (``job.suspend_requested``); it stays ``running`` until it does.
+        """
         await self._manage.suspend(job_id)
 
     async def resume(self, job_id: int) -> None:
@@ -231,6 +235,7 @@ class Scheduler:
         max_attempts: int = MAX_ATTEMPTS,
         params: type | None = None,
         unique_for: float | dt.timedelta = 0.0,
+        suspendable: bool = False,
     ) -> Callable[[H], H]:
         """Decorator registering ``fn`` as the handler of job type ``name``.
 
@@ -241,12 +246,13 @@ class Scheduler:
         whatever the filter says. ``params``: a pydantic model or a dataclass; params are
         validated against it at schedule time and the handler's ``job.params`` is the model.
         ``unique_for``: how long a job's ``unique_key`` stays held after it succeeds.
+        ``suspendable``: suspend() may ask its running jobs to stop at a checkpoint.
         """
 
         def register(fn: H) -> H:
             self.register(
                 name, fn, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts,
-                params=params, unique_for=unique_for,
+                params=params, unique_for=unique_for, suspendable=suspendable,
             )  # fmt: skip
             return fn
 
@@ -263,11 +269,12 @@ class Scheduler:
         max_attempts: int = MAX_ATTEMPTS,
         params: type | None = None,
         unique_for: float | dt.timedelta = 0.0,
+        suspendable: bool = False,
     ) -> None:
         """Register a handler without the decorator (same options as :meth:`job`)."""
         self.registry.add(
             name, handler, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts,
-            params=params, unique_for=unique_for,
+            params=params, unique_for=unique_for, suspendable=suspendable,
         )  # fmt: skip
 
     def job_types(self) -> list[JobTypeInfo]:

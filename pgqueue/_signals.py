@@ -71,6 +71,8 @@ class WorkerSignals:
     """The worker found its row reaped and registered again."""
     cancel_noted: Signal = dataclasses.field(default_factory=Signal)
     """A cancel request reached this worker (a notification, or the heartbeat's backstop)."""
+    suspend_noted: Signal = dataclasses.field(default_factory=Signal)
+    """A suspend request reached this worker (a notification, or the heartbeat's backstop)."""
     reaped: Signal = dataclasses.field(default_factory=Signal)
     """This worker reaped at least one dead worker."""
     progress_written: Signal = dataclasses.field(default_factory=Signal)

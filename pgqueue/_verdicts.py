@@ -10,6 +10,9 @@ run whatever its retry filter says:
 - ``raise Snooze(60)`` (seconds or a timedelta): the run ends ``snoozed`` and the job runs
   again that much later (by the database's clock), counted neither as an error nor
   against ``max_attempts``.
+- ``raise Suspended()`` (what ``await job.checkpoint(data)`` raises once ``suspend()`` was
+  asked for): the run ends ``suspended`` and the job stays suspended, with its checkpoint,
+  until ``resume()``; not counted either.
 
 They are exceptions so that code deep inside a handler can decide; they subclass
 :class:`~pgqueue.PgQueueError`, so a broad ``except Exception`` in the handler catches them
@@ -22,7 +25,7 @@ import datetime as dt
 
 from ._errors import PgQueueError, check_delay
 
-__all__ = ["Cancel", "Skip", "Snooze", "Verdict"]
+__all__ = ["Cancel", "Skip", "Snooze", "Suspended", "Verdict"]
 
 
 class Verdict(PgQueueError):  # noqa: N818 - a handler's decision, not an error
@@ -47,3 +50,7 @@ class Snooze(Verdict):
     def __init__(self, delay: float | dt.timedelta) -> None:
         self.delay = check_delay(delay, "Snooze delay")
         super().__init__(f"snoozed for {self.delay:g} s")
+
+
+class Suspended(Verdict):
+    """Stop this run and leave the job suspended until ``resume()`` (see ``job.checkpoint``)."""

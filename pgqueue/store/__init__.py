@@ -193,8 +193,8 @@ class WorkerStore(Faults, Protocol):
         """Hand back claimed jobs that never started."""
         ...
 
-    async def job_cancel_requested_many(self, ids: Sequence[int]) -> set[int]:
-        """Which of these jobs were flagged by cancel()."""
+    async def job_cancel_requested_many(self, ids: Sequence[int]) -> dict[int, bool]:
+        """Which of these jobs were flagged by cancel() (True) or, if not, by suspend() (False)."""
         ...
 
     async def worker_register(self, queues: Sequence[str]) -> tuple[int, float]:
@@ -259,6 +259,10 @@ class ManageStore(Notifications, Protocol):
 
     async def job_suspend(self, job_id: int) -> bool:
         """Make a pending or scheduled job unclaimable; False when it is neither."""
+        ...
+
+    async def job_request_suspend(self, job_id: int, types: Sequence[str]) -> bool:
+        """Ask the worker of a running job of one of ``types`` to suspend it; False if none."""
         ...
 
     async def job_resume(self, job_id: int) -> bool:

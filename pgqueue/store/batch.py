@@ -45,6 +45,8 @@ class FlushBatch:
     back_delay: list[float] = field(default_factory=list)
     back_error_inc: list[int] = field(default_factory=list)
     back_log: list[bool] = field(default_factory=list)
+    back_checkpoint: list[str | None] = field(default_factory=list)
+    """The checkpoint each put-back run saved (JSON text); None keeps the job's."""
 
     def end_detail(
         self,
@@ -73,7 +75,7 @@ class FlushBatch:
         self.back_log = [False] * len(self.back_ids)
 
     def arguments(self) -> tuple[list[Any], ...]:
-        """The arrays in field order, which is the order of job_finalize_many's $2 .. $20."""
+        """The arrays in field order, which is the order of job_finalize_many's $2 .. $21."""
         return tuple(getattr(self, name) for name in _BATCH_FIELDS)
 
 

@@ -139,6 +139,21 @@ class Worker:
             st.jobs.cancelled.add(job_id)  # skipped by the runner that pops it
         return False
 
+    def suspend_local(self, job_id: int) -> bool:
+        """Tell ``job_id``'s handler to stop at its next checkpoint, if this worker holds it."""
+        st = self._stages
+        if st is None:
+            return False
+        self.signals.suspend_noted.fire()
+        for r in st.runners:
+            job = r.job
+            if job is not None and job.id == job_id:
+                job._request_suspend()  # noqa: SLF001 - the worker's step
+                return True
+        if st.jobs.holds(job_id):
+            st.jobs.suspending.add(job_id)  # told when a runner starts it
+        return False
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -162,6 +177,7 @@ class Worker:
                     signals=self.signals,
                     stats=self.stats,
                     cancel_local=self.cancel_local,
+                    suspend_local=self.suspend_local,
                     report=self._report,
                 )
                 await self._serve(self._stages, task_status)

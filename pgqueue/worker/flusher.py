@@ -82,6 +82,7 @@ def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> 
             b.back_delay.append(retry.delay)
             b.back_error_inc.append(error_inc)
             b.back_log.append(log)
+            b.back_checkpoint.append(job._saved_checkpoint)  # noqa: SLF001 - the worker's own read of the run's state
     return b
 
 

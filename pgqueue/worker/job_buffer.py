@@ -28,6 +28,7 @@ class JobBuffer(Generic[T]):
         self._ready = asyncio.Event()
         self._closed = False
         self.cancelled: set[int] = set()  # ids cancelled while waiting here; runners skip them
+        self.suspending: set[int] = set()  # ids asked to suspend while waiting here
 
     def push_many(self, items: list[T]) -> None:
         """Add a claimed batch and wake idle runners."""
@@ -46,7 +47,7 @@ class JobBuffer(Generic[T]):
         return items.popleft()
 
     def holds(self, job_id: int) -> bool:
-        """Whether a job with this id waits here (linear: only for rare cancel requests)."""
+        """Whether a job with this id waits here (linear: only for rare cancel and suspend requests)."""
         return any(getattr(item, "id", None) == job_id for item in self._items)
 
     def take_all(self) -> list[T]:

@@ -84,6 +84,7 @@ class Lease:
         runners: Sequence[Runner],
         stats: RunStats,
         cancel_local: Callable[[int], object],
+        suspend_local: Callable[[int], object],
         on_reregistered: Callable[[], None],
         after_healthy_beat: Callable[[], Awaitable[None]],
         report: Callable[[BaseException, str], None],
@@ -98,6 +99,7 @@ class Lease:
         self._runners = runners
         self._stats = stats
         self._cancel_local = cancel_local
+        self._suspend_local = suspend_local
         self._on_reregistered = on_reregistered
         self._after_healthy_beat = after_healthy_beat
         self._report = report
@@ -130,11 +132,11 @@ class Lease:
                 self._report(exc, "heartbeat")
 
     async def _cancel_backstop(self) -> None:
-        """Stop running jobs whose cancel notification this worker missed."""
+        """Stop running jobs whose cancel (or suspend) notification this worker missed."""
         running = [r.job.id for r in self._runners if r.job is not None]
         if running:
-            for job_id in await self._store.job_cancel_requested_many(running):
-                self._cancel_local(job_id)
+            for job_id, cancel in (await self._store.job_cancel_requested_many(running)).items():
+                (self._cancel_local if cancel else self._suspend_local)(job_id)
 
     async def _lost(self) -> None:
         """Our row was reaped: nothing we hold is ours. Stop it and register again."""

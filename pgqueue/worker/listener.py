@@ -2,7 +2,8 @@
 
 A notification carries no job, only a reason to look (payloads in ``listen.sql``):
 ``r:<queue>`` wakes the fetcher, ``d:<seconds>:<queue>`` arms its timer, ``c:<job id>``
-asks the worker to stop a job it runs. Notifications for queues this worker does not
+asks the worker to stop a job it runs and ``s:<job id>`` to have one suspend at its next
+checkpoint. Notifications for queues this worker does not
 serve are ignored.
 
 LISTEN connections die silently in practice (pgqueuer#253, pg-boss#850: half-open TCP,
@@ -44,7 +45,7 @@ def parse_payload(payload: str) -> tuple[str, str, float | None]:
         except ValueError:
             return "", "", None
         return ("d", queue, when) if math.isfinite(when) else ("", "", None)
-    if kind in ("r", "p", "c"):
+    if kind in ("r", "p", "c", "s"):
         return kind, rest, None
     return "", "", None
 
@@ -63,6 +64,7 @@ class Listener:
         probe_interval: float,
         probe_timeout: float,
         on_cancel: Callable[[int], object] = ignore,
+        on_suspend: Callable[[int], object] = ignore,
         on_error: Callable[[BaseException], None] = ignore,
         signals: WorkerSignals | None = None,
     ) -> None:
@@ -72,6 +74,7 @@ class Listener:
         self._on_due = on_due
         self._on_state = on_state
         self._on_cancel = on_cancel
+        self._on_suspend = on_suspend
         self._on_error = on_error
         self._probe_interval = probe_interval
         self._probe_timeout = probe_timeout
@@ -90,6 +93,8 @@ class Listener:
             self._probe_seen.set()
         elif kind == "c" and name.isdigit():
             self._on_cancel(int(name))
+        elif kind == "s" and name.isdigit():
+            self._on_suspend(int(name))
 
     async def _subscribe(self) -> Subscription:
         sub = await self._store.subscribe(self._on_payload)

@@ -43,7 +43,7 @@ from pgqueue._errors import ErrorWithRetry, describe
 from pgqueue._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
 from pgqueue._models import ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
 from pgqueue._registry import JobType, Registry
-from pgqueue._verdicts import Cancel, Snooze, Verdict
+from pgqueue._verdicts import Cancel, Snooze, Suspended, Verdict
 
 from . import progress
 from .job_buffer import JobBuffer
@@ -186,6 +186,10 @@ class Runner:
             or (cancelled and row[ROW_ID] in cancelled)
         ):
             return self._refuse(job, jt, started)
+        suspending = self._jobs.suspending
+        if suspending and row[ROW_ID] in suspending:
+            suspending.discard(row[ROW_ID])
+            job._request_suspend()  # noqa: SLF001 - asked while the job waited in the buffer
         timeout = row[ROW_TIMEOUT] or jt.timeout
         if timeout is not None:
             self.deadline = self._clock.monotonic() + timeout
@@ -246,12 +250,17 @@ class Runner:
         return tuple.__new__(RunResult, (job, Outcome.SUCCEEDED, started, finished, None, encoded, None, 0))
 
     def _verdict(self, job: Job, verdict: Verdict, started: float) -> RunResult:
-        """A handler's verdict: cancel or skip (final), or snooze (put back, not counted)."""
+        """A handler's verdict: cancel or skip (final), or snooze or suspend (put back, not counted)."""
         fields = {"job_id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt}
         if isinstance(verdict, Cancel):
             _log.info(JOB_STOPPED, **fields, outcome="cancelled", note=verdict.note)
             note = verdict.note or "cancelled by its handler"
             return new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0))
+        if isinstance(verdict, Suspended):
+            _log.info(JOB_STOPPED, **fields, outcome="suspended", note=verdict.note)
+            stay = ErrorWithRetry(verdict, 0)  # put back; the flush leaves it suspended
+            note = verdict.note or "suspended"
+            return new_result((job, Outcome.SUSPENDED, started, self._clock.time(), note, None, stay, 0))
         if isinstance(verdict, Snooze):
             _log.info(JOB_STOPPED, **fields, outcome="snoozed", note=verdict.note)
             again = ErrorWithRetry(verdict, verdict.delay)

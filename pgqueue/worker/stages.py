@@ -64,6 +64,7 @@ def build(
     signals: WorkerSignals,
     stats: RunStats,
     cancel_local: Callable[[int], object],
+    suspend_local: Callable[[int], object],
     report: Callable[[BaseException, str], None],
 ) -> Stages:
     """Build every stage once, in data-flow order; later stages get earlier ones' callbacks."""
@@ -131,6 +132,7 @@ def build(
             on_due=fetcher.note_due,
             on_state=fetcher.set_listening,
             on_cancel=cancel_local,
+            on_suspend=suspend_local,
             on_error=lambda exc: report(exc, "listen"),
             probe_interval=cfg.listen_probe_interval,
             probe_timeout=cfg.listen_probe_timeout,
@@ -156,6 +158,7 @@ def build(
         runners=runners,
         stats=stats,
         cancel_local=cancel_local,
+        suspend_local=suspend_local,
         on_reregistered=fetcher.notify_ready,
         after_healthy_beat=reaper.reap_once,
         report=report,

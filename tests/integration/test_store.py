@@ -155,7 +155,7 @@ async def test_the_flush_plan_is_linear_whatever_the_table(
             r[0]
             for r in await conn.fetch(
                 "EXPLAIN EXECUTE fin(1, '{1}', '{1}', '{1}', '{1}', '{}', '{}', '{}', '{}',"
-                " '{2}', '{1}', '{1}', '{1}', '{failed}', '{}', '{1}', '{}', '{1}', '{1}', '{true}', 0, 'ch')"
+                " '{2}', '{1}', '{1}', '{1}', '{failed}', '{}', '{1}', '{}', '{1}', '{1}', '{true}', '{}', 0, 'ch')"
             )
         )
         await conn.execute("DEALLOCATE fin")
@@ -356,6 +356,7 @@ CLAIM_COLUMNS = {
     "ROW_TIMEOUT": "timeout_s",
     "ROW_CANCEL_REQUESTED": "cancel_requested",
     "ROW_COUNTED": "counted",
+    "ROW_CHECKPOINT": "checkpoint",
 }
 
 

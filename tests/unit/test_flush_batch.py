@@ -91,8 +91,9 @@ def test_put_back_runs_fill_every_array() -> None:
     assert batch.back_delay == [12.5, 0.0]
     assert batch.back_error_inc == [1, 1]
     assert batch.back_log == [True, True]
+    assert batch.back_checkpoint == [None, None]  # no checkpoint made: the job keeps its own
     args = batch.arguments()
-    assert len(args) == 19  # $2 .. $20
+    assert len(args) == 20  # $2 .. $21
     assert {len(a) for a in args[8:]} == {2}  # the put-back arrays are parallel
 
 

@@ -241,6 +241,13 @@ class JobsMixin(StoreBase):
         """Make a waiting job unclaimable; False when it is not waiting."""
         return await self.pool.fetchval(self.q.job_suspend, job_id) is not None
 
+    async def job_request_suspend(self, job_id: int, types: Sequence[str]) -> bool:
+        """Flag a running job of one of ``types`` and tell its worker; False when there is none."""
+        return (
+            await self.pool.fetchrow(self.q.job_request_suspend, job_id, list(types), self.channel)
+            is not None
+        )
+
     async def job_resume(self, job_id: int) -> bool:
         """Make a suspended job claimable again and wake its queue; False when it is not suspended."""
         return await self.pool.fetchrow(self.q.job_resume, job_id, self.channel) is not None
@@ -272,10 +279,10 @@ class JobsMixin(StoreBase):
         )
         return [(r[0], r[1], state, int(r[2 + k])) for r in rows for k, state in enumerate(states)]
 
-    async def job_cancel_requested_many(self, ids: Sequence[int]) -> set[int]:
-        """Which of these jobs were flagged by cancel()."""
+    async def job_cancel_requested_many(self, ids: Sequence[int]) -> dict[int, bool]:
+        """Which of these jobs were flagged by cancel() (True) or, if not, by suspend() (False)."""
         rows = await self.pool.fetch(self.q.job_cancel_requested_many, list(ids))
-        return {r[0] for r in rows}
+        return {r[0]: r[1] for r in rows}
 
 
 def _unheld(worker_id: int | None) -> bool:

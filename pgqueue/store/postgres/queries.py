@@ -67,6 +67,7 @@ class Queries:
     job_delete: str
     job_await: str
     job_suspend: str
+    job_request_suspend: str
     job_resume: str
     job_progress_many: str
     plan_custom: str

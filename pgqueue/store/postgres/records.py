@@ -80,6 +80,8 @@ def job_record(
             progress=live["progress"],
             progress_message=live["progress_message"],
             runs=runs,
+            suspend_requested=live["suspend_requested"],
+            checkpoint=decode(live["checkpoint"]),
             depends_on=edges.depends_on(job_id),
             dependents=edges.dependents(job_id),
         )

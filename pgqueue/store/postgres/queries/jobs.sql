@@ -56,7 +56,7 @@ FROM ins;
 --      the round trip until 2106): asyncpg decodes a timestamptz with Python datetime
 --      arithmetic, 1.4 µs per value, and most handlers never read them (Job converts on
 --      access). counted is the run's number within its budget (max_attempts): runs before
---      a retry() do not count.
+--      a retry() do not count. checkpoint is NULL but for a job whose earlier run saved one.
 --      The rows come back in the order the update met them, not in claim order: the
 --      fetcher sorts them, because a sort here (over a materialized RETURNING) costs the
 --      database, the busier side of the pipeline, a visible share of the statement.
@@ -92,7 +92,7 @@ WHERE j.id = ANY(ARRAY(
 AND EXISTS (SELECT 1 FROM w)
 RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
           date_part('epoch', j.run_at) AS run_at, date_part('epoch', j.inserted_at) AS inserted_at,
-          j.timeout_s, j.cancel_requested, j.attempt - j.attempt_base AS counted;
+          j.timeout_s, j.cancel_requested, j.attempt - j.attempt_base AS counted, j.checkpoint;
 
 -- name: job_next_due
 -- why: when the queues are drained the fetcher sleeps until the next delayed job is due
@@ -165,16 +165,28 @@ WITH flagged AS (
 SELECT pg_notify($2, 'c:' || id::text) FROM flagged;
 
 -- name: job_cancel_requested_many
--- why: the heartbeat's backstop for a missed cancel notification: which of the jobs this
---      worker runs have been cancelled since.
+-- why: the heartbeat's backstop for a missed cancel or suspend notification: which of the
+--      jobs this worker runs have been cancelled (true) or asked to suspend (false) since.
 -- params: $1 ids bigint[]
-SELECT id FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND cancel_requested;
+SELECT id, cancel_requested FROM {schema}.jobs
+WHERE id = ANY($1::bigint[]) AND (cancel_requested OR suspend_requested);
+
+-- name: job_request_suspend
+-- why: suspend() of a running job of a suspendable type: flag it (a put-back run then
+--      leaves it suspended) and tell its worker ('s:<id>'), which tells the handler.
+-- params: $1 job id bigint, $2 suspendable type names text[], $3 channel text
+WITH flagged AS (
+    UPDATE {schema}.jobs SET suspend_requested = true
+    WHERE id = $1 AND worker_id > 0 AND type = ANY($2::text[])
+    RETURNING id
+)
+SELECT pg_notify($3::text, 's:' || id::text) FROM flagged;
 
 -- name: job_get
 -- why: get_job() of a live job: its row, and its state decided with the database's clock.
 -- params: $1 job id bigint
 SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error, inserted_at,
-       run_at, claimed_at, progress, progress_message,
+       run_at, claimed_at, progress, progress_message, suspend_requested, checkpoint::text AS checkpoint,
        {schema}.job_state(worker_id, delayed, run_at) AS state
 FROM {schema}.jobs
 WHERE id = $1;
@@ -186,7 +198,7 @@ WHERE id = $1;
 --         $4 state text (NULL = any live state), $5 limit int
 SELECT * FROM (
     SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error,
-           inserted_at, run_at, claimed_at, progress, progress_message,
+           inserted_at, run_at, claimed_at, progress, progress_message, suspend_requested, checkpoint::text AS checkpoint,
            {schema}.job_state(worker_id, delayed, run_at) AS state
     FROM {schema}.jobs
     WHERE id < $1 AND ($2::text IS NULL OR queue = $2::text) AND ($3::text IS NULL OR type = $3::text)

@@ -21,9 +21,11 @@
 --      ones: linear either way (a test checks the plans).
 --      Ended runs: $6..$9 may be shorter than $2 (unnest pads them with NULL): NULL outcome
 --      is 'succeeded', NULL log is true, so a batch of plain successes sends four arrays.
---      A snoozed run does not count against max_attempts: attempt_base takes it back.
---      A snoozed or interrupted run's note stays in its run row, not in last_error, which
---      keeps the last failure. The next run starts with no progress.
+--      A snoozed or suspended run does not count against max_attempts: attempt_base takes
+--      it back. A snoozed, suspended or interrupted run's note stays in its run row, not in
+--      last_error, which keeps the last failure. The next run starts with no progress and
+--      with the run's checkpoint, if it made one. A run that ended suspended, or any
+--      put-back run of a job suspend() asked for, leaves the job suspended (worker_id 0).
 --      Put-back rows go to the due index (delayed = true) whatever their time: the claim
 --      takes due rows from there in run_at order. Their run row has the run_at the run
 --      was due at ($16, from the claim: the update overwrites it) and the new one as
@@ -36,9 +38,10 @@
 --         $13 finished float8[], $14 outcomes text[], $15 errors text[] (NULL keeps the
 --         job's last error), $16 due at float8[] (epoch seconds), $17 retry at
 --         timestamptz[] (NULL = now() + delay), $18 delay seconds float8[],
---         $19 error increments int[], $20 log bool[];
---         $21 clock offset float8 (seconds added to the worker's times to put them on the
---         database's clock, measured at registration and each heartbeat), $22 channel text
+--         $19 error increments int[], $20 log bool[], $21 checkpoints json[] (NULL keeps
+--         the job's checkpoint);
+--         $22 clock offset float8 (seconds added to the worker's times to put them on the
+--         database's clock, measured at registration and each heartbeat), $23 channel text
 --      A succeeded job with a unique key its type keeps after success (unique_hold) leaves
 --      the key in unique_keys; plain jobs (NULL key) are filtered out of that insert.
 --      Ended jobs somebody wait()s for (awaited) are announced on the channel ('e:<id>'),
@@ -53,8 +56,9 @@ WITH done AS MATERIALIZED (
 ), back AS MATERIALIZED (
     SELECT d.*, $1::bigint AS owner
     FROM unnest($10::bigint[], $11::int[], $12::float8[], $13::float8[], $14::text[], $15::text[],
-                $16::float8[], $17::timestamptz[], $18::float8[], $19::int[], $20::bool[])
-         AS d(id, attempt, started, finished, outcome, error, due_at, retry_at, delay, error_inc, log)
+                $16::float8[], $17::timestamptz[], $18::float8[], $19::int[], $20::bool[], $21::json[])
+         AS d(id, attempt, started, finished, outcome, error, due_at, retry_at, delay, error_inc, log,
+              checkpoint)
 ), ended AS (
     DELETE FROM {schema}.jobs j
     USING done d
@@ -63,7 +67,7 @@ WITH done AS MATERIALIZED (
               j.awaited, j.unique_key, j.unique_hold, j.has_dependents, d.started, d.finished,
               d.outcome, d.error, d.result, d.log
 ), settled AS (
-    SELECT {schema}.settle_dependents(array_agg(id), array_agg(coalesce(outcome, 'succeeded')), $22::text)
+    SELECT {schema}.settle_dependents(array_agg(id), array_agg(coalesce(outcome, 'succeeded')), $23::text)
     FROM ended WHERE has_dependents HAVING count(*) > 0
 ), kept AS (
     INSERT INTO {schema}.unique_keys (key, job_id, until)
@@ -72,18 +76,20 @@ WITH done AS MATERIALIZED (
     WHERE unique_key IS NOT NULL AND unique_hold > 0 AND coalesce(outcome, 'succeeded') = 'succeeded'
     ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, until = excluded.until
 ), told AS (
-    SELECT pg_notify($22::text, 'e:' || id::text) FROM ended WHERE awaited
+    SELECT pg_notify($23::text, 'e:' || id::text) FROM ended WHERE awaited
 ), put_back AS (
     UPDATE {schema}.jobs j
-    SET worker_id = NULL,
+    SET worker_id = CASE WHEN b.outcome = 'suspended' OR j.suspend_requested THEN 0 END,
+        suspend_requested = false,
         delayed = true,
         run_at = coalesce(b.retry_at, now() + make_interval(secs => b.delay)),
         errors = j.errors + b.error_inc,
-        attempt_base = j.attempt_base + (b.outcome = 'snoozed')::int,
-        last_error = CASE WHEN b.outcome IN ('snoozed', 'interrupted') THEN j.last_error
+        attempt_base = j.attempt_base + (b.outcome IN ('snoozed', 'suspended'))::int,
+        last_error = CASE WHEN b.outcome IN ('snoozed', 'interrupted', 'suspended') THEN j.last_error
                           ELSE coalesce(b.error, j.last_error) END,
         progress = NULL,
-        progress_message = NULL
+        progress_message = NULL,
+        checkpoint = coalesce(b.checkpoint, j.checkpoint)
     FROM back b
     WHERE j.id = b.id AND j.worker_id = b.owner AND j.attempt = b.attempt
     RETURNING j.id, j.inserted_at, b.due_at, j.run_at, j.attempt, j.priority, j.queue, j.type,
@@ -92,13 +98,13 @@ WITH done AS MATERIALIZED (
     INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
                                    retry_at, attempt, priority, queue, type, outcome, error, params,
                                    result)
-    SELECT id, $1, inserted_at, run_at, to_timestamp(started + $21::float8), to_timestamp(finished + $21::float8), NULL,
+    SELECT id, $1, inserted_at, run_at, to_timestamp(started + $22::float8), to_timestamp(finished + $22::float8), NULL,
            attempt, priority, queue, type, coalesce(outcome, 'succeeded'), error, params, result
     FROM ended
     WHERE log IS NOT false
     UNION ALL
-    SELECT id, $1, inserted_at, to_timestamp(due_at), to_timestamp(started + $21::float8),
-           to_timestamp(finished + $21::float8),
+    SELECT id, $1, inserted_at, to_timestamp(due_at), to_timestamp(started + $22::float8),
+           to_timestamp(finished + $22::float8),
            run_at, attempt, priority, queue, type, outcome, error, params, NULL
     FROM put_back
     WHERE log

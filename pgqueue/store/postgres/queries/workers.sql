@@ -45,11 +45,12 @@ FOR UPDATE SKIP LOCKED;
 -- why: free every job the dead workers held, at once, and record the cut-short runs: one
 --      "crashed" (or "timeout", when the run had passed its deadline) row per job, so each
 --      claim has its run row. The claim already counted the attempt, so a job that keeps
---      killing its workers runs out of attempts instead of looping. Then drop the rows.
+--      killing its workers runs out of attempts instead of looping; a job suspend() asked
+--      for is left suspended. Then drop the rows.
 -- params: $1 worker ids bigint[]
 WITH released AS (
     UPDATE {schema}.jobs j
-    SET worker_id = NULL, delayed = true,
+    SET worker_id = CASE WHEN j.suspend_requested THEN 0 END, suspend_requested = false, delayed = true,
         last_error = format('worker %s (%s pid %s) stopped heartbeating; the run was cut short',
                             w.id, w.hostname, w.pid)
     FROM {schema}.workers w
