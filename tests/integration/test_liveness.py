@@ -10,7 +10,7 @@ import anyio
 import asyncpg
 import pytest
 
-from pgqueue import CancelResult, Job, LinearBackoff, Outcome, Scheduler
+from pgqueue import CancelResult, Job, JobState, LinearBackoff, Outcome, Scheduler
 from pgqueue.store import FlushBatch
 from pgqueue.worker.fetcher import EMPTY_CLAIM_REARM_S
 from tests._support import (
@@ -431,3 +431,18 @@ async def test_cancel_notifications_for_jobs_held_elsewhere_are_not_kept(schedul
         assert worker.cancel_local(123456) is False
         assert worker._stages is not None
         assert worker._stages.jobs.cancelled == set()
+
+
+async def test_a_dead_workers_job_that_was_asked_to_suspend_is_left_suspended(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    scheduler.register("t", lambda job: None, suspendable=True)
+    store = await pg_store(scheduler)
+    job_id = await scheduler.schedule("t")
+    _, [claimed] = await _dead_worker_holding(scheduler, db, 1)
+    assert claimed == job_id
+    await scheduler.suspend(job_id)  # its worker never hears of it: it is dead
+    assert await store.worker_reap(0.1, 0) == (1, 1)
+    record = await scheduler.get_job(job_id)
+    assert (record.state, record.suspend_requested) == (JobState.SUSPENDED, False)
+    assert record.runs[-1].outcome is Outcome.CRASHED
