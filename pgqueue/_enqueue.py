@@ -47,7 +47,9 @@ class Target(NamedTuple):
     """What the store's inserts take."""
     params: ParamsAdapter | None
     keep_s: float
-    """Seconds a unique key stays held after the job succeeds (the type's ``unique_for``)."""
+    """Seconds a unique key stays held after the job ends (the type's ``unique_for``)."""
+    keep_after: tuple[str, ...]
+    """The end states that keep it (the type's ``unique_kept_after``)."""
 
     def encode(self, params: object, what: str = "params") -> str:
         """The params as stored: validated by the type's model first, when it has one."""
@@ -73,7 +75,7 @@ def prepare(  # noqa: PLR0917 - schedule()'s own arguments, passed straight thro
     # The type's timeout is stored on the job too, so rescue knows the run's deadline.
     timeout_s = jt.timeout if limit is None else limit
     jobs = NewJobs(q, type_, at, check_priority(priority), timeout_s, delay)
-    return Target(jobs, jt.params, jt.unique_for)
+    return Target(jobs, jt.params, jt.unique_for, jt.unique_kept_after)
 
 
 def check_depends_on(depends_on: Iterable[int] | None) -> list[int]:

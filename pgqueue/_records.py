@@ -182,3 +182,7 @@ class JobTypeInfo:
     """The JSON Schema of its params model; None for untyped params."""
     suspendable: bool = False
     """Whether suspend() may stop its running jobs at a checkpoint."""
+    unique_for: float = 0.0
+    """Seconds a job's unique key stays held after it ends in one of ``unique_kept_after``."""
+    unique_kept_after: tuple[str, ...] = ("succeeded",)
+    """The end states that keep the key (live jobs always hold theirs)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ._config import MAX_ATTEMPTS, check_max_attempts, check_name, check_timeout
 from ._errors import ConfigError, UnknownJobTypeError, check_delay
@@ -49,6 +49,24 @@ class JobType:
     """Seconds a job's unique key stays held after it succeeds (0: freed when it ends)."""
     suspendable: bool = False
     """Whether suspend() may ask a running job of this type to stop at a checkpoint."""
+    unique_kept_after: tuple[str, ...] = ("succeeded",)
+    """The end states after which a job's unique key stays held for ``unique_for``."""
+
+
+UNIQUE_ENDS = ("succeeded", "failed", "cancelled")  # the end states unique_kept_after may name
+
+
+def _check_ends(name: str, ends: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(ends, str) or not isinstance(ends, Iterable):
+        raise ConfigError(f"unique_kept_after for job type {name!r} must list end states, got {ends!r}")
+    out = tuple(dict.fromkeys(ends))
+    for end in out:
+        if end not in UNIQUE_ENDS:
+            raise ConfigError(
+                f"unique_kept_after for job type {name!r}: {end!r} is not an end state "
+                f"({', '.join(UNIQUE_ENDS)}); live jobs always hold their key"
+            )
+    return out
 
 
 class Registry:
@@ -71,6 +89,7 @@ class Registry:
         params: type | None = None,
         unique_for: float | dt.timedelta = 0.0,
         suspendable: bool = False,
+        unique_kept_after: Iterable[str] = ("succeeded",),
     ) -> JobType:
         """Register a type; a second registration of the same name is an error."""
         check_name("job type", name)
@@ -95,6 +114,7 @@ class Registry:
             None if params is None else adapter_for(params, name),
             check_delay(unique_for, "unique_for"),
             suspendable,
+            _check_ends(name, unique_kept_after),
         )
         self._types[name] = jt
         return jt
@@ -122,6 +142,8 @@ class Registry:
                 max_attempts=jt.max_attempts,
                 params_schema=None if jt.params is None else jt.params.schema(),
                 suspendable=jt.suspendable,
+                unique_for=jt.unique_for,
+                unique_kept_after=jt.unique_kept_after,
             )
             for jt in (self._types[n] for n in sorted(self._types))
         ]

@@ -235,6 +235,7 @@ class Scheduler:
         max_attempts: int = MAX_ATTEMPTS,
         params: type | None = None,
         unique_for: float | dt.timedelta = 0.0,
+        unique_kept_after: Iterable[str] = ("succeeded",),
         suspendable: bool = False,
     ) -> Callable[[H], H]:
         """Decorator registering ``fn`` as the handler of job type ``name``.
@@ -245,14 +246,17 @@ class Scheduler:
         ``max_attempts``: runs a job gets at most, runs cut short by a dead worker included,
         whatever the filter says. ``params``: a pydantic model or a dataclass; params are
         validated against it at schedule time and the handler's ``job.params`` is the model.
-        ``unique_for``: how long a job's ``unique_key`` stays held after it succeeds.
+        ``unique_for``: how long a job's ``unique_key`` stays held after it ends in one of
+        ``unique_kept_after`` (end states: ``succeeded``, ``failed``, ``cancelled``; default
+        success only); a live job always holds its key.
         ``suspendable``: suspend() may ask its running jobs to stop at a checkpoint.
         """
 
         def register(fn: H) -> H:
             self.register(
                 name, fn, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts,
-                params=params, unique_for=unique_for, suspendable=suspendable,
+                params=params, unique_for=unique_for, unique_kept_after=unique_kept_after,
+                suspendable=suspendable,
             )  # fmt: skip
             return fn
 
@@ -269,12 +273,14 @@ class Scheduler:
         max_attempts: int = MAX_ATTEMPTS,
         params: type | None = None,
         unique_for: float | dt.timedelta = 0.0,
+        unique_kept_after: Iterable[str] = ("succeeded",),
         suspendable: bool = False,
     ) -> None:
         """Register a handler without the decorator (same options as :meth:`job`)."""
         self.registry.add(
             name, handler, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts,
-            params=params, unique_for=unique_for, suspendable=suspendable,
+            params=params, unique_for=unique_for, unique_kept_after=unique_kept_after,
+            suspendable=suspendable,
         )  # fmt: skip
 
     def job_types(self) -> list[JobTypeInfo]:
@@ -319,7 +325,7 @@ class Scheduler:
             if unique_key is None:
                 return JobId.of(await store.job_insert(conn, t.jobs, encoded), inserted=True)
             found, inserted = await store.job_insert_unique(
-                conn, t.jobs, encoded, key=unique_key, keep_s=t.keep_s
+                conn, t.jobs, encoded, key=unique_key, keep_s=t.keep_s, keep_after=t.keep_after
             )
             return JobId.of(found, inserted=inserted)
         except Exception as exc:

@@ -136,7 +136,14 @@ class EnqueueStore(Protocol):
         ...
 
     async def job_insert_unique(
-        self, conn: CallerConnection | None, jobs: NewJobs, params: str, *, key: str, keep_s: float
+        self,
+        conn: CallerConnection | None,
+        jobs: NewJobs,
+        params: str,
+        *,
+        key: str,
+        keep_s: float,
+        keep_after: Sequence[str],
     ) -> tuple[int, bool]:
         """Insert a job under ``key``, or find the job that holds it: (id, inserted)."""
         ...

@@ -85,6 +85,44 @@ async def test_a_failed_or_cancelled_job_frees_its_key(scheduler: Scheduler, db:
     assert (await scheduler.schedule("t", unique_key="c")).inserted
 
 
+async def test_a_type_can_keep_the_key_after_a_failure_or_a_cancel(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    @scheduler.job("t", unique_for=3600, unique_kept_after=["failed", "cancelled"])
+    async def t(job: Job) -> None:
+        raise Cancel("not today") if job.params == "cancel" else RuntimeError("no")
+
+    @scheduler.job("ok", unique_for=3600, unique_kept_after=["failed"])
+    async def ok(job: Job) -> None:
+        return None
+
+    async with running(scheduler.worker(poll_interval=60)):
+        failed = await scheduler.schedule("t", "fail", unique_key="a")
+        cancelled = await scheduler.schedule("t", "cancel", unique_key="b")
+        succeeded = await scheduler.schedule("ok", unique_key="d")
+
+        async def all_ended() -> bool:
+            return len(await runs(db, scheduler.schema)) == 3
+
+        await until(all_ended)
+    again = await scheduler.schedule("t", unique_key="a")
+    assert (again, again.inserted) == (failed, False)
+    again = await scheduler.schedule("t", unique_key="b")
+    assert (again, again.inserted) == (cancelled, False)
+    assert (await scheduler.get_job_by_key("a")).state is JobState.FAILED
+    # "ok" keeps its key after a failure only: its success frees it.
+    fresh = await scheduler.schedule("ok", unique_key="d")
+    assert fresh.inserted
+    assert fresh != succeeded
+    # A cancel that reaches a job before any worker keeps the key too.
+    waiting = await scheduler.schedule("t", unique_key="c", run_at=dt.timedelta(hours=1))
+    await scheduler.cancel(waiting)
+    again = await scheduler.schedule("t", unique_key="c")
+    assert (again, again.inserted) == (waiting, False)
+    info = {i.name: i for i in scheduler.job_types()}["t"]
+    assert (info.unique_for, info.unique_kept_after) == (3600.0, ("failed", "cancelled"))
+
+
 async def test_a_unique_job_in_a_rolled_back_transaction_holds_nothing(
     dsn: str, scheduler: Scheduler
 ) -> None:
@@ -112,6 +150,9 @@ async def test_plain_schedules_say_inserted_and_bad_keys_are_refused(scheduler: 
         await scheduler.schedule("t", unique_key="")
     with pytest.raises(ConfigError):
         Scheduler("postgresql://unused").register("u", lambda job: None, unique_for=-1)
+    for ends in ("failed", ["running"], ["done"], 3):
+        with pytest.raises(ConfigError, match="unique_kept_after"):
+            Scheduler("postgresql://unused").register("u", lambda job: None, unique_kept_after=ends)  # type: ignore[arg-type]
 
 
 async def test_unique_key_refuses_a_repeatable_read_transaction(dsn: str, scheduler: Scheduler) -> None:

@@ -51,7 +51,14 @@ class JobsMixin(StoreBase):
         return (q, t, params, at, prio, self.channel, timeout_s, delay_s)
 
     async def job_insert_unique(
-        self, conn: CallerConnection | None, jobs: NewJobs, params: str, *, key: str, keep_s: float
+        self,
+        conn: CallerConnection | None,
+        jobs: NewJobs,
+        params: str,
+        *,
+        key: str,
+        keep_s: float,
+        keep_after: Sequence[str],
     ) -> tuple[int, bool]:
         """Insert a job under ``key``, or find the job that holds it: (id, inserted).
 
@@ -59,7 +66,7 @@ class JobsMixin(StoreBase):
         key, then the check and insert with a newer snapshot, so concurrent schedulers of
         one key make one job.
         """
-        args = (*self._insert_args(jobs, params), key, keep_s)
+        args = (*self._insert_args(jobs, params), key, keep_s, list(keep_after))
         row: object
         if conn is None:
             async with self.pool.acquire() as own, own.transaction():

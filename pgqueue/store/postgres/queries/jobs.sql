@@ -133,12 +133,20 @@ FOR UPDATE;
 
 -- name: job_cancel_pending
 -- why: jobs no worker holds (pending, scheduled, suspended or waiting) end at once, each
---      with a "cancelled" row as its final run; their waiters (awaited) are told, and
---      their dependents are cancelled in turn.
+--      with a "cancelled" row as its final run; their waiters (awaited) are told, their
+--      dependents are cancelled in turn, and a unique key its type keeps after a cancel
+--      stays held.
 -- params: $1 job ids bigint[], $2 reason text, $3 channel text
 WITH gone AS (
     DELETE FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND coalesce(worker_id, 0) <= 0
-    RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params, awaited, has_dependents
+    RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params, awaited, has_dependents,
+              unique_key, unique_hold, unique_ends
+), kept AS (
+    INSERT INTO {schema}.unique_keys (key, job_id, until)
+    SELECT unique_key, id, now() + make_interval(secs => unique_hold)
+    FROM gone
+    WHERE unique_key IS NOT NULL AND unique_hold > 0 AND 'cancelled' = ANY(unique_ends)
+    ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, until = excluded.until
 ), told AS (
     SELECT pg_notify($3::text, 'e:' || id::text) FROM gone WHERE awaited
 ), settled AS (
@@ -320,17 +328,19 @@ SELECT current_setting('transaction_isolation')
 FROM (SELECT pg_advisory_xact_lock(hashtextextended('pgqueue.unique:' || $1, 0))) AS locked;
 
 -- name: unique_keys_expire
--- why: keys kept after success expire; workers drop them as they reap, by the until index.
+-- why: keys kept after their job ended expire; workers drop them as they reap, by the until
+--      index.
 -- params: none
 DELETE FROM {schema}.unique_keys WHERE until <= now();
 
 -- name: job_insert_unique
--- why: schedule(..., unique_key=): the job that holds the key (live, or kept after its
---      success) is returned as found; else the job is inserted and its queue notified, as
+-- why: schedule(..., unique_key=): the job that holds the key (live, or kept after it
+--      ended) is returned as found; else the job is inserted and its queue notified, as
 --      job_insert does. Expired kept keys are dropped on the way.
 -- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
 --         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
---         $8 delay seconds float8, $9 key text, $10 seconds the key is kept after success real
+--         $8 delay seconds float8, $9 key text, $10 seconds the key is kept after the job
+--         ends real, $11 the end states that keep it text[]
 WITH expired AS (
     DELETE FROM {schema}.unique_keys WHERE key = $9 AND until <= now()
 ), holder AS (
@@ -340,8 +350,8 @@ WITH expired AS (
     LIMIT 1
 ), ins AS (
     INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, unique_key,
-                               unique_hold)
-    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9, $10
+                               unique_hold, unique_ends)
+    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9, $10, $11::text[]
     FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
     WHERE NOT EXISTS (SELECT 1 FROM holder)
     RETURNING id, run_at, delayed

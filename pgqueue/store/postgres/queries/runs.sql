@@ -42,8 +42,9 @@
 --         the job's checkpoint);
 --         $22 clock offset float8 (seconds added to the worker's times to put them on the
 --         database's clock, measured at registration and each heartbeat), $23 channel text
---      A succeeded job with a unique key its type keeps after success (unique_hold) leaves
---      the key in unique_keys; plain jobs (NULL key) are filtered out of that insert.
+--      A job with a unique key that its type keeps after this end (unique_ends, for
+--      unique_hold seconds) leaves the key in unique_keys; plain jobs (NULL key) are
+--      filtered out of that insert.
 --      Ended jobs somebody wait()s for (awaited) are announced on the channel ('e:<id>'),
 --      and ended jobs that others depend on (has_dependents) have their dependents
 --      settled (sql/006: released when all their dependencies succeeded, else cancelled);
@@ -64,7 +65,7 @@ WITH done AS MATERIALIZED (
     USING done d
     WHERE j.id = d.id AND j.worker_id = d.owner AND j.attempt = d.attempt
     RETURNING j.id, j.inserted_at, j.run_at, j.attempt, j.priority, j.queue, j.type, j.params,
-              j.awaited, j.unique_key, j.unique_hold, j.has_dependents, d.started, d.finished,
+              j.awaited, j.unique_key, j.unique_hold, j.unique_ends, j.has_dependents, d.started, d.finished,
               d.outcome, d.error, d.result, d.log
 ), settled AS (
     SELECT {schema}.settle_dependents(array_agg(id), array_agg(coalesce(outcome, 'succeeded')), $23::text)
@@ -73,7 +74,8 @@ WITH done AS MATERIALIZED (
     INSERT INTO {schema}.unique_keys (key, job_id, until)
     SELECT unique_key, id, now() + make_interval(secs => unique_hold)
     FROM ended
-    WHERE unique_key IS NOT NULL AND unique_hold > 0 AND coalesce(outcome, 'succeeded') = 'succeeded'
+    WHERE unique_key IS NOT NULL AND unique_hold > 0
+      AND {schema}.run_end_state(NULL, coalesce(outcome, 'succeeded')) = ANY(coalesce(unique_ends, '{succeeded}'))
     ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, until = excluded.until
 ), told AS (
     SELECT pg_notify($23::text, 'e:' || id::text) FROM ended WHERE awaited
