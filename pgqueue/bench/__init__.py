@@ -11,7 +11,11 @@ design in plain asyncpg, the ceiling for this design):
 (d) drain of a 1,000,000-job backlog (``--big``; minutes), its rate against (b)'s;
 (e) two worker processes on one queue;
 (f) WAL bytes and dead tuples per job, from the server's counters around each drain;
-(g) the worker's RSS before and after the drain (the big one with ``--big``).
+(g) the worker's RSS before and after the drain (the big one with ``--big``);
+(h) get_job, list_jobs and stats over 1,000,000 logged runs and 100,000 live jobs;
+(i) the drain of jobs that hold unique keys, that depend on one another in pairs, or that
+    somebody waits for, against (b); and the end notifications each drain sent (none for
+    jobs nobody waits for).
 
 Each phase runs in a freshly recreated database whose name must start with ``bench_``.
 Output: one JSON line on stdout, a table on stderr. :mod:`pgqueue.bench.compare` runs

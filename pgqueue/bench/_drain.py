@@ -64,13 +64,40 @@ def _tenths(samples: list[tuple[float, int]], n: int) -> list[float]:
     return [round(step / max(b - a, 1e-9), 1) for a, b in itertools.pairwise(marks)]
 
 
+# How the pre-queued jobs use the features whose drain is compared with the plain one; set
+# after the preload, untimed, as schedule() would have left them. Our own schema's name.
+SHAPES: dict[str, tuple[str, ...]] = {
+    "plain": (),
+    # Every job holds a unique key that it keeps for a minute after it succeeds, so the
+    # flush also writes the kept keys.
+    "unique": ("UPDATE {s}.jobs SET unique_key = 'k' || id, unique_hold = 60",),
+    # Pairs: every second job depends on the one before it, so half the jobs wait and are
+    # released by the flush that ends their dependency.
+    "depends_on": (
+        (
+            "INSERT INTO {s}.job_dependencies (job_id, depends_on)"
+            " SELECT j.id, j.id - 1 FROM {s}.jobs j, (SELECT min(id) AS lo FROM {s}.jobs) AS m"
+            " WHERE (j.id - m.lo) % 2 = 1"
+        ),
+        (
+            "UPDATE {s}.jobs SET worker_id = -1, waiting_on = 1"
+            " WHERE id IN (SELECT job_id FROM {s}.job_dependencies)"
+        ),
+        "UPDATE {s}.jobs SET has_dependents = true WHERE id IN (SELECT depends_on FROM {s}.job_dependencies)",
+    ),
+    # Somebody wait()s for every job: each end is notified.
+    "awaited": ("UPDATE {s}.jobs SET awaited = true",),
+}
+
+
 async def bench_drain(
-    dsn: str, params: Params, *, n: int, concurrency: int, big: bool = False, unique: bool = False
+    dsn: str, params: Params, *, n: int, concurrency: int, big: bool = False, shape: str = "plain"
 ) -> dict[str, object]:
     """One drain of ``n`` pre-queued jobs at ``concurrency``; timing, cost per job, RSS.
 
-    ``unique``: every job holds a unique key that it keeps for a minute after it succeeds
-    (set after the preload, untimed), so the flush also writes the kept keys.
+    ``shape``: how the jobs use unique keys, dependencies or wait() (see SHAPES). The
+    notifications that announce a job's end (``e:<id>``, for wait()) are counted on the
+    channel during the drain: a plain drain must send none.
     """
     tracker = Tracker(n)
     timeout = max(params.drain_timeout_s, n / BIG_RATE_FLOOR) if big else params.drain_timeout_s
@@ -86,10 +113,14 @@ async def bench_drain(
             f'SELECT (SELECT count(*) FROM "{scheduler.schema}".jobs) + $1'  # noqa: S608 - our own schema name
             f' - (SELECT count(*) FROM "{scheduler.schema}".job_runs)'
         )
-        if unique:
-            await mon.execute(
-                f"UPDATE \"{scheduler.schema}\".jobs SET unique_key = 'k' || id, unique_hold = 60"  # noqa: S608 - our own schema
-            )
+        for statement in SHAPES[shape]:
+            await mon.execute(statement.format(s=f'"{scheduler.schema}"'))
+        ends = [0]
+
+        def count_ends(_c: object, _pid: int, _channel: str, payload: object) -> None:
+            ends[0] += str(payload).startswith("e:")
+
+        await mon.add_listener(f"{scheduler.schema}_events", count_ends)
         await vacuum_and_checkpoint(mon)
         wal0, tab0 = await snapshot(mon)
         await scheduler.open()  # the pool is open before the clock, as the peers connect first
@@ -119,9 +150,10 @@ async def bench_drain(
                 await worker.shutdown()
                 tg.cancel_scope.cancel()  # the sampler
         stop_s = time.time() - t_stop
+        await mon.remove_listener(f"{scheduler.schema}_events", count_ends)
         await scheduler.close()  # its backends must exit before the "after" counters are read
         wal1, tab1 = await snapshot(mon)
-    return _result(
+    out = _result(
         tracker,
         worker,
         n=n,
@@ -131,6 +163,8 @@ async def bench_drain(
         rss=(rss_before, rss_after),
         tenths=_tenths([*samples, (tracker.last_end - t0, tracker.count)], n) if big else None,
     )
+    out["end_notifications"] = ends[0]
+    return out
 
 
 def _result(

@@ -47,7 +47,7 @@ def _drain_rows(line: JsonObject, key: str) -> list[tuple[str, str, str]]:
             f"{f('jps')} jobs/s",
             (
                 f"{timed_out}handlers {f('handlers_jps')}/s, start {f('startup_s')} s, "
-                f"claims {f('claims')}, flushes {f('flushes')}"
+                f"claims {f('claims')}, flushes {f('flushes')}, end notifications {f('end_notifications')}"
             ),
         ),
         (
@@ -83,6 +83,7 @@ def _rows(line: JsonObject) -> list[tuple[str, str, str]]:
             f"in the child {f('two_workers', 'handled_child')}"
         )
         rows.append(("two_workers", f"{f('two_workers', 'jps')} jobs/s", details))
+    rows += _feature_rows(line)
     if "big_drain" in line:
         big = _drain_rows(line, "big_drain")
         big[0] = (big[0][0], big[0][1], f"{f('big_vs_20k')}× the small drain; {big[0][2]}")
@@ -92,6 +93,27 @@ def _rows(line: JsonObject) -> list[tuple[str, str, str]]:
         phase = rss.get("phase") if isinstance(rss, dict) else "?"
         details = f"{f('rss', 'before_mb')} → {f('rss', 'after_mb')} MB over {phase}"
         rows.append(("worker RSS", f"+{f('rss', 'growth_mb')} MB", details))
+    return rows
+
+
+def _feature_rows(line: JsonObject) -> list[tuple[str, str, str]]:
+    """The drains of jobs that use a feature, against the plain drain; the management timings."""
+
+    def f(*path: str) -> str:
+        return _fmt(get_num(line, *path))
+
+    rows: list[tuple[str, str, str]] = []
+    for shape in ("unique", "depends_on", "awaited"):
+        key = f"{shape}_drain"
+        if key in line:
+            details = f"{f(f'{shape}_vs_plain')}× plain; end notifications {f(key, 'end_notifications')}"
+            rows.append((f"drain ({shape})", f"{f(key, 'jps')} jobs/s", details))
+    if "manage" in line:
+        for op in ("get_job", "list_jobs", "list_jobs_failed", "stats"):
+            details = f"{f('manage', 'runs')} runs logged, {f('manage', 'live')} live jobs"
+            rows.append(
+                (op, f"p50 {f('manage', op, 'p50_ms')} / p99 {f('manage', op, 'p99_ms')} ms", details)
+            )
     return rows
 
 

@@ -1,8 +1,9 @@
 """One benchmark run: the phases in order, each in a freshly recreated database.
 
 Phases: ``enqueue`` (a), ``drain`` (b, with the cost (f) and the RSS (g) of each drain),
-``latency`` (c), ``two_workers`` (e), ``unique`` (the drain of jobs that hold unique keys,
-compared with the plain drain), ``manage`` (h: get_job, list_jobs and stats on 1,000,000
+``latency`` (c), ``two_workers`` (e), ``unique``, ``depends_on`` and ``awaited`` (the drain
+of jobs that hold unique keys, that depend on one another in pairs, or that somebody waits
+for, each compared with the plain drain), ``manage`` (h: get_job, list_jobs and stats on 1,000,000
 finished and 100,000 live jobs) and, opt-in because it takes minutes, ``big`` (d): the
 drain of a 1,000,000-job backlog, whose rate is compared with the small drain's.
 """
@@ -29,12 +30,30 @@ from ._two import bench_two_workers
 
 __all__ = ["ALL_PHASES", "DEFAULT_PHASES", "run_bench"]
 
-DEFAULT_PHASES = ("enqueue", "drain", "latency", "two_workers", "unique", "manage")
+DEFAULT_PHASES = ("enqueue", "drain", "latency", "two_workers", "unique", "depends_on", "awaited", "manage")
 ALL_PHASES = (*DEFAULT_PHASES, "big")
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else round(a / b, 3)
+
+
+async def _feature_drains(
+    target: str, params: Params, phases: tuple[str, ...], results: JsonObject
+) -> JsonObject:
+    """The drains of jobs that use unique keys, dependencies or wait(), against the plain one."""
+    first_c = params.concurrencies[0]
+    out: JsonObject = {}
+    for shape in ("unique", "depends_on", "awaited"):
+        if shape in phases:
+            STDERR.log(f"drain {params.n:,} jobs ({shape}) at C={first_c}")
+            out[f"{shape}_drain"] = await bench_drain(
+                target, params, n=params.n, concurrency=first_c, shape=shape
+            )
+            out[f"{shape}_vs_plain"] = _ratio(
+                get_num(out, f"{shape}_drain", "jps"), get_num(results, f"drain_c{first_c}", "jps")
+            )
+    return out
 
 
 async def _main(params: Params, phases: tuple[str, ...], dsn: str | None) -> JsonObject:
@@ -65,14 +84,7 @@ async def _main(params: Params, phases: tuple[str, ...], dsn: str | None) -> Jso
         results["big_vs_20k"] = _ratio(
             get_num(results, "big_drain", "jps"), get_num(results, f"drain_c{first_c}", "jps")
         )
-    if "unique" in phases:
-        STDERR.log(f"drain {params.n:,} jobs with unique keys at C={first_c}")
-        results["unique_drain"] = await bench_drain(
-            target, params, n=params.n, concurrency=first_c, unique=True
-        )
-        results["unique_vs_plain"] = _ratio(
-            get_num(results, "unique_drain", "jps"), get_num(results, f"drain_c{first_c}", "jps")
-        )
+    results.update(await _feature_drains(target, params, phases, results))
     if "manage" in phases:
         STDERR.log(f"management on {params.manage_runs:,} finished and {params.manage_live:,} live jobs")
         results["manage"] = await bench_manage(target, params)

@@ -27,12 +27,15 @@ def bench(
         ),
     ] = None,
     phases: Annotated[
-        str,
+        str | None,
         typer.Option(
             envvar="BENCH_PHASES",
-            help="Comma-separated: enqueue, drain, latency, two_workers, big, manage, unique.",
+            help=(
+                "Comma-separated, from: enqueue, drain, latency, two_workers, unique, depends_on, "
+                "awaited, manage, big (default: all but big)."
+            ),
         ),
-    ] = "enqueue,drain,latency,two_workers,unique,manage",
+    ] = None,
     big: Annotated[
         bool, typer.Option("--big", envvar="BENCH_BIG", help="Add the 1,000,000-job backlog drain (minutes).")
     ] = False,
@@ -63,6 +66,7 @@ def bench(
         Params(), n=jobs, concurrencies=tuple(levels), big_n=big_jobs, progress=progress
     )
     try:
-        run_bench(params=params, dsn=dsn, phases=[p.strip() for p in phases.split(",") if p.strip()], big=big)
+        chosen = None if phases is None else [p.strip() for p in phases.split(",") if p.strip()]
+        run_bench(params=params, dsn=dsn, phases=chosen, big=big)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

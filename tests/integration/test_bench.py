@@ -18,6 +18,7 @@ import anyio
 import asyncpg
 import pytest
 
+from pgqueue.bench import DEFAULT_PHASES
 from pgqueue.bench._drain import bench_drain
 from pgqueue.bench._harness import Params
 from pgqueue.bench._server import drop_database, recreate_database, with_database
@@ -78,8 +79,6 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     env |= {"BENCH_MANAGE_RUNS": "2000", "BENCH_MANAGE_LIVE": "600"}
     command = [sys.executable, "-m", "pgqueue.bench", "--dsn", bench_dsn, "-n", "200", "-c", "10,20"]
     command += [
-        "--phases",
-        "enqueue,drain,latency,two_workers,manage,unique",
         "--big",
         "--big-jobs",
         "300",
@@ -103,8 +102,14 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     assert {"jps", "handled_here", "handled_child"} <= two.keys()
     assert two["handled_here"] + two["handled_child"] >= 200
     assert line["rss"]["phase"] == "big_drain"
-    assert line["unique_drain"]["n"] == 200
-    assert isinstance(line["unique_vs_plain"], float)
+    assert line["phases"] == [*DEFAULT_PHASES, "big"]  # no --phases: every default phase
+    for shape in ("unique", "depends_on", "awaited"):
+        assert line[f"{shape}_drain"]["n"] == 200
+        assert isinstance(line[f"{shape}_vs_plain"], float)
+    # Only the jobs somebody waits for announce their end.
+    assert line["drain_c10"]["end_notifications"] == 0
+    assert line["depends_on_drain"]["end_notifications"] == 0
+    assert line["awaited_drain"]["end_notifications"] == 200
     manage = line["manage"]
     assert (manage["runs"], manage["live"]) == (2000, 600)
     for call in ("get_job", "list_jobs", "list_jobs_failed", "stats"):
