@@ -51,6 +51,7 @@ __all__ = ["Scheduler"]
 
 H = TypeVar("H", bound=JobHandler)
 CHUNK_SIZE = 1000  # jobs per statement in schedule_many
+WAIT_POLL_S = 0.5  # wait()'s poll interval with pgbouncer=True
 
 
 class Scheduler:
@@ -103,7 +104,8 @@ class Scheduler:
         self._open_lock = anyio.Lock()
         self.registry = Registry()
         self._manage = Management(self.open, schema, self.registry.suspendable)
-        self._waiters = Waiters(self.open, self.get_job, schema)
+        # No LISTEN through a transaction-mode pooler: waits poll there.
+        self._waiters = Waiters(self.open, self.get_job, schema, WAIT_POLL_S if pgbouncer else None)
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -9,6 +9,9 @@ Order of steps, so no end is missed: subscribe, then mark. If the mark finds no 
 the job has already ended (its record is returned at once) or never existed
 (:class:`JobNotFound`). If the subscription is lost while waiting, the waiter subscribes
 again and marks again, which also tells it whether the job ended in the gap.
+
+Behind PgBouncer in transaction mode (``pgbouncer=True``) no LISTEN connection can be kept,
+so waiters poll the job's record every ``poll_interval`` instead, as the workers there do.
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ class Waiters:
         open_store: Callable[[], Awaitable[ManageStore]],
         get_job: Callable[[int], Awaitable[JobRecord]],
         schema: str,
+        poll_interval: float | None = None,
     ) -> None:
         self._open = open_store
+        self._poll = poll_interval
         self._schema = schema
         self._get_job = get_job
         self._events: dict[int, set[anyio.Event]] = {}
@@ -70,7 +75,18 @@ class Waiters:
         check_id(job_id)
         limit = check_timeout("timeout", timeout)
         async with translated("wait", self._schema):
+            if self._poll is not None:
+                return await self._poll_until_ended(job_id, limit, self._poll)
             return await self._wait(job_id, limit)
+
+    async def _poll_until_ended(self, job_id: int, limit: float | None, every: float) -> JobRecord:
+        with anyio.move_on_after(math.inf if limit is None else limit):
+            while True:
+                record = await self._get_job(job_id)  # JobNotFound for an unknown id
+                if record.state.finished:
+                    return record
+                await anyio.sleep(every)
+        raise WaitTimeoutError(f"job {job_id} did not end within {limit or 0:g} s")
 
     async def _wait(self, job_id: int, limit: float | None) -> JobRecord:
         event = anyio.Event()

@@ -13,7 +13,7 @@ import anyio
 import asyncpg
 import pytest
 
-from pgqueue import DatabaseUnavailableError, Job, Scheduler
+from pgqueue import DatabaseUnavailableError, Job, JobNotFound, JobState, Scheduler, WaitTimeoutError
 from pgqueue.store import FinalizeResult, Subscription
 from pgqueue.store.postgres.listen import PgSubscription
 from pgqueue.worker.fetcher import Fetcher
@@ -295,6 +295,40 @@ async def test_pgbouncer_mode_polls_and_uses_no_statement_cache(
     finally:
         await bouncer.close()
     assert len(await runs(db, scheduler.schema)) == 3
+
+
+async def test_pgbouncer_mode_waits_by_polling_without_listen(dsn: str, scheduler: Scheduler) -> None:
+    """No LISTEN through a transaction pooler: wait() polls the record instead."""
+    bouncer = Scheduler(dsn, schema=scheduler.schema, pgbouncer=True)
+    release = anyio.Event()
+
+    @bouncer.job("work")
+    async def work(job: Job) -> str:
+        await release.wait()
+        return "done"
+
+    subscribed: list[object] = []
+    store = await pg_store(bouncer)
+    real_subscribe = store.subscribe
+
+    async def spy(on_payload: Callable[[str], None]) -> PgSubscription:
+        subscribed.append(on_payload)
+        return await real_subscribe(on_payload)
+
+    store.subscribe = spy  # type: ignore[method-assign]
+    try:
+        async with running(bouncer.worker(poll_interval=0.05)):
+            job_id = await bouncer.schedule("work", None)
+            with pytest.raises(WaitTimeoutError):
+                await bouncer.wait(job_id, timeout=0.2)
+            release.set()
+            record = await bouncer.wait(job_id, timeout=30)
+        assert (record.state, record.result) == (JobState.SUCCEEDED, "done")
+        with pytest.raises(JobNotFound):
+            await bouncer.wait(10**12, timeout=1)
+        assert subscribed == []
+    finally:
+        await bouncer.close()
 
 
 async def test_pgbouncer_pools_send_no_session_settings(dsn: str) -> None:
