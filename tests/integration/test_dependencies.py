@@ -269,3 +269,32 @@ async def test_dependents_scheduled_while_their_dependencies_finish_are_never_st
         await wait(done.done)
         await _ended(scheduler, *dependents)
     assert {await _state(scheduler, d) for d in dependents} == {JobState.SUCCEEDED}
+
+
+async def test_dependencies_work_in_a_schema_whose_name_needs_quoting(dsn: str, schema_name: str) -> None:
+    """settle_dependents runs with the search_path of its migration: the quoted schema."""
+    odd = f'{schema_name} "Odd"'
+    scheduler = Scheduler(dsn, schema=odd)
+    await scheduler.migrate()
+    try:
+
+        @scheduler.job("t")
+        async def t(job: Job) -> None:
+            if job.params == "fail":
+                raise RuntimeError("no")
+
+        a = await scheduler.schedule("t", "ok")
+        b = await scheduler.schedule("t", None, depends_on=[a])
+        f = await scheduler.schedule("t", "fail")
+        g = await scheduler.schedule("t", None, depends_on=[f])
+        async with running(scheduler.worker(poll_interval=3600)):
+            await _ended(scheduler, a, b, f, g)
+        states = [await _state(scheduler, i) for i in (a, b, f, g)]
+        assert states == [JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]
+    finally:
+        await scheduler.close()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA "{odd.replace(chr(34), chr(34) * 2)}" CASCADE')
+        finally:
+            await conn.close()

@@ -735,3 +735,39 @@ async def test_closing_the_scheduler_ends_its_waits(dsn: str, scheduler: Schedul
             await other.close()
     assert len(errors) == 1
     assert "closed while waiting" in str(errors[0])
+
+
+async def test_cancel_many_runs_again_when_postgresql_breaks_a_deadlock_with_it(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Another transaction holds job 2 and then asks for job 1, which cancel_many (locking
+    in id order) holds while it waits for job 2: PostgreSQL fails one of the two. When it
+    is cancel_many, the transaction runs again once the other has committed."""
+    scheduler.register("t", lambda job: None)
+    first, second = await scheduler.schedule_many("t", [1, 2])
+    table = f'"{scheduler.schema}".jobs'
+    tx = db.transaction()
+    await tx.start()
+    await db.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", second)
+    async with anyio.create_task_group() as tg:
+        counts: list[CancelCounts] = []
+
+        async def cancel_all() -> None:
+            counts.append(await scheduler.cancel_many(type="t"))
+
+        tg.start_soon(cancel_all)
+
+        async def blocked() -> bool:
+            waiting = await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND datname = current_database()"
+            )
+            return bool(waiting)
+
+        await until(blocked)
+        try:  # cancel_many waited first, so its deadlock check runs first and fails it
+            await db.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", first)
+        finally:
+            await tx.commit()
+    assert counts == [CancelCounts(cancelled=2, cancelling=0)]
+    assert [(await scheduler.get_job(i)).state for i in (first, second)] == [JobState.CANCELLED] * 2

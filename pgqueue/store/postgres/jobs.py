@@ -18,6 +18,7 @@ from .records import Edges, job_record
 __all__ = ["CANCEL_NOTE", "JobsMixin"]
 
 CANCEL_NOTE = "cancelled before it ran"  # the note of the cancelled run of a job no worker held
+DEADLOCK_RETRIES = 3  # runs of cancel_many's transaction when PostgreSQL picks it to break a deadlock
 
 
 class _Refused(Exception):  # noqa: N818 - internal control flow, never seen by callers
@@ -172,7 +173,21 @@ class JobsMixin(StoreBase):
             return CancelResult.CANCELLING
 
     async def job_cancel_many(self, queue: str | None, type_: str | None) -> CancelCounts:
-        """Cancel every live job of ``queue`` and/or ``type_`` (None matches any), in one transaction."""
+        """Cancel every live job of ``queue`` and/or ``type_`` (None matches any), in one transaction.
+
+        Its locks are taken in id order, but another transaction (a flush ending a batch, an
+        application's own) may hold some of them in another order: when PostgreSQL breaks
+        such a deadlock by failing this transaction, nothing was changed and it runs again.
+        """
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                return await self._cancel_many(queue, type_)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == DEADLOCK_RETRIES:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _cancel_many(self, queue: str | None, type_: str | None) -> CancelCounts:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(self.q.job_lock_many, queue, type_)
             waiting = [r[0] for r in rows if _unheld(r[1])]
@@ -272,7 +287,7 @@ class JobsMixin(StoreBase):
 
     async def job_await(self, job_id: int) -> bool:
         """Mark a live job so that its end is notified; False when it is not live."""
-        return await self.pool.fetchval(self.q.job_await, job_id) is not None
+        return await self.pool.fetchrow(self.q.job_await, job_id, self.channel) is not None
 
     async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
         """Live jobs counted by (queue, type, state)."""

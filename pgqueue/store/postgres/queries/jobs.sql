@@ -277,9 +277,17 @@ FROM gone;
 
 -- name: job_await
 -- why: wait(): mark a live job so that the statement that ends it notifies ('e:<id>').
---      No row back: the job is not live (it ended, or never existed).
--- params: $1 job id bigint
-UPDATE {schema}.jobs SET awaited = true WHERE id = $1 RETURNING id;
+--      No row back: the job is not live (it ended, or never existed). A claim that met
+--      the row while this update held it skipped it (SKIP LOCKED): a due job's queue is
+--      told again, as job_insert_dependent does.
+-- params: $1 job id bigint, $2 channel text
+WITH marked AS (
+    UPDATE {schema}.jobs SET awaited = true WHERE id = $1
+    RETURNING id, queue, worker_id, delayed, run_at
+)
+SELECT id, CASE WHEN worker_id IS NULL AND (NOT delayed OR run_at <= now())
+                THEN pg_notify($2::text, 'r:' || queue) END AS rewoken
+FROM marked;
 
 -- name: job_suspend
 -- why: suspend(): a pending or scheduled job takes the suspended lock (worker_id 0), which
@@ -392,7 +400,10 @@ RETURNING j.id;
 --      inserted, waiting (worker_id -1) on the live ones, or claimable and its queue told
 --      when there are none, and its edges are written. Otherwise nothing is inserted, and
 --      the rows say which dependencies stand in the way and why (failed, cancelled, or
---      'gone': never scheduled, or no run of it logged).
+--      'gone': never scheduled, or no run of it logged). A claim that ran while this
+--      transaction held a due dependency's lock skipped it (SKIP LOCKED) and may have been
+--      the only one its notification caused: the queues of such dependencies are told
+--      again, which reaches the workers when the lock is gone (on commit).
 -- params: $1..$8 as job_insert, $9 live dependency ids bigint[], $10 all dependency ids bigint[]
 WITH ended AS (
     SELECT e.id,
@@ -412,15 +423,19 @@ WITH ended AS (
 ), edges AS (
     INSERT INTO {schema}.job_dependencies (job_id, depends_on)
     SELECT ins.id, d.id FROM ins, unnest($10::bigint[]) AS d(id)
+), skipped AS (
+    SELECT DISTINCT queue FROM {schema}.jobs
+    WHERE id = ANY($9::bigint[]) AND worker_id IS NULL AND (NOT delayed OR run_at <= now())
 )
 SELECT id, NULL::text AS state,
        CASE WHEN worker_id IS NULL THEN
            pg_notify($6::text, CASE WHEN delayed
                                THEN 'd:' || extract(epoch FROM run_at - now())::text || ':' || $1::text
-                               ELSE 'r:' || $1::text END) END AS notified
+                               ELSE 'r:' || $1::text END) END AS notified,
+       (SELECT count(pg_notify($6::text, 'r:' || queue)) FROM skipped) AS rewoken
 FROM ins
 UNION ALL
-SELECT id, state, NULL FROM ended WHERE state <> 'succeeded';
+SELECT id, state, NULL, NULL FROM ended WHERE state <> 'succeeded';
 
 -- name: job_dependencies_many
 -- why: get_job() and list_jobs(): the edges that touch some jobs, both ways.
