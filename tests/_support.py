@@ -16,6 +16,7 @@ from pgqueue._config import WorkerConfig
 from pgqueue._signals import Signal
 from pgqueue.store import WorkerBackend
 from pgqueue.store.postgres import PostgresStore
+from pgqueue.store.postgres.queries import quote_ident
 
 ROOT_DIR = str(Path(__file__).resolve().parent.parent)
 WAIT_S = 30.0  # generous ceiling for "this must happen": a hang fails, slowness does not
@@ -125,3 +126,12 @@ async def fired(signal: Signal, count: int, timeout: float = WAIT_S) -> None:
     """Wait until ``signal`` has fired ``count`` times in all (read ``signal.count`` before acting)."""
     with anyio.fail_after(timeout):
         await signal.wait_count(count)
+
+
+async def drop_schema(dsn: str, schema: str) -> None:
+    """Drop a test's schema and everything in it (any name: it is quoted)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+    finally:
+        await conn.close()

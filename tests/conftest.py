@@ -20,6 +20,7 @@ import pytest
 
 from pgqueue import Scheduler
 from pgqueue._devdb import docker_answers, embedded_dsn
+from tests._support import drop_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,8 +79,4 @@ async def scheduler(dsn: str, schema_name: str) -> AsyncIterator[Scheduler]:
         yield s
     finally:
         await s.close()
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(dsn, schema_name)

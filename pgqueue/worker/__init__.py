@@ -34,13 +34,15 @@ from pgqueue._clock import Clock, SystemClock
 from pgqueue._config import WorkerConfig
 from pgqueue._errors import SchemaError, describe, unwrap_group
 from pgqueue._log import WORKER_ERROR, WORKER_REGISTERED, WORKER_STOPPED, get_logger
-from pgqueue._models import Outcome
+from pgqueue._models import Job, Outcome
 from pgqueue._registry import Registry
-from pgqueue._signals import WorkerSignals
+from pgqueue._signals import Signal, WorkerSignals
 from pgqueue.store import WorkerBackend
 
+from .job_buffer import JobBuffer
 from .lease import Identity
 from .results import RunStats
+from .runner import Runner
 from .stages import Stages, build
 
 __all__ = ["Worker"]
@@ -128,30 +130,38 @@ class Worker:
 
     def cancel_local(self, job_id: int) -> bool:
         """Stop ``job_id`` if this worker runs it or holds it unstarted (a cancel notification)."""
-        st = self._stages
-        if st is None:
-            return False
-        self.signals.cancel_noted.fire()
-        for r in st.runners:
-            if r.interrupt(Outcome.CANCELLED, job_id):
-                return True
-        if st.jobs.holds(job_id):
-            st.jobs.cancelled.add(job_id)  # skipped by the runner that pops it
-        return False
+        return self._request(
+            job_id,
+            self.signals.cancel_noted,
+            lambda r: r.interrupt(Outcome.CANCELLED, job_id),
+            lambda jobs: jobs.cancelled,  # skipped by the runner that pops it
+        )
 
     def suspend_local(self, job_id: int) -> bool:
         """Tell ``job_id``'s handler to stop at its next checkpoint, if this worker holds it."""
+        return self._request(
+            job_id, self.signals.suspend_noted, _ask_to_suspend(job_id), lambda jobs: jobs.suspending
+        )
+
+    def _request(
+        self,
+        job_id: int,
+        noted: Signal,
+        running: Callable[[Runner], bool],
+        buffered: Callable[[JobBuffer[Job]], set[int]],
+    ) -> bool:
+        """Apply a request for one job: to the runner that runs it (True), else noted for later.
+
+        ``buffered`` picks the job buffer's set that the runner starting the job reads.
+        """
         st = self._stages
         if st is None:
             return False
-        self.signals.suspend_noted.fire()
-        for r in st.runners:
-            job = r.job
-            if job is not None and job.id == job_id:
-                job._request_suspend()  # noqa: SLF001 - the worker's step
-                return True
+        noted.fire()
+        if any(running(r) for r in st.runners):
+            return True
         if st.jobs.holds(job_id):
-            st.jobs.suspending.add(job_id)  # told when a runner starts it
+            buffered(st.jobs).add(job_id)
         return False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -298,3 +308,14 @@ class _Countdown:
 async def _in_scope(scope: anyio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
     with scope:
         await fn()
+
+
+def _ask_to_suspend(job_id: int) -> Callable[[Runner], bool]:
+    def ask(runner: Runner) -> bool:
+        job = runner.job
+        if job is None or job.id != job_id:
+            return False
+        job._request_suspend()  # noqa: SLF001 - the worker's step
+        return True
+
+    return ask

@@ -15,7 +15,7 @@ from pgqueue import (
     Outcome,
     Scheduler,
 )
-from tests._support import Counter, hot_count, running, until, wait
+from tests._support import Counter, drop_schema, hot_count, running, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -293,8 +293,4 @@ async def test_dependencies_work_in_a_schema_whose_name_needs_quoting(dsn: str, 
         assert states == [JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]
     finally:
         await scheduler.close()
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA "{odd.replace(chr(34), chr(34) * 2)}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(dsn, odd)
