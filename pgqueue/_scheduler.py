@@ -14,8 +14,9 @@ database cannot be reached the call raises :class:`DatabaseUnavailableError` (a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -44,6 +45,7 @@ from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
 from ._waiting import Waiters
 from .store import CallerConnection, Store
+from .store.memory import MemoryClock, MemoryStore
 from .store.postgres import Pool, PostgresStore, create_pool
 from .worker import Worker
 
@@ -87,9 +89,10 @@ class Scheduler:
         pool_min_size: int = POOL_MIN_SIZE,
         pool_max_size: int = POOL_MAX_SIZE,
         pgbouncer: bool = False,
+        backend: Store | None = None,
     ) -> None:
-        if (dsn is None) == (pool is None):
-            raise ConfigError("give exactly one of dsn= or pool=")
+        if sum(x is not None for x in (dsn, pool, backend)) != 1:
+            raise ConfigError("give exactly one of dsn=, pool= or backend=")
         if dsn is not None and (not isinstance(dsn, str) or not dsn):
             raise ConfigError(f"dsn must be a non-empty string, got {dsn!r}")
         self.config = SchedulerConfig(
@@ -100,7 +103,11 @@ class Scheduler:
         self._dsn = dsn
         self._pool = pool
         self._owns_pool = pool is None
-        self._store: PostgresStore | None = None
+        # The store every call uses: PostgreSQL's once opened, or the backend given.
+        self._store: Store | None = backend
+        self._backend = backend
+        if backend is not None:
+            self.schema = backend.schema
         self._open_lock = anyio.Lock()
         self.registry = Registry()
         self._manage = Management(self.open, schema, self.registry.suspendable)
@@ -113,7 +120,32 @@ class Scheduler:
         """Open the pool (idempotent); every method calls it, so explicit calls are optional."""
         return await self._open()
 
-    async def _open(self) -> PostgresStore:
+    @classmethod
+    def in_memory(cls, clock: MemoryClock | None = None) -> Scheduler:
+        """A scheduler on a fresh in-memory backend, for tests: no server, no network.
+
+        Same API; what the backend cannot honour (other processes, crash rescue,
+        ``conn=`` transactions) is listed in :mod:`pgqueue.store.memory`. ``clock``: the
+        backend's clock, which :func:`pgqueue.testing.advance` moves forward.
+        """
+        return cls(backend=MemoryStore(clock))
+
+    @contextlib.asynccontextmanager
+    async def using(self, other: Scheduler) -> AsyncIterator[Self]:
+        """Send this scheduler's calls to ``other``'s backend for the block (tests).
+
+        An application's own scheduler, with the job types it registered, then schedules,
+        manages and builds workers on ``other``'s store (an in-memory one, or a test
+        schema); its own pool is left as it was. The pytest plugin's fixtures use it.
+        """
+        saved = self._store, self.schema
+        self._store, self.schema = await other.open(), other.schema
+        try:
+            yield self
+        finally:
+            self._store, self.schema = saved
+
+    async def _open(self) -> Store:
         if self._store is not None:
             return self._store
         async with self._open_lock:
@@ -133,11 +165,13 @@ class Scheduler:
     async def close(self) -> None:
         """Close the pool if the scheduler created it."""
         await self._waiters.close(scheduler_closing=True)
+        if self._backend is not None:
+            return  # a backend given is the caller's: its jobs stay for the test to read
         store, self._store = self._store, None
         if store is not None:
             await store.close()
-            if self._owns_pool:
-                await store.pool.close()
+            if self._owns_pool and self._pool is not None:
+                await self._pool.close()
                 self._pool = None
 
     async def __aenter__(self) -> Self:

@@ -11,9 +11,9 @@ from pgqueue._errors import ConfigError
 from pgqueue._models import CancelResult, Row
 from pgqueue._records import CancelCounts, JobRecord, JobState
 from pgqueue.store import CallerConnection, Held, NewJobs, ProgressReport
+from pgqueue.store.records import Edges, job_record
 
 from .pool import StoreBase
-from .records import Edges, job_record
 
 __all__ = ["CANCEL_NOTE", "JobsMixin"]
 

@@ -1,22 +1,31 @@
-"""Rows of ``jobs`` and ``job_runs`` turned into the records job management returns."""
+"""Rows of ``jobs`` and ``job_runs`` turned into the records job management returns.
+
+Rows are read by column name, so every backend builds its records here: PostgreSQL's
+asyncpg Records and the memory store's dicts alike.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-
-import asyncpg
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from pgqueue._codec import decode
 from pgqueue._models import Outcome
 from pgqueue._records import JobRecord, JobState, RunRecord
 
-__all__ = ["Edges", "job_record"]
+__all__ = ["Edges", "Row", "job_record"]
 
 _END_STATE = {Outcome.SUCCEEDED: JobState.SUCCEEDED, Outcome.CANCELLED: JobState.CANCELLED}
 
 
-def _run(row: asyncpg.Record) -> RunRecord:
+class Row(Protocol):
+    """A ``jobs`` or ``job_runs`` row by column name: an asyncpg Record, or the memory store's dict."""
+
+    def __getitem__(self, key: str, /) -> Any: ...  # noqa: ANN401 - columns of several types
+
+
+def _run(row: Row) -> RunRecord:
     return RunRecord(
         attempt=row["attempt"],
         outcome=Outcome(row["outcome"]),
@@ -33,7 +42,8 @@ def _run(row: asyncpg.Record) -> RunRecord:
 class Edges:
     """Dependency edges (job_id, depends_on) read for some jobs, looked up both ways."""
 
-    def __init__(self, rows: Sequence[asyncpg.Record]) -> None:
+    def __init__(self, rows: Iterable[Any]) -> None:
+        """``rows``: (job_id, depends_on) pairs."""
         self._up: dict[int, list[int]] = {}
         self._down: dict[int, list[int]] = {}
         for job_id, depends_on in rows:
@@ -49,9 +59,7 @@ class Edges:
         return tuple(sorted(self._down.get(job_id, ())))
 
 
-def job_record(
-    job_id: int, live: asyncpg.Record | None, run_rows: Sequence[asyncpg.Record], edges: Edges
-) -> JobRecord | None:
+def job_record(job_id: int, live: Row | None, run_rows: Sequence[Row], edges: Edges) -> JobRecord | None:
     """The record of one job from its ``jobs`` row (None once it ended) and its runs.
 
     A job that ended is known by its runs alone: the last one says how it ended (a success
