@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -106,6 +106,7 @@ class Scheduler:
         # The store every call uses: PostgreSQL's once opened, or the backend given.
         self._store: Store | None = backend
         self._backend = backend
+        self._delegate: Scheduler | None = None  # see using()
         if backend is not None:
             self.schema = backend.schema
         self._open_lock = anyio.Lock()
@@ -130,23 +131,26 @@ class Scheduler:
         """
         return cls(backend=MemoryStore(clock))
 
-    @contextlib.asynccontextmanager
-    async def using(self, other: Scheduler) -> AsyncIterator[Self]:
+    @contextlib.contextmanager
+    def using(self, other: Scheduler) -> Iterator[Self]:
         """Send this scheduler's calls to ``other``'s backend for the block (tests).
 
         An application's own scheduler, with the job types it registered, then schedules,
         manages and builds workers on ``other``'s store (an in-memory one, or a test
         schema); its own pool is left as it was. The pytest plugin's fixtures use it.
         """
-        saved = self._store, self.schema
-        self._store, self.schema = await other.open(), other.schema
+        saved = self._store, self._delegate, self.schema
+        self._store, self._delegate, self.schema = other._store, other, other.schema
         try:
             yield self
         finally:
-            self._store, self.schema = saved
+            self._store, self._delegate, self.schema = saved
 
     async def _open(self) -> Store:
         if self._store is not None:
+            return self._store
+        if self._delegate is not None:  # inside using(): the other scheduler opens its store
+            self._store = await self._delegate._open()  # noqa: SLF001 - same class
             return self._store
         async with self._open_lock:
             if self._store is None:

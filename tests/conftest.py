@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from pgqueue import Scheduler
-from pgqueue._devdb import docker_answers, embedded_dsn
 from tests._support import drop_schema
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -35,19 +31,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """DSN of the server the whole session uses."""
-    env = os.environ.get("PGQUEUE_TEST_DSN")
-    if env:
-        yield env
-        return
-    if docker_answers():
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
-            yield pg.get_connection_url()
-        return
-    yield embedded_dsn(ROOT / ".pgqueue" / "test-pgdata")
+def pg_server(pgqueue_pg_dsn: str) -> str:
+    """DSN of the server the whole session uses: the pytest plugin's, in the documented order."""
+    return pgqueue_pg_dsn
 
 
 @pytest.fixture

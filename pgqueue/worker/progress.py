@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 
@@ -22,9 +23,18 @@ from pgqueue._errors import ConfigError
 from pgqueue._signals import WorkerSignals
 from pgqueue.store import ProgressReport, WorkerStore
 
-__all__ = ["CURRENT", "ProgressWriter", "fraction_of"]
+__all__ = ["CURRENT", "ProgressSink", "ProgressWriter", "fraction_of"]
 
-CURRENT: contextvars.ContextVar[ProgressWriter | None] = contextvars.ContextVar(
+
+class ProgressSink(Protocol):
+    """Where ``Job.set_progress`` reports go: the worker's writer, or a test's recorder."""
+
+    def record(self, job_id: int, attempt: int, fraction: float, message: str | None) -> None:
+        """Keep one report."""
+        ...
+
+
+CURRENT: contextvars.ContextVar[ProgressSink | None] = contextvars.ContextVar(
     "pgqueue_progress", default=None
 )
 

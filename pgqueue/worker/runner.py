@@ -85,7 +85,7 @@ class Runner:
         on_capacity: Callable[[], None],
         thread_limiter: anyio.CapacityLimiter,
         arm_deadline: Callable[[float], None],
-        progress_writer: progress.ProgressWriter | None = None,
+        progress_writer: progress.ProgressSink | None = None,
     ) -> None:
         self._registry = registry
         self._types = registry.by_name
@@ -149,6 +149,19 @@ class Runner:
             if self._task is not None:
                 self._task.uncancel()
         return reason
+
+    async def run_inline(self, job: Job) -> RunResult:
+        """Run one job in the calling task and return its result (``pgqueue.testing``).
+
+        The same decisions as the worker's loop (verdicts, retry filters, timeouts through
+        the watchdog this runner arms); the caller writes the result.
+        """
+        self._task = asyncio.current_task()
+        token = progress.CURRENT.set(self._progress)
+        try:
+            return await self._run_one(job, self._now())
+        finally:
+            progress.CURRENT.reset(token)
 
     async def run(self) -> None:
         """Take and run jobs until the job buffer is closed and empty."""

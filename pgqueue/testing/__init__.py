@@ -1,0 +1,376 @@
+"""Testing support for applications that use pgqueue.
+
+- :func:`drain` runs every due job of a scheduler to completion in the calling task, with
+  the worker's own runner (verdicts, retry filters, timeouts), and returns the runs;
+- :func:`advance` moves the in-memory backend's clock, so delayed jobs and retries are due;
+- :func:`run_job` runs one handler inline on a realistic :class:`~pgqueue.Job` and returns
+  its :class:`JobOutcome`, with no scheduler and no database;
+- :func:`assert_scheduled` and :func:`refute_scheduled` check what an application
+  scheduled, with a diff-style message when they fail.
+
+They work on both backends (``Scheduler.in_memory()`` and PostgreSQL), from tests written
+with pytest-asyncio or with anyio's pytest plugin (asyncio). The pytest plugin
+(:mod:`pgqueue.testing.plugin`) provides the ``pgqueue_scheduler`` and
+``pgqueue_pg_scheduler`` fixtures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import orjson
+
+from pgqueue._clock import SystemClock
+from pgqueue._codec import decode, encode
+from pgqueue._errors import ConfigError, PgQueueError
+from pgqueue._models import Job, JobHandler, Outcome
+from pgqueue._records import JobRecord
+from pgqueue._registry import JobType, Registry
+from pgqueue._scheduler import Scheduler
+from pgqueue.store.memory import MemoryClock, MemoryStore
+from pgqueue.worker.flusher import build_batch
+from pgqueue.worker.job_buffer import JobBuffer
+from pgqueue.worker.result_buffer import ResultBuffer
+from pgqueue.worker.results import RunResult, RunStats
+from pgqueue.worker.runner import Runner
+from pgqueue.worker.watchdog import Watchdog
+
+__all__ = [
+    "DEFAULT_MAX_RUNS",
+    "DrainedRun",
+    "JobOutcome",
+    "MemoryClock",
+    "advance",
+    "assert_scheduled",
+    "drain",
+    "refute_scheduled",
+    "run_job",
+]
+
+DEFAULT_MAX_RUNS = (
+    10_000  # drain() stops (and raises) past this many runs: a job that reschedules itself forever
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DrainedRun:
+    """One run :func:`drain` made."""
+
+    job_id: int
+    type: str
+    queue: str
+    attempt: int
+    """The run's number, from 1."""
+    outcome: Outcome
+    params: Any
+    """The job's params as stored (decoded JSON)."""
+    result: Any
+    """The handler's return value (decoded JSON), for a success."""
+    error: str | None
+    """Error text with traceback, or a verdict's note."""
+    again: bool
+    """True when the job was put back to run again (a retry, a snooze)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """What one handler run decided, as :func:`run_job` returns it."""
+
+    outcome: Outcome
+    result: Any
+    """The return value (decoded JSON, as it would be stored), for a success."""
+    error: str | None
+    """Error text with traceback for a failure; the note of a verdict."""
+    retry_at: dt.datetime | None
+    """When the job would run again, if at a fixed time (``ErrorWithRetry(at=...)``)."""
+    retry_in: float | None
+    """In how many seconds the job would run again, for a retry or snooze by delay."""
+    progress: tuple[tuple[float, str | None], ...]
+    """Every ``set_progress`` report, in order, as (fraction 0..1, message)."""
+    checkpoint: Any
+    """The last ``job.checkpoint(data)`` of the run (decoded JSON), or None."""
+
+    @property
+    def again(self) -> bool:
+        """True when the job would run again (a retry, a snooze, a suspension)."""
+        return self.retry_at is not None or self.retry_in is not None
+
+
+class _Progress:
+    """Stands in for the worker's progress writer: keeps every report, writes nothing."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[float, str | None]] = []
+
+    def record(self, job_id: int, attempt: int, fraction: float, message: str | None) -> None:  # noqa: ARG002 - the writer's signature
+        self.reports.append((fraction, message))
+
+
+def _runner(registry: Registry, watchdog: Watchdog, recorder: _Progress | None = None) -> Runner:
+    clock = SystemClock()
+    return Runner(
+        registry=registry,
+        jobs=JobBuffer(),
+        results=ResultBuffer(flush_max=1, flush_age=1.0, high_water=1, monotonic=clock.monotonic),
+        stats=RunStats(),
+        clock=clock,
+        on_capacity=lambda: None,
+        thread_limiter=anyio.CapacityLimiter(1),
+        arm_deadline=watchdog.arm,
+        progress_writer=recorder,
+    )
+
+
+async def _run_watched(runner: Runner, watchdog: Watchdog, job: Job) -> RunResult:
+    """Run ``job`` inline while the watchdog times it out, as a worker's would."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(watchdog.run, [runner])
+        result = await runner.run_inline(job)
+        tg.cancel_scope.cancel()
+    return result
+
+
+async def drain(
+    scheduler: Scheduler, queues: Iterable[str] | None = None, *, max_runs: int = DEFAULT_MAX_RUNS
+) -> list[DrainedRun]:
+    """Run every due job to completion in the calling task; the runs, in the order they ran.
+
+    Jobs are claimed one at a time in claim order (priority, due time, id) from ``queues``
+    (default: the queues of the registered types), so jobs that handlers schedule, and
+    retries or snoozes due at once, run in the same call; a retry due later runs after
+    :func:`advance` (in-memory backend) and another ``drain``. Each result is written as
+    the worker writes it. Raises :class:`~pgqueue.PgQueueError` after ``max_runs`` runs
+    (jobs that keep scheduling more).
+    """
+    store = await scheduler.open()
+    qs = list(queues) if queues is not None else list(scheduler.registry.queues())
+    if not qs:
+        raise ConfigError("drain: no queues (register a job type first, or pass queues=[...])")
+    worker_id, server_time = await store.worker_register(qs)
+    offset = server_time - time.time()  # run times go on the store's clock, as a worker's do
+    watchdog = Watchdog(SystemClock())
+    runner = _runner(scheduler.registry, watchdog)
+    ran: list[DrainedRun] = []
+    try:
+        while True:
+            rows = await store.job_claim_many(qs, 1, worker_id)
+            if not rows:
+                return ran
+            if len(ran) >= max_runs:
+                await store.job_release_many(worker_id, [rows[0][0]])
+                raise PgQueueError(f"drain stopped after {max_runs} runs: jobs keep coming")
+            job = Job._from_row(rows[0])  # noqa: SLF001 - the worker's own path
+            result = await _run_watched(runner, watchdog, job)
+            await store.job_finalize_many(worker_id, build_batch([result], None), clock_offset=offset)
+            ran.append(
+                DrainedRun(
+                    job_id=job.id,
+                    type=job.type,
+                    queue=job.queue,
+                    attempt=job.attempt,
+                    outcome=result.outcome,
+                    params=decode(job.params_json),
+                    result=decode(result.result),
+                    error=result.error,
+                    again=result.retry is not None,
+                )
+            )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.worker_deregister(worker_id)
+
+
+def advance(scheduler: Scheduler, seconds: float | dt.timedelta) -> None:
+    """Move the in-memory backend's clock forward; jobs and retries due by then become due.
+
+    The queues of the jobs that became due are told, so running workers claim them at once.
+    PostgreSQL's clock cannot be moved: on that backend this raises :class:`ConfigError`.
+    """
+    store = scheduler._store  # noqa: SLF001 - the scheduler's current backend, set for an in-memory one
+    if not isinstance(store, MemoryStore):
+        raise ConfigError(
+            "advance() needs the in-memory backend (Scheduler.in_memory()): a database clock cannot move"
+        )
+    step = seconds.total_seconds() if isinstance(seconds, dt.timedelta) else float(seconds)
+    if not step >= 0:
+        raise ConfigError(f"advance() moves forward only: got {seconds!r}")
+    store.advance(step)
+
+
+async def run_job(
+    handler_or_type: JobHandler | JobType | str,
+    params: object = None,
+    *,
+    scheduler: Scheduler | None = None,
+    attempt: int = 1,
+    errors: int = 0,
+    checkpoint: object = None,
+    suspend_requested: bool = False,
+    job_id: int = 1,
+) -> JobOutcome:
+    """Run one handler inline on a realistic :class:`~pgqueue.Job` and return what it decided.
+
+    ``handler_or_type``: a handler function, a registered type's name (with
+    ``scheduler=``, whose registry has it) or a ``JobType``. ``params`` go through the
+    same encoding (and the type's params model) as ``schedule()``, so the handler sees
+    what it would see in production. ``attempt``, ``errors`` and ``checkpoint`` set the
+    Job's fields (a retry's view); ``suspend_requested`` makes ``job.checkpoint()`` stop
+    the run. The type's retry filter, ``max_attempts`` and timeout apply. Nothing is
+    stored: the outcome is returned.
+    """
+    registry, jt = _resolve(handler_or_type, scheduler)
+    if jt.params is not None:
+        params = jt.params.to_json(jt.params.validate(params))
+    stored = encode(params)
+    job = Job(
+        id=job_id,
+        type=jt.name,
+        params=decode(stored),
+        queue=jt.queue,
+        attempt=attempt,
+        errors=errors,
+        checkpoint=checkpoint,
+    )
+    if suspend_requested:
+        job._request_suspend()  # noqa: SLF001 - what the worker does on suspend()
+    recorder = _Progress()
+    watchdog = Watchdog(SystemClock())
+    result = await _run_watched(_runner(registry, watchdog, recorder), watchdog, job)
+    retry = result.retry
+    return JobOutcome(
+        outcome=result.outcome,
+        result=decode(result.result),
+        error=result.error,
+        retry_at=None if retry is None else retry.at,
+        retry_in=None if retry is None or retry.at is not None else retry.delay,
+        progress=tuple(recorder.reports),
+        checkpoint=decode(job._saved_checkpoint),  # noqa: SLF001 - what the flush would store
+    )
+
+
+def _resolve(target: JobHandler | JobType | str, scheduler: Scheduler | None) -> tuple[Registry, JobType]:
+    if isinstance(target, str):
+        if scheduler is None:
+            raise ConfigError(
+                f"run_job({target!r}): give scheduler= to look the type up, or pass the handler"
+            )
+        return scheduler.registry, scheduler.registry.require(target)
+    registry = Registry()
+    if isinstance(target, JobType):
+        registry.add(
+            target.name,
+            target.handler,
+            queue=target.queue,
+            retry=target.retry,
+            timeout=target.timeout,
+            max_attempts=target.max_attempts,
+            params=target.params_model,
+            suspendable=target.suspendable,
+        )
+        return registry, registry.require(target.name)
+    name = getattr(target, "__name__", "job")
+    return registry, registry.add(name if name.isidentifier() else "job", target, queue="default", retry=None)
+
+
+# -- assertions -----------------------------------------------------------------------------
+
+
+def _matches(record: JobRecord, type_: str | None, params: object, queue: str | None) -> bool:
+    if type_ is not None and record.type != type_:
+        return False
+    if queue is not None and record.queue != queue:
+        return False
+    return params is None or _params_match(record.params, params)
+
+
+def _params_match(stored: object, wanted: object) -> bool:
+    """A dict matches when every key given has that value (a subset); anything else: equal."""
+    wanted = decode(encode(wanted))  # compare as stored: tuples are lists, datetimes strings
+    if isinstance(wanted, dict) and isinstance(stored, dict):
+        return all(k in stored and stored[k] == v for k, v in wanted.items())
+    return stored == wanted
+
+
+async def _live(scheduler: Scheduler) -> list[JobRecord]:
+    out: list[JobRecord] = []
+    cursor: str | None = None
+    while True:
+        page = await scheduler.list_jobs(limit=500, cursor=cursor)
+        out += [r for r in page.items if not r.state.finished]
+        if page.cursor is None:
+            return out
+        cursor = page.cursor
+
+
+def _pretty(value: object) -> list[str]:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode().splitlines()
+
+
+def _describe(what: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in what.items() if v is not None) or "any job"
+
+
+def _report(live: list[JobRecord], type_: str | None, params: object) -> str:
+    lines = [f"scheduled jobs ({len(live)}):"]
+    lines += [f"  #{r.id} {r.type} queue={r.queue} {r.state.value} params={r.params!r}" for r in live[:20]]
+    if len(live) > 20:  # noqa: PLR2004 - enough to read
+        lines.append(f"  … and {len(live) - 20} more")
+    same_type = [r for r in live if type_ is None or r.type == type_]
+    if params is not None and same_type:
+        closest = same_type[0]
+        lines.append(
+            f"params of #{closest.id} ({closest.type}) against the expected (- expected, + scheduled):"
+        )
+        diff = difflib.ndiff(_pretty(decode(encode(params))), _pretty(closest.params))
+        lines += [f"  {d}" for d in diff if not d.startswith("?")]
+    return "\n".join(lines)
+
+
+async def assert_scheduled(
+    scheduler: Scheduler,
+    *,
+    type: str | None = None,  # noqa: A002 - the job type's name, as in schedule()
+    params: object = None,
+    queue: str | None = None,
+    count: int | None = None,
+) -> list[JobRecord]:
+    """Assert that live (not yet finished) jobs match; return them.
+
+    ``params``: a dict matches jobs whose params hold those keys with those values (other
+    keys are ignored); any other value must equal the params. ``count``: exactly that many
+    (default: at least one). Raises AssertionError listing the scheduled jobs and, with
+    ``params``, a diff against the closest job of the type.
+    """
+    live = await _live(scheduler)
+    found = [r for r in live if _matches(r, type, params, queue)]
+    if (count is None and found) or (count is not None and len(found) == count):
+        return found
+    want = f"{count}" if count is not None else "at least 1"
+    what = _describe({"type": type, "params": params, "queue": queue})
+    raise AssertionError(
+        f"expected {want} scheduled job(s) matching {what}; found {len(found)}\n{_report(live, type, params)}"
+    )
+
+
+async def refute_scheduled(
+    scheduler: Scheduler,
+    *,
+    type: str | None = None,  # noqa: A002
+    params: object = None,
+    queue: str | None = None,
+) -> None:
+    """Assert that no live job matches (same matching as :func:`assert_scheduled`)."""
+    live = await _live(scheduler)
+    found = [r for r in live if _matches(r, type, params, queue)]
+    if found:
+        what = _describe({"type": type, "params": params, "queue": queue})
+        listed = "\n".join(
+            f"  #{r.id} {r.type} queue={r.queue} {r.state.value} params={r.params!r}" for r in found
+        )
+        raise AssertionError(f"expected no scheduled job matching {what}; found {len(found)}:\n{listed}")
