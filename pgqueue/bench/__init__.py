@@ -15,7 +15,9 @@ design in plain asyncpg, the ceiling for this design):
 (h) get_job, list_jobs and stats over 1,000,000 logged runs and 100,000 live jobs;
 (i) the drain of jobs that hold unique keys, that depend on one another in pairs, or that
     somebody waits for, against (b); and the end notifications each drain sent (none for
-    jobs nobody waits for).
+    jobs nobody waits for);
+(j) ``pgqueue.testing.drain`` of 10,000 jobs on the in-memory backend against the same
+    drain on PostgreSQL, and a worker's drain in memory.
 
 Each phase runs in a freshly recreated database whose name must start with ``bench_``.
 Output: one JSON line on stdout, a table on stderr. :mod:`pgqueue.bench.compare` runs

@@ -75,6 +75,8 @@ class Params:
     """Finished jobs in the run log for the management phase (``manage``)."""
     manage_live: int = field(default_factory=lambda: _env_int("BENCH_MANAGE_LIVE", 100_000))
     """Live jobs for the management phase."""
+    memory_n: int = field(default_factory=lambda: _env_int("BENCH_MEMORY_N", 10_000))
+    """Jobs drained by pgqueue.testing.drain on each backend (phase ``memory``)."""
     progress: bool = True
     """Progress bars on stderr for the long phases (preload and drain of the big backlog)."""
 

@@ -108,6 +108,13 @@ def _feature_rows(line: JsonObject) -> list[tuple[str, str, str]]:
         if key in line:
             details = f"{f(f'{shape}_vs_plain')}× plain; end notifications {f(key, 'end_notifications')}"
             rows.append((f"drain ({shape})", f"{f(key, 'jps')} jobs/s", details))
+    if "memory" in line:
+        details = (
+            f"{f('memory', 'memory_vs_postgres')}× the same drain on PostgreSQL "
+            f"({f('memory', 'postgres', 'jps')} jobs/s); "
+            f"a worker in memory: {f('memory', 'memory_worker', 'jps')} jobs/s"
+        )
+        rows.append(("testing.drain (memory)", f"{f('memory', 'memory', 'jps')} jobs/s", details))
     if "manage" in line:
         for op in ("get_job", "list_jobs", "list_jobs_failed", "stats"):
             details = f"{f('manage', 'runs')} runs logged, {f('manage', 'live')} live jobs"

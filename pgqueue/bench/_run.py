@@ -3,7 +3,8 @@
 Phases: ``enqueue`` (a), ``drain`` (b, with the cost (f) and the RSS (g) of each drain),
 ``latency`` (c), ``two_workers`` (e), ``unique``, ``depends_on`` and ``awaited`` (the drain
 of jobs that hold unique keys, that depend on one another in pairs, or that somebody waits
-for, each compared with the plain drain), ``manage`` (h: get_job, list_jobs and stats on 1,000,000
+for, each compared with the plain drain), ``memory`` (j: pgqueue.testing.drain on the
+in-memory backend against PostgreSQL), ``manage`` (h: get_job, list_jobs and stats on 1,000,000
 finished and 100,000 live jobs) and, opt-in because it takes minutes, ``big`` (d): the
 drain of a 1,000,000-job backlog, whose rate is compared with the small drain's.
 """
@@ -24,13 +25,24 @@ from ._enqueue import bench_enqueue
 from ._harness import STDERR, Params
 from ._latency import bench_latency
 from ._manage import bench_manage
+from ._memory import bench_memory
 from ._report import JsonObject, emit, get_num
 from ._server import DB_NAME, default_dsn, machine_info, server_info
 from ._two import bench_two_workers
 
 __all__ = ["ALL_PHASES", "DEFAULT_PHASES", "run_bench"]
 
-DEFAULT_PHASES = ("enqueue", "drain", "latency", "two_workers", "unique", "depends_on", "awaited", "manage")
+DEFAULT_PHASES = (
+    "enqueue",
+    "drain",
+    "latency",
+    "two_workers",
+    "unique",
+    "depends_on",
+    "awaited",
+    "manage",
+    "memory",
+)
 ALL_PHASES = (*DEFAULT_PHASES, "big")
 
 
@@ -88,6 +100,9 @@ async def _main(params: Params, phases: tuple[str, ...], dsn: str | None) -> Jso
     if "manage" in phases:
         STDERR.log(f"management on {params.manage_runs:,} finished and {params.manage_live:,} live jobs")
         results["manage"] = await bench_manage(target, params)
+    if "memory" in phases:
+        STDERR.log(f"pgqueue.testing.drain of {params.memory_n:,} jobs, in memory and on PostgreSQL")
+        results["memory"] = await bench_memory(target, params)
     rss_phase = "big_drain" if "big_drain" in results else f"drain_c{first_c}"
     rss = results.get(rss_phase)
     if isinstance(rss, dict) and isinstance(rss.get("rss"), dict):
