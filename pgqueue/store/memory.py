@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import itertools
+import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -151,6 +152,12 @@ class _Run:
             "priority": self.priority,
             "inserted_at": _at(self.inserted_at),
         }
+
+
+def _real(value: float) -> float:
+    """``value`` as PostgreSQL's ``real`` stores it: the nearest 4-byte float."""
+    stored: float = struct.unpack("f", struct.pack("f", value))[0]
+    return stored
 
 
 def _end_state(run: _Run) -> str:
@@ -415,20 +422,29 @@ class MemoryStore:
         self.runs.setdefault(job.id, []).append(run)
         return run
 
-    def _end(self, job: _Job, end: str) -> None:
-        """What every end of a live job shares: the kept key, the waiters, the dependents."""
-        del self.jobs[job.id]
+    def _end(self, ended: Sequence[tuple[_Job, str]]) -> None:
+        """What every end of live jobs shares: the kept keys, the waiters, the dependents.
+
+        The jobs end together, as in the one statement that ends them on PostgreSQL: all
+        leave first, then their dependents are settled in one call. So a dependent that
+        ends in the same call (cancel_many() of a job and its dependents) ends as that call
+        says, and is not cancelled a second time by its dependency's end.
+        """
         now = self.clock.time()
-        if (
-            job.unique_key is not None
-            and (job.unique_hold or 0) > 0
-            and end in (job.unique_ends or ("succeeded",))
-        ):
-            self._kept_keys[job.unique_key] = (job.id, now + (job.unique_hold or 0.0))
-        if job.awaited:
-            self.notify(f"e:{job.id}")
-        if job.has_dependents:
-            self._settle([job.id], [end])
+        for job, _ in ended:
+            self.jobs.pop(job.id, None)
+        for job, end in ended:
+            if (
+                job.unique_key is not None
+                and (job.unique_hold or 0) > 0
+                and end in (job.unique_ends or ("succeeded",))
+            ):
+                self._kept_keys[job.unique_key] = (job.id, now + (job.unique_hold or 0.0))
+            if job.awaited:
+                self.notify(f"e:{job.id}")
+        settle = [(job.id, end) for job, end in ended if job.has_dependents]
+        if settle:
+            self._settle([job_id for job_id, _ in settle], [end for _, end in settle])
 
     async def job_finalize_many(
         self,
@@ -441,6 +457,7 @@ class MemoryStore:
         """One flush: end and put back jobs this worker holds at those attempts; log their runs."""
         now = self.clock.time()
         ended: set[int] = set()
+        gone: list[tuple[_Job, str]] = []
         put_back: dict[int, dt.datetime] = {}
         logged = 0
         b = batch
@@ -465,7 +482,8 @@ class MemoryStore:
                     result=b.end_results[i] if i < len(b.end_results) else None,
                 )
                 logged += 1
-            self._end(job, _END.get(outcome, "failed"))
+            gone.append((job, _END.get(outcome, "failed")))
+        self._end(gone)
         for i, job_id in enumerate(b.back_ids):
             job = self.jobs.get(job_id)
             if job is None or job.worker_id != worker_id or job.attempt != b.back_attempts[i]:
@@ -513,11 +531,15 @@ class MemoryStore:
         return released
 
     async def job_progress_many(self, worker_id: int, reports: Sequence[ProgressReport]) -> None:
-        """Keep the latest progress of jobs this worker runs at those attempts."""
+        """Keep the latest progress of jobs this worker runs at those attempts.
+
+        The fraction is kept as the ``real`` column keeps it (a 4-byte float): 0.4 reads
+        back as 0.4000000059604645, as on PostgreSQL.
+        """
         for r in reports:
             job = self.jobs.get(r.job_id)
             if job is not None and job.worker_id == worker_id and job.attempt == r.attempt:
-                job.progress, job.progress_message = r.fraction, r.message
+                job.progress, job.progress_message = _real(r.fraction), r.message
 
     async def job_cancel_requested_many(self, ids: Sequence[int]) -> dict[int, bool]:
         """Which of these jobs were flagged by cancel() (True) or, if not, by suspend() (False)."""
@@ -571,7 +593,7 @@ class MemoryStore:
 
     def _cancel_unheld(self, ids: Iterable[int], note: str) -> int:
         now = self.clock.time()
-        done = 0
+        gone: list[tuple[_Job, str]] = []
         for job_id in ids:
             job = self.jobs.get(job_id)
             if job is None or (job.worker_id or 0) > 0:
@@ -587,9 +609,9 @@ class MemoryStore:
                 outcome="cancelled",
                 error=note,
             )
-            self._end(job, "cancelled")
-            done += 1
-        return done
+            gone.append((job, "cancelled"))
+        self._end(gone)
+        return len(gone)
 
     def _flag_cancel(self, ids: Iterable[int]) -> None:
         for job_id in ids:
@@ -736,7 +758,7 @@ class MemoryStore:
         if job is None or (job.worker_id or 0) > 0:
             return False
         job.unique_key = None  # deleting is no end: the key is freed
-        self._end(job, "deleted")
+        self._end([(job, "deleted")])
         return True
 
     async def job_suspend(self, job_id: int) -> bool:
@@ -776,42 +798,70 @@ class MemoryStore:
     # -- dependencies ------------------------------------------------------------------------
 
     def _settle(self, ended: list[int], ends: list[str]) -> None:
-        """As ``settle_dependents()`` in sql/006: release or cancel the waiting dependents."""
-        doomed: dict[int, str] = {}
+        """As ``settle_dependents()`` in sql/006: release or cancel the waiting dependents.
+
+        First the successes: each waiting dependent counts its met dependencies down and is
+        released at 0. Then every dependent still waiting on a dependency that ended
+        otherwise is cancelled, and those waiting on it in turn (see :meth:`_doom`).
+        """
+        met: dict[int, int] = {}
+        causes: dict[int, str] = {}
         for dep, end in zip(ended, ends, strict=True):
-            for job_id in self._dependents.get(dep, ()):
-                job = self.jobs.get(job_id)
-                if job is None or job.worker_id != WAITING:
-                    continue
-                if end == "succeeded":
-                    self._one_met(job)
-                else:
-                    how = {"cancelled": "was cancelled", "deleted": "was deleted"}.get(end, "failed")
-                    doomed.setdefault(job_id, f"dependency {dep} {how}")
-        if doomed:
-            self._doom(doomed)
+            if end == "succeeded":
+                for job_id in self._dependents.get(dep, ()):
+                    met[job_id] = met.get(job_id, 0) + 1
+            else:
+                how = {"cancelled": "was cancelled", "deleted": "was deleted"}.get(end, "failed")
+                causes[dep] = f"dependency {dep} {how}"
+        freed: dict[str, float] = {}  # queue: the earliest due time of its released jobs
+        for job_id in sorted(met):
+            job = self.jobs.get(job_id)
+            if job is None or job.worker_id != WAITING:
+                continue
+            job.waiting_on = (job.waiting_on or 0) - met[job_id]
+            if job.waiting_on <= 0:
+                job.worker_id, job.delayed = None, job.run_at > self.clock.time()
+                freed[job.queue] = min(freed.get(job.queue, job.run_at), job.run_at)
+        for queue, due in sorted(freed.items()):
+            self._tell_queue(queue, due)  # one notification per queue, as the function sends
+        if causes:
+            self._doom(causes)
 
-    def _one_met(self, job: _Job) -> None:
-        job.waiting_on = (job.waiting_on or 1) - 1
-        if job.waiting_on <= 0:
-            job.worker_id, job.delayed = None, job.run_at > self.clock.time()
-            self._tell_queue(job.queue, job.run_at)
+    def _waiting_dependents(self, job_id: int) -> list[int]:
+        return [
+            d for d in self._dependents.get(job_id, ()) if (j := self.jobs.get(d)) and j.worker_id == WAITING
+        ]
 
-    def _doom(self, doomed: dict[int, str]) -> None:
-        """Cancel the waiting jobs in ``doomed`` (id: note) and those waiting on them, in turn."""
-        pending = list(doomed.items())
-        while pending:
-            parent, cause = pending.pop(0)
-            root = cause.split(" (", 1)[1][:-1] if " (" in cause else cause
-            for job_id in self._dependents.get(parent, ()):
-                job = self.jobs.get(job_id)
-                if job is not None and job.worker_id == WAITING and job_id not in doomed:
-                    doomed[job_id] = f"dependency {parent} was cancelled ({root})"
-                    pending.append((job_id, doomed[job_id]))
-        for job_id in doomed:
-            self.jobs[job_id].has_dependents = False  # their dependents are all in doomed already
-        for job_id in sorted(doomed):
-            self._cancel_unheld([job_id], doomed[job_id])
+    def _doom(self, causes: dict[int, str]) -> None:
+        """Cancel the jobs waiting on the ended ones in ``causes`` (id: cause), and theirs in turn.
+
+        Each job's note is chosen as the function's ``DISTINCT ON`` chooses it among every
+        path that reaches it: a cause of its own dependency first (``dependency 42 failed``),
+        else the lowest-numbered cancelled dependency, with the cause at the root of that
+        path (``dependency 43 was cancelled (dependency 42 failed)``), whichever path is
+        shorter; equal ones by the cause's text.
+        """
+        paths: dict[int, set[tuple[int | None, str]]] = {}  # job: every (parent, root cause)
+        todo: list[tuple[int, str]] = []
+        for dep, cause in causes.items():
+            for job_id in self._waiting_dependents(dep):
+                paths.setdefault(job_id, set()).add((None, cause))
+                todo.append((job_id, cause))
+        while todo:
+            parent, cause = todo.pop()
+            for job_id in self._waiting_dependents(parent):
+                found = paths.setdefault(job_id, set())
+                if (parent, cause) not in found:
+                    found.add((parent, cause))
+                    todo.append((job_id, cause))
+        notes: dict[int, str] = {}
+        for job_id, options in paths.items():
+            via, root = min(options, key=lambda o: (o[0] is not None, o[0] or 0, o[1]))
+            notes[job_id] = root if via is None else f"dependency {via} was cancelled ({root})"
+        for job_id in notes:
+            self.jobs[job_id].has_dependents = False  # their waiting dependents are all in notes
+        for job_id in sorted(notes):
+            self._cancel_unheld([job_id], notes[job_id])
 
 
 _END = {"succeeded": "succeeded", "cancelled": "cancelled"}  # any other final outcome: failed
