@@ -745,7 +745,7 @@ class MemoryStore:
                 delayed=False,
                 attempt=last.attempt,
                 attempt_base=last.attempt,
-                last_error=last.error,
+                last_error=next((r.error for r in reversed(runs) if r.outcome in _FAILED), None),
             )
             back.append(job_id)
         for q in sorted({self.jobs[i].queue for i in back}):
@@ -865,4 +865,5 @@ class MemoryStore:
 
 
 _END = {"succeeded": "succeeded", "cancelled": "cancelled"}  # any other final outcome: failed
+_FAILED = ("failed", "timeout", "crashed")  # the runs whose error is a job's last_error
 _LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED, JobState.WAITING)

@@ -493,6 +493,7 @@ async def test_retry_of_a_cancelled_job_runs_it(backend_scheduler: Scheduler) ->
     await s.retry(job_id)
     pending = await s.get_job(job_id)
     assert (pending.state, pending.attempts) == (JobState.PENDING, 1)  # due now, not at its old time
+    assert pending.last_error is None  # the cancel's note is no error
     async with running(s.worker(poll_interval=3600)):
         [record] = await ended(s, job_id)
     assert done.calls == [2]

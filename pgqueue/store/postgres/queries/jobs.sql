@@ -234,13 +234,17 @@ GROUP BY queue, type;
 --      but their budget starts afresh (attempt_base, errors). ON CONFLICT: a job already
 --      live (retried twice at once) is left alone. One notification per queue wakes the
 --      workers. A job's own timeout from schedule() is not in the run log: a retried job
---      runs with its type's timeout.
+--      runs with its type's timeout. last_error is the error of its last failed run (a
+--      cancel's note is not an error), as get_job reports it for the finished job.
 -- params: $1 job ids bigint[] (NULL = any), $2 queue text (NULL = any), $3 type text
 --         (NULL = any), $4 states of the last run to retry text[] ('failed', 'cancelled'),
 --         $5 channel text
 WITH last AS (
     SELECT DISTINCT ON (r.job_id) r.job_id, r.queue, r.type, r.params, r.priority,
-           r.inserted_at, r.attempt, r.error,
+           r.inserted_at, r.attempt,
+           (SELECT e.error FROM {schema}.job_runs e
+            WHERE e.job_id = r.job_id AND e.outcome IN ('failed', 'timeout', 'crashed')
+            ORDER BY e.attempt DESC, e.started_at DESC LIMIT 1) AS error,
            {schema}.run_end_state(r.retry_at, r.outcome) AS state
     FROM {schema}.job_runs r
     WHERE ($1::bigint[] IS NULL OR r.job_id = ANY($1::bigint[]))
