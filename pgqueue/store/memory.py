@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import heapq
 import itertools
 import struct
 import time
@@ -207,6 +208,13 @@ class MemoryStore:
         self._deps: dict[int, list[int]] = {}  # job -> its dependencies
         self._dependents: dict[int, list[int]] = {}  # job -> the jobs that depend on it
         self._subscribers: list[_Subscription] = []
+        # The claim indexes, as jobs_claim_idx and jobs_due_idx are on PostgreSQL: per queue,
+        # the claimable jobs in claim order, and the delayed ones by due time. Entries are
+        # added whenever a job becomes claimable and checked when taken (a job claimed,
+        # suspended or re-timed since leaves a stale entry behind), so a claim costs
+        # O(log n) instead of a sort of every job.
+        self._ready: dict[str, list[tuple[int, float, int]]] = {}
+        self._later: dict[str, list[tuple[float, int]]] = {}
 
     # -- notifications -------------------------------------------------------------------
 
@@ -241,6 +249,41 @@ class MemoryStore:
         now = self.clock.time()
         for queue in sorted({j.queue for j in self.jobs.values() if j.delayed and j.due(now)}):
             self.notify(f"r:{queue}")
+
+    # -- the claim indexes ---------------------------------------------------------------
+
+    def _queue_up(self, job: _Job) -> None:
+        """Index a job that has just become claimable (or will, at its run_at)."""
+        if job.delayed:
+            heapq.heappush(self._later.setdefault(job.queue, []), (job.run_at, job.id))
+        else:
+            heapq.heappush(self._ready.setdefault(job.queue, []), (job.priority, job.run_at, job.id))
+
+    def _claimable(self, job_id: int, run_at: float) -> _Job | None:
+        """The job an index entry names, if it is still claimable as the entry says."""
+        job = self.jobs.get(job_id)
+        if job is None or job.worker_id is not None or job.run_at != run_at:
+            return None
+        return job
+
+    def _take(self, queues: Sequence[str], now: float) -> _Job | None:
+        """The next job to claim across ``queues``: (priority, run_at, id) order, due only."""
+        for q in queues:
+            later, ready = self._later.get(q), self._ready.setdefault(q, [])
+            while later and later[0][0] <= now:
+                run_at, job_id = heapq.heappop(later)
+                job = self._claimable(job_id, run_at)
+                if job is not None and job.delayed:
+                    heapq.heappush(ready, (job.priority, job.run_at, job.id))
+        while True:
+            heads = [(h[0], q) for q in queues if (h := self._ready.get(q))]
+            if not heads:
+                return None
+            (priority, run_at, job_id), q = min(heads)
+            heapq.heappop(self._ready[q])
+            job = self._claimable(job_id, run_at)
+            if job is not None and job.priority == priority and job.due(now):
+                return job
 
     # -- admin ---------------------------------------------------------------------------
 
@@ -283,6 +326,7 @@ class MemoryStore:
             delayed=run_at > now,
         )
         self.jobs[job.id] = job
+        self._queue_up(job)  # a waiting job's entry is stale at once: it is indexed on release
         return job
 
     async def job_insert(self, conn: object, jobs: NewJobs, params: str) -> int:  # noqa: ARG002 - conn: see the module
@@ -373,11 +417,9 @@ class MemoryStore:
         if worker_id not in self._workers:
             return []  # reaped or never registered: claims nothing, as the claim's lock does
         now = self.clock.time()
-        wanted = set(queues)
-        due = sorted(
-            (j for j in self.jobs.values() if j.queue in wanted and j.due(now)),
-            key=lambda j: (j.priority, j.run_at, j.id),
-        )[:limit]
+        due: list[_Job] = []
+        while len(due) < limit and (job := self._take(queues, now)) is not None:
+            due.append(job)
         rows: list[Row] = []
         for j in due:
             j.worker_id, j.attempt, j.delayed, j.claimed_at = worker_id, j.attempt + 1, False, now
@@ -494,6 +536,8 @@ class MemoryStore:
             job.suspend_requested = False
             job.delayed = True
             job.run_at = retry_at.timestamp() if retry_at is not None else now + b.back_delay[i]
+            if job.worker_id is None:
+                self._queue_up(job)
             job.errors += b.back_error_inc[i]
             job.attempt_base += outcome in ("snoozed", "suspended")
             if outcome not in ("snoozed", "interrupted", "suspended"):
@@ -527,6 +571,7 @@ class MemoryStore:
             job = self.jobs.get(job_id)
             if job is not None and job.worker_id == worker_id:
                 job.worker_id, job.attempt, job.delayed = None, job.attempt - 1, False
+                self._queue_up(job)
                 released += 1
         return released
 
@@ -569,6 +614,7 @@ class MemoryStore:
         for job in self.jobs.values():
             if job.worker_id == worker_id:
                 job.worker_id, job.delayed = None, True
+                self._queue_up(job)
                 released += 1
         self._workers.pop(worker_id, None)
         return released
@@ -747,6 +793,7 @@ class MemoryStore:
                 attempt_base=last.attempt,
                 last_error=next((r.error for r in reversed(runs) if r.outcome in _FAILED), None),
             )
+            self._queue_up(self.jobs[job_id])
             back.append(job_id)
         for q in sorted({self.jobs[i].queue for i in back}):
             self.notify(f"r:{q}")
@@ -784,6 +831,7 @@ class MemoryStore:
         if job is None or job.worker_id != SUSPENDED:
             return False
         job.worker_id, job.delayed = None, True
+        self._queue_up(job)
         self._tell_queue(job.queue, job.run_at)
         return True
 
@@ -821,6 +869,7 @@ class MemoryStore:
             job.waiting_on = (job.waiting_on or 0) - met[job_id]
             if job.waiting_on <= 0:
                 job.worker_id, job.delayed = None, job.run_at > self.clock.time()
+                self._queue_up(job)
                 freed[job.queue] = min(freed.get(job.queue, job.run_at), job.run_at)
         for queue, due in sorted(freed.items()):
             self._tell_queue(queue, due)  # one notification per queue, as the function sends

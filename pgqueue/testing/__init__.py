@@ -16,11 +16,12 @@ with pytest-asyncio or with anyio's pytest plugin (asyncio). The pytest plugin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import difflib
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import anyio
@@ -28,16 +29,17 @@ import orjson
 
 from pgqueue._clock import SystemClock
 from pgqueue._codec import decode, encode
-from pgqueue._errors import ConfigError, PgQueueError
+from pgqueue._errors import ConfigError, PgQueueError, unwrap_group
 from pgqueue._models import Job, JobHandler, Outcome
 from pgqueue._records import JobRecord
 from pgqueue._registry import JobType, Registry
 from pgqueue._scheduler import Scheduler
+from pgqueue.store import Store
 from pgqueue.store.memory import MemoryClock, MemoryStore
 from pgqueue.worker.flusher import build_batch
 from pgqueue.worker.job_buffer import JobBuffer
 from pgqueue.worker.result_buffer import ResultBuffer
-from pgqueue.worker.results import RunResult, RunStats
+from pgqueue.worker.results import RunStats
 from pgqueue.worker.runner import Runner
 from pgqueue.worker.watchdog import Watchdog
 
@@ -127,13 +129,19 @@ def _runner(registry: Registry, watchdog: Watchdog, recorder: _Progress | None =
     )
 
 
-async def _run_watched(runner: Runner, watchdog: Watchdog, job: Job) -> RunResult:
-    """Run ``job`` inline while the watchdog times it out, as a worker's would."""
-    async with anyio.create_task_group() as tg:
-        await tg.start(watchdog.run, [runner])
-        result = await runner.run_inline(job)
-        tg.cancel_scope.cancel()
-    return result
+@contextlib.asynccontextmanager
+async def _watched(runner: Runner, watchdog: Watchdog) -> AsyncIterator[None]:
+    """Keep the watchdog running while runs happen inline, so timeouts apply as in a worker.
+
+    What the block raises comes out as itself, not in the task group's exception group.
+    """
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(watchdog.run, [runner])
+            yield
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise unwrap_group(group) from None
 
 
 async def drain(
@@ -158,32 +166,35 @@ async def drain(
     runner = _runner(scheduler.registry, watchdog)
     ran: list[DrainedRun] = []
     try:
-        while True:
-            rows = await store.job_claim_many(qs, 1, worker_id)
-            if not rows:
-                return ran
-            if len(ran) >= max_runs:
-                await store.job_release_many(worker_id, [rows[0][0]])
-                raise PgQueueError(f"drain stopped after {max_runs} runs: jobs keep coming")
-            job = Job._from_row(rows[0])  # noqa: SLF001 - the worker's own path
-            result = await _run_watched(runner, watchdog, job)
-            await store.job_finalize_many(worker_id, build_batch([result], None), clock_offset=offset)
-            ran.append(
-                DrainedRun(
-                    job_id=job.id,
-                    type=job.type,
-                    queue=job.queue,
-                    attempt=job.attempt,
-                    outcome=result.outcome,
-                    params=decode(job.params_json),
-                    result=decode(result.result),
-                    error=result.error,
-                    again=result.retry is not None,
-                )
-            )
+        async with _watched(runner, watchdog):
+            while True:
+                rows = await store.job_claim_many(qs, 1, worker_id)
+                if not rows:
+                    return ran
+                if len(ran) >= max_runs:
+                    await store.job_release_many(worker_id, [rows[0][0]])
+                    raise PgQueueError(f"drain stopped after {max_runs} runs: jobs keep coming")
+                ran.append(await _run_one(store, runner, worker_id, offset, Job._from_row(rows[0])))  # noqa: SLF001 - the worker's own path
     finally:
         with anyio.CancelScope(shield=True):
             await store.worker_deregister(worker_id)
+
+
+async def _run_one(store: Store, runner: Runner, worker_id: int, offset: float, job: Job) -> DrainedRun:
+    """Run one claimed job and write its result as the flusher does."""
+    result = await runner.run_inline(job)
+    await store.job_finalize_many(worker_id, build_batch([result], None), clock_offset=offset)
+    return DrainedRun(
+        job_id=job.id,
+        type=job.type,
+        queue=job.queue,
+        attempt=job.attempt,
+        outcome=result.outcome,
+        params=decode(job.params_json),
+        result=decode(result.result),
+        error=result.error,
+        again=result.retry is not None,
+    )
 
 
 def advance(scheduler: Scheduler, seconds: float | dt.timedelta) -> None:
@@ -241,7 +252,9 @@ async def run_job(
         job._request_suspend()  # noqa: SLF001 - what the worker does on suspend()
     recorder = _Progress()
     watchdog = Watchdog(SystemClock())
-    result = await _run_watched(_runner(registry, watchdog, recorder), watchdog, job)
+    runner = _runner(registry, watchdog, recorder)
+    async with _watched(runner, watchdog):
+        result = await runner.run_inline(job)
     retry = result.retry
     return JobOutcome(
         outcome=result.outcome,

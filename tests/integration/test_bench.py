@@ -76,7 +76,7 @@ async def test_big_drain_reports_rate_per_tenth(bench_dsn: str) -> None:
 async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     """``python -m pgqueue.bench`` with all phases prints one JSON line with every key."""
     env = {**os.environ, "BENCH_SINGLE_N": "20", "BENCH_LAT_N": "10", "BENCH_LAT_SPACING_MS": "5"}
-    env |= {"BENCH_MANAGE_RUNS": "2000", "BENCH_MANAGE_LIVE": "600"}
+    env |= {"BENCH_MANAGE_RUNS": "2000", "BENCH_MANAGE_LIVE": "600", "BENCH_MEMORY_N": "300"}
     command = [sys.executable, "-m", "pgqueue.bench", "--dsn", bench_dsn, "-n", "200", "-c", "10,20"]
     command += [
         "--big",
@@ -110,6 +110,9 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     assert line["drain_c10"]["end_notifications"] == 0
     assert line["depends_on_drain"]["end_notifications"] == 0
     assert line["awaited_drain"]["end_notifications"] == 200
+    memory = line["memory"]
+    assert (memory["memory"]["n"], memory["postgres"]["n"], memory["memory_worker"]["n"]) == (300, 300, 300)
+    assert isinstance(memory["memory_vs_postgres"], float)
     manage = line["manage"]
     assert (manage["runs"], manage["live"]) == (2000, 600)
     for call in ("get_job", "list_jobs", "list_jobs_failed", "stats"):
