@@ -92,7 +92,7 @@ async def test_schedule_many_returns_ids_in_order_across_chunks(
 
 
 def test_constructor_errors() -> None:
-    with pytest.raises(ConfigError, match="exactly one of dsn= or pool="):
+    with pytest.raises(ConfigError, match="exactly one of dsn=, pool= or backend="):
         Scheduler()
     with pytest.raises(ConfigError, match="schema"):
         Scheduler("postgresql://x", schema="")
