@@ -293,3 +293,17 @@ def test_the_fixture_and_helpers_work_under_anyios_pytest_plugin(tmp_path: Path)
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 passed" in res.stdout
+
+
+async def test_using_sends_an_apps_scheduler_to_another_backend_for_the_block_only() -> None:
+    app = Scheduler("postgresql://unused.invalid/app")  # never opened: the pool connects on first use
+    app.register("t", lambda job: None)
+    memory = Scheduler.in_memory()
+    with app.using(memory) as same:
+        assert same is app
+        assert app.schema == "memory"
+        job_id = await app.schedule("t", {"n": 1})
+        await assert_scheduled(memory, type="t", params={"n": 1})  # the job is in memory's store
+    assert app.schema == "pgqueue"
+    assert app._store is None  # back to its own (unopened) backend
+    assert (await memory.get_job(job_id)).params == {"n": 1}
