@@ -26,7 +26,7 @@ from ._errors import (
 )
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
 from ._params import ParamsValidationError
-from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page, RunRecord
+from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page, RunRecord, WorkerInfo
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
 from ._verdicts import Cancel, Skip, Snooze, Suspended
@@ -70,6 +70,7 @@ __all__ = [
     "UnknownJobTypeError",
     "WaitTimeoutError",
     "Worker",
+    "WorkerInfo",
     "chain",
     "log_final_runs",
 ]

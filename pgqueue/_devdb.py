@@ -55,7 +55,7 @@ def embedded_dsn(data_dir: Path) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         server = get_server(data_dir)
-    return str(server.get_uri())
+        return str(server.get_uri())  # get_uri() asks platformdirs too
 
 
 def embedded_bin_dir() -> Path:

@@ -16,7 +16,16 @@ from typing import Any
 from ._models import Outcome
 from ._retry import ErrorFilter
 
-__all__ = ["CancelCounts", "JobRecord", "JobState", "JobStats", "JobTypeInfo", "Page", "RunRecord"]
+__all__ = [
+    "CancelCounts",
+    "JobRecord",
+    "JobState",
+    "JobStats",
+    "JobTypeInfo",
+    "Page",
+    "RunRecord",
+    "WorkerInfo",
+]
 
 
 class JobState(enum.StrEnum):
@@ -186,3 +195,19 @@ class JobTypeInfo:
     """Seconds a job's unique key stays held after it ends in one of ``unique_kept_after``."""
     unique_kept_after: tuple[str, ...] = ("succeeded",)
     """The end states that keep the key (live jobs always hold theirs)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A registered worker, as :meth:`Scheduler.workers` lists it."""
+
+    id: int
+    """Its id (never reused)."""
+    hostname: str
+    pid: int
+    queues: tuple[str, ...]
+    """The queues it claims from."""
+    started_at: dt.datetime
+    """When it registered (the database's clock)."""
+    heartbeat: dt.datetime
+    """Its last heartbeat (the database's clock): a worker silent for ``dead_after`` is reaped."""

@@ -40,7 +40,7 @@ from ._errors import (
 )
 from ._manage import DEFAULT_PAGE, Management, check_id
 from ._models import CancelResult, JobHandler
-from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page
+from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page, WorkerInfo
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
 from ._waiting import Waiters
@@ -234,6 +234,11 @@ class Scheduler:
     async def stats(self) -> JobStats:
         """Live jobs counted by queue and state, and by type and state."""
         return await self._manage.stats()
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The registered workers (id, host, pid, queues, start, last heartbeat), oldest first."""
+        async with translated("workers", self.schema):
+            return await (await self._open()).worker_list()
 
     async def retry(self, job_id: int) -> None:
         """Run a failed or cancelled job again now, same id, runs numbered on, budget afresh."""

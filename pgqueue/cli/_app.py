@@ -1,12 +1,38 @@
-"""The command-line app every command module registers on, and the options they share."""
+"""The command-line app every command module registers on, and what the commands share.
+
+The database: ``--dsn`` or ``PGQUEUE_DSN``; with neither, the embedded PostgreSQL whose
+data is under ``./.pgqueue/pgdata`` (started on demand, and said on stderr). Read commands
+print a rich table, or with ``--json`` one JSON document on stdout for scripts.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import sys
+import warnings
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
 
+import orjson
 import typer
+from rich.console import Console
 
-__all__ = ["DsnOption", "SchemaOption", "app"]
+from pgqueue._scheduler import Scheduler
+
+__all__ = [
+    "AppOption",
+    "DsnOption",
+    "JsonOption",
+    "SchemaOption",
+    "app",
+    "emit_json",
+    "resolve_dsn",
+    "run_with",
+    "stdout",
+]
+
+T = TypeVar("T")
 
 app = typer.Typer(
     add_completion=False,
@@ -17,8 +43,58 @@ app = typer.Typer(
 )
 
 DsnOption = Annotated[
-    str | None, typer.Option("--dsn", envvar="PGQUEUE_DSN", help="PostgreSQL DSN (default: $PGQUEUE_DSN).")
+    str | None,
+    typer.Option(
+        "--dsn",
+        envvar="PGQUEUE_DSN",
+        help="PostgreSQL DSN (default: $PGQUEUE_DSN, else the embedded server under ./.pgqueue/).",
+    ),
 ]
 SchemaOption = Annotated[
     str, typer.Option("--schema", envvar="PGQUEUE_SCHEMA", help="Schema holding pgqueue's tables.")
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (for scripts).")]
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        envvar="PGQUEUE_APP",
+        help="Your application's Scheduler as module:attribute: its job types validate params.",
+    ),
+]
+
+EMBEDDED_DATA = Path(".pgqueue") / "pgdata"  # relative to the working directory
+stdout = Console(soft_wrap=True)
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """The DSN given, or the embedded server's (started on demand; said on stderr)."""
+    if dsn:
+        return dsn
+    from pgqueue._devdb import embedded_dsn  # noqa: PLC0415 - only without a DSN
+
+    data = Path.cwd() / EMBEDDED_DATA
+    # platformdirs warns (also when the server stops at exit) when XDG_RUNTIME_DIR is unset:
+    # not the user's business, and the CLI's stderr is one line per problem.
+    warnings.filterwarnings("ignore", module="platformdirs")
+    typer.echo(
+        f"no --dsn or PGQUEUE_DSN: using the embedded PostgreSQL with data in {EMBEDDED_DATA}", err=True
+    )
+    return embedded_dsn(data)
+
+
+def run_with(dsn: str | None, schema: str, work: Callable[[Scheduler], Awaitable[T]]) -> T:
+    """Open a scheduler on the database, run ``work`` with it, close it; the result."""
+
+    async def go() -> T:
+        async with Scheduler(resolve_dsn(dsn), schema=schema) as scheduler:
+            return await work(scheduler)
+
+    return asyncio.run(go())
+
+
+def emit_json(value: object) -> None:
+    """One JSON document on stdout (records, datetimes and enums as JSON)."""
+    sys.stdout.write(
+        orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n"
+    )

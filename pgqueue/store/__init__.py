@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from pgqueue._models import CancelResult, Row
-from pgqueue._records import CancelCounts, JobRecord, JobState
+from pgqueue._records import CancelCounts, JobRecord, JobState, WorkerInfo
 
 from .batch import FinalizeResult, FlushBatch, NewJobs, ProgressReport
 
@@ -278,6 +278,10 @@ class ManageStore(Notifications, Protocol):
 
     async def job_await(self, job_id: int) -> bool:
         """Mark a live job so that its end is notified ('e:<id>'); False when it is not live."""
+        ...
+
+    async def worker_list(self) -> list[WorkerInfo]:
+        """The registered workers, oldest first."""
         ...
 
 

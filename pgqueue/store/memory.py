@@ -30,13 +30,15 @@ import dataclasses
 import datetime as dt
 import heapq
 import itertools
+import os
+import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pgqueue._models import CancelResult, Row
-from pgqueue._records import CancelCounts, JobRecord, JobState
+from pgqueue._records import CancelCounts, JobRecord, JobState, WorkerInfo
 
 from .batch import FinalizeResult, FlushBatch, NewJobs, ProgressReport
 from .records import Edges, job_record
@@ -204,6 +206,7 @@ class MemoryStore:
         self.jobs: dict[int, _Job] = {}
         self.runs: dict[int, list[_Run]] = {}
         self._workers: dict[int, float] = {}  # worker id -> last heartbeat
+        self._worker_info: dict[int, tuple[tuple[str, ...], float]] = {}  # id -> (queues, started)
         self._kept_keys: dict[str, tuple[int, float]] = {}  # key -> (job id, until)
         self._deps: dict[int, list[int]] = {}  # job -> its dependencies
         self._dependents: dict[int, list[int]] = {}  # job -> the jobs that depend on it
@@ -593,11 +596,12 @@ class MemoryStore:
 
     # -- workers and maintenance -------------------------------------------------------------
 
-    async def worker_register(self, queues: Sequence[str]) -> tuple[int, float]:  # noqa: ARG002 - the role's signature
+    async def worker_register(self, queues: Sequence[str]) -> tuple[int, float]:
         """A new worker id and this store's clock."""
         wid = next(self._worker_ids)
         now = self.clock.time()
         self._workers[wid] = now
+        self._worker_info[wid] = (tuple(queues), now)
         return wid, now
 
     async def worker_heartbeat(self, worker_id: int) -> float | None:
@@ -617,7 +621,16 @@ class MemoryStore:
                 self._queue_up(job)
                 released += 1
         self._workers.pop(worker_id, None)
+        self._worker_info.pop(worker_id, None)
         return released
+
+    async def worker_list(self) -> list[WorkerInfo]:
+        """The registered workers, oldest first (all of this process)."""
+        host, pid = socket.gethostname(), os.getpid()
+        return [
+            WorkerInfo(wid, host, pid, queues, _at(started), _at(self._workers[wid]))
+            for wid, (queues, started) in sorted(self._worker_info.items())
+        ]
 
     async def worker_reap(self, dead_after: float, self_id: int) -> tuple[int, int]:  # noqa: ARG002
         """Nothing to reap: every worker of this store lives in this process (see the module)."""

@@ -52,6 +52,7 @@ class Queries:
     worker_register: str
     worker_heartbeat: str
     worker_deregister: str
+    worker_list: str
     listen_probe: str
     job_lock: str
     job_cancel_pending: str

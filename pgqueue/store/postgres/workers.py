@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import anyio
 
+from pgqueue._records import WorkerInfo
+
 from .pool import CONNECT_TIMEOUT_S, StoreBase
 from .queries import quote_ident
 
@@ -24,6 +26,11 @@ class WorkersMixin(StoreBase):
         )
         assert row is not None  # noqa: S101 - INSERT ... RETURNING returns its row
         return int(row[0]), float(row[1])
+
+    async def worker_list(self) -> list[WorkerInfo]:
+        """The registered workers, oldest first."""
+        rows = await self.pool.fetch(self.q.worker_list)
+        return [WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5]) for r in rows]
 
     async def worker_heartbeat(self, worker_id: int) -> float | None:
         """Refresh the heartbeat; returns the server's clock, or None once this worker was reaped.

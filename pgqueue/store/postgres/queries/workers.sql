@@ -70,3 +70,8 @@ WITH released AS (
     DELETE FROM {schema}.workers WHERE id = ANY($1::bigint[]) RETURNING id
 )
 SELECT (SELECT count(*) FROM logged) AS jobs_released, (SELECT count(*) FROM dropped) AS workers_reaped;
+
+-- name: worker_list
+-- why: Scheduler.workers() and `pgqueue workers`: the registered workers, oldest first.
+-- params: none
+SELECT id, hostname, pid, queues, started_at, heartbeat FROM {schema}.workers ORDER BY id;

@@ -1,0 +1,119 @@
+"""``pgqueue stats``, ``queues``, ``types`` and ``workers``: what the queues hold and who serves them."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from pgqueue._config import SCHEMA
+from pgqueue._records import JobState, JobStats
+from pgqueue._scheduler import Scheduler
+
+from ._app import AppOption, DsnOption, JsonOption, SchemaOption, app, emit_json, run_with, stdout
+from .jobs import _when
+from .worker import load_scheduler
+
+__all__ = ["queues", "stats", "types", "workers"]
+
+_LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED, JobState.WAITING)
+
+
+def _counts_table(title: str, counts: dict[str, dict[JobState, int]]) -> Table:
+    table = Table(title, *(s.value for s in _LIVE), "total", title=None)
+    for name in sorted(counts):
+        row = counts[name]
+        table.add_row(name, *(str(row.get(s, 0)) for s in _LIVE), str(sum(row.values())))
+    return table
+
+
+def _as_json(counts: dict[str, dict[JobState, int]]) -> dict[str, dict[str, int]]:
+    return {name: {s.value: row.get(s, 0) for s in _LIVE} for name, row in counts.items()}
+
+
+@app.command()
+def stats(dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False) -> None:
+    """Live jobs counted by state, per queue and per type."""
+    result: JobStats = run_with(dsn, schema, Scheduler.stats)
+    if as_json:
+        emit_json({"by_queue": _as_json(result.by_queue), "by_type": _as_json(result.by_type)})
+        return
+    stdout.print(_counts_table("queue", result.by_queue))
+    stdout.print(_counts_table("type", result.by_type))
+
+
+@app.command()
+def queues(dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False) -> None:
+    """Each queue's live jobs by state (pending is the depth: due now, not claimed)."""
+    result: JobStats = run_with(dsn, schema, Scheduler.stats)
+    if as_json:
+        emit_json(_as_json(result.by_queue))
+        return
+    stdout.print(_counts_table("queue", result.by_queue))
+
+
+@app.command()
+def workers(dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False) -> None:
+    """The registered workers and their last heartbeat."""
+    found = run_with(dsn, schema, Scheduler.workers)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "id": w.id,
+                    "hostname": w.hostname,
+                    "pid": w.pid,
+                    "queues": list(w.queues),
+                    "started_at": w.started_at,
+                    "heartbeat": w.heartbeat,
+                }
+                for w in found
+            ]
+        )
+        return
+    table = Table("id", "host", "pid", "queues", "started (UTC)", "heartbeat (UTC)")
+    for w in found:
+        table.add_row(
+            str(w.id), w.hostname, str(w.pid), ", ".join(w.queues), _when(w.started_at), _when(w.heartbeat)
+        )
+    stdout.print(table)
+
+
+@app.command()
+def types(
+    app_target: AppOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Your application's job types (--app or PGQUEUE_APP), with their options and params schema."""
+    if not app_target:
+        raise typer.BadParameter("give --app module:scheduler (or set PGQUEUE_APP)", param_hint="--app")
+    described = load_scheduler(app_target).job_types()
+    if as_json:
+        emit_json(
+            [
+                {
+                    "name": t.name,
+                    "queue": t.queue,
+                    "retry": None if t.retry is None else repr(t.retry),
+                    "timeout": t.timeout,
+                    "max_attempts": t.max_attempts,
+                    "suspendable": t.suspendable,
+                    "unique_for": t.unique_for,
+                    "unique_kept_after": list(t.unique_kept_after),
+                    "params_schema": t.params_schema,
+                }
+                for t in described
+            ]
+        )
+        return
+    table = Table("type", "queue", "retry", "timeout", "max attempts", "params")
+    for t in described:
+        params = "untyped" if t.params_schema is None else str(t.params_schema.get("title", "typed"))
+        table.add_row(
+            t.name,
+            t.queue,
+            "none" if t.retry is None else repr(t.retry),
+            str(t.timeout or ""),
+            str(t.max_attempts),
+            params,
+        )
+    stdout.print(table)
