@@ -1,9 +1,15 @@
-"""Waits the contract tests share: they read the public API only, so they work on both backends."""
+"""Waits and handlers the contract tests share: they use the public API only, so they work
+on both backends."""
 
 from __future__ import annotations
 
-from pgqueue import JobRecord, JobState, Scheduler
-from tests._support import until
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+
+import anyio
+
+from pgqueue import Job, JobRecord, JobState, Scheduler
+from tests._support import Counter, running, until
 
 
 async def state_of(s: Scheduler, job_id: int) -> JobState:
@@ -30,6 +36,18 @@ async def ended(s: Scheduler, *ids: int) -> list[JobRecord]:
     return [await s.get_job(i) for i in ids]
 
 
+async def run_until_ended(
+    s: Scheduler, *ids: int, queues: Iterable[str] | None = None, **options: object
+) -> list[JobRecord]:
+    """Run a worker until every job has ended; their records, in order.
+
+    The worker polls once an hour unless ``options`` say otherwise: within a test's wait it
+    finds jobs at its start, by notification or by its due-time timer, never by a poll.
+    """
+    async with running(s.worker(queues, **{"poll_interval": 3600, **options})):
+        return await ended(s, *ids)
+
+
 async def logged(s: Scheduler, job_id: int, n: int) -> JobRecord:
     """Wait until ``n`` runs of the job are logged; its record then."""
 
@@ -44,3 +62,55 @@ async def nothing_stored(s: Scheduler) -> bool:
     """No job at all, live or finished: what a refused call must leave."""
     stats = await s.stats()
     return (await s.list_jobs()).items == () and stats.by_queue == {} and stats.by_type == {}
+
+
+def raising(error: type[BaseException], *args: object) -> Callable[[Job], Awaitable[None]]:
+    """A handler whose every run raises ``error(*args)``, a new one each time."""
+
+    async def handler(job: Job) -> None:
+        raise error(*args)
+
+    return handler
+
+
+def noting(calls: Counter) -> Callable[[Job], Awaitable[None]]:
+    """A handler that notes each run's params in ``calls``, in the order the runs start."""
+
+    async def handler(job: Job) -> None:
+        calls.hit(job.params)
+
+    return handler
+
+
+class Hold:
+    """A handler that holds its runs: each notes its job's id in ``started``, then waits for
+    :meth:`release` and returns ``result``. A run never released waits until its worker
+    stops it (a cancel, a shutdown)."""
+
+    def __init__(self, runs: int = 1, result: object = None) -> None:
+        self.started = Counter(runs)
+        self.result = result
+        self._released = anyio.Event()
+
+    async def run(self, job: Job) -> object:
+        self.started.hit(job.id)
+        await self._released.wait()
+        return self.result
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@asynccontextmanager
+async def wait_in_background(s: Scheduler, job_id: int) -> AsyncIterator[list[JobRecord]]:
+    """``s.wait(job_id)`` in a task of its own, blocked in the wait when the block starts; the
+    block's end waits for it, and the list then holds the record it returned."""
+    result: list[JobRecord] = []
+
+    async def wait_for_the_end() -> None:
+        result.append(await s.wait(job_id, timeout=30))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_for_the_end)
+        await anyio.wait_all_tasks_blocked()
+        yield result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import anyio
 import pytest
 
 from pgqueue import (
@@ -22,17 +21,13 @@ from pgqueue import (
     Skip,
 )
 from tests._support import Counter, running, wait
-from tests.contract._helpers import ended, state_of
+from tests.contract._helpers import ended, noting, raising, run_until_ended, state_of, wait_in_background
 
 
 async def test_a_chain_runs_in_order_and_is_released_by_notification(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    order: list[str] = []
-
-    @s.job("step")
-    async def step(job: Job) -> None:
-        order.append(job.params)
-
+    order = Counter(3)
+    s.register("step", noting(order))
     a = await s.schedule("step", "a")
     b = await s.schedule("step", "b", depends_on=[a])
     c = await s.schedule("step", "c", depends_on=[b])
@@ -49,9 +44,8 @@ async def test_a_chain_runs_in_order_and_is_released_by_notification(backend_sch
     assert [r.id for r in (await s.list_jobs(state="waiting")).items] == [c, b]
 
     # A poll interval far beyond the test's wait: only the notifications can release b and c.
-    async with running(s.worker(poll_interval=3600)):
-        records = await ended(s, a, b, c)
-    assert order == ["a", "b", "c"]
+    records = await run_until_ended(s, a, b, c)
+    assert order.calls == ["a", "b", "c"]
     assert all(r.state is JobState.SUCCEEDED for r in records)
     assert records[1].started_at is not None
     assert records[0].finished_at is not None
@@ -61,12 +55,8 @@ async def test_a_chain_runs_in_order_and_is_released_by_notification(backend_sch
 
 async def test_a_diamond_runs_the_join_once_after_both_branches(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    seen: list[str] = []
-
-    @s.job("node")
-    async def node(job: Job) -> None:
-        seen.append(job.params)
-
+    seen = Counter(4)
+    s.register("node", noting(seen))
     a = await s.schedule("node", "a")
     b = await s.schedule("node", "b", depends_on=[a])
     c = await s.schedule("node", "c", depends_on=[a])
@@ -74,11 +64,10 @@ async def test_a_diamond_runs_the_join_once_after_both_branches(backend_schedule
     assert (await s.get_job(d)).depends_on == (b, c)
     assert (await s.get_job(a)).dependents == (b, c)
 
-    async with running(s.worker(concurrency=4, poll_interval=3600)):
-        records = await ended(s, a, b, c, d)
-    assert seen[0] == "a"
-    assert sorted(seen[1:3]) == ["b", "c"]
-    assert seen[3:] == ["d"]
+    records = await run_until_ended(s, a, b, c, d, concurrency=4)
+    assert seen.calls[0] == "a"
+    assert sorted(seen.calls[1:3]) == ["b", "c"]
+    assert seen.calls[3:] == ["d"]
     assert [r.state for r in records] == [JobState.SUCCEEDED] * 4
     assert len(records[3].runs) == 1
 
@@ -99,24 +88,18 @@ async def test_a_dependent_waits_through_its_dependency_s_retries(backend_schedu
 
     a = await s.schedule("flaky")
     b = await s.schedule("after", depends_on=[a])
-    async with running(s.worker(poll_interval=3600)):
-        records = await ended(s, a, b)
+    records = await run_until_ended(s, a, b)
     assert ran == [("flaky", 1), ("flaky", 2), ("flaky", 3), ("after", 1)]
     assert [r.state for r in records] == [JobState.SUCCEEDED] * 2
 
 
 async def test_a_skipped_dependency_counts_as_succeeded(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-
-    @s.job("skip")
-    async def skip(job: Job) -> None:
-        raise Skip("nothing to do")
-
+    s.register("skip", raising(Skip, "nothing to do"))
     s.register("after", lambda job: "ran")
     a = await s.schedule("skip")
     b = await s.schedule("after", depends_on=[a])
-    async with running(s.worker(poll_interval=3600)):
-        records = await ended(s, a, b)
+    records = await run_until_ended(s, a, b)
     assert [(r.state, r.result) for r in records] == [(JobState.SUCCEEDED, None), (JobState.SUCCEEDED, "ran")]
 
 
@@ -126,8 +109,7 @@ async def test_a_released_dependent_keeps_its_own_run_at(backend_scheduler: Sche
     a = await s.schedule("t")
     later = await s.schedule("t", depends_on=[a], run_at=dt.timedelta(hours=1))
     now = await s.schedule("t", depends_on=[a])
-    async with running(s.worker(poll_interval=3600)):
-        await ended(s, a, now)
+    await run_until_ended(s, a, now)
     record = await s.get_job(later)
     assert record.state is JobState.SCHEDULED
     assert record.run_at - record.inserted_at == dt.timedelta(hours=1)
@@ -135,16 +117,9 @@ async def test_a_released_dependent_keeps_its_own_run_at(backend_scheduler: Sche
 
 async def test_a_failed_dependency_cancels_its_dependents_transitively(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    ran: list[str] = []
-
-    @s.job("ok")
-    async def ok(job: Job) -> None:
-        ran.append(job.params)
-
-    @s.job("boom")
-    async def boom(job: Job) -> None:
-        raise RuntimeError("boom")
-
+    ran = Counter(1)
+    s.register("ok", noting(ran))
+    s.register("boom", raising(RuntimeError, "boom"))
     a = await s.schedule("boom", None)
     other = await s.schedule("ok", "other")
     await s.suspend(other)  # d also waits on it: a's failure must end d anyway
@@ -153,16 +128,10 @@ async def test_a_failed_dependency_cancels_its_dependents_transitively(backend_s
     d = await s.schedule("ok", "d", depends_on=[a, other])
     e = await s.schedule("ok", "e", depends_on=[other])  # not downstream of a
 
-    waited: list[JobState] = []
-
-    async def wait_c() -> None:
-        waited.append((await s.wait(c, timeout=30)).state)
-
-    async with anyio.create_task_group() as tg, running(s.worker(poll_interval=3600)):
-        tg.start_soon(wait_c)
-        records = await ended(s, a, b, c, d)
-    assert waited == [JobState.CANCELLED]
-    assert ran == []
+    async with wait_in_background(s, c) as waited:
+        records = await run_until_ended(s, a, b, c, d)
+    assert [r.state for r in waited] == [JobState.CANCELLED]
+    assert ran.calls == []
     ra, rb, rc, rd = records
     assert ra.state is JobState.FAILED
     assert [r.state for r in (rb, rc, rd)] == [JobState.CANCELLED] * 3
@@ -184,19 +153,14 @@ async def test_a_job_reached_by_several_cancelled_paths_names_its_lowest_numbere
     """x waits on c (two steps below a) and on d (one step below a): the note names the
     lower id, c, whichever path is shorter."""
     s = backend_scheduler
-
-    @s.job("boom")
-    async def boom(job: Job) -> None:
-        raise RuntimeError("boom")
-
+    s.register("boom", raising(RuntimeError, "boom"))
     s.register("ok", lambda job: None)
     a = await s.schedule("boom")
     b = await s.schedule("ok", depends_on=[a])
     c = await s.schedule("ok", depends_on=[b])
     d = await s.schedule("ok", depends_on=[a])
     x = await s.schedule("ok", depends_on=[d, c])
-    async with running(s.worker(poll_interval=3600)):
-        records = await ended(s, a, b, c, d, x)
+    records = await run_until_ended(s, a, b, c, d, x)
     notes = [r.runs[-1].error for r in records[1:]]
     assert notes == [
         f"dependency {a} failed",
@@ -208,16 +172,11 @@ async def test_a_job_reached_by_several_cancelled_paths_names_its_lowest_numbere
 
 async def test_a_cancel_verdict_of_a_dependency_cancels_its_dependents(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-
-    @s.job("stop")
-    async def stop(job: Job) -> None:
-        raise Cancel("not needed")
-
+    s.register("stop", raising(Cancel, "not needed"))
     s.register("ok", lambda job: None)
     a = await s.schedule("stop")
     b = await s.schedule("ok", depends_on=[a])
-    async with running(s.worker(poll_interval=3600)):
-        ra, rb = await ended(s, a, b)
+    ra, rb = await run_until_ended(s, a, b)
     assert (ra.state, rb.state) == (JobState.CANCELLED, JobState.CANCELLED)
     assert rb.runs[-1].error == f"dependency {a} was cancelled"
 
@@ -319,8 +278,7 @@ async def test_cancelling_or_deleting_a_waiting_job_leaves_its_dependency_alone(
     [run] = (await s.get_job(b)).runs
     assert (run.outcome, run.error) == (Outcome.CANCELLED, "cancelled before it ran")
     await s.delete(c)
-    async with running(s.worker(poll_interval=3600)):
-        [ra] = await ended(s, a)
+    [ra] = await run_until_ended(s, a)
     assert ra.state is JobState.SUCCEEDED
     assert ra.dependents == (b, c)  # edges stay
     assert await state_of(s, b) is JobState.CANCELLED
@@ -331,11 +289,7 @@ async def test_cancelling_or_deleting_a_waiting_job_leaves_its_dependency_alone(
 async def test_a_succeeded_dependency_counts_as_met(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
     done = Counter(2)
-
-    @s.job("t")
-    async def t(job: Job) -> None:
-        done.hit(job.id)
-
+    s.register("t", noting(done))
     a = await s.schedule("t", None)
     async with running(s.worker(poll_interval=3600)):
         await ended(s, a)
@@ -362,18 +316,13 @@ async def test_live_dependencies_in_any_live_state_make_the_job_wait(backend_sch
 
 async def test_bad_dependencies_are_refused_and_write_nothing(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-
-    @s.job("t")
-    async def t(job: Job) -> None:
-        raise RuntimeError("no")
-
+    s.register("t", raising(RuntimeError, "no"))
     live = await s.schedule("t", None)
     await s.suspend(live)
     failed = await s.schedule("t", None)
     cancelled = await s.schedule("t", None)
     await s.cancel(cancelled)
-    async with running(s.worker(poll_interval=3600)):
-        await ended(s, failed)
+    await run_until_ended(s, failed)
     before = await s.list_jobs()
     stats = await s.stats()
 
@@ -440,8 +389,7 @@ async def test_a_retried_dependent_does_not_wait_again(backend_scheduler: Schedu
     assert await state_of(s, b) is JobState.CANCELLED
     await s.retry(b)
     assert await state_of(s, b) is JobState.PENDING  # its dependency was cancelled; it runs anyway
-    async with running(s.worker(poll_interval=3600)):
-        [rb] = await ended(s, b)
+    [rb] = await run_until_ended(s, b)
     assert (rb.state, rb.result, [r.outcome for r in rb.runs]) == (
         JobState.SUCCEEDED,
         "ran",

@@ -17,7 +17,6 @@ from pgqueue import (
     InvalidStateError,
     Job,
     JobNotFound,
-    JobRecord,
     JobState,
     LinearBackoff,
     Outcome,
@@ -25,7 +24,7 @@ from pgqueue import (
     WaitTimeoutError,
 )
 from tests._support import Counter, running, wait
-from tests.contract._helpers import ended, logged
+from tests.contract._helpers import Hold, ended, logged, raising, run_until_ended, wait_in_background
 
 _LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED, JobState.WAITING)
 
@@ -40,27 +39,21 @@ class Zoo:
 @asynccontextmanager
 async def every_state(s: Scheduler) -> AsyncIterator[Zoo]:
     """Jobs in all eight states; the running one runs until the block ends (then interrupted)."""
-    started, never = Counter(1), anyio.Event()
+    hold = Hold()
 
     @s.job("ok")
     async def ok(job: Job) -> str:
         return "fine"
 
-    @s.job("bad")
-    async def bad(job: Job) -> None:
-        raise RuntimeError("no")
-
-    @s.job("hang")
-    async def hang(job: Job) -> None:
-        started.hit(job.id)
-        await never.wait()
+    s.register("bad", raising(RuntimeError, "no"))
+    s.register("hang", hold.run)
 
     ids: dict[JobState, int] = {}
     async with running(s.worker(poll_interval=3600, shutdown_grace=0.01)):
         ids[JobState.SUCCEEDED] = await s.schedule("ok", "s")
         ids[JobState.FAILED] = await s.schedule("bad", "f")
         ids[JobState.RUNNING] = await s.schedule("hang", "r")
-        await wait(started.done)
+        await wait(hold.started.done)
         await ended(s, ids[JobState.SUCCEEDED], ids[JobState.FAILED])
         # The rest in a queue no worker serves.
         ids[JobState.PENDING] = await s.schedule("ok", "p", queue="idle")
@@ -130,8 +123,7 @@ async def test_list_jobs_pages_newest_first_across_live_and_finished(backend_sch
         return int(job.params)
 
     finished = await s.schedule_many("t", range(6))
-    async with running(s.worker(poll_interval=3600)):
-        await ended(s, *finished)
+    await run_until_ended(s, *finished)
     live = await s.schedule_many("t", range(4), run_at=dt.timedelta(hours=1))
     everything = sorted([*finished, *live], reverse=True)
 
@@ -259,13 +251,8 @@ async def test_list_jobs_limit_bounds_are_inclusive(backend_scheduler: Scheduler
 
 async def test_queue_depth_and_stats_count_live_jobs(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    started = Counter(1)
-
-    @s.job("hang", queue="slow")
-    async def hang(job: Job) -> None:
-        started.hit(job.id)
-        await anyio.sleep_forever()
-
+    hold = Hold()
+    s.register("hang", hold.run, queue="slow")
     s.register("t", lambda job: None, queue="q1")
     await s.schedule_many("t", range(3))
     await s.schedule("t", run_at=dt.timedelta(hours=1))
@@ -280,7 +267,7 @@ async def test_queue_depth_and_stats_count_live_jobs(backend_scheduler: Schedule
         await s.queue_depth("")
     async with running(s.worker(queues=["slow"], poll_interval=3600, shutdown_grace=0.01)):
         await s.schedule("hang")
-        await wait(started.done)
+        await wait(hold.started.done)
         stats = await s.stats()
         assert await s.queue_depth("slow") == 0  # running is not waiting
     assert stats.by_queue["q1"] == {
@@ -360,17 +347,12 @@ async def test_cancel_of_a_running_job_tells_its_worker_and_the_run_ends_cancell
     backend_scheduler: Scheduler,
 ) -> None:
     s = backend_scheduler
-    started = Counter(1)
-
-    @s.job("hang", retry=LinearBackoff(max_retries=5, base_delay=0))
-    async def hang(job: Job) -> None:
-        started.hit(job.id)
-        await anyio.sleep_forever()
-
+    hold = Hold()
+    s.register("hang", hold.run, retry=LinearBackoff(max_retries=5, base_delay=0))
     worker = s.worker(poll_interval=3600, heartbeat_interval=600, dead_after=1800)
     async with running(worker):
         job_id = await s.schedule("hang")
-        await wait(started.done)
+        await wait(hold.started.done)
         assert await s.cancel(job_id) is CancelResult.CANCELLING
         [record] = await ended(s, job_id)
     assert worker.signals.cancel_noted.count >= 1
@@ -382,7 +364,7 @@ async def test_cancel_of_a_running_job_tells_its_worker_and_the_run_ends_cancell
         None,
         "cancelled while running",
     )
-    assert started.calls == [job_id]
+    assert hold.started.calls == [job_id]
 
 
 async def test_cancel_many_by_queue_and_by_type(backend_scheduler: Scheduler) -> None:
@@ -409,16 +391,11 @@ async def test_cancel_many_by_queue_and_by_type(backend_scheduler: Scheduler) ->
 
 async def test_cancel_many_reaches_running_jobs(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    started = Counter(2)
-
-    @s.job("hang")
-    async def hang(job: Job) -> None:
-        started.hit(job.id)
-        await anyio.sleep_forever()
-
+    hold = Hold(runs=2)
+    s.register("hang", hold.run)
     async with running(s.worker(poll_interval=3600)):
         ids = [await s.schedule("hang") for _ in range(2)]
-        await wait(started.done)
+        await wait(hold.started.done)
         later = await s.schedule("hang", run_at=dt.timedelta(hours=1))
         assert await s.cancel_many(type="hang") == CancelCounts(cancelled=1, cancelling=2)
         records = await ended(s, *ids)
@@ -494,8 +471,7 @@ async def test_retry_of_a_cancelled_job_runs_it(backend_scheduler: Scheduler) ->
     pending = await s.get_job(job_id)
     assert (pending.state, pending.attempts) == (JobState.PENDING, 1)  # due now, not at its old time
     assert pending.last_error is None  # the cancel's note is no error
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert done.calls == [2]
     assert [(r.attempt, r.outcome) for r in record.runs] == [(1, Outcome.CANCELLED), (2, Outcome.SUCCEEDED)]
     assert (record.state, record.result) == (JobState.SUCCEEDED, 2)
@@ -503,11 +479,7 @@ async def test_retry_of_a_cancelled_job_runs_it(backend_scheduler: Scheduler) ->
 
 async def test_retry_many_puts_back_the_failed_jobs_that_match(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-
-    @s.job("bad")
-    async def bad(job: Job) -> None:
-        raise RuntimeError("no")
-
+    s.register("bad", raising(RuntimeError, "no"))
     s.register("good", lambda job: None)
     async with running(s.worker(poll_interval=3600)):
         failed = await s.schedule_many("bad", range(3))
@@ -529,11 +501,7 @@ async def test_retry_many_puts_back_the_failed_jobs_that_match(backend_scheduler
 
 async def test_retry_many_without_filters_takes_every_failed_job(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-
-    @s.job("bad", queue="a")
-    async def bad(job: Job) -> None:
-        raise RuntimeError("no")
-
+    s.register("bad", raising(RuntimeError, "no"), queue="a")
     async with running(s.worker(queues=["a", "b"], poll_interval=3600)):
         ids = [await s.schedule("bad"), await s.schedule("bad", queue="b")]
         await ended(s, *ids)
@@ -545,11 +513,7 @@ async def test_delete_removes_a_job_no_worker_holds_and_keeps_logged_runs(
     backend_scheduler: Scheduler,
 ) -> None:
     s = backend_scheduler
-
-    @s.job("t", retry=LinearBackoff(max_retries=3, base_delay=3600))
-    async def t(job: Job) -> None:
-        raise RuntimeError("later")
-
+    s.register("t", raising(RuntimeError, "later"), retry=LinearBackoff(max_retries=3, base_delay=3600))
     never_ran = await s.schedule("t", run_at=dt.timedelta(hours=1), queue="idle")
     suspended = await s.schedule("t", queue="idle")
     await s.suspend(suspended)
@@ -694,27 +658,14 @@ async def test_wait_returns_at_once_for_a_job_that_already_ended(backend_schedul
 
 async def test_wait_is_woken_when_a_running_job_ends(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    started, release = Counter(1), anyio.Event()
-
-    @s.job("t")
-    async def t(job: Job) -> str:
-        started.hit(job.id)
-        await release.wait()
-        return "ok"
-
+    hold = Hold(result="ok")
+    s.register("t", hold.run)
     async with running(s.worker(poll_interval=3600)):
         job_id = await s.schedule("t")
-        await wait(started.done)
-        result: list[JobRecord] = []
-        async with anyio.create_task_group() as tg:
-
-            async def waiter() -> None:
-                result.append(await s.wait(job_id, timeout=30))
-
-            tg.start_soon(waiter)
-            await anyio.wait_all_tasks_blocked()
+        await wait(hold.started.done)
+        async with wait_in_background(s, job_id) as result:
             assert result == []  # still running: the waiter waits
-            release.set()
+            hold.release()
     assert [(r.id, r.state, r.result) for r in result] == [(job_id, JobState.SUCCEEDED, "ok")]
 
 
@@ -731,14 +682,7 @@ async def test_wait_goes_on_through_retries_until_the_final_run(backend_schedule
 
     async with running(s.worker(poll_interval=3600)):
         job_id = await s.schedule("t")
-        result: list[JobRecord] = []
-        async with anyio.create_task_group() as tg:
-
-            async def waiter() -> None:
-                result.append(await s.wait(job_id, timeout=30))
-
-            tg.start_soon(waiter)
-            await anyio.wait_all_tasks_blocked()
+        async with wait_in_background(s, job_id) as result:
             gate.set()
     [record] = result
     assert (record.state, record.result, len(record.runs)) == (JobState.SUCCEEDED, "at last", 3)

@@ -22,7 +22,7 @@ from pgqueue import (
     UnknownJobTypeError,
 )
 from tests._support import Counter, running, wait
-from tests.contract._helpers import ended, nothing_stored
+from tests.contract._helpers import ended, nothing_stored, noting
 
 
 @dataclasses.dataclass
@@ -119,14 +119,8 @@ async def test_schedule_many_returns_ids_in_input_order_across_chunks(backend_sc
 
 async def test_jobs_are_claimed_in_priority_then_due_time_order(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    order: list[int] = []
-    done = Counter(8)
-
-    @s.job("rec")
-    async def rec(job: Job) -> None:
-        order.append(job.params)
-        done.hit(job.id)
-
+    order = Counter(8)
+    s.register("rec", noting(order))
     await s.schedule("rec", 1, priority=5)
     await s.schedule("rec", 2, priority=0)
     await s.schedule("rec", 3, priority=-1)
@@ -135,26 +129,20 @@ async def test_jobs_are_claimed_in_priority_then_due_time_order(backend_schedule
     await s.schedule_many("rec", [6, 7], priority=-10)
     await s.schedule("rec", 8, priority=-10, run_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
     async with running(s.worker(concurrency=1, prefetch=1, poll_interval=3600)):
-        await wait(done.done)
+        await wait(order.done)
     # -10 first (the one due a minute ago before the two due now), then -1 likewise, then 0, then 5.
-    assert order == [8, 6, 7, 5, 3, 2, 4, 1]
+    assert order.calls == [8, 6, 7, 5, 3, 2, 4, 1]
 
 
 async def test_a_claimed_batch_runs_in_priority_order(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    order: list[int] = []
-    done = Counter(10)
-
-    @s.job("rec")
-    async def rec(job: Job) -> None:
-        order.append(job.params)
-        done.hit(job.id)
-
+    order = Counter(10)
+    s.register("rec", noting(order))
     await s.schedule_many("rec", range(5), priority=5)
     await s.schedule_many("rec", range(5, 10), priority=-5)
     async with running(s.worker(concurrency=1, prefetch=10, poll_interval=3600)):
-        await wait(done.done)
-    assert order == [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]
+        await wait(order.done)
+    assert order.calls == [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]
 
 
 _BAD: list[tuple[Callable[[Scheduler], Awaitable[object]], type[Exception], str]] = [

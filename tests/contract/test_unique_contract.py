@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import anyio
 import pytest
 
 from pgqueue import Cancel, CancelResult, ConfigError, Job, JobNotFound, JobState, LinearBackoff, Scheduler
-from tests._support import Counter, running, wait
-from tests.contract._helpers import ended, logged
+from tests._support import running, wait
+from tests.contract._helpers import Hold, ended, logged, raising, run_until_ended
 
 
 async def test_one_key_one_job(backend_scheduler: Scheduler) -> None:
@@ -45,13 +44,8 @@ async def test_get_job_by_key_of_a_key_nobody_holds(backend_scheduler: Scheduler
 
 async def test_every_live_state_holds_the_key(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    started, release = Counter(1), anyio.Event()
-
-    @s.job("t")
-    async def t(job: Job) -> None:
-        started.hit(job.id)
-        await release.wait()
-
+    hold = Hold()
+    s.register("t", hold.run)
     scheduled = await s.schedule("t", unique_key="later", run_at=dt.timedelta(hours=1))
     suspended = await s.schedule("t", unique_key="held", run_at=dt.timedelta(hours=1))
     await s.suspend(suspended)
@@ -60,12 +54,12 @@ async def test_every_live_state_holds_the_key(backend_scheduler: Scheduler) -> N
         assert (again, again.inserted) == (holder, False)
     async with running(s.worker(poll_interval=3600)):
         busy = await s.schedule("t", unique_key="busy")
-        await wait(started.done)
+        await wait(hold.started.done)
         assert (await s.get_job(busy)).state is JobState.RUNNING
         again = await s.schedule("t", unique_key="busy")
         assert (again, again.inserted) == (busy, False)
         assert (await s.get_job_by_key("busy")).id == busy
-        release.set()
+        hold.release()
         await ended(s, busy)
     # Success with the default unique_for=0: the key is free at once.
     fresh = await s.schedule("t", unique_key="busy", run_at=dt.timedelta(hours=1))
@@ -75,11 +69,7 @@ async def test_every_live_state_holds_the_key(backend_scheduler: Scheduler) -> N
 
 async def test_a_job_put_back_for_a_retry_still_holds_its_key(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-
-    @s.job("t", retry=LinearBackoff(max_retries=3, base_delay=3600))
-    async def t(job: Job) -> None:
-        raise RuntimeError("later")
-
+    s.register("t", raising(RuntimeError, "later"), retry=LinearBackoff(max_retries=3, base_delay=3600))
     job_id = await s.schedule("t", unique_key="k")
     async with running(s.worker(poll_interval=3600)):
         await logged(s, job_id, 1)
@@ -184,14 +174,9 @@ async def test_a_deleted_job_frees_its_key(backend_scheduler: Scheduler) -> None
 
 async def test_a_retried_job_no_longer_holds_a_key_that_was_freed(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-
-    @s.job("t", unique_for=3600)  # kept after a success only
-    async def t(job: Job) -> None:
-        raise RuntimeError("no")
-
+    s.register("t", raising(RuntimeError, "no"), unique_for=3600)  # kept after a success only
     job_id = await s.schedule("t", unique_key="k")
-    async with running(s.worker(poll_interval=3600)):
-        await ended(s, job_id)
+    await run_until_ended(s, job_id)
     await s.retry(job_id)
     assert (await s.get_job(job_id)).state is JobState.PENDING
     with pytest.raises(JobNotFound):
@@ -207,14 +192,9 @@ async def test_a_retried_job_is_still_found_by_a_key_kept_after_its_failure(
     """The key kept after the failure (unique_kept_after) still names the job once retry()
     put it back: the kept key lasts its unique_for, whatever became of the job."""
     s = backend_scheduler
-
-    @s.job("t", unique_for=3600, unique_kept_after=["failed"])
-    async def t(job: Job) -> None:
-        raise RuntimeError("no")
-
+    s.register("t", raising(RuntimeError, "no"), unique_for=3600, unique_kept_after=["failed"])
     job_id = await s.schedule("t", unique_key="k")
-    async with running(s.worker(poll_interval=3600)):
-        await ended(s, job_id)
+    await run_until_ended(s, job_id)
     await s.retry(job_id)
     again = await s.schedule("t", unique_key="k")
     assert (again, again.inserted) == (job_id, False)

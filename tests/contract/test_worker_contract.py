@@ -25,7 +25,7 @@ from pgqueue import (
     Suspended,
 )
 from tests._support import Counter, fired, running, until, wait
-from tests.contract._helpers import ended, logged, reach
+from tests.contract._helpers import Hold, ended, logged, raising, reach, run_until_ended
 
 
 @dataclasses.dataclass
@@ -82,8 +82,7 @@ async def test_a_sync_handler_runs_too(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
     s.register("sync", lambda job: job.params * 2)
     job_id = await s.schedule("sync", 21)
-    async with running(s.worker(poll_interval=3600)):
-        [done] = await ended(s, job_id)
+    [done] = await run_until_ended(s, job_id)
     assert (done.state, done.result) == (JobState.SUCCEEDED, 42)
 
 
@@ -97,8 +96,7 @@ async def test_a_failure_without_retry_is_final(backend_scheduler: Scheduler) ->
         raise ValueError("boom")
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert calls.calls == [1]
     assert (record.state, record.attempts, record.errors, record.result) == (JobState.FAILED, 1, 1, None)
     assert record.last_error is not None
@@ -112,8 +110,7 @@ async def test_an_unencodable_result_fails_the_run(backend_scheduler: Scheduler)
     s = backend_scheduler
     s.register("t", lambda job: {1, 2})
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert record.state is JobState.FAILED
     assert "ParamsEncodeError" in (record.last_error or "")
 
@@ -131,8 +128,7 @@ async def test_linear_backoff_retries_until_success(backend_scheduler: Scheduler
         return "third time"
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert seen == [(1, 0, None), (2, 1, "RuntimeError: try 1"), (3, 2, "RuntimeError: try 2")]
     assert [(r.attempt, r.outcome) for r in record.runs] == [
         (1, Outcome.FAILED),
@@ -158,8 +154,7 @@ async def test_retries_run_out_and_the_job_fails(backend_scheduler: Scheduler) -
         raise ValueError(f"try {job.attempt}")
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert [(r.attempt, r.outcome) for r in record.runs] == [(i, Outcome.FAILED) for i in (1, 2, 3)]
     assert [r.retry_at is not None for r in record.runs] == [True, True, False]
     assert (record.state, record.attempts, record.errors) == (JobState.FAILED, 3, 3)
@@ -174,8 +169,7 @@ async def test_max_attempts_caps_the_runs_whatever_the_filter_says(backend_sched
         raise ValueError(f"try {job.attempt}")
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert [(r.attempt, r.outcome) for r in record.runs] == [(1, Outcome.FAILED), (2, Outcome.FAILED)]
     assert record.runs[-1].retry_at is None
     assert (record.state, record.attempts, record.errors) == (JobState.FAILED, 2, 2)
@@ -191,8 +185,7 @@ async def test_retry_on_limits_retries_to_some_errors(backend_scheduler: Schedul
         raise KeyError("final")
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert [(r.outcome, r.retry_at is not None) for r in record.runs] == [
         (Outcome.FAILED, True),
         (Outcome.FAILED, False),
@@ -214,8 +207,7 @@ async def test_error_with_retry_raised_or_returned_runs_again_without_a_filter(
         return "ok"
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert [(r.attempt, r.outcome) for r in record.runs] == [
         (1, Outcome.FAILED),
         (2, Outcome.FAILED),
@@ -240,8 +232,7 @@ async def test_cancel_raised_by_the_handler_ends_the_job_cancelled(
         raise Cancel(reason)
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert (record.state, record.errors, record.last_error) == (JobState.CANCELLED, 0, None)
     assert [(r.outcome, r.error, r.retry_at) for r in record.runs] == [
         (Outcome.CANCELLED, note or reason, None)
@@ -261,8 +252,7 @@ async def test_skip_ends_the_job_succeeded_without_a_result(
         raise Skip(note)
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert (record.state, record.result, record.errors) == (JobState.SUCCEEDED, None, 0)
     assert [(r.outcome, r.error) for r in record.runs] == [(Outcome.SUCCEEDED, error)]
 
@@ -280,8 +270,7 @@ async def test_snooze_puts_the_job_back_without_counting_the_run(backend_schedul
         return "done"
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert seen == [(1, 0), (2, 0), (3, 0)]
     assert [(r.attempt, r.outcome, r.error) for r in record.runs] == [
         (1, Outcome.SNOOZED, "snoozed for 0 s"),
@@ -313,8 +302,7 @@ async def test_a_snooze_keeps_the_last_failure_and_progress_starts_afresh(
             raise Snooze(0)
 
     job_id = await s.schedule("t")
-    async with running(s.worker(poll_interval=3600, progress_interval=0.01)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id, progress_interval=0.01)
     assert [a for a, _, _ in seen] == [1, 2, 3]
     assert [e for _, e, _ in seen] == [None, "ValueError: first", "ValueError: first"]
     assert (record.state, record.progress, record.progress_message, record.errors) == (
@@ -327,15 +315,9 @@ async def test_a_snooze_keeps_the_last_failure_and_progress_starts_afresh(
 
 async def test_a_run_past_the_type_s_timeout_is_recorded_as_timeout(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    never = anyio.Event()
-
-    @s.job("slow", timeout=0.05)
-    async def slow(job: Job) -> None:
-        await never.wait()
-
+    s.register("slow", Hold().run, timeout=0.05)
     job_id = await s.schedule("slow")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert (record.state, record.attempts, record.errors) == (JobState.FAILED, 1, 1)
     [run] = record.runs
     assert (run.outcome, run.retry_at) == (Outcome.TIMEOUT, None)
@@ -354,8 +336,7 @@ async def test_a_timeout_is_retried_by_the_type_s_filter(backend_scheduler: Sche
         return "fast enough"
 
     job_id = await s.schedule("slow")
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert [(r.outcome, r.retry_at is not None) for r in record.runs] == [
         (Outcome.TIMEOUT, True),
         (Outcome.SUCCEEDED, False),
@@ -365,15 +346,9 @@ async def test_a_timeout_is_retried_by_the_type_s_filter(backend_scheduler: Sche
 
 async def test_a_job_s_own_timeout_overrides_the_type_s(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    never = anyio.Event()
-
-    @s.job("t")  # no timeout of its own
-    async def t(job: Job) -> None:
-        await never.wait()
-
+    s.register("t", Hold().run)  # no timeout of its own
     job_id = await s.schedule("t", timeout=0.05)
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert record.state is JobState.FAILED
     assert [r.outcome for r in record.runs] == [Outcome.TIMEOUT]
 
@@ -444,37 +419,27 @@ async def test_progress_reads_back_as_a_real_on_every_backend(backend_scheduler:
 
 async def test_progress_is_none_before_any_report(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    started, release = Counter(1), anyio.Event()
-
-    @s.job("t")
-    async def t(job: Job) -> None:
-        started.hit(job.id)
-        await release.wait()
-
+    hold = Hold()
+    s.register("t", hold.run)
     worker = s.worker(poll_interval=3600, progress_interval=0.01)
     async with running(worker):
         job_id = await s.schedule("t")
-        await wait(started.done)
+        await wait(hold.started.done)
         written = worker.signals.progress_written.count
         record = await s.get_job(job_id)
         assert (record.state, record.progress, record.progress_message) == (JobState.RUNNING, None, None)
-        release.set()
+        hold.release()
         await ended(s, job_id)
     assert worker.signals.progress_written.count == written  # nothing reported, nothing written
 
 
 async def test_an_interrupted_run_at_shutdown_puts_the_job_back(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    started, never = Counter(1), anyio.Event()
-
-    @s.job("t", max_attempts=1)
-    async def t(job: Job) -> None:
-        started.hit(job.id)
-        await never.wait()
-
+    hold = Hold()
+    s.register("t", hold.run, max_attempts=1)
     async with running(s.worker(poll_interval=3600, shutdown_grace=0.01)):
         job_id = await s.schedule("t")
-        await wait(started.done)
+        await wait(hold.started.done)
     record = await s.get_job(job_id)
     assert (record.state, record.attempts, record.errors, record.last_error) == (JobState.PENDING, 1, 0, None)
     [run] = record.runs
@@ -540,21 +505,15 @@ async def test_a_run_that_finishes_after_a_suspend_request_ends_the_job_as_usual
     backend_scheduler: Scheduler,
 ) -> None:
     s = backend_scheduler
-    started, go_on = Counter(1), anyio.Event()
-
-    @s.job("t", suspendable=True)
-    async def t(job: Job) -> str:
-        started.hit(job.id)
-        await go_on.wait()
-        return "finished anyway"  # never reaches a checkpoint
-
+    hold = Hold(result="finished anyway")
+    s.register("t", hold.run, suspendable=True)  # a run that never reaches a checkpoint
     async with running(s.worker(poll_interval=3600)):
         job_id = await s.schedule("t")
-        await wait(started.done)
+        await wait(hold.started.done)
         await s.suspend(job_id)
         await s.suspend(job_id)  # asked twice: still running, no error
         assert (await s.get_job(job_id)).suspend_requested is True
-        go_on.set()
+        hold.release()
         [record] = await ended(s, job_id)
     assert (record.state, record.result, record.suspend_requested) == (
         JobState.SUCCEEDED,
@@ -626,12 +585,8 @@ async def test_a_checkpoint_carries_over_to_the_retry(backend_scheduler: Schedul
 
 async def test_a_running_job_of_a_plain_type_cannot_be_suspended(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
-    started, release = Counter(1), anyio.Event()
-
-    @s.job("plain")
-    async def plain(job: Job) -> None:
-        started.hit(job.id)
-        await release.wait()
+    hold = Hold()
+    s.register("plain", hold.run)
 
     @s.job("other", suspendable=True)  # a suspendable type exists: it must not matter
     async def other(job: Job) -> None:
@@ -639,12 +594,12 @@ async def test_a_running_job_of_a_plain_type_cannot_be_suspended(backend_schedul
 
     async with running(s.worker(poll_interval=3600)):
         job_id = await s.schedule("plain", None)
-        await wait(started.done)
+        await wait(hold.started.done)
         with pytest.raises(InvalidStateError, match=rf"cannot suspend job {job_id}: job {job_id} is running"):
             await s.suspend(job_id)
         record = await s.get_job(job_id)
         assert (record.state, record.suspend_requested) == (JobState.RUNNING, False)
-        release.set()
+        hold.release()
         [done] = await ended(s, job_id)
     assert done.state is JobState.SUCCEEDED
 
@@ -653,11 +608,7 @@ async def test_a_job_put_back_for_a_later_retry_is_scheduled_with_its_history(
     backend_scheduler: Scheduler,
 ) -> None:
     s = backend_scheduler
-
-    @s.job("t", retry=LinearBackoff(max_retries=3, base_delay=3600))
-    async def t(job: Job) -> None:
-        raise RuntimeError("later")
-
+    s.register("t", raising(RuntimeError, "later"), retry=LinearBackoff(max_retries=3, base_delay=3600))
     job_id = await s.schedule("t")
     async with running(s.worker(poll_interval=3600)):
         record = await logged(s, job_id, 1)
@@ -724,8 +675,7 @@ async def test_the_handler_s_job_matches_the_stored_record(backend_scheduler: Sc
         seen.append(job)
 
     job_id = await s.schedule("t", {"a": [1, "b"]}, priority=4, run_at=dt.datetime.now(dt.UTC))
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     [job] = seen
     assert (job.id, job.type, job.queue, job.params, job.priority) == (job_id, "t", "q", {"a": [1, "b"]}, 4)
     assert (job.attempt, job.errors, job.last_error, job.checkpoint_data, job.suspend_requested) == (
@@ -756,8 +706,7 @@ async def test_an_interrupted_run_counts_against_max_attempts(backend_scheduler:
         job_id = await s.schedule("t")
         await wait(started.done)
     assert (await s.get_job(job_id)).state is JobState.PENDING
-    async with running(s.worker(poll_interval=3600)):
-        [record] = await ended(s, job_id)
+    [record] = await run_until_ended(s, job_id)
     assert started.calls == [1]
     assert [(r.attempt, r.outcome) for r in record.runs] == [(1, Outcome.INTERRUPTED), (2, Outcome.FAILED)]
     assert "max_attempts=1" in (record.runs[-1].error or "")
@@ -771,8 +720,7 @@ async def test_stored_params_the_model_refuses_fail_the_run(backend_scheduler: S
     job_id = await s.schedule("resize", {"width": 1})  # untyped at this point
     typed = Scheduler(backend=await s.open())  # the new code, on the same store
     typed.register("resize", lambda job: None, params=Resize)
-    async with running(typed.worker(poll_interval=3600)):
-        [record] = await ended(typed, job_id)
+    [record] = await run_until_ended(typed, job_id)
     [run] = record.runs
     assert run.outcome is Outcome.FAILED
     assert "ParamsValidationError" in (run.error or "")
@@ -785,8 +733,7 @@ async def test_a_job_whose_type_the_worker_does_not_know_fails_once(backend_sche
     job_id = await s.schedule("mystery")
     other = Scheduler(backend=await s.open())  # another application on the same store
     other.register("known", lambda job: None)
-    async with running(other.worker(queues=["default"], poll_interval=3600)):
-        [record] = await ended(other, job_id)
+    [record] = await run_until_ended(other, job_id, queues=["default"])
     [run] = record.runs
     assert (record.state, run.outcome, run.retry_at) == (JobState.FAILED, Outcome.FAILED, None)
     assert "'mystery' is not registered in this worker" in (run.error or "")

@@ -136,7 +136,7 @@ async def test_debug_shows_the_traceback(schema_name: str) -> None:
 
 async def test_usage_errors_print_one_line_and_exit_2(dsn: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PGQUEUE_DSN"}
-    _one_error_line(await _pgqueue("migrate", env=env), 2, "PGQUEUE_DSN")
+    _one_error_line(await _pgqueue("jobs", "show", "x", env=env), 2, "job_id")
     _one_error_line(await _pgqueue("worker", "nocolon", env=env), 2, "module:attribute")
     _one_error_line(
         await _pgqueue("worker", "tests.cli_app:scheduler", "--concurrency", "0", env=env), 2, "concurrency"

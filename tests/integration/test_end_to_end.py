@@ -283,24 +283,6 @@ async def test_unknown_type_fails_once_with_a_clear_error(
     assert await hot_count(db, scheduler.schema) == 0
 
 
-async def test_priority_then_time_order(scheduler: Scheduler) -> None:
-    order: list[int] = []
-    done = Counter(4)
-
-    @scheduler.job("rec")
-    async def rec(job: Job) -> None:
-        order.append(job.params)
-        done.hit(job.id)
-
-    await scheduler.schedule("rec", 1, priority=5)
-    await scheduler.schedule("rec", 2, priority=0)
-    await scheduler.schedule("rec", 3, priority=-1)
-    await scheduler.schedule("rec", 4, priority=0)
-    async with running(scheduler.worker(concurrency=1, prefetch=1)):
-        await wait(done.done)
-    assert order == [3, 2, 4, 1]
-
-
 async def test_sync_handler_runs_in_a_thread(scheduler: Scheduler) -> None:
     done = Counter(1)
 
@@ -414,23 +396,6 @@ async def test_an_error_message_with_a_nul_byte_does_not_stop_the_flusher(
     [failed] = [r for r in rows if r["outcome"] == "failed"]
     assert "bad\\x00byte" in failed["error"]
     assert await hot_count(db, scheduler.schema) == 0
-
-
-async def test_priority_order_holds_within_one_claimed_batch(scheduler: Scheduler) -> None:
-    order: list[int] = []
-    done = Counter(10)
-
-    @scheduler.job("rec")
-    async def rec(job: Job) -> None:
-        order.append(job.params)
-        done.hit(job.id)
-
-    await scheduler.schedule_many("rec", range(5), priority=5)
-    await scheduler.schedule_many("rec", range(5, 10), priority=-5)
-    async with running(scheduler.worker(concurrency=1, prefetch=10)):  # first claim: 2 jobs, then more
-        await wait(done.done)
-    assert order[:2] == [5, 6]
-    assert order == sorted(order, key=lambda p: (p < 5, p))
 
 
 async def test_a_run_row_the_database_refuses_does_not_block_the_others(

@@ -1,4 +1,7 @@
-"""Job management, first part: get_job in every state, cancel_many, the handler verdicts."""
+"""Job management on PostgreSQL: what the rows say after cancel_many, retry and verdicts;
+paging under load; waits and their LISTEN connection; progress writes; a deadlock.
+
+The behaviours themselves, on both backends: tests/contract/test_manage_contract.py."""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import pytest
 from pgqueue import (
     Cancel,
     CancelCounts,
-    CancelResult,
     ConfigError,
     InvalidStateError,
     Job,
@@ -37,89 +39,6 @@ async def _logged(db: asyncpg.Connection, schema: str, job_id: int, n: int) -> N
     await until(enough)
 
 
-async def test_get_job_of_waiting_jobs(scheduler: Scheduler) -> None:
-    scheduler.register("t", lambda job: None)
-    now_id = await scheduler.schedule("t", {"a": [1, 2]}, priority=-3, queue="q1")
-    later_id = await scheduler.schedule("t", None, run_at=dt.timedelta(hours=1))
-
-    now = await scheduler.get_job(now_id)
-    assert (now.id, now.type, now.queue, now.params, now.priority) == (now_id, "t", "q1", {"a": [1, 2]}, -3)
-    assert now.state is JobState.PENDING
-    assert (now.attempts, now.errors, now.last_error, now.runs) == (0, 0, None, ())
-    assert (now.started_at, now.finished_at, now.result) == (None, None, None)
-    assert now.run_at >= now.inserted_at
-
-    later = await scheduler.get_job(later_id)
-    assert later.state is JobState.SCHEDULED
-    assert later.run_at - later.inserted_at == dt.timedelta(hours=1)
-    assert not later.state.finished
-
-
-async def test_get_job_of_a_running_and_then_succeeded_job(scheduler: Scheduler) -> None:
-    started, release = Counter(1), anyio.Event()
-
-    @scheduler.job("t")
-    async def t(job: Job) -> dict[str, int]:
-        started.hit(job.id)
-        await release.wait()
-        return {"n": 7}
-
-    worker = scheduler.worker(poll_interval=60)
-    async with running(worker):
-        job_id = await scheduler.schedule("t", {"x": 1})
-        await wait(started.done)
-        live = await scheduler.get_job(job_id)
-        assert live.state is JobState.RUNNING
-        assert live.attempts == 1
-        assert live.started_at is not None
-        flushed = worker.signals.flushed.count
-        release.set()
-        await fired(worker.signals.flushed, flushed + 1)
-    done = await scheduler.get_job(job_id)
-    assert done.state is JobState.SUCCEEDED
-    assert done.state.finished
-    assert (done.type, done.queue, done.params, done.result) == ("t", "default", {"x": 1}, {"n": 7})
-    assert done.inserted_at == live.inserted_at
-    [run] = done.runs
-    assert (run.attempt, run.outcome, run.result, run.error, run.retry_at) == (
-        1,
-        Outcome.SUCCEEDED,
-        {"n": 7},
-        None,
-        None,
-    )
-    assert run.worker_id == worker.id
-    assert done.finished_at == run.finished_at
-    assert run.started_at <= run.finished_at
-
-
-async def test_get_job_of_a_failed_job_keeps_every_run(scheduler: Scheduler, db: asyncpg.Connection) -> None:
-    @scheduler.job("t", retry=LinearBackoff(max_retries=2, base_delay=0))
-    async def t(job: Job) -> None:
-        raise ValueError(f"try {job.attempt}")
-
-    async with running(scheduler.worker(poll_interval=60)):
-        job_id = await scheduler.schedule("t")
-        await _logged(db, scheduler.schema, job_id, 3)
-    record = await scheduler.get_job(job_id)
-    assert record.state is JobState.FAILED
-    assert [(r.attempt, r.outcome) for r in record.runs] == [(i, Outcome.FAILED) for i in (1, 2, 3)]
-    assert [r.retry_at is not None for r in record.runs] == [True, True, False]
-    assert (record.attempts, record.errors) == (3, 3)
-    assert record.last_error is not None
-    assert "ValueError: try 3" in record.last_error
-    assert record.result is None
-
-
-async def test_get_job_of_an_unknown_id(scheduler: Scheduler) -> None:
-    with pytest.raises(JobNotFound, match="job 424242 not found"):
-        await scheduler.get_job(424242)
-    with pytest.raises(LookupError):  # JobNotFound is a LookupError for code that does not know us
-        await scheduler.get_job(424243)
-    with pytest.raises(ConfigError):
-        await scheduler.get_job("7")  # type: ignore[arg-type]
-
-
 async def test_cancel_many_by_queue_and_by_type(scheduler: Scheduler, db: asyncpg.Connection) -> None:
     for name in ("a", "b"):
         scheduler.register(name, lambda job: None)
@@ -134,40 +53,7 @@ async def test_cancel_many_by_queue_and_by_type(scheduler: Scheduler, db: asyncp
     assert (await scheduler.get_job(a2)).state is JobState.CANCELLED
     assert await scheduler.cancel_many(queue="q2") == CancelCounts(cancelled=1, cancelling=0)
     assert [(await scheduler.get_job(i)).state for i in (b1, b2)] == [JobState.PENDING, JobState.CANCELLED]
-    assert await scheduler.cancel_many(queue="nothing-here") == CancelCounts(cancelled=0, cancelling=0)
-    [run] = (await scheduler.get_job(a1)).runs
-    assert (run.outcome, run.error, run.worker_id) == (Outcome.CANCELLED, "cancelled before it ran", None)
     assert await hot_count(db, scheduler.schema) == 1
-
-
-async def test_cancel_many_reaches_running_jobs(scheduler: Scheduler) -> None:
-    started = Counter(2)
-
-    @scheduler.job("hang")
-    async def hang(job: Job) -> None:
-        started.hit(job.id)
-        await anyio.sleep_forever()
-
-    worker = scheduler.worker(poll_interval=60)
-    async with running(worker):
-        ids = [await scheduler.schedule("hang") for _ in range(2)]
-        await wait(started.done)
-        waiting = await scheduler.schedule("hang", run_at=dt.timedelta(hours=1))
-        assert await scheduler.cancel_many(type="hang") == CancelCounts(cancelled=1, cancelling=2)
-
-        async def both_ended() -> bool:
-            states = [(await scheduler.get_job(i)).state for i in ids]
-            return states == [JobState.CANCELLED, JobState.CANCELLED]
-
-        await until(both_ended)
-    assert (await scheduler.get_job(waiting)).state is JobState.CANCELLED
-
-
-async def test_cancel_many_needs_a_filter(scheduler: Scheduler) -> None:
-    with pytest.raises(ConfigError, match="queue= or type="):
-        await scheduler.cancel_many()
-    with pytest.raises(ConfigError):
-        await scheduler.cancel_many(queue="")
 
 
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
@@ -216,9 +102,11 @@ async def test_handler_verdicts_end_the_job_at_once(
     assert await hot_count(db, scheduler.schema) == 0
 
 
-async def test_list_jobs_pages_newest_first_across_live_and_finished(
+async def test_list_jobs_filters_finished_and_live_jobs_together(
     scheduler: Scheduler, db: asyncpg.Connection
 ) -> None:
+    """A state filter over several finished jobs, and all three filters at once (paging
+    itself: tests/contract)."""
     done = Counter(6)
 
     @scheduler.job("t")
@@ -234,17 +122,6 @@ async def test_list_jobs_pages_newest_first_across_live_and_finished(
 
         await until(all_logged)
     live = await scheduler.schedule_many("t", range(4), run_at=dt.timedelta(hours=1))
-    everything = sorted([*finished, *live], reverse=True)
-
-    seen: list[int] = []
-    page = await scheduler.list_jobs(limit=3)
-    while True:
-        seen += [r.id for r in page.items]
-        if page.cursor is None:
-            break
-        page = await scheduler.list_jobs(limit=3, cursor=page.cursor)
-    assert seen == everything
-
     failed_or_none = await scheduler.list_jobs(state="failed")
     assert (failed_or_none.items, failed_or_none.cursor) == ((), None)
     succeeded = await scheduler.list_jobs(state=JobState.SUCCEEDED, limit=500)
@@ -276,61 +153,6 @@ async def test_paging_while_jobs_are_inserted_and_finished_has_no_duplicates_or_
         assert worker.flushes > 0  # jobs did finish while the pages were read
     assert seen == sorted(existing, reverse=True)
     assert not set(newer) & set(seen)
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"limit": 0},
-        {"limit": 501},
-        {"limit": True},
-        {"state": "done"},
-        {"cursor": "not-a-cursor"},
-        {"cursor": "ajE6LTE"},  # a well-formed cursor for id -1
-        {"queue": ""},
-    ],
-)
-async def test_list_jobs_refuses_bad_arguments(scheduler: Scheduler, kwargs: dict[str, object]) -> None:
-    with pytest.raises(ConfigError):
-        await scheduler.list_jobs(**kwargs)  # type: ignore[arg-type]
-
-
-async def test_queue_depth_and_stats_count_live_jobs(scheduler: Scheduler) -> None:
-    started = Counter(1)
-
-    @scheduler.job("hang", queue="slow")
-    async def hang(job: Job) -> None:
-        started.hit(job.id)
-        await anyio.sleep_forever()
-
-    scheduler.register("t", lambda job: None, queue="q1")
-    await scheduler.schedule_many("t", range(3))
-    await scheduler.schedule("t", run_at=dt.timedelta(hours=1))
-    await scheduler.schedule("t", queue="q2")
-    assert await scheduler.queue_depth() == 4
-    assert await scheduler.queue_depth("q1") == 3
-    async with running(scheduler.worker(queues=["slow"], poll_interval=60, shutdown_grace=0.1)):
-        await scheduler.schedule("hang")
-        await wait(started.done)
-        stats = await scheduler.stats()
-        assert await scheduler.queue_depth("slow") == 0  # running is not waiting
-    assert stats.by_queue["q1"] == {
-        JobState.PENDING: 3,
-        JobState.SCHEDULED: 1,
-        JobState.RUNNING: 0,
-        JobState.SUSPENDED: 0,
-        JobState.WAITING: 0,
-    }
-    assert stats.by_queue["q2"][JobState.PENDING] == 1
-    assert stats.by_queue["slow"][JobState.RUNNING] == 1
-    assert stats.by_type["t"] == {
-        JobState.PENDING: 4,
-        JobState.SCHEDULED: 1,
-        JobState.RUNNING: 0,
-        JobState.SUSPENDED: 0,
-        JobState.WAITING: 0,
-    }
-    assert await scheduler.queue_depth("slow") == 1  # interrupted at shutdown: waiting again
 
 
 async def test_retry_of_a_failed_job_keeps_its_id_and_history_with_a_fresh_budget(
@@ -405,108 +227,20 @@ async def test_retry_many_puts_back_the_failed_jobs_of_a_type(
     assert await scheduler.retry_many(type="bad") == []  # live now: nothing to do twice
 
 
-async def test_delete_removes_a_waiting_job_and_refuses_a_running_one(scheduler: Scheduler) -> None:
-    started = Counter(1)
-
-    @scheduler.job("hang")
-    async def hang(job: Job) -> None:
-        started.hit(job.id)
-        await anyio.sleep_forever()
-
-    waiting = await scheduler.schedule("hang", run_at=dt.timedelta(hours=1))
-    await scheduler.delete(waiting)
-    with pytest.raises(JobNotFound):  # it never ran: nothing is left of it
-        await scheduler.get_job(waiting)
-    with pytest.raises(JobNotFound):
-        await scheduler.delete(waiting)
-    async with running(scheduler.worker(poll_interval=60, shutdown_grace=0.1)):
-        busy = await scheduler.schedule("hang")
-        await wait(started.done)
-        with pytest.raises(InvalidStateError, match=f"job {busy} is running"):
-            await scheduler.delete(busy)
-        assert (await scheduler.get_job(busy)).state is JobState.RUNNING
-
-
-async def test_snooze_puts_the_job_back_without_counting_the_run(
-    scheduler: Scheduler, db: asyncpg.Connection
-) -> None:
-    """max_attempts=1, yet two snoozes and a third run that succeeds: snoozed runs are
-    neither errors nor counted runs, and they are logged with their due time."""
-    seen: list[tuple[int, int]] = []
-
-    @scheduler.job("t", max_attempts=1)
-    async def t(job: Job) -> str:
-        seen.append((job.attempt, job.errors))
-        if job.attempt < 3:
-            raise Snooze(dt.timedelta(seconds=0))
-        return "done"
-
-    async with running(scheduler.worker(poll_interval=60)):
-        job_id = await scheduler.schedule("t")
-        await _logged(db, scheduler.schema, job_id, 3)
-    record = await scheduler.get_job(job_id)
-    assert seen == [(1, 0), (2, 0), (3, 0)]
-    assert [(r.attempt, r.outcome) for r in record.runs] == [
-        (1, Outcome.SNOOZED),
-        (2, Outcome.SNOOZED),
-        (3, Outcome.SUCCEEDED),
-    ]
-    assert record.runs[0].error == "snoozed for 0 s"
-    assert record.runs[0].retry_at is not None
-    assert (record.state, record.result, record.errors) == (JobState.SUCCEEDED, "done", 0)
-
-
 def test_snooze_checks_its_delay() -> None:
     with pytest.raises(ConfigError):
         Snooze(-1)
     assert Snooze(dt.timedelta(minutes=1)).delay == 60.0
 
 
-async def test_wait_returns_at_once_for_a_job_that_already_ended(
-    scheduler: Scheduler, db: asyncpg.Connection
-) -> None:
-    scheduler.register("t", lambda job: 5)
-    async with running(scheduler.worker(poll_interval=60)):
-        job_id = await scheduler.schedule("t")
-        await _logged(db, scheduler.schema, job_id, 1)
-    record = await scheduler.wait(job_id, timeout=30)
-    assert (record.id, record.state, record.result) == (job_id, JobState.SUCCEEDED, 5)
-
-
-async def test_wait_is_woken_when_a_running_job_ends(scheduler: Scheduler) -> None:
-    started, release = Counter(1), anyio.Event()
-
-    @scheduler.job("t")
-    async def t(job: Job) -> str:
-        started.hit(job.id)
-        await release.wait()
-        return "ok"
-
-    async with running(scheduler.worker(poll_interval=60)):
-        job_id = await scheduler.schedule("t")
-        await wait(started.done)
-        result: list[JobState] = []
-        async with anyio.create_task_group() as tg:
-
-            async def waiter() -> None:
-                result.append((await scheduler.wait(job_id, timeout=30)).state)
-
-            tg.start_soon(waiter)
-            await anyio.wait_all_tasks_blocked()
-            assert result == []  # still running: the waiter waits
-            release.set()
-        assert result == [JobState.SUCCEEDED]
-
-
-async def test_wait_times_out_and_sees_cancels_and_unknown_ids(scheduler: Scheduler) -> None:
+async def test_a_wait_that_timed_out_leaves_the_job_to_a_later_wait(scheduler: Scheduler) -> None:
+    """The same job waited on again after a wait timed out: the later wait is told of its end."""
     scheduler.register("t", lambda job: None)
     later = await scheduler.schedule("t", run_at=dt.timedelta(hours=1))
     with pytest.raises(WaitTimeoutError, match=f"job {later} did not end within 0.2 s") as info:
         await scheduler.wait(later, timeout=0.2)
     assert isinstance(info.value, TimeoutError)
     assert (await scheduler.get_job(later)).state is JobState.SCHEDULED  # the job goes on
-    with pytest.raises(JobNotFound):
-        await scheduler.wait(999_999, timeout=5)
 
     async with anyio.create_task_group() as tg:
         states: list[JobState] = []
@@ -538,61 +272,6 @@ async def test_many_waiters_share_one_subscription_and_it_closes_after_the_last(
         return bool(await db.fetchval(listeners) == before)
 
     await until(closed)
-
-
-async def test_suspend_and_resume_a_waiting_job(scheduler: Scheduler, db: asyncpg.Connection) -> None:
-    done = Counter(3)
-
-    @scheduler.job("t")
-    async def t(job: Job) -> None:
-        done.hit(job.id)
-
-    held = await scheduler.schedule("t")
-    await scheduler.suspend(held)
-    assert (await scheduler.get_job(held)).state is JobState.SUSPENDED
-    with pytest.raises(InvalidStateError, match=f"job {held} is suspended"):
-        await scheduler.suspend(held)
-    async with running(scheduler.worker(poll_interval=60)):
-        # Two later jobs run; the older, suspended one would be claimed first if it could be.
-        others = [await scheduler.schedule("t"), await scheduler.schedule("t")]
-        await until(lambda: len(done.calls) == 2)
-        assert sorted(done.calls) == others
-        stats = await scheduler.stats()
-        assert stats.by_queue["default"][JobState.SUSPENDED] == 1
-        await scheduler.resume(held)  # notified: the worker picks it up
-        await wait(done.done)
-    assert done.calls[2] == held
-    with pytest.raises(InvalidStateError, match=f"job {held} is succeeded"):
-        await scheduler.resume(held)
-    with pytest.raises(JobNotFound):
-        await scheduler.suspend(999_999)
-
-
-async def test_a_suspended_job_can_be_cancelled_or_deleted(scheduler: Scheduler) -> None:
-    scheduler.register("t", lambda job: None)
-    a, b = await scheduler.schedule("t"), await scheduler.schedule("t")
-    await scheduler.suspend(a)
-    await scheduler.suspend(b)
-    assert await scheduler.cancel(a) == CancelResult.CANCELLED
-    assert (await scheduler.get_job(a)).state is JobState.CANCELLED
-    await scheduler.delete(b)
-    with pytest.raises(JobNotFound):
-        await scheduler.get_job(b)
-
-
-async def test_a_running_job_cannot_be_suspended(scheduler: Scheduler) -> None:
-    started = Counter(1)
-
-    @scheduler.job("hang")
-    async def hang(job: Job) -> None:
-        started.hit(job.id)
-        await anyio.sleep_forever()
-
-    async with running(scheduler.worker(poll_interval=60, shutdown_grace=0.1)):
-        job_id = await scheduler.schedule("hang")
-        await wait(started.done)
-        with pytest.raises(InvalidStateError, match=f"job {job_id} is running"):
-            await scheduler.suspend(job_id)
 
 
 async def test_progress_is_coalesced_and_visible_while_the_job_runs(scheduler: Scheduler) -> None:
@@ -661,36 +340,6 @@ async def test_a_sync_handler_reports_progress_through_from_thread(scheduler: Sc
         assert abs(record.progress - 0.4) < 1e-6  # stored as real
         assert record.progress_message == "from a thread"
         release.set()
-
-
-async def test_a_deleted_job_that_ran_before_is_gone_not_failed(
-    scheduler: Scheduler, db: asyncpg.Connection
-) -> None:
-    """Its last run put it back (a retry was due); after delete() nothing says how it ended:
-    not found, not listed as failed, not revived by retry_many()."""
-
-    @scheduler.job("t", retry=LinearBackoff(max_retries=3, base_delay=3600))
-    async def t(job: Job) -> None:
-        raise RuntimeError("later")
-
-    async with running(scheduler.worker(poll_interval=60)):
-        job_id = await scheduler.schedule("t")
-        await _logged(db, scheduler.schema, job_id, 1)
-    assert (await scheduler.get_job(job_id)).state is JobState.SCHEDULED
-    await scheduler.delete(job_id)
-    with pytest.raises(JobNotFound):
-        await scheduler.get_job(job_id)
-    assert (await scheduler.list_jobs()).items == ()
-    assert await scheduler.retry_many(type="t") == []
-
-
-async def test_the_last_page_has_no_cursor_even_when_full(scheduler: Scheduler) -> None:
-    scheduler.register("t", lambda job: None)
-    await scheduler.schedule_many("t", range(4))
-    first = await scheduler.list_jobs(limit=2)
-    assert first.cursor is not None
-    second = await scheduler.list_jobs(limit=2, cursor=first.cursor)
-    assert (len(second.items), second.cursor) == (2, None)
 
 
 async def test_a_snooze_keeps_the_last_failure_and_progress_starts_afresh(
