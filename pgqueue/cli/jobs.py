@@ -232,44 +232,26 @@ def _not_live(job_id: int) -> int:
     return 1
 
 
-@jobs_app.command("cancel")
-def cancel(
-    job_id: IdArgument, dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False
-) -> None:
-    """Cancel a job: a waiting one ends at once, a running one is stopped by its worker."""
-    _act("cancel", job_id, dsn, schema, as_json)
+def _action_command(verb: str, doc: str) -> None:
+    """Register ``pgqueue jobs <verb> ID``: one management call on one job."""
+
+    def command(
+        job_id: IdArgument, dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False
+    ) -> None:
+        _act(verb, job_id, dsn, schema, as_json)
+
+    command.__doc__ = doc
+    jobs_app.command(verb)(command)
 
 
-@jobs_app.command("retry")
-def retry(
-    job_id: IdArgument, dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False
-) -> None:
-    """Run a failed or cancelled job again, under its id."""
-    _act("retry", job_id, dsn, schema, as_json)
-
-
-@jobs_app.command("delete")
-def delete(
-    job_id: IdArgument, dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False
-) -> None:
-    """Remove a job no worker holds (its runs stay)."""
-    _act("delete", job_id, dsn, schema, as_json)
-
-
-@jobs_app.command("suspend")
-def suspend(
-    job_id: IdArgument, dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False
-) -> None:
-    """Take a pending or scheduled job out of the queue until resumed."""
-    _act("suspend", job_id, dsn, schema, as_json)
-
-
-@jobs_app.command("resume")
-def resume(
-    job_id: IdArgument, dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False
-) -> None:
-    """Put a suspended job back in the queue."""
-    _act("resume", job_id, dsn, schema, as_json)
+for _verb, _doc in (
+    ("cancel", "Cancel a job: a waiting one ends at once, a running one is stopped by its worker."),
+    ("retry", "Run a failed or cancelled job again, under its id."),
+    ("delete", "Remove a job no worker holds (its runs stay)."),
+    ("suspend", "Take a pending or scheduled job out of the queue (a running suspendable one: ask it)."),
+    ("resume", "Put a suspended job back in the queue."),
+):
+    _action_command(_verb, _doc)
 
 
 @jobs_app.command("wait")
