@@ -134,5 +134,17 @@ BEGIN
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM waiters) + (SELECT count(*) FROM logged) INTO told;
+
+    -- A job scheduled on one of the doomed ones commits while this call waits for that
+    -- row's lock, after the walk above read the graph: this statement's newer snapshot
+    -- sees it waiting on a job that is gone, and the same settling ends it in turn.
+    SELECT array_agg(DISTINCT d.depends_on) INTO doomed_ids
+    FROM job_dependencies d
+    JOIN jobs j ON j.id = d.job_id AND j.worker_id = -1
+    WHERE d.depends_on = ANY(doomed_ids);
+    IF doomed_ids IS NOT NULL THEN
+        PERFORM settle_dependents(doomed_ids, array_fill('cancelled'::text, ARRAY[cardinality(doomed_ids)]),
+                                  channel);
+    END IF;
 END
 $$;

@@ -422,10 +422,11 @@ class MemoryStore:
         now = self.clock.time()
         due: list[_Job] = []
         while len(due) < limit and (job := self._take(queues, now)) is not None:
+            job.worker_id = worker_id  # claimed now: another entry of the same job is stale at once
             due.append(job)
         rows: list[Row] = []
         for j in due:
-            j.worker_id, j.attempt, j.delayed, j.claimed_at = worker_id, j.attempt + 1, False, now
+            j.attempt, j.delayed, j.claimed_at = j.attempt + 1, False, now
             rows.append(
                 (
                     j.id,
@@ -482,7 +483,7 @@ class MemoryStore:
             if (
                 job.unique_key is not None
                 and (job.unique_hold or 0) > 0
-                and end in (job.unique_ends or ("succeeded",))
+                and end in (job.unique_ends if job.unique_ends is not None else ("succeeded",))
             ):
                 self._kept_keys[job.unique_key] = (job.id, now + (job.unique_hold or 0.0))
             if job.awaited:

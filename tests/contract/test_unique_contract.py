@@ -209,3 +209,17 @@ async def test_unique_key_cannot_be_empty_and_writes_nothing(backend_scheduler: 
     with pytest.raises(ConfigError):
         await s.schedule("t", unique_key="a\x00b")
     assert (await s.list_jobs()).items == ()
+
+
+async def test_an_empty_unique_kept_after_frees_the_key_after_a_success(backend_scheduler: Scheduler) -> None:
+    s = backend_scheduler
+
+    @s.job("t", unique_for=3600, unique_kept_after=())
+    async def t(job: Job) -> None:
+        return None
+
+    first = await s.schedule("t", unique_key="k")
+    await run_until_ended(s, first)
+    again = await s.schedule("t", unique_key="k")
+    assert again.inserted
+    assert again != first

@@ -737,3 +737,23 @@ async def test_a_job_whose_type_the_worker_does_not_know_fails_once(backend_sche
     [run] = record.runs
     assert (record.state, run.outcome, run.retry_at) == (JobState.FAILED, Outcome.FAILED, None)
     assert "'mystery' is not registered in this worker" in (run.error or "")
+
+
+async def test_a_resumed_job_and_a_released_dependent_run_once_each(backend_scheduler: Scheduler) -> None:
+    """A job that became claimable twice over (suspended then resumed; waiting then released)
+    is claimed once, by a worker that claims many at a time."""
+    s = backend_scheduler
+    runs: list[int] = []
+
+    @s.job("t")
+    async def t(job: Job) -> None:
+        runs.append(job.id)
+
+    resumed = await s.schedule("t", None)
+    await s.suspend(resumed)
+    await s.resume(resumed)
+    first = await s.schedule("t", None)
+    dependent = await s.schedule("t", None, depends_on=[first])
+    records = await run_until_ended(s, resumed, first, dependent, concurrency=8)
+    assert sorted(runs) == sorted([resumed, first, dependent])
+    assert [len(r.runs) for r in records] == [1, 1, 1]

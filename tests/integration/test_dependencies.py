@@ -4,6 +4,7 @@ and transitive cancel, on both backends: tests/contract/test_dependencies_contra
 
 from __future__ import annotations
 
+import anyio
 import asyncpg
 import pytest
 
@@ -113,3 +114,38 @@ async def test_dependencies_work_in_a_schema_whose_name_needs_quoting(dsn: str, 
     finally:
         await scheduler.close()
         await drop_schema(dsn, odd)
+
+
+async def test_a_dependent_scheduled_while_its_chain_is_being_cancelled_is_cancelled_too(
+    scheduler: Scheduler, db: asyncpg.Connection, dsn: str
+) -> None:
+    """d ← x ← z, and y on z scheduled in an open transaction: cancel(d) reads the chain,
+    then waits for z's row, which y's transaction holds; once that commits, y must not be
+    left waiting on a job that is gone."""
+    scheduler.register("t", lambda job: None)
+    d = await scheduler.schedule("t", None, run_at=None)
+    await scheduler.suspend(d)
+    x = await scheduler.schedule("t", None, depends_on=[d])
+    z = await scheduler.schedule("t", None, depends_on=[x])
+    conn = await asyncpg.connect(dsn)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        y = await scheduler.schedule("t", None, depends_on=[z], conn=conn)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(scheduler.cancel, d)
+
+            async def blocked() -> bool:
+                waiting = await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                return bool(waiting)
+
+            await until(blocked)
+            await tx.commit()
+    finally:
+        await conn.close()
+    states = [await _state(scheduler, i) for i in (d, x, z, y)]
+    assert states == [JobState.CANCELLED] * 4
+    assert (await scheduler.get_job(y)).runs[-1].error == f"dependency {z} was cancelled"
