@@ -52,3 +52,8 @@ async def cancelled_by_someone(job: Job) -> None:
 @scheduler.job("boom")
 async def boom(job: Job) -> None:
     raise ValueError("boom")
+
+
+@scheduler.job("resumable", suspendable=True)
+async def resumable(job: Job) -> None:
+    await job.checkpoint(None)

@@ -3,7 +3,11 @@
 Every command opens the database (see ``_app``), does one thing through the Scheduler's
 management API and prints the outcome: a rich table or line, or with ``--json`` one JSON
 document. A job id that is not known, or a state that does not allow the action, is one
-line on stderr and exit code 1; bad input (invalid JSON, a bad option) exit code 2.
+line on stderr and exit code 1, as is a value pgqueue refuses (a naive time, a priority
+out of range); a malformed command (invalid JSON, an unknown option, a value of the wrong
+type) exits with code 2. ``--app`` names the application's scheduler: ``schedule``
+checks params with its types, and ``jobs suspend`` can then ask a running job of a
+suspendable type to stop at its next checkpoint.
 """
 
 from __future__ import annotations
@@ -114,6 +118,8 @@ def _record_json(record: JobRecord) -> dict[str, Any]:
         "result": record.result,
         "progress": record.progress,
         "progress_message": record.progress_message,
+        "suspend_requested": record.suspend_requested,
+        "checkpoint": record.checkpoint,
         "depends_on": list(record.depends_on),
         "dependents": list(record.dependents),
         "runs": [
@@ -211,11 +217,22 @@ def show(
     stdout.print(runs)
 
 
-def _act(verb: str, job_id: int, dsn: str | None, schema: str, as_json: bool) -> None:
+def _act(  # noqa: PLR0917 - the command's options, passed on
+    verb: str,
+    job_id: int,
+    dsn: str | None,
+    schema: str,
+    as_json: bool,
+    app_target: str | None,
+) -> None:
+    owner = load_scheduler(app_target) if app_target else None
+
     async def work(scheduler: Scheduler) -> str:
-        if verb == "cancel":
-            return (await scheduler.cancel(job_id)).value
-        await getattr(scheduler, verb)(job_id)
+        target = owner or scheduler  # the application's types say which are suspendable
+        with owner.using(scheduler) if owner is not None else contextlib.nullcontext():
+            if verb == "cancel":
+                return (await target.cancel(job_id)).value
+            await getattr(target, verb)(job_id)
         return "done"
 
     outcome = run_with(dsn, schema, work)
@@ -236,9 +253,13 @@ def _action_command(verb: str, doc: str) -> None:
     """Register ``pgqueue jobs <verb> ID``: one management call on one job."""
 
     def command(
-        job_id: IdArgument, dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False
+        job_id: IdArgument,
+        app_target: AppOption = None,
+        dsn: DsnOption = None,
+        schema: SchemaOption = SCHEMA,
+        as_json: JsonOption = False,
     ) -> None:
-        _act(verb, job_id, dsn, schema, as_json)
+        _act(verb, job_id, dsn, schema, as_json, app_target)
 
     command.__doc__ = doc
     jobs_app.command(verb)(command)
@@ -248,7 +269,7 @@ for _verb, _doc in (
     ("cancel", "Cancel a job: a waiting one ends at once, a running one is stopped by its worker."),
     ("retry", "Run a failed or cancelled job again, under its id."),
     ("delete", "Remove a job no worker holds (its runs stay)."),
-    ("suspend", "Take a pending or scheduled job out of the queue (a running suspendable one: ask it)."),
+    ("suspend", "Take a pending or scheduled job out of the queue (a running one: see --app)."),
     ("resume", "Put a suspended job back in the queue."),
 ):
     _action_command(_verb, _doc)

@@ -574,10 +574,17 @@ class MemoryStore:
         for job_id in ids:
             job = self.jobs.get(job_id)
             if job is not None and job.worker_id == worker_id:
-                job.worker_id, job.attempt, job.delayed = None, job.attempt - 1, False
-                self._queue_up(job)
+                job.attempt, job.delayed = job.attempt - 1, False
+                self._hand_back(job)
                 released += 1
         return released
+
+    def _hand_back(self, job: _Job) -> None:
+        """A claimed job no worker runs any more: claimable again, or suspended if asked."""
+        job.worker_id = SUSPENDED if job.suspend_requested else None
+        job.suspend_requested = False
+        if job.worker_id is None:
+            self._queue_up(job)
 
     async def job_progress_many(self, worker_id: int, reports: Sequence[ProgressReport]) -> None:
         """Keep the latest progress of jobs this worker runs at those attempts.
@@ -618,8 +625,8 @@ class MemoryStore:
         released = 0
         for job in self.jobs.values():
             if job.worker_id == worker_id:
-                job.worker_id, job.delayed = None, True
-                self._queue_up(job)
+                job.delayed = True
+                self._hand_back(job)
                 released += 1
         self._workers.pop(worker_id, None)
         self._worker_info.pop(worker_id, None)
@@ -827,7 +834,7 @@ class MemoryStore:
         job = self.jobs.get(job_id)
         if job is None or job.worker_id is not None:
             return False
-        job.worker_id = SUSPENDED
+        job.worker_id, job.suspend_requested = SUSPENDED, False
         return True
 
     async def job_request_suspend(self, job_id: int, types: Sequence[str]) -> bool:
@@ -844,7 +851,7 @@ class MemoryStore:
         job = self.jobs.get(job_id)
         if job is None or job.worker_id != SUSPENDED:
             return False
-        job.worker_id, job.delayed = None, True
+        job.worker_id, job.delayed, job.suspend_requested = None, True, False
         self._queue_up(job)
         self._tell_queue(job.queue, job.run_at)
         return True

@@ -77,7 +77,7 @@ class DrainedRun:
     error: str | None
     """Error text with traceback, or a verdict's note."""
     again: bool
-    """True when the job was put back to run again (a retry, a snooze)."""
+    """True when the job was put back to run again (a retry, a snooze); not for a suspension."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,7 +100,7 @@ class JobOutcome:
 
     @property
     def again(self) -> bool:
-        """True when the job would run again (a retry, a snooze, a suspension)."""
+        """True when the job would run again by itself (a retry, a snooze; not a suspension)."""
         return self.retry_at is not None or self.retry_in is not None
 
 
@@ -193,7 +193,7 @@ async def _run_one(store: Store, runner: Runner, worker_id: int, offset: float, 
         params=decode(job.params_json),
         result=decode(result.result),
         error=result.error,
-        again=result.retry is not None,
+        again=result.retry is not None and result.outcome is not Outcome.SUSPENDED,
     )
 
 
@@ -255,7 +255,7 @@ async def run_job(
     runner = _runner(registry, watchdog, recorder)
     async with _watched(runner, watchdog):
         result = await runner.run_inline(job)
-    retry = result.retry
+    retry = None if result.outcome is Outcome.SUSPENDED else result.retry  # runs again on resume() only
     return JobOutcome(
         outcome=result.outcome,
         result=decode(result.result),

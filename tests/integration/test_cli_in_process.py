@@ -86,3 +86,25 @@ def test_every_command_and_output_mode(env: None, capsys: pytest.CaptureFixture[
     assert "echo" in types
     described = json.loads(_main(capsys, "types", "--app", "tests.cli_app:scheduler", "--json")[1])
     assert {t["name"] for t in described} >= {"echo", "hang"}
+
+
+def test_suspend_with_app_asks_a_running_job_of_a_suspendable_type(
+    env: None, dsn: str, schema_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _main(capsys, "schedule", "resumable", "--app", "tests.cli_app:scheduler")[0] == 0
+
+    async def claim() -> None:  # a worker that claimed the job and runs it
+        from pgqueue import Scheduler
+
+        async with Scheduler(dsn, schema=schema_name) as s:
+            store = await s.open()
+            wid, _ = await store.worker_register(["default"])
+            assert len(await store.job_claim_many(["default"], 1, wid)) == 1
+
+    asyncio.run(claim())
+    code, _, err = _main(capsys, "jobs", "suspend", "1")
+    assert (code, err.strip()) == (1, "error: cannot suspend job 1: job 1 is running")
+    code, out, _ = _main(capsys, "jobs", "suspend", "1", "--app", "tests.cli_app:scheduler")
+    assert (code, out.strip()) == (0, "job 1: suspend done")
+    shown = json.loads(_main(capsys, "jobs", "show", "1", "--json")[1])
+    assert (shown["state"], shown["suspend_requested"]) == ("running", True)

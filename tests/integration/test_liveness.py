@@ -446,3 +446,27 @@ async def test_a_dead_workers_job_that_was_asked_to_suspend_is_left_suspended(
     record = await scheduler.get_job(job_id)
     assert (record.state, record.suspend_requested) == (JobState.SUSPENDED, False)
     assert record.runs[-1].outcome is Outcome.CRASHED
+
+
+async def test_claimed_jobs_handed_back_after_a_suspend_request_are_left_suspended(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """A job asked to suspend while it waited unstarted in a worker's buffer, and handed
+    back at shutdown (release) or with the worker's row (deregister), stays suspended."""
+    scheduler.register("t", lambda job: None, suspendable=True)
+    store = await pg_store(scheduler)
+    released, deregistered = await scheduler.schedule_many("t", [1, 2])
+    wid, _ = await store.worker_register(["default"])
+    assert sorted(r["id"] for r in await claim_records(store, ["default"], 2, wid)) == [
+        released,
+        deregistered,
+    ]
+    await scheduler.suspend(released)
+    await scheduler.suspend(deregistered)
+    assert await store.job_release_many(wid, [released]) == 1
+    assert await store.worker_deregister(wid) == 1
+    for job_id in (released, deregistered):
+        record = await scheduler.get_job(job_id)
+        assert (record.state, record.suspend_requested) == (JobState.SUSPENDED, False)
+    await scheduler.resume(released)
+    assert (await scheduler.get_job(released)).state is JobState.PENDING

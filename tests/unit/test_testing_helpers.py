@@ -101,7 +101,7 @@ async def test_run_job_hands_a_checkpoint_and_stops_at_the_next_one_when_asked()
             await job.checkpoint({"page": page})
 
     out = await run_job(export, checkpoint={"page": 4}, suspend_requested=True)
-    assert (out.outcome, out.checkpoint, out.again) == (Outcome.SUSPENDED, {"page": 4}, True)
+    assert (out.outcome, out.checkpoint, out.again) == (Outcome.SUSPENDED, {"page": 4}, False)
     done = await run_job(export, checkpoint={"page": 4})
     assert (done.outcome, done.checkpoint) == (Outcome.SUCCEEDED, {"page": 9})
 

@@ -109,10 +109,12 @@ CROSS JOIN LATERAL (
 
 -- name: job_release_many
 -- why: shutdown hands back claimed jobs that never started, at once and without counting
---      the claim as an attempt, so another worker takes them immediately.
+--      the claim as an attempt, so another worker takes them immediately; one that
+--      suspend() asked for is left suspended instead.
 -- params: $1 worker_id bigint, $2 ids bigint[]
 UPDATE {schema}.jobs
-SET worker_id = NULL, attempt = attempt - 1, delayed = false
+SET worker_id = CASE WHEN suspend_requested THEN 0 END, suspend_requested = false,
+    attempt = attempt - 1, delayed = false
 WHERE id = ANY($2::bigint[]) AND worker_id = $1;
 
 -- name: job_lock
@@ -242,9 +244,6 @@ GROUP BY queue, type;
 WITH last AS (
     SELECT DISTINCT ON (r.job_id) r.job_id, r.queue, r.type, r.params, r.priority,
            r.inserted_at, r.attempt,
-           (SELECT e.error FROM {schema}.job_runs e
-            WHERE e.job_id = r.job_id AND e.outcome IN ('failed', 'timeout', 'crashed')
-            ORDER BY e.attempt DESC, e.started_at DESC LIMIT 1) AS error,
            {schema}.run_end_state(r.retry_at, r.outcome) AS state
     FROM {schema}.job_runs r
     WHERE ($1::bigint[] IS NULL OR r.job_id = ANY($1::bigint[]))
@@ -254,7 +253,10 @@ WITH last AS (
 ), back AS (
     INSERT INTO {schema}.jobs (id, queue, type, params, priority, inserted_at, run_at, attempt,
                                attempt_base, errors, last_error)
-    SELECT job_id, queue, type, params, priority, inserted_at, now(), attempt, attempt, 0, error
+    SELECT job_id, queue, type, params, priority, inserted_at, now(), attempt, attempt, 0,
+           (SELECT e.error FROM {schema}.job_runs e
+            WHERE e.job_id = last.job_id AND e.outcome IN ('failed', 'timeout', 'crashed')
+            ORDER BY e.attempt DESC, e.started_at DESC LIMIT 1)
     FROM last
     WHERE state = ANY($4::text[])
     ON CONFLICT (id) DO NOTHING
@@ -297,7 +299,8 @@ FROM marked;
 -- why: suspend(): a pending or scheduled job takes the suspended lock (worker_id 0), which
 --      no claim takes.
 -- params: $1 job id bigint
-UPDATE {schema}.jobs SET worker_id = 0 WHERE id = $1 AND worker_id IS NULL RETURNING id;
+UPDATE {schema}.jobs SET worker_id = 0, suspend_requested = false
+WHERE id = $1 AND worker_id IS NULL RETURNING id;
 
 -- name: job_resume
 -- why: resume(): a suspended job is claimable again; it goes to the due index (as a put-back
@@ -305,7 +308,7 @@ UPDATE {schema}.jobs SET worker_id = 0 WHERE id = $1 AND worker_id IS NULL RETUR
 --      ('d:').
 -- params: $1 job id bigint, $2 channel text
 WITH back AS (
-    UPDATE {schema}.jobs SET worker_id = NULL, delayed = true
+    UPDATE {schema}.jobs SET worker_id = NULL, delayed = true, suspend_requested = false
     WHERE id = $1 AND worker_id = 0
     RETURNING id, queue, run_at
 )

@@ -23,7 +23,8 @@ RETURNING date_part('epoch', clock_timestamp()) AS server_time;
 --      it would cost every claim an index insert for this rare scan of the small hot table.)
 -- params: $1 worker_id bigint
 WITH released AS (
-    UPDATE {schema}.jobs SET worker_id = NULL, delayed = true
+    UPDATE {schema}.jobs
+    SET worker_id = CASE WHEN suspend_requested THEN 0 END, suspend_requested = false, delayed = true
     WHERE worker_id = $1
     RETURNING id
 )
