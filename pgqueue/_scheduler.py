@@ -138,6 +138,9 @@ class Scheduler:
         An application's own scheduler, with the job types it registered, then schedules,
         manages and builds workers on ``other``'s store (an in-memory one, or a test
         schema); its own pool is left as it was. The pytest plugin's fixtures use it.
+        Everything happens inside the block: a worker built there opens its store when it
+        runs, and ``close()`` belongs to ``other`` (closing this scheduler inside the block
+        closes ``other``'s store).
         """
         saved = self._store, self._delegate, self.schema
         self._store, self._delegate, self.schema = other._store, other, other.schema

@@ -149,3 +149,40 @@ async def test_a_dependent_scheduled_while_its_chain_is_being_cancelled_is_cance
     states = [await _state(scheduler, i) for i in (d, x, z, y)]
     assert states == [JobState.CANCELLED] * 4
     assert (await scheduler.get_job(y)).runs[-1].error == f"dependency {z} was cancelled"
+
+
+async def test_schedule_with_dependencies_runs_again_when_postgresql_breaks_a_deadlock_with_it(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Another transaction holds dependency b and then asks for a, which schedule() (locking
+    in id order) holds while it waits for b: PostgreSQL fails schedule()'s transaction,
+    which runs again once the other has committed."""
+    scheduler.register("t", lambda job: None)
+    a, b = await scheduler.schedule_many("t", [1, 2])
+    table = f'"{scheduler.schema}".jobs'
+    tx = db.transaction()
+    await tx.start()
+    await db.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", b)
+    made: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        async def schedule_dependent() -> None:
+            made.append(await scheduler.schedule("t", None, depends_on=[a, b]))
+
+        tg.start_soon(schedule_dependent)
+
+        async def blocked() -> bool:
+            waiting = await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND datname = current_database()"
+            )
+            return bool(waiting)
+
+        await until(blocked)
+        try:  # schedule() waited first, so its deadlock check runs first and fails it
+            await db.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", a)
+        finally:
+            await tx.commit()
+    [dependent] = made
+    record = await scheduler.get_job(dependent)
+    assert (record.state, record.depends_on) == (JobState.WAITING, (a, b))

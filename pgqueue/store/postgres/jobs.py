@@ -18,7 +18,9 @@ from .pool import StoreBase
 __all__ = ["CANCEL_NOTE", "JobsMixin"]
 
 CANCEL_NOTE = "cancelled before it ran"  # the note of the cancelled run of a job no worker held
-DEADLOCK_RETRIES = 3  # runs of cancel_many's transaction when PostgreSQL picks it to break a deadlock
+# Runs of a transaction (cancel_many, schedule with depends_on) that PostgreSQL picks to
+# break a deadlock: it was rolled back, so running it again is safe.
+DEADLOCK_RETRIES = 3
 
 
 class _Refused(Exception):  # noqa: N818 - internal control flow, never seen by callers
@@ -97,11 +99,19 @@ class JobsMixin(StoreBase):
         """
         args = (*self._insert_args(jobs, params), list(depends_on))
         try:
-            if conn is None:
-                async with self.pool.acquire() as own, own.transaction():
-                    return await self._insert_dependent(own, args)
-            async with conn.transaction():
-                return await self._insert_dependent(conn, args)
+            if conn is not None:  # the caller's transaction: a deadlock is the caller's to retry
+                async with conn.transaction():
+                    return await self._insert_dependent(conn, args)
+            for attempt in range(1, DEADLOCK_RETRIES + 1):
+                try:
+                    async with self.pool.acquire() as own, own.transaction():
+                        return await self._insert_dependent(own, args)
+                except asyncpg.DeadlockDetectedError:
+                    # Our locks (in id order) crossed a flush ending the dependencies in
+                    # another order; PostgreSQL rolled this back: nothing was written.
+                    if attempt == DEADLOCK_RETRIES:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
         except _Refused as refused:
             return None, refused.blocked
 
