@@ -54,6 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 SCHEMA = "chaos"
 T = TypeVar("T")
 
+DEPENDENT = "dependent"  # the harness's name for the `fast` jobs it schedules with depends_on
+
 # Outcomes of a run whose result was lost with its worker or cut by a stop: the job runs again.
 CUT = frozenset({"crashed", "interrupted"})
 # Runs after which another run of the same job is legitimate.
@@ -107,6 +109,9 @@ class ChaosConfig:
     outage_s: float = 0.0  # > 0: stop, stay down this long, start (instead of pg_ctl restart)
     mix: tuple[tuple[str, float], ...] = (("fast", 0.70), ("slow", 0.15), ("flaky", 0.10), ("later", 0.05))
     upfront: float = 0.3  # share of the jobs scheduled before the workers start
+    dependents: float = (
+        0.05  # per scheduled batch, this share of its jobs get a `fast` dependent (depends_on)
+    )
     batches: int = 7  # the rest, in this many batches spread between faults
     fault_interval: tuple[float, float] = (0.3, 0.9)
     drain_deadline_s: float = 150.0  # from the last fault; fails a hang, not a slow run
@@ -133,6 +138,8 @@ class ChaosResult:
     drain_s: float = 0.0
     lost: int = 0
     stuck: int = 0
+    dependents: int = 0  # jobs scheduled with depends_on on a job of the workload (not in `jobs`)
+    dependents_not_succeeded: list[Any] = dataclasses.field(default_factory=list)
     duplicate_runs: int = 0
     outcomes: dict[str, int] = dataclasses.field(default_factory=dict)  # final outcome → jobs
     runs: int = 0  # job_runs rows
@@ -159,7 +166,7 @@ class ChaosResult:
     def summary(self) -> str:
         return (
             f"chaos: jobs {self.jobs} kills {self.kills} conn_kills {self.conn_kills} "
-            f"restarts {self.restarts} lost {self.lost} stuck {self.stuck} "
+            f"restarts {self.restarts} dependents {self.dependents} lost {self.lost} stuck {self.stuck} "
             f"duplicate_runs {self.duplicate_runs}"
         )
 
@@ -410,6 +417,7 @@ class Scenario:
         self.result = ChaosResult(log_dir=log_dir)
         self.server = ChaosServer(ROOT)
         self.scheduled: dict[int, str] = {}  # job id → type
+        self.next_seq = cfg.jobs  # sequence numbers of the dependents come after the plan's
         self.t0 = time.monotonic()
         self.events = (log_dir / "chaos.log").open("w")
         self.admin: Admin
@@ -481,7 +489,8 @@ class Scenario:
         for bs in due_batches.values():
             for b in bs:
                 await self._schedule(b)
-        res.jobs = sum(1 for t in self.scheduled.values() if t != "probe")
+        res.jobs = sum(1 for t in self.scheduled.values() if t not in ("probe", DEPENDENT))
+        res.dependents = sum(1 for t in self.scheduled.values() if t == DEPENDENT)
 
         t_drain = time.monotonic()
         res.drained = await self._wait(self._hot_empty, cfg.drain_deadline_s)
@@ -504,9 +513,37 @@ class Scenario:
             groups[t, self.rng.randint(1, 5) if t == "later" else 0].append(params)
         for (t, delay_s), group in groups.items():
             run_at = dt.timedelta(seconds=delay_s + self.rng.random()) if delay_s else None
-            for job_id in await self._schedule_group(t, group, run_at):
+            made = await self._schedule_group(t, group, run_at)
+            for job_id in made:
                 self.scheduled[job_id] = t
+            for dep in self.rng.sample(made, round(len(made) * self.cfg.dependents)):
+                await self._schedule_dependent(dep)
         self.note(f"scheduled {len(specs)} jobs (total {len(self.scheduled)})")
+
+    async def _schedule_dependent(self, dep: int) -> None:
+        """A ``fast`` job that waits for ``dep``: it must run, once, after ``dep`` succeeds.
+
+        One statement pair in one transaction: stored entirely or not at all. After a
+        connection error the harness looks its sequence number up, as for a batch.
+        """
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        for _ in range(20):
+            try:
+                job_id = await self.sched.schedule("fast", {"seq": seq, "after": dep}, depends_on=[dep])
+            except (DatabaseUnavailableError, asyncpg.InternalClientError) as exc:
+                self.note(f"schedule(depends_on) failed ({exc!r}); checking whether it was stored")
+                found = await self.admin.fetch(
+                    f"SELECT id FROM {SCHEMA}.jobs WHERE (params->>'seq')::bigint = $1 "
+                    f"UNION SELECT job_id FROM {SCHEMA}.job_runs WHERE (params->>'seq')::bigint = $1",
+                    seq,
+                )
+                if not found:
+                    await anyio.sleep(0.2)
+                    continue
+                job_id = found[0][0]
+            self.scheduled[job_id] = DEPENDENT
+            return
+        raise RuntimeError("schedule(depends_on) kept failing")
 
     async def _schedule_group(
         self, type_: str, params: list[dict[str, Any]], run_at: dt.timedelta | None, queue: str | None = None
@@ -730,6 +767,13 @@ class Scenario:
             if fs[-1]["attempt"] != got[-1] and len(res.final_not_last) < EXAMPLES:
                 res.final_not_last.append((job_id, fs[-1]["attempt"], got[-1]))
         res.outcomes = dict(outcomes)
+        # Every dependency of the workload succeeds in the end (retries to spare), so every
+        # dependent must have run and succeeded: never cancelled, never left waiting.
+        res.dependents_not_succeeded = [
+            (j, finals[j][-1]["outcome"] if finals.get(j) else None)
+            for j, t in self.scheduled.items()
+            if t == DEPENDENT and not (finals.get(j) and finals[j][-1]["outcome"] == "succeeded")
+        ][:EXAMPLES]
         ended = outcomes["succeeded"] + outcomes["failed"] + outcomes["timeout"] + outcomes["cancelled"]
         res.lost = len(self.scheduled) - ended
 

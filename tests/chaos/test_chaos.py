@@ -2,7 +2,7 @@
 
 Each test runs on its own embedded PostgreSQL (see ``harness.py``), so it needs no test
 server and never restarts the shared one. ``-s`` shows the summary line, for example
-``chaos: jobs 10000 kills 4 conn_kills 10 restarts 1 lost 0 stuck 0 duplicate_runs 7``.
+``chaos: jobs 10000 kills 4 conn_kills 10 restarts 1 dependents 503 lost 0 stuck 0 duplicate_runs 7``.
 
 Deadlines only fail a hang; nothing here asserts a duration.
 """
@@ -32,6 +32,10 @@ def assert_nothing_lost(res: ChaosResult, cfg: ChaosConfig) -> None:
         f"jobs without a final run row (id, type, attempts): {res.without_final} ({logs})"
     )
     assert not res.several_finals, f"jobs with several final run rows: {res.several_finals} ({logs})"
+    assert res.dependents > 0, f"no dependents were scheduled ({logs})"
+    assert not res.dependents_not_succeeded, (
+        f"dependents that did not succeed (job_id, final outcome): {res.dependents_not_succeeded} ({logs})"
+    )
     assert res.lost == 0, (
         f"lost {res.lost}: scheduled {res.scheduled}, final outcomes {res.outcomes} ({logs})"
     )
