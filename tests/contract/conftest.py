@@ -2,8 +2,10 @@
 
 ``backend_scheduler`` is a Scheduler on the in-memory backend or on a fresh PostgreSQL
 schema (River's driver tests are the model). What the in-memory backend cannot honour
-(another process, crash rescue, a LISTEN connection, a caller's transaction; see
-``pgqueue/store/memory.py``) is tested on PostgreSQL alone, in ``tests/integration``.
+(another process, crash rescue, a caller's transaction; see ``pgqueue/store/memory.py``)
+takes ``pg_only_scheduler`` instead, which is not parametrised: those tests run once, on
+PostgreSQL, and say in their docstring why memory cannot. The deeper PostgreSQL-only
+checks (SQL, locks, faults) live in ``tests/integration``.
 """
 
 from __future__ import annotations
@@ -41,3 +43,9 @@ async def backend_scheduler(request: pytest.FixtureRequest) -> AsyncIterator[Sch
 def backend(backend_scheduler: Scheduler) -> str:
     """Which backend ``backend_scheduler`` is on: "memory" or "postgres"."""
     return "memory" if backend_scheduler.schema == "memory" else "postgres"
+
+
+@pytest.fixture
+def pg_only_scheduler(scheduler: Scheduler) -> Scheduler:
+    """The PostgreSQL backend alone, for a behaviour the in-memory backend cannot honour."""
+    return scheduler
