@@ -135,3 +135,16 @@ async def drop_schema(dsn: str, schema: str) -> None:
         await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
     finally:
         await conn.close()
+
+
+async def lock_wait(db: asyncpg.Connection) -> None:
+    """Wait until another backend of this database waits for a row lock (deadlock tests)."""
+
+    async def waiting() -> bool:
+        count = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND datname = current_database()"
+        )
+        return bool(count)
+
+    await until(waiting)

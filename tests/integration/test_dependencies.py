@@ -16,7 +16,7 @@ from pgqueue import (
     JobState,
     Scheduler,
 )
-from tests._support import Counter, drop_schema, hot_count, running, until, wait
+from tests._support import Counter, drop_schema, hot_count, lock_wait, running, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -135,14 +135,7 @@ async def test_a_dependent_scheduled_while_its_chain_is_being_cancelled_is_cance
         async with anyio.create_task_group() as tg:
             tg.start_soon(scheduler.cancel, d)
 
-            async def blocked() -> bool:
-                waiting = await db.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-                return bool(waiting)
-
-            await until(blocked)
+            await lock_wait(db)
             await tx.commit()
     finally:
         await conn.close()
@@ -171,14 +164,7 @@ async def test_schedule_with_dependencies_runs_again_when_postgresql_breaks_a_de
 
         tg.start_soon(schedule_dependent)
 
-        async def blocked() -> bool:
-            waiting = await db.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND datname = current_database()"
-            )
-            return bool(waiting)
-
-        await until(blocked)
+        await lock_wait(db)
         try:  # schedule() waited first, so its deadlock check runs first and fails it
             await db.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", a)
         finally:

@@ -27,7 +27,7 @@ from pgqueue import (
     Snooze,
     WaitTimeoutError,
 )
-from tests._support import Counter, fired, hot_count, running, runs, until, wait
+from tests._support import Counter, fired, hot_count, lock_wait, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -406,14 +406,7 @@ async def test_cancel_many_runs_again_when_postgresql_breaks_a_deadlock_with_it(
 
         tg.start_soon(cancel_all)
 
-        async def blocked() -> bool:
-            waiting = await db.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND datname = current_database()"
-            )
-            return bool(waiting)
-
-        await until(blocked)
+        await lock_wait(db)
         try:  # cancel_many waited first, so its deadlock check runs first and fails it
             await db.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", first)
         finally:
