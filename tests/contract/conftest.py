@@ -2,7 +2,7 @@
 
 ``backend_scheduler`` is a Scheduler on the in-memory backend or on a fresh PostgreSQL
 schema (River's driver tests are the model). What the in-memory backend cannot honour
-(another process, crash rescue, a caller's transaction; see ``pgqueue/store/memory.py``)
+(another process, crash rescue, a caller's transaction; see ``pgqueue/store/memory``)
 takes ``pg_only_scheduler`` instead, which is not parametrised: those tests run once, on
 PostgreSQL, and say in their docstring why memory cannot. The deeper PostgreSQL-only
 checks (SQL, locks, faults) live in ``tests/integration``.

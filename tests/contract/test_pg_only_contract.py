@@ -1,4 +1,4 @@
-"""Behaviours of the contract that only the PostgreSQL backend honours (see memory.py)."""
+"""Behaviours of the contract that only the PostgreSQL backend honours (see pgqueue/store/memory)."""
 
 from __future__ import annotations
 

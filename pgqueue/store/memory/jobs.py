@@ -1,0 +1,254 @@
+"""Enqueue, claims and flushes of the memory store (``jobs.sql`` and ``runs.sql``'s roles)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from pgqueue._models import Row
+from pgqueue.store.batch import FinalizeResult, FlushBatch, NewJobs, ProgressReport
+
+from .base import MemoryBase
+from .rows import (
+    END_STATES,
+    SUSPENDED,
+    WAITING,
+    LiveJob,
+    as_real,
+    end_state,
+    to_datetime,
+)
+
+__all__ = ["JobsMixin"]
+
+
+class JobsMixin(MemoryBase):
+    """Insert, claim, finalize, release and progress, as the PostgreSQL store's statements do."""
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    async def job_insert(self, conn: object, jobs: NewJobs, params: str) -> int:  # noqa: ARG002 - conn: see the module
+        """Store one job and tell its queue."""
+        job = self._new_job(jobs, params)
+        self._tell_queue(job.queue, job.run_at)
+        return job.id
+
+    async def job_insert_many(self, conn: object, jobs: NewJobs, params: list[str]) -> list[int]:  # noqa: ARG002
+        """Store jobs of one type and queue; one notification for the lot."""
+        made = [self._new_job(jobs, p) for p in params]
+        if made:
+            self._tell_queue(jobs.queue, min(j.run_at for j in made))
+        return [j.id for j in made]
+
+    def _key_holder(self, key: str) -> int | None:
+        now = self.clock.time()
+        kept = self._kept_keys.get(key)
+        if kept is not None and kept[1] <= now:
+            del self._kept_keys[key]
+            kept = None
+        live = next((j.id for j in self.jobs.values() if j.unique_key == key), None)
+        return live if live is not None else (kept[0] if kept else None)
+
+    async def job_insert_unique(
+        self,
+        conn: object,  # noqa: ARG002
+        jobs: NewJobs,
+        params: str,
+        *,
+        key: str,
+        keep_s: float,
+        keep_after: Sequence[str],
+    ) -> tuple[int, bool]:
+        """The job that holds ``key``, or a new one holding it: (id, inserted)."""
+        holder = self._key_holder(key)
+        if holder is not None:
+            return holder, False
+        job = self._new_job(jobs, params)
+        job.unique_key, job.unique_hold, job.unique_ends = key, keep_s, tuple(keep_after)
+        self._tell_queue(job.queue, job.run_at)
+        return job.id, True
+
+    async def job_by_key(self, key: str) -> int | None:
+        """The id of the job that holds ``key``."""
+        return self._key_holder(key)
+
+    async def job_insert_dependent(
+        self,
+        conn: object,  # noqa: ARG002 - see the module: no transactions
+        jobs: NewJobs,
+        params: str,
+        depends_on: Sequence[int],
+    ) -> tuple[int | None, dict[int, str]]:
+        """A job waiting on ``depends_on``, or the dependencies that stand in the way."""
+        live = [d for d in depends_on if d in self.jobs]
+        blocked = {}
+        for dep in depends_on:
+            if dep not in self.jobs:
+                runs = self.runs.get(dep)
+                state = end_state(runs[-1]) if runs else "gone"
+                if state != "succeeded":
+                    blocked[dep] = state
+        if blocked:
+            return None, blocked
+        for dep in live:
+            self.jobs[dep].has_dependents = True
+        job = self._new_job(jobs, params)
+        self._deps[job.id] = list(depends_on)
+        for dep in depends_on:
+            self._dependents.setdefault(dep, []).append(job.id)
+        if live:
+            job.worker_id, job.waiting_on = WAITING, len(live)
+        else:
+            self._tell_queue(job.queue, job.run_at)
+        return job.id, {}
+
+    # -- claims and flushes ---------------------------------------------------------------
+
+    async def job_claim_many(
+        self,
+        queues: Sequence[str],
+        limit: int,
+        worker_id: int,
+        held: object = None,  # noqa: ARG002
+    ) -> list[Row]:
+        """Claim up to ``limit`` due jobs in (priority, run_at, id) order; rows as ROW_*."""
+        if worker_id not in self._workers:
+            return []  # reaped or never registered: claims nothing, as the claim's lock does
+        now = self.clock.time()
+        due: list[LiveJob] = []
+        while len(due) < limit and (job := self._take(queues, now)) is not None:
+            job.worker_id = worker_id  # claimed now: another entry of the same job is stale at once
+            due.append(job)
+        rows: list[Row] = []
+        for j in due:
+            j.attempt, j.delayed, j.claimed_at = j.attempt + 1, False, now
+            rows.append(
+                (
+                    j.id,
+                    j.queue,
+                    j.type,
+                    j.params,
+                    j.priority,
+                    j.attempt,
+                    j.errors,
+                    j.last_error,
+                    j.run_at,
+                    j.inserted_at,
+                    j.timeout_s,
+                    j.cancel_requested,
+                    j.attempt - j.attempt_base,
+                    j.checkpoint,
+                )
+            )
+        return rows
+
+    async def job_next_due(self, queues: Sequence[str], held: object = None) -> float | None:  # noqa: ARG002
+        """Seconds until the next delayed job in these queues is due."""
+        wanted = set(queues)
+        times = [
+            j.run_at for j in self.jobs.values() if j.queue in wanted and j.worker_id is None and j.delayed
+        ]
+        return min(times) - self.clock.time() if times else None
+
+    async def job_finalize_many(
+        self,
+        worker_id: int,
+        batch: FlushBatch,
+        held: object = None,  # noqa: ARG002 - no connections to hold
+        *,
+        clock_offset: float = 0.0,
+    ) -> FinalizeResult:
+        """One flush: end and put back jobs this worker holds at those attempts; log their runs."""
+        now = self.clock.time()
+        ended: set[int] = set()
+        gone: list[tuple[LiveJob, str]] = []
+        put_back: dict[int, dt.datetime] = {}
+        logged = 0
+        b = batch
+        for i, job_id in enumerate(b.end_ids):
+            job = self.jobs.get(job_id)
+            if job is None or job.worker_id != worker_id or job.attempt != b.end_attempts[i]:
+                continue
+            outcome = (b.end_outcomes[i] if i < len(b.end_outcomes) else None) or "succeeded"
+            log = b.end_log[i] if i < len(b.end_log) else None
+            ended.add(job_id)
+            if log is not False:
+                self._log(
+                    job,
+                    worker_id=worker_id,
+                    run_at=job.run_at,
+                    started_at=b.end_started[i] + clock_offset,
+                    finished_at=b.end_finished[i] + clock_offset,
+                    retry_at=None,
+                    attempt=job.attempt,
+                    outcome=outcome,
+                    error=b.end_errors[i] if i < len(b.end_errors) else None,
+                    result=b.end_results[i] if i < len(b.end_results) else None,
+                )
+                logged += 1
+            gone.append((job, END_STATES.get(outcome, "failed")))
+        self._end(gone)
+        for i, job_id in enumerate(b.back_ids):
+            job = self.jobs.get(job_id)
+            if job is None or job.worker_id != worker_id or job.attempt != b.back_attempts[i]:
+                continue
+            outcome = b.back_outcomes[i]
+            retry_at = b.back_retry_at[i]
+            job.worker_id = SUSPENDED if outcome == "suspended" or job.suspend_requested else None
+            job.suspend_requested = False
+            job.delayed = True
+            job.run_at = retry_at.timestamp() if retry_at is not None else now + b.back_delay[i]
+            if job.worker_id is None:
+                self._queue_up(job)
+            job.errors += b.back_error_inc[i]
+            job.attempt_base += outcome in ("snoozed", "suspended")
+            if outcome not in ("snoozed", "interrupted", "suspended"):
+                job.last_error = b.back_errors[i] or job.last_error
+            job.progress = job.progress_message = None
+            checkpoint = b.back_checkpoint[i] if i < len(b.back_checkpoint) else None
+            job.checkpoint = checkpoint or job.checkpoint
+            put_back[job_id] = to_datetime(job.run_at)
+            if b.back_log[i]:
+                self._log(
+                    job,
+                    worker_id=worker_id,
+                    run_at=b.back_due_at[i],
+                    started_at=b.back_started[i] + clock_offset,
+                    finished_at=b.back_finished[i] + clock_offset,
+                    retry_at=job.run_at,
+                    attempt=job.attempt,
+                    outcome=outcome,
+                    error=b.back_errors[i],
+                )
+                logged += 1
+        due_in = min((at.timestamp() for at in put_back.values()), default=None)
+        return FinalizeResult(
+            frozenset(ended), put_back, logged, None if due_in is None else due_in - self.clock.time()
+        )
+
+    async def job_release_many(self, worker_id: int, ids: Sequence[int]) -> int:
+        """Hand back claimed jobs that never started, without counting the claim."""
+        released = 0
+        for job_id in ids:
+            job = self.jobs.get(job_id)
+            if job is not None and job.worker_id == worker_id:
+                job.attempt, job.delayed = job.attempt - 1, False
+                self._hand_back(job)
+                released += 1
+        return released
+
+    async def job_progress_many(self, worker_id: int, reports: Sequence[ProgressReport]) -> None:
+        """Keep the latest progress of jobs this worker runs at those attempts.
+
+        The fraction is kept as the ``real`` column keeps it (a 4-byte float): 0.4 reads
+        back as 0.4000000059604645, as on PostgreSQL.
+        """
+        for r in reports:
+            job = self.jobs.get(r.job_id)
+            if job is not None and job.worker_id == worker_id and job.attempt == r.attempt:
+                job.progress, job.progress_message = as_real(r.fraction), r.message
+
+    async def job_cancel_requested_many(self, ids: Sequence[int]) -> dict[int, bool]:
+        """Which of these jobs were flagged by cancel() (True) or, if not, by suspend() (False)."""
+        jobs = (self.jobs.get(i) for i in ids)
+        return {j.id: j.cancel_requested for j in jobs if j and (j.cancel_requested or j.suspend_requested)}

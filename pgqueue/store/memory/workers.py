@@ -1,0 +1,74 @@
+"""Workers and maintenance of the memory store (``workers.sql``'s role)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+
+from pgqueue._records import WorkerInfo
+
+from .base import MemoryBase
+from .rows import (
+    to_datetime,
+)
+
+__all__ = ["WorkersMixin"]
+
+
+class WorkersMixin(MemoryBase):
+    """Registration, heartbeats and maintenance: one process, so nothing to reap."""
+
+    # -- workers and maintenance -------------------------------------------------------------
+
+    async def worker_register(self, queues: Sequence[str]) -> tuple[int, float]:
+        """A new worker id and this store's clock."""
+        wid = next(self._worker_ids)
+        now = self.clock.time()
+        self._workers[wid] = now
+        self._worker_info[wid] = (tuple(queues), now)
+        return wid, now
+
+    async def worker_heartbeat(self, worker_id: int) -> float | None:
+        """The store's clock; None for a worker that is gone."""
+        if worker_id not in self._workers:
+            return None
+        now = self.clock.time()
+        self._workers[worker_id] = now
+        return now
+
+    async def worker_deregister(self, worker_id: int) -> int:
+        """Hand back what the worker still holds and forget it."""
+        released = 0
+        for job in self.jobs.values():
+            if job.worker_id == worker_id:
+                job.delayed = True
+                self._hand_back(job)
+                released += 1
+        self._workers.pop(worker_id, None)
+        self._worker_info.pop(worker_id, None)
+        return released
+
+    async def worker_list(self) -> list[WorkerInfo]:
+        """The registered workers, oldest first (all of this process)."""
+        host, pid = socket.gethostname(), os.getpid()
+        return [
+            WorkerInfo(wid, host, pid, queues, to_datetime(started), to_datetime(self._workers[wid]))
+            for wid, (queues, started) in sorted(self._worker_info.items())
+        ]
+
+    async def worker_reap(self, dead_after: float, self_id: int) -> tuple[int, int]:  # noqa: ARG002
+        """Nothing to reap: every worker of this store lives in this process (see the module)."""
+        return 0, 0
+
+    async def unique_keys_expire(self) -> int:
+        """Drop the kept keys whose time is up."""
+        now = self.clock.time()
+        expired = [k for k, (_, until) in self._kept_keys.items() if until <= now]
+        for key in expired:
+            del self._kept_keys[key]
+        return len(expired)
+
+    async def jobs_vacuum_if_needed(self, min_dead: int) -> int | None:  # noqa: ARG002
+        """No dead tuples in memory."""
+        return None
