@@ -38,9 +38,10 @@ from ._errors import (
     InvalidStateError,
     JobNotFound,
 )
-from ._manage import DEFAULT_PAGE, Management, check_id
-from ._models import CancelResult, JobHandler
-from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page, WorkerInfo
+from ._manage import Management
+from ._management_api import JobManagement
+from ._models import JobHandler
+from ._records import JobTypeInfo
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
 from ._waiting import Waiters
@@ -56,7 +57,7 @@ CHUNK_SIZE = 1000  # jobs per statement in schedule_many
 WAIT_POLL_S = 0.5  # wait()'s poll interval with pgbouncer=True
 
 
-class Scheduler:
+class Scheduler(JobManagement):
     """Registers job types and schedules jobs; the entry point of pgqueue.
 
     ::
@@ -195,82 +196,6 @@ class Scheduler:
         async with translated("migrate", self.schema):
             return await (await self.open()).migrate()
 
-    async def cancel(self, job_id: int) -> CancelResult:
-        """Cancel a job: a waiting one ends at once, a running one is interrupted by its worker.
-
-        Either way the job ends with a ``cancelled`` run and is not retried. A job that ends
-        before its worker hears of the cancel keeps its real outcome.
-        """
-        check_id(job_id)
-        async with translated("cancel", self.schema):
-            return await (await self.open()).job_cancel(job_id)
-
-    # -- management: see _manage.py --------------------------------------------------------
-
-    async def get_job(self, job_id: int) -> JobRecord:
-        """The job with this id, live or finished, with its state and logged runs.
-
-        Raises :class:`JobNotFound` when no live job has the id and no run of it was logged.
-        """
-        return await self._manage.get_job(job_id)
-
-    async def wait(self, job_id: int, timeout: float | None = None) -> JobRecord:  # noqa: ASYNC109 - the documented API: a job's deadline, not a cancel scope
-        """The job's record once it has ended (notified, never polled); see ``_waiting.py``."""
-        return await self._waiters.wait(job_id, timeout)
-
-    async def list_jobs(
-        self,
-        *,
-        state: JobState | str | None = None,
-        queue: str | None = None,
-        type: str | None = None,  # noqa: A002 - the job type's name, as in schedule()
-        limit: int = DEFAULT_PAGE,
-        cursor: str | None = None,
-    ) -> Page:
-        """One page of jobs, live and finished, newest first (see :meth:`Management.list_jobs`)."""
-        return await self._manage.list_jobs(state=state, queue=queue, type_=type, limit=limit, cursor=cursor)
-
-    async def queue_depth(self, queue: str | None = None) -> int:
-        """Jobs due now and waiting for a worker (state ``pending``), in ``queue`` or all queues."""
-        return await self._manage.queue_depth(queue)
-
-    async def stats(self) -> JobStats:
-        """Live jobs counted by queue and state, and by type and state."""
-        return await self._manage.stats()
-
-    async def workers(self) -> list[WorkerInfo]:
-        """The registered workers (id, host, pid, queues, start, last heartbeat), oldest first."""
-        async with translated("workers", self.schema):
-            return await (await self._open()).worker_list()
-
-    async def retry(self, job_id: int) -> None:
-        """Run a failed or cancelled job again now, same id, runs numbered on, budget afresh."""
-        await self._manage.retry(job_id)
-
-    async def retry_many(self, *, queue: str | None = None, type: str | None = None) -> list[int]:  # noqa: A002 - the job type's name, as in schedule()
-        """Run every failed job of ``queue`` and/or ``type`` (or all) again; returns their ids."""
-        return await self._manage.retry_many(queue=queue, type_=type)
-
-    async def delete(self, job_id: int) -> None:
-        """Remove a waiting or suspended job (its logged runs stay); else :class:`InvalidStateError`."""
-        await self._manage.delete(job_id)
-
-    async def suspend(self, job_id: int) -> None:
-        """Take a pending or scheduled job out of the queue until :meth:`resume`.
-
-        A running job of a type registered ``suspendable=True`` is asked to stop at its next
-        checkpoint (``job.suspend_requested``); it stays ``running`` until it does.
-        """
-        await self._manage.suspend(job_id)
-
-    async def resume(self, job_id: int) -> None:
-        """Put a suspended job back in the queue, due at its run_at (or now)."""
-        await self._manage.resume(job_id)
-
-    async def cancel_many(self, *, queue: str | None = None, type: str | None = None) -> CancelCounts:  # noqa: A002 - the job type's name, as in schedule()
-        """Cancel every live job of ``queue`` and/or ``type`` (one at least), as :meth:`cancel`."""
-        return await self._manage.cancel_many(queue=queue, type_=type)
-
     # -- registration ---------------------------------------------------------------------
 
     def job(
@@ -395,15 +320,6 @@ class Scheduler:
                 f"dependency {dep} not found: no live job has this id and no run of it was logged"
             )
         raise InvalidStateError(dep, state, "depend on")
-
-    async def get_job_by_key(self, key: str) -> JobRecord:
-        """The job that holds a unique key (live, or kept after its success); else JobNotFound."""
-        check_name("unique_key", key)
-        async with translated("get_job_by_key", self.schema):
-            job_id = await (await self._open()).job_by_key(key)
-        if job_id is None:
-            raise JobNotFound(f"no job holds the unique key {key!r}")
-        return await self.get_job(job_id)
 
     async def schedule_many(
         self,
