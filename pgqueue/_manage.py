@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from ._boundary import translated
 from ._config import check_name
@@ -153,11 +153,17 @@ class Management:
         """Put a failed or cancelled job back, due now, under its own id (see the README)."""
         await self._transition(job_id, "retry", lambda s: s.job_retry_many([job_id], None, None, _RETRYABLE))
 
-    async def retry_many(self, *, queue: str | None, type_: str | None) -> list[int]:
-        """Put every failed job of ``queue`` and/or ``type_`` back; the ids, ascending."""
+    async def retry_many(
+        self, *, queue: str | None, type_: str | None, ids: Sequence[int] | None = None
+    ) -> list[int]:
+        """Put every failed job of ``queue`` and/or ``type_`` (among ``ids``) back; the ids, ascending."""
         _check_filters(queue, type_)
+        if ids is not None:
+            ids = list(ids)
+            for job_id in ids:
+                check_id(job_id)
         async with translated("retry_many", self._schema):
-            return await (await self._open()).job_retry_many(None, queue, type_, (JobState.FAILED,))
+            return await (await self._open()).job_retry_many(ids, queue, type_, (JobState.FAILED,))
 
     async def delete(self, job_id: int) -> None:
         """Remove a pending, scheduled or suspended job; its logged runs stay."""

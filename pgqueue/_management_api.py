@@ -7,7 +7,7 @@ scheduling, workers, its backend) and this one the management API around it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from ._boundary import translated
 from ._config import check_name
@@ -80,9 +80,19 @@ class JobManagement:
         """Run a failed or cancelled job again now, same id, runs numbered on, budget afresh."""
         await self._manage.retry(job_id)
 
-    async def retry_many(self, *, queue: str | None = None, type: str | None = None) -> list[int]:  # noqa: A002 - the job type's name, as in schedule()
-        """Run every failed job of ``queue`` and/or ``type`` (or all) again; returns their ids."""
-        return await self._manage.retry_many(queue=queue, type_=type)
+    async def retry_many(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,  # noqa: A002 - the job type's name, as in schedule()
+        ids: Sequence[int] | None = None,
+    ) -> list[int]:
+        """Run every failed job of ``queue`` and/or ``type`` (or all) again; returns their ids.
+
+        ``ids`` narrows it to those jobs (the CLI retries a large set in chunks this way);
+        an id that is not a failed job is left alone.
+        """
+        return await self._manage.retry_many(queue=queue, type_=type, ids=ids)
 
     async def delete(self, job_id: int) -> None:
         """Remove a waiting or suspended job (its logged runs stay); else :class:`InvalidStateError`."""

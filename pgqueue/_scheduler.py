@@ -196,6 +196,15 @@ class Scheduler(JobManagement):
         async with translated("migrate", self.schema):
             return await (await self.open()).migrate()
 
+    async def migration_sql(self) -> str:
+        """The SQL :meth:`migrate` would run now, as one script to review or apply with psql.
+
+        Empty when the schema is up to date; a schema newer than this pgqueue raises
+        :class:`SchemaTooNewError`, as :meth:`migrate` does.
+        """
+        async with translated("migration_sql", self.schema):
+            return await (await self.open()).migration_pending_sql()
+
     # -- registration ---------------------------------------------------------------------
 
     def job(

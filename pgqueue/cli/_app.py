@@ -17,6 +17,14 @@ from typing import Annotated, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from pgqueue._scheduler import Scheduler
 
@@ -27,6 +35,7 @@ __all__ = [
     "SchemaOption",
     "app",
     "emit_json",
+    "progress_bar",
     "resolve_dsn",
     "run_with",
     "stdout",
@@ -97,4 +106,23 @@ def emit_json(value: object) -> None:
     """One JSON document on stdout (records, datetimes and enums as JSON)."""
     sys.stdout.write(
         orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n"
+    )
+
+
+def progress_bar() -> Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal.
+
+    Piped or redirected, it prints nothing: a script reading stdout (or stderr) gets the
+    result alone. It is transient: the bar disappears when the work is done.
+    """
+    console = Console(stderr=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
     )

@@ -24,7 +24,17 @@ from pgqueue._config import SCHEMA
 from pgqueue._records import JobRecord, Page
 from pgqueue._scheduler import Scheduler
 
-from ._app import AppOption, DsnOption, JsonOption, SchemaOption, app, emit_json, run_with, stdout
+from ._app import (
+    AppOption,
+    DsnOption,
+    JsonOption,
+    SchemaOption,
+    app,
+    emit_json,
+    progress_bar,
+    run_with,
+    stdout,
+)
 from .worker import load_scheduler
 
 __all__ = ["jobs_app", "schedule"]
@@ -149,14 +159,29 @@ def list_jobs(  # noqa: PLR0917 - typer passes options by keyword; they are list
     type_: Annotated[str | None, typer.Option("--type", help="Only this job type.")] = None,
     limit: Annotated[int, typer.Option(help="Jobs per page (1 to 500).")] = 50,
     cursor: Annotated[str | None, typer.Option(help="The cursor a previous page printed.")] = None,
+    all_pages: Annotated[
+        bool, typer.Option("--all", help="Every matching job: all pages, read --limit at a time.")
+    ] = False,
     dsn: DsnOption = None,
     schema: SchemaOption = SCHEMA,
     as_json: JsonOption = False,
 ) -> None:
-    """List jobs, newest first, one page at a time."""
+    """List jobs, newest first, one page at a time (or every page with --all)."""
 
     async def work(scheduler: Scheduler) -> Page:
-        return await scheduler.list_jobs(state=state, queue=queue, type=type_, limit=limit, cursor=cursor)
+        page = await scheduler.list_jobs(state=state, queue=queue, type=type_, limit=limit, cursor=cursor)
+        if not all_pages:
+            return page
+        items = list(page.items)
+        with progress_bar() as bar:  # a long listing shows how far it got
+            task = bar.add_task("reading jobs", total=None, completed=len(items))
+            while page.cursor is not None:
+                page = await scheduler.list_jobs(
+                    state=state, queue=queue, type=type_, limit=limit, cursor=page.cursor
+                )
+                items += page.items
+                bar.update(task, completed=len(items))
+        return Page(tuple(items), None)
 
     page = run_with(dsn, schema, work)
     if as_json:

@@ -298,6 +298,10 @@ class AdminStore(Protocol):
         """The highest applied migration, or None when the schema was never migrated."""
         ...
 
+    async def migration_pending_sql(self) -> str:
+        """The SQL script migrate() would run now; empty when up to date."""
+        ...
+
 
 class WorkerBackend(WorkerStore, Notifications, Protocol):
     """What a :class:`~pgqueue.Worker` opens: its stages' store and the listener's channel."""

@@ -152,6 +152,10 @@ class MemoryBase:
         """Nothing to migrate."""
         return []
 
+    async def migration_pending_sql(self) -> str:
+        """No SQL: the memory backend has no schema."""
+        return ""
+
     async def schema_version(self) -> int | None:
         """Always current."""
         from pgqueue.store.postgres.migrate import LATEST_VERSION  # noqa: PLC0415 - the version, not the driver

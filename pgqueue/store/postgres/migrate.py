@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import importlib.resources
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from pgqueue._errors import SchemaNotMigratedError, SchemaTooNewError
 
 from .pool import StoreBase
-from .queries import quote_ident
+from .queries import QUERIES, quote_ident
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "MigrateMixin", "load_migrations"]
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "MigrateMixin", "load_migrations", "migration_script"]
 
 _FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
@@ -63,6 +64,43 @@ def _too_new(schema: str, version: int) -> SchemaTooNewError:
     )
 
 
+def _literal(text: str) -> str:
+    """An SQL string literal (standard_conforming_strings, PostgreSQL's default since 9.1)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def migration_script(schema: str, applied: Collection[int] = ()) -> str:
+    """The statements :meth:`MigrateMixin.migrate` runs for the versions not in ``applied``.
+
+    One psql-ready script in one transaction, with the same advisory lock, schema, version
+    table and ``search_path`` as ``migrate()``, so a DBA who reviews and applies it leaves
+    the schema exactly as ``pgqueue migrate`` would. Empty when nothing is pending.
+    """
+    pending = [m for m in MIGRATIONS if m[0] not in applied]
+    if not pending:
+        return ""
+    q = QUERIES.for_schema(schema)
+    quoted = quote_ident(schema)
+    lock = q.migration_lock.replace("$1", _literal(f"pgqueue.migrate:{schema}"))
+    parts = [
+        f"-- pgqueue migrations {pending[0][0]}..{pending[-1][0]} for schema {quoted}",
+        "BEGIN;",
+        f"{lock};",
+        f"{q.migration_schema_create};",
+        f"{q.migration_version_table_create};",
+        f"SET LOCAL search_path TO {quoted};",
+    ]
+    insert = q.migration_version_insert
+    for version, name, sql in pending:
+        parts += [
+            f"\n-- {version:03d}_{name}.sql",
+            sql.strip(),
+            insert.replace("$1", str(version)).replace("$2", _literal(name)) + ";",
+        ]
+    parts.append("COMMIT;")
+    return "\n".join(parts) + "\n"
+
+
 class MigrateMixin(StoreBase):
     """``migrations.sql``: apply the files, read and check the version."""
 
@@ -89,6 +127,17 @@ class MigrateMixin(StoreBase):
                 await conn.execute(q.migration_version_insert, version, name)
                 done.append(version)
             return done
+
+    async def migration_pending_sql(self) -> str:
+        """The script of the migrations this database lacks (see :func:`migration_script`)."""
+        async with self.pool.acquire() as conn:
+            table = f"{quote_ident(self.schema)}.schema_version"
+            applied: list[int] = []
+            if await conn.fetchval(self.q.schema_version_table_exists, table):
+                applied = [r[0] for r in await conn.fetch(self.q.migration_versions_get)]
+        if applied and max(applied) > LATEST_VERSION:
+            raise _too_new(self.schema, max(applied))
+        return migration_script(self.schema, applied)
 
     async def schema_version(self) -> int | None:
         """The highest applied migration, or None when the schema was never migrated."""
