@@ -32,7 +32,9 @@ def database() -> str:
     if dsn:
         console.print(f"Using PGQUEUE_DSN ({dsn.split('@')[-1]}).")
         return dsn
-    data = Path(__file__).resolve().parent.parent / ".pgqueue" / "demo-pgdata"
+    # The data directory the `pgqueue` command uses without a DSN, so `pgqueue dashboard`
+    # run from the repository opens this database after the demo.
+    data = Path(__file__).resolve().parent.parent / ".pgqueue" / "pgdata"
     t0 = time.monotonic()
     dsn = embedded_dsn(data)
     console.print(
@@ -121,6 +123,12 @@ async def main() -> int:
     console.print(
         f"{len(rows)} runs logged for {len(ids)} jobs; {left} jobs left in the queue. "
         + ("Demo finished." if ok else "[red]Something is off.[/red]")
+    )
+    console.print(
+        f"See these jobs in the dashboard: [bold].venv/bin/pgqueue dashboard --schema {SCHEMA}[/bold], "
+        "then open http://127.0.0.1:8080/ (Ctrl-C stops it)."
+        + ("" if os.environ.get("PGQUEUE_DSN") else " Without PGQUEUE_DSN it opens the same embedded database."),
+        highlight=False,
     )
     return 0 if ok else 1
 

@@ -26,7 +26,19 @@ from ._errors import (
 )
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
 from ._params import ParamsValidationError
-from ._records import CancelCounts, JobRecord, JobState, JobStats, JobTypeInfo, Page, RunRecord, WorkerInfo
+from ._records import (
+    Activity,
+    ActivityBucket,
+    ActivityCounts,
+    CancelCounts,
+    JobRecord,
+    JobState,
+    JobStats,
+    JobTypeInfo,
+    Page,
+    RunRecord,
+    WorkerInfo,
+)
 from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
 from ._verdicts import Cancel, Skip, Snooze, Suspended
@@ -36,6 +48,9 @@ from .worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "Activity",
+    "ActivityBucket",
+    "ActivityCounts",
     "Cancel",
     "CancelCounts",
     "CancelResult",

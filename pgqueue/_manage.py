@@ -14,18 +14,39 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import math
 from collections.abc import Awaitable, Callable, Sequence
 
 from ._boundary import translated
 from ._config import check_name
-from ._errors import ConfigError, InvalidStateError, JobNotFound
-from ._records import CancelCounts, JobRecord, JobState, JobStats, Page
+from ._errors import ConfigError, InvalidStateError, JobNotFound, check_delay
+from ._records import (
+    Activity,
+    ActivityBucket,
+    ActivityCounts,
+    CancelCounts,
+    JobRecord,
+    JobState,
+    JobStats,
+    Page,
+)
 from .store import ManageStore
 
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Management", "check_id"]
+__all__ = [
+    "DEFAULT_PAGE",
+    "MAX_BUCKETS",
+    "MAX_PAGE",
+    "MIN_BUCKET_S",
+    "Management",
+    "activity_buckets",
+    "check_id",
+]
 
 DEFAULT_PAGE = 50  # jobs per list_jobs page
 MAX_PAGE = 500  # the largest page list_jobs serves
+MAX_BUCKETS = 1440  # activity(): a day by the minute; more bars than a chart has pixels
+MIN_BUCKET_S = 0.001  # activity(): run times are stored to the microsecond; bucket numbers fit a bigint
 _TOP = 2**63 - 1  # "below" for the first page: above every bigint id
 _CURSOR_PREFIX = "j1:"  # versions the cursor's format, so a future one can change it
 
@@ -60,6 +81,29 @@ def _check_filters(queue: str | None, type_: str | None) -> None:
     for kind, name in (("queue", queue), ("job type", type_)):
         if name is not None:
             check_name(kind, name)
+
+
+def activity_buckets(window_s: float, bucket_s: float) -> int:
+    """How many buckets activity() returns for this window; ConfigError for bad arguments.
+
+    Both are positive seconds (at most a century), the bucket at least a millisecond and no
+    longer than the window, and the window at most :data:`MAX_BUCKETS` buckets. A window
+    that is not a whole number of buckets is rounded up to one.
+    """
+    window = check_delay(window_s, "window_s")
+    bucket = check_delay(bucket_s, "bucket_s")
+    if window <= 0 or bucket <= 0:
+        raise ConfigError(f"window_s and bucket_s must be positive, got {window_s!r} and {bucket_s!r}")
+    if bucket < MIN_BUCKET_S:
+        raise ConfigError(f"bucket_s must be at least {MIN_BUCKET_S} seconds, got {bucket_s!r}")
+    if bucket > window:
+        raise ConfigError(f"bucket_s ({bucket_s!r}) must not exceed window_s ({window_s!r})")
+    count = math.ceil(window / bucket - 1e-9)  # 3600 / 60 is 60 buckets, not 61 by a rounding
+    if count > MAX_BUCKETS:
+        raise ConfigError(
+            f"window_s / bucket_s must be at most {MAX_BUCKETS} buckets, got {count}: use larger buckets"
+        )
+    return count
 
 
 def _not_found(job_id: int) -> JobNotFound:
@@ -186,6 +230,22 @@ class Management:
     async def resume(self, job_id: int) -> None:
         """Put a suspended job back in the queue (due at its run_at, or now)."""
         await self._transition(job_id, "resume", lambda s: s.job_resume(job_id))
+
+    async def activity(self, *, window_s: float, bucket_s: float) -> Activity:
+        """Runs that ended in the last ``window_s`` seconds, in ``bucket_s`` buckets and per queue."""
+        count = activity_buckets(window_s, bucket_s)
+        bucket = float(bucket_s)
+        async with translated("activity", self._schema):
+            rows = await (await self._open()).job_runs_activity(bucket, count)
+        slots = [ActivityCounts()] * count
+        by_queue: dict[str, ActivityCounts] = {}
+        for index, queue, counts in rows.counts:
+            i = min(max(index, 0), count - 1)  # a float rounding at a bucket's edge stays inside
+            slots[i] += counts
+            by_queue[queue] = by_queue.get(queue, ActivityCounts()) + counts
+        step = dt.timedelta(seconds=bucket)
+        buckets = tuple(ActivityBucket(rows.since + i * step, c) for i, c in enumerate(slots))
+        return Activity(rows.since, rows.until, bucket, buckets, dict(sorted(by_queue.items())))
 
     async def _transition(
         self, job_id: int, action: str, change: Callable[[ManageStore], Awaitable[object]]

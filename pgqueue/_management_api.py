@@ -14,7 +14,7 @@ from ._config import check_name
 from ._errors import JobNotFound
 from ._manage import DEFAULT_PAGE, Management, check_id
 from ._models import CancelResult
-from ._records import CancelCounts, JobRecord, JobState, JobStats, Page, WorkerInfo
+from ._records import Activity, CancelCounts, JobRecord, JobState, JobStats, Page, WorkerInfo
 from ._waiting import Waiters
 from .store import Store
 
@@ -70,6 +70,17 @@ class JobManagement:
     async def stats(self) -> JobStats:
         """Live jobs counted by queue and state, and by type and state."""
         return await self._manage.stats()
+
+    async def activity(self, *, window_s: float = 3600.0, bucket_s: float = 60.0) -> Activity:
+        """Runs that ended in the last ``window_s`` seconds, counted per ``bucket_s`` and per queue.
+
+        Succeeded, failed for good, retried and cancelled runs (see :class:`ActivityCounts`),
+        read from the run log's recent end (its ``finished_at`` index), whatever its length.
+        Buckets are aligned on multiples of ``bucket_s`` (see :class:`Activity`); at most
+        1,440 of them. ConfigError for a non-positive window, a bucket under a millisecond
+        or longer than the window.
+        """
+        return await self._manage.activity(window_s=window_s, bucket_s=bucket_s)
 
     async def workers(self) -> list[WorkerInfo]:
         """The registered workers (id, host, pid, queues, start, last heartbeat), oldest first."""

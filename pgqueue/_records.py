@@ -17,6 +17,9 @@ from ._models import Outcome
 from ._retry import ErrorFilter
 
 __all__ = [
+    "Activity",
+    "ActivityBucket",
+    "ActivityCounts",
     "CancelCounts",
     "JobRecord",
     "JobState",
@@ -211,3 +214,76 @@ class WorkerInfo:
     """When it registered (the database's clock)."""
     heartbeat: dt.datetime
     """Its last heartbeat (the database's clock): a worker silent for ``dead_after`` is reaped."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActivityCounts:
+    """Runs that ended, by how: what :class:`Activity` counts per bucket and per queue.
+
+    Counted from the run log (``job_runs``), so a run that ``should_log_run`` left out is
+    not counted. Snoozed, suspended and interrupted runs that were put back are no outcome
+    and are counted nowhere.
+    """
+
+    succeeded: int = 0
+    """Runs that succeeded (skipped ones included)."""
+    failed: int = 0
+    """Final failures: failed, timed-out, crashed or interrupted runs that were not retried."""
+    retried: int = 0
+    """Failed, timed-out or crashed runs that were put back for another run."""
+    cancelled: int = 0
+    """Jobs that ended cancelled (by cancel(), cancel_many(), or the handler raising Cancel)."""
+
+    @property
+    def total(self) -> int:
+        """Every run counted here."""
+        return self.succeeded + self.failed + self.retried + self.cancelled
+
+    def __add__(self, other: ActivityCounts) -> ActivityCounts:
+        """The counts of both, kind by kind."""
+        return ActivityCounts(
+            self.succeeded + other.succeeded,
+            self.failed + other.failed,
+            self.retried + other.retried,
+            self.cancelled + other.cancelled,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActivityBucket:
+    """One time slice of :class:`Activity`."""
+
+    start: dt.datetime
+    """Its start (the database's clock); it ends where the next one starts."""
+    counts: ActivityCounts
+    """The runs that ended in it, every queue together."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Activity:
+    """Runs that ended recently, in time buckets and per queue, from :meth:`Scheduler.activity`.
+
+    Buckets are aligned on multiples of ``bucket_s`` since the epoch, so a chart refreshed a
+    little later shows the same bars, and the newest bucket (the one ``until`` falls in) is
+    still filling. ``since`` is the oldest bucket's start: the window asked for, rounded
+    down to a bucket boundary, at most one bucket less.
+    """
+
+    since: dt.datetime
+    """The oldest bucket's start (the database's clock)."""
+    until: dt.datetime
+    """When the counts were read (the database's clock)."""
+    bucket_s: float
+    """Each bucket's length in seconds."""
+    buckets: tuple[ActivityBucket, ...]
+    """Oldest first, one per bucket, empty ones included: a chart's fixed x axis."""
+    by_queue: dict[str, ActivityCounts]
+    """Per queue with runs in the window, the totals over the window."""
+
+    @property
+    def totals(self) -> ActivityCounts:
+        """Every bucket together."""
+        total = ActivityCounts()
+        for bucket in self.buckets:
+            total += bucket.counts
+        return total

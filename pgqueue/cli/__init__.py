@@ -21,10 +21,10 @@ import typer
 from pgqueue._errors import PgQueueError, describe, unwrap_group
 from pgqueue.store.postgres import connect_error_hint
 
-from . import bench, bulk, jobs, migrate, overview, worker
+from . import bench, bulk, dashboard, jobs, migrate, overview, worker
 from ._app import app
 
-__all__ = ["app", "bench", "bulk", "jobs", "main", "migrate", "overview", "worker"]
+__all__ = ["app", "bench", "bulk", "dashboard", "jobs", "main", "migrate", "overview", "worker"]
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

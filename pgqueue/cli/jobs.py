@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
 from rich.table import Table
 
 from pgqueue._config import SCHEMA
-from pgqueue._records import JobRecord, Page
+from pgqueue._jsonable import job_json
+from pgqueue._records import Page
 from pgqueue._scheduler import Scheduler
 
 from ._app import (
@@ -110,44 +111,6 @@ def _not_here(job: object) -> None:
     """The CLI schedules; it never runs jobs."""
 
 
-def _record_json(record: JobRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "type": record.type,
-        "queue": record.queue,
-        "state": record.state.value,
-        "params": record.params,
-        "priority": record.priority,
-        "attempts": record.attempts,
-        "errors": record.errors,
-        "last_error": record.last_error,
-        "inserted_at": record.inserted_at,
-        "run_at": record.run_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "result": record.result,
-        "progress": record.progress,
-        "progress_message": record.progress_message,
-        "suspend_requested": record.suspend_requested,
-        "checkpoint": record.checkpoint,
-        "depends_on": list(record.depends_on),
-        "dependents": list(record.dependents),
-        "runs": [
-            {
-                "attempt": r.attempt,
-                "outcome": r.outcome.value,
-                "worker_id": r.worker_id,
-                "started_at": r.started_at,
-                "finished_at": r.finished_at,
-                "retry_at": r.retry_at,
-                "error": r.error,
-                "result": r.result,
-            }
-            for r in record.runs
-        ],
-    }
-
-
 def _when(value: dt.datetime | None) -> str:
     return "" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -185,7 +148,7 @@ def list_jobs(  # noqa: PLR0917 - typer passes options by keyword; they are list
 
     page = run_with(dsn, schema, work)
     if as_json:
-        emit_json({"items": [_record_json(r) for r in page.items], "cursor": page.cursor})
+        emit_json({"items": [job_json(r) for r in page.items], "cursor": page.cursor})
         return
     table = Table("id", "type", "queue", "state", "attempts", "run at (UTC)", "last error")
     for r in page.items:
@@ -211,7 +174,7 @@ def show(
     """Show one job, live or finished, with its runs."""
     record = run_with(dsn, schema, lambda s: s.get_job(job_id))
     if as_json:
-        emit_json(_record_json(record))
+        emit_json(job_json(record))
         return
     stdout.print(f"job {record.id}: {record.type} in {record.queue}, {record.state.value}")
     for label, value in (
@@ -313,6 +276,6 @@ def wait(
     """Wait until a job ends and print how (exit code 1 on timeout)."""
     record = run_with(dsn, schema, lambda s: s.wait(job_id, timeout=timeout))
     if as_json:
-        emit_json(_record_json(record))
+        emit_json(job_json(record))
     else:
         stdout.print(f"job {record.id}: {record.state.value}")

@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from pgqueue._config import SCHEMA
+from pgqueue._jsonable import LIVE_STATES, job_type_json, state_counts_json, stats_json, worker_json
 from pgqueue._records import JobState, JobStats
 from pgqueue._scheduler import Scheduler
 
@@ -15,19 +16,13 @@ from .worker import load_scheduler
 
 __all__ = ["queues", "stats", "types", "workers"]
 
-_LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED, JobState.WAITING)
-
 
 def _counts_table(title: str, counts: dict[str, dict[JobState, int]]) -> Table:
-    table = Table(title, *(s.value for s in _LIVE), "total", title=None)
+    table = Table(title, *(s.value for s in LIVE_STATES), "total", title=None)
     for name in sorted(counts):
         row = counts[name]
-        table.add_row(name, *(str(row.get(s, 0)) for s in _LIVE), str(sum(row.values())))
+        table.add_row(name, *(str(row.get(s, 0)) for s in LIVE_STATES), str(sum(row.values())))
     return table
-
-
-def _as_json(counts: dict[str, dict[JobState, int]]) -> dict[str, dict[str, int]]:
-    return {name: {s.value: row.get(s, 0) for s in _LIVE} for name, row in counts.items()}
 
 
 @app.command()
@@ -35,7 +30,7 @@ def stats(dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOpt
     """Live jobs counted by state, per queue and per type."""
     result: JobStats = run_with(dsn, schema, Scheduler.stats)
     if as_json:
-        emit_json({"by_queue": _as_json(result.by_queue), "by_type": _as_json(result.by_type)})
+        emit_json(stats_json(result))
         return
     stdout.print(_counts_table("queue", result.by_queue))
     stdout.print(_counts_table("type", result.by_type))
@@ -46,7 +41,7 @@ def queues(dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOp
     """Each queue's live jobs by state (pending is the depth: due now, not claimed)."""
     result: JobStats = run_with(dsn, schema, Scheduler.stats)
     if as_json:
-        emit_json(_as_json(result.by_queue))
+        emit_json(state_counts_json(result.by_queue))
         return
     stdout.print(_counts_table("queue", result.by_queue))
 
@@ -56,19 +51,7 @@ def workers(dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonO
     """The registered workers and their last heartbeat."""
     found = run_with(dsn, schema, Scheduler.workers)
     if as_json:
-        emit_json(
-            [
-                {
-                    "id": w.id,
-                    "hostname": w.hostname,
-                    "pid": w.pid,
-                    "queues": list(w.queues),
-                    "started_at": w.started_at,
-                    "heartbeat": w.heartbeat,
-                }
-                for w in found
-            ]
-        )
+        emit_json([worker_json(w) for w in found])
         return
     table = Table("id", "host", "pid", "queues", "started (UTC)", "heartbeat (UTC)")
     for w in found:
@@ -88,22 +71,7 @@ def types(
         raise typer.BadParameter("give --app module:scheduler (or set PGQUEUE_APP)", param_hint="--app")
     described = load_scheduler(app_target).job_types()
     if as_json:
-        emit_json(
-            [
-                {
-                    "name": t.name,
-                    "queue": t.queue,
-                    "retry": None if t.retry is None else repr(t.retry),
-                    "timeout": t.timeout,
-                    "max_attempts": t.max_attempts,
-                    "suspendable": t.suspendable,
-                    "unique_for": t.unique_for,
-                    "unique_kept_after": list(t.unique_kept_after),
-                    "params_schema": t.params_schema,
-                }
-                for t in described
-            ]
-        )
+        emit_json([job_type_json(t) for t in described])
         return
     table = Table("type", "queue", "retry", "timeout", "max attempts", "params")
     for t in described:

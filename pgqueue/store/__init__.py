@@ -18,16 +18,19 @@ stage implements a handful of methods, and a new backend can be checked role by 
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from pgqueue._models import CancelResult, Row
-from pgqueue._records import CancelCounts, JobRecord, JobState, WorkerInfo
+from pgqueue._records import ActivityCounts, CancelCounts, JobRecord, JobState, WorkerInfo
 
 from .batch import FinalizeResult, FlushBatch, NewJobs, ProgressReport
 
 __all__ = [
+    "ActivityRows",
     "AdminStore",
     "CallerConnection",
     "EnqueueStore",
@@ -44,6 +47,18 @@ __all__ = [
     "WorkerBackend",
     "WorkerStore",
 ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActivityRows:
+    """What a store's ``job_runs_activity`` read: the window and its non-empty cells."""
+
+    since: dt.datetime
+    """The oldest bucket's start (the database's clock)."""
+    until: dt.datetime
+    """When it was read (the database's clock)."""
+    counts: list[tuple[int, str, ActivityCounts]]
+    """(bucket index from 0, oldest first; queue; counts) for each cell with runs."""
 
 
 class CallerConnection(Protocol):
@@ -282,6 +297,14 @@ class ManageStore(Notifications, Protocol):
 
     async def worker_list(self) -> list[WorkerInfo]:
         """The registered workers, oldest first."""
+        ...
+
+    async def job_runs_activity(self, bucket_s: float, buckets: int) -> ActivityRows:
+        """Runs that ended in the last ``buckets`` buckets of ``bucket_s`` seconds, by bucket and queue.
+
+        Buckets are aligned on multiples of ``bucket_s`` since the epoch, the newest holding
+        now; runs are sorted into kinds as ``runs.sql`` says.
+        """
         ...
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pgqueue._models import CancelResult
-from pgqueue._records import CancelCounts, JobRecord, JobState
+from pgqueue._records import ActivityCounts, CancelCounts, JobRecord, JobState
+from pgqueue.store import ActivityRows
 from pgqueue.store.records import Edges, job_record
 
 from .base import MemoryBase
@@ -16,6 +18,7 @@ from .rows import (
     LIVE_STATES,
     SUSPENDED,
     LiveJob,
+    LoggedRun,
     end_state,
     to_datetime,
 )
@@ -211,3 +214,36 @@ class ManageMixin(MemoryBase):
             return False
         job.awaited = True
         return True
+
+    async def job_runs_activity(self, bucket_s: float, buckets: int) -> ActivityRows:
+        """Runs that ended in the last ``buckets`` buckets, by (bucket index, queue), as runs.sql counts."""
+        now = self.clock.time()
+        first = math.floor(now / bucket_s) - (buckets - 1)
+        since = first * bucket_s
+        cells: dict[tuple[int, str], ActivityCounts] = {}
+        for runs in self.runs.values():
+            for run in runs:
+                if not since <= run.finished_at <= now:
+                    continue
+                kind = _kind(run)
+                if kind is None:
+                    continue
+                key = (math.floor(run.finished_at / bucket_s) - first, run.queue)
+                cells[key] = cells.get(key, ActivityCounts()) + kind
+        counts = [(b, q, c) for (b, q), c in sorted(cells.items())]
+        return ActivityRows(since=to_datetime(since), until=to_datetime(now), counts=counts)
+
+
+_ONE = {
+    "succeeded": ActivityCounts(succeeded=1),
+    "cancelled": ActivityCounts(cancelled=1),
+    "failed": ActivityCounts(failed=1),
+    "retried": ActivityCounts(retried=1),
+}
+
+
+def _kind(run: LoggedRun) -> ActivityCounts | None:
+    """One run's count, as the FILTER clauses of ``job_runs_activity`` sort it; None: no outcome."""
+    if run.retry_at is None:
+        return _ONE[end_state(run)]
+    return _ONE["retried"] if run.outcome in FAILED_OUTCOMES else None

@@ -61,6 +61,7 @@ class Queries:
     job_lock_many: str
     job_get: str
     job_runs_get_many: str
+    job_runs_activity: str
     job_list_live: str
     job_list_finished: str
     job_stats: str

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pgqueue.store import FinalizeResult, FlushBatch, Held
+from pgqueue._records import ActivityCounts
+from pgqueue.store import ActivityRows, FinalizeResult, FlushBatch, Held
 
 from .pool import StoreBase
 
@@ -33,3 +34,23 @@ class RunsMixin(StoreBase):
         assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
         put_back: dict[int, dt.datetime] = dict(zip(row[1] or (), row[2] or (), strict=True))
         return FinalizeResult(frozenset(row[0] or ()), put_back, row[3], row[4])
+
+    async def job_runs_activity(self, bucket_s: float, buckets: int) -> ActivityRows:
+        """Runs that ended in the last ``buckets`` buckets, by (bucket index, queue).
+
+        Planned for its values (a custom plan, in its own transaction): the pool's generic
+        plans cannot see how narrow the finished_at range is, and might scan the whole log.
+        """
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(self.q.plan_custom)
+            rows = await conn.fetch(self.q.job_runs_activity, bucket_s, buckets)
+        counts = [
+            (
+                int(r["bucket"]),
+                r["queue"],
+                ActivityCounts(r["succeeded"], r["failed"], r["retried"], r["cancelled"]),
+            )
+            for r in rows
+            if r["queue"] is not None
+        ]
+        return ActivityRows(since=rows[0]["since"], until=rows[0]["until"], counts=counts)

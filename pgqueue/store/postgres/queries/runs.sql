@@ -149,3 +149,41 @@ SELECT job_id FROM (
 ) AS finished
 WHERE state <> 'gone' AND ($4::text IS NULL OR state = $4::text)
 LIMIT $5;
+
+-- name: job_runs_activity
+-- why: activity(), the dashboard's charts: the runs that ended in the last $2 buckets of $1
+--      seconds, counted by bucket, queue and kind, in one pass over those runs alone. The
+--      range on finished_at is what the BRIN index answers (runs are appended in finished_at
+--      order, so only the recent block ranges are read, however long the log); its bounds
+--      are expressions of now() and the params, so a custom plan sees them as values. Buckets
+--      are aligned on multiples of $1 since the epoch: bucket k covers [k*$1, (k+1)*$1), the
+--      newest is the one now() falls in, and the oldest starts at `since`. The kinds follow
+--      run_end_state(): a final run (no retry_at) succeeded, was cancelled, or failed (any
+--      other outcome); a put-back run counts as retried when it failed, timed out or crashed
+--      (a snoozed, suspended or interrupted run put back is no outcome). The LEFT JOIN keeps
+--      one row (with NULL counts) when no run ended, so since and until always come back.
+-- params: $1 bucket seconds float8, $2 buckets int
+WITH span AS (
+    SELECT now() AS until,
+           floor(extract(epoch FROM now())::float8 / $1::float8)::bigint AS last_bucket
+), counted AS (
+    SELECT floor(extract(epoch FROM r.finished_at)::float8 / $1::float8)::bigint AS bucket,
+           r.queue,
+           count(*) FILTER (WHERE r.retry_at IS NULL AND r.outcome = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE r.retry_at IS NULL AND r.outcome NOT IN ('succeeded', 'cancelled'))
+               AS failed,
+           count(*) FILTER (WHERE r.retry_at IS NOT NULL AND r.outcome IN ('failed', 'timeout', 'crashed'))
+               AS retried,
+           count(*) FILTER (WHERE r.retry_at IS NULL AND r.outcome = 'cancelled') AS cancelled
+    FROM {schema}.job_runs r
+    WHERE r.finished_at >= to_timestamp((floor(extract(epoch FROM now())::float8 / $1::float8) - ($2::int - 1))
+                                        * $1::float8)
+      AND r.finished_at <= now()
+    GROUP BY 1, 2
+)
+SELECT to_timestamp((s.last_bucket - ($2::int - 1)) * $1::float8) AS since, s.until,
+       c.bucket - (s.last_bucket - ($2::int - 1)) AS bucket, c.queue, c.succeeded, c.failed, c.retried,
+       c.cancelled
+FROM span s
+LEFT JOIN counted c ON true
+ORDER BY c.bucket, c.queue;
