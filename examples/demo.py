@@ -106,6 +106,18 @@ async def main() -> int:
         left = await conn.fetchval(f'SELECT count(*) FROM "{SCHEMA}".jobs')
         await conn.close()
 
+    print_runs(rows, t0)
+    ok = len(rows) == expected_runs and left == 0
+    console.print(
+        f"{len(rows)} runs logged for {len(ids)} jobs; {left} jobs left in the queue. "
+        + ("Demo finished." if ok else "[red]Something is off.[/red]")
+    )
+    dashboard_hint()
+    return 0 if ok else 1
+
+
+def print_runs(rows: list[asyncpg.Record], t0: float) -> None:
+    """The run log as a table, times relative to the demo's start."""
     table = Table(title="What happened (from the job_runs log)")
     for col in ("job", "type", "queue", "run", "outcome", "started", "took", "next run", "result / error"):
         table.add_column(col)
@@ -119,18 +131,16 @@ async def main() -> int:
             f"+{started:.2f}s", f"{took_ms:.2f}ms", retry, detail,
         )  # fmt: skip
     console.print(table)
-    ok = len(rows) == expected_runs and left == 0
-    console.print(
-        f"{len(rows)} runs logged for {len(ids)} jobs; {left} jobs left in the queue. "
-        + ("Demo finished." if ok else "[red]Something is off.[/red]")
-    )
+
+
+def dashboard_hint() -> None:
+    """How to look at the demo's jobs in the dashboard (pgqueue[web], in the dev install)."""
+    same = "" if os.environ.get("PGQUEUE_DSN") else " Without PGQUEUE_DSN it opens this embedded database."
     console.print(
         f"See these jobs in the dashboard: [bold].venv/bin/pgqueue dashboard --schema {SCHEMA}[/bold], "
-        "then open http://127.0.0.1:8080/ (Ctrl-C stops it)."
-        + ("" if os.environ.get("PGQUEUE_DSN") else " Without PGQUEUE_DSN it opens the same embedded database."),
+        f"then open http://127.0.0.1:8080/ (Ctrl-C stops it).{same}",
         highlight=False,
     )
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":

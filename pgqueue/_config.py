@@ -18,10 +18,13 @@ import inspect
 import itertools
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from ._errors import ConfigError, check_delay
 from ._models import ShouldLogRun
+
+if TYPE_CHECKING:  # pgqueue.metrics imports prometheus-client, an optional extra
+    from .metrics import Metrics
 
 __all__ = [
     "SchedulerConfig",
@@ -160,6 +163,9 @@ class WorkerConfig:
     on_error: Callable[[BaseException], None] | None = None
     """Called with every error a background loop survives (claim, flush, heartbeat, listener,
     start-up while the database is down); the error is logged either way."""
+    metrics: Metrics | None = None
+    """Where to record Prometheus metrics (a :class:`pgqueue.metrics.Metrics`, from the
+    ``pgqueue[metrics]`` extra; default: the scheduler's, if it has one); None records nothing."""
 
     @classmethod
     def build(cls, queues: Iterable[str], pgbouncer: bool = False, /, **overrides: object) -> Self:  # noqa: FBT001, FBT002 - positional-only, so no option name is taken
@@ -215,6 +221,8 @@ class WorkerConfig:
             raise ConfigError(f"vacuum_min_dead must be an integer >= 0, got {self.vacuum_min_dead!r}")
         if not isinstance(self.listen, bool):
             raise ConfigError(f"listen must be True or False, got {self.listen!r}")
+        if self.metrics is not None:
+            _check_metrics(self.metrics)
 
     @property
     def listen_probe_timeout(self) -> float:
@@ -239,6 +247,16 @@ class WorkerConfig:
                 f"dead_after ({self.dead_after}) must be >= 3 × heartbeat_interval "
                 f"({self.heartbeat_interval})"
             )
+
+
+def _check_metrics(value: object) -> None:
+    """A Metrics object; imported here only once one is given, so workers without it never load it."""
+    try:
+        from .metrics import Metrics  # noqa: PLC0415 - prometheus-client is optional
+    except ImportError as exc:
+        raise ConfigError(f"metrics needs the pgqueue[metrics] extra (prometheus-client): {exc}") from exc
+    if not isinstance(value, Metrics):
+        raise ConfigError(f"metrics must be a pgqueue.metrics.Metrics, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

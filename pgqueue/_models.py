@@ -34,6 +34,7 @@ __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLog
 # seconds (see the query): the properties build the datetimes when asked.
 ROW_ID, ROW_QUEUE, ROW_TYPE, ROW_PARAMS, ROW_PRIORITY, ROW_ATTEMPT, ROW_ERRORS, ROW_LAST_ERROR = range(8)
 ROW_RUN_AT, ROW_INSERTED_AT, ROW_TIMEOUT, ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_CHECKPOINT = range(8, 14)
+ROW_TRACE = 14
 _UTC = dt.UTC
 _FROMTS = dt.datetime.fromtimestamp
 _UNSET: Any = object()
@@ -88,7 +89,7 @@ class Job:
             (inserted_at or now).timestamp(),
         )
         saved = None if checkpoint is None else encode(checkpoint, what="checkpoint")
-        self._row: Row = (*row, timeout, False, attempt, saved)
+        self._row: Row = (*row, timeout, False, attempt, saved, None)
         self._params = params
         self._control: _Control | None = None
 
@@ -144,6 +145,16 @@ class Job:
     def checkpoint_data(self) -> Any:  # noqa: ANN401 - decoded JSON
         """The checkpoint an earlier run of this job saved (decoded JSON), or None."""
         return decode(self._row[ROW_CHECKPOINT])
+
+    @property
+    def trace_context(self) -> str | None:
+        """The W3C ``traceparent`` of the span that scheduled this job, or None.
+
+        Set when the scheduler traced the call (``Scheduler(tracing=...)``, see
+        :mod:`pgqueue.otel`), which continues that trace in the run's span.
+        """
+        trace: str | None = self._row[ROW_TRACE]
+        return trace
 
     def _request_suspend(self) -> None:
         """Note a suspend request (the worker's step, on a notification or a heartbeat)."""

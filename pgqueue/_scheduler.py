@@ -18,11 +18,11 @@ import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import anyio
 
-from ._boundary import translate, translated
+from ._boundary import translated
 from ._config import (
     MAX_ATTEMPTS,
     POOL_MAX_SIZE,
@@ -30,13 +30,9 @@ from ._config import (
     SCHEMA,
     SchedulerConfig,
     WorkerConfig,
-    check_name,
 )
-from ._enqueue import JobId, Target, check_depends_on, prepare
 from ._errors import (
     ConfigError,
-    InvalidStateError,
-    JobNotFound,
 )
 from ._manage import Management
 from ._management_api import JobManagement
@@ -44,20 +40,24 @@ from ._models import JobHandler
 from ._records import JobTypeInfo
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retry import ErrorFilter
+from ._schedule_api import JobScheduling
+from ._tracing import Tracing
 from ._waiting import Waiters
-from .store import CallerConnection, Store
+from .store import Store
 from .store.memory import MemoryClock, MemoryStore
 from .store.postgres import Pool, PostgresStore, create_pool
 from .worker import Worker
 
+if TYPE_CHECKING:  # pgqueue.metrics imports prometheus-client, an optional extra
+    from .metrics import Metrics
+
 __all__ = ["Scheduler"]
 
 H = TypeVar("H", bound=JobHandler)
-CHUNK_SIZE = 1000  # jobs per statement in schedule_many
 WAIT_POLL_S = 0.5  # wait()'s poll interval with pgbouncer=True
 
 
-class Scheduler(JobManagement):
+class Scheduler(JobScheduling, JobManagement):
     """Registers job types and schedules jobs; the entry point of pgqueue.
 
     ::
@@ -79,6 +79,14 @@ class Scheduler(JobManagement):
     cache (``statement_cache_size=0``) and workers that poll instead of LISTEN. Give such
     workers a short ``poll_interval``; cancel() then reaches running jobs at their worker's
     next heartbeat instead of at once.
+
+    ``metrics``: a :class:`pgqueue.metrics.Metrics` (the ``pgqueue[metrics]`` extra) that
+    counts the jobs this scheduler schedules; the workers it builds record into it too,
+    unless given ``metrics=`` of their own.
+
+    ``tracing``: a :class:`pgqueue.otel.OpenTelemetry` (the ``pgqueue[otel]`` extra): a span
+    around each schedule call, whose trace the runs of the types registered afterwards
+    continue.
     """
 
     def __init__(
@@ -91,6 +99,8 @@ class Scheduler(JobManagement):
         pool_max_size: int = POOL_MAX_SIZE,
         pgbouncer: bool = False,
         backend: Store | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if sum(x is not None for x in (dsn, pool, backend)) != 1:
             raise ConfigError("give exactly one of dsn=, pool= or backend=")
@@ -101,6 +111,10 @@ class Scheduler(JobManagement):
         )
         self.pgbouncer = pgbouncer
         self.schema = schema
+        self.metrics = metrics
+        """Where scheduled jobs are counted (and the default of this scheduler's workers)."""
+        self.tracing = tracing
+        """Spans around schedule calls and the runs of the types registered here (pgqueue.otel)."""
         self._dsn = dsn
         self._pool = pool
         self._owns_pool = pool is None
@@ -123,14 +137,14 @@ class Scheduler(JobManagement):
         return await self._open()
 
     @classmethod
-    def in_memory(cls, clock: MemoryClock | None = None) -> Scheduler:
+    def in_memory(cls, clock: MemoryClock | None = None, *, tracing: Tracing | None = None) -> Scheduler:
         """A scheduler on a fresh in-memory backend, for tests: no server, no network.
 
         Same API; what the backend cannot honour (other processes, crash rescue,
         ``conn=`` transactions) is listed in :mod:`pgqueue.store.memory`. ``clock``: the
         backend's clock, which :func:`pgqueue.testing.advance` moves forward.
         """
-        return cls(backend=MemoryStore(clock))
+        return cls(backend=MemoryStore(clock), tracing=tracing)
 
     @contextlib.contextmanager
     def using(self, other: Scheduler) -> Iterator[Self]:
@@ -259,6 +273,8 @@ class Scheduler(JobManagement):
         suspendable: bool = False,
     ) -> None:
         """Register a handler without the decorator (same options as :meth:`job`)."""
+        if self.tracing is not None and callable(handler):
+            handler = self.tracing.wrap(name, handler)
         self.registry.add(
             name, handler, queue=queue, retry=retry, timeout=timeout, max_attempts=max_attempts,
             params=params, unique_for=unique_for, unique_kept_after=unique_kept_after,
@@ -268,100 +284,6 @@ class Scheduler(JobManagement):
     def job_types(self) -> list[JobTypeInfo]:
         """The registered job types by name, with their options and params JSON Schema."""
         return self.registry.describe()
-
-    # -- scheduling -----------------------------------------------------------------------
-
-    async def schedule(
-        self,
-        type: str,  # noqa: A002 - the job's type name, as in the issue's API
-        params: object = None,
-        *,
-        run_at: dt.datetime | dt.timedelta | None = None,
-        queue: str | None = None,
-        priority: int = 0,
-        timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
-        conn: CallerConnection | None = None,
-        unique_key: str | None = None,
-        depends_on: Iterable[int] | None = None,
-    ) -> JobId:
-        """Schedule one job and return its id (an ``int``; ``.inserted`` says if this call made it).
-
-        ``run_at``: an aware datetime, or a timedelta from now; None runs it now. ``queue``
-        overrides the type's default. ``priority``: lower runs first. ``timeout``: this
-        job's run-time limit in seconds (default: the type's). ``conn``: run inside that
-        connection's current transaction. ``unique_key``: return the job that holds this key
-        instead of inserting another (see the README). ``depends_on``: ids of jobs that must
-        succeed first; the job is ``waiting`` until then, and cancelled if one does not.
-        """
-        t = prepare(self.registry, type, queue, run_at, priority, timeout)
-        encoded = t.encode(params)
-        if unique_key is not None:
-            check_name("unique_key", unique_key)
-        deps = check_depends_on(depends_on)
-        if deps and unique_key is not None:
-            raise ConfigError("unique_key and depends_on cannot be combined in one schedule() call")
-        try:  # not translated(): schedule() is on the pickup-latency path, and a context manager costs
-            store = self._store or await self.open()
-            if deps:
-                return JobId.of(await self._insert_dependent(store, conn, t, encoded, deps), inserted=True)
-            if unique_key is None:
-                return JobId.of(await store.job_insert(conn, t.jobs, encoded), inserted=True)
-            found, inserted = await store.job_insert_unique(
-                conn, t.jobs, encoded, key=unique_key, keep_s=t.keep_s, keep_after=t.keep_after
-            )
-            return JobId.of(found, inserted=inserted)
-        except Exception as exc:
-            err = translate("schedule", self.schema, exc)
-            if err is not None:
-                raise err from exc
-            raise
-
-    @staticmethod
-    async def _insert_dependent(
-        store: Store, conn: CallerConnection | None, t: Target, encoded: str, deps: list[int]
-    ) -> int:
-        job_id, blocked = await store.job_insert_dependent(conn, t.jobs, encoded, deps)
-        if job_id is not None:
-            return job_id
-        dep, state = min(blocked.items())
-        if state == "gone":
-            raise JobNotFound(
-                f"dependency {dep} not found: no live job has this id and no run of it was logged"
-            )
-        raise InvalidStateError(dep, state, "depend on")
-
-    async def schedule_many(
-        self,
-        type: str,  # noqa: A002
-        params: Iterable[object],
-        *,
-        run_at: dt.datetime | dt.timedelta | None = None,
-        queue: str | None = None,
-        priority: int = 0,
-        timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
-        conn: CallerConnection | None = None,
-        chunk_size: int = CHUNK_SIZE,
-    ) -> list[int]:
-        """Schedule many jobs of one type; returns their ids in input order.
-
-        One statement (and one notification) per ``chunk_size`` jobs. Every params value
-        is encoded before the first insert, so a bad one writes nothing. Without ``conn``
-        the chunks commit separately; pass ``conn`` inside a transaction for all-or-nothing.
-        """
-        t = prepare(self.registry, type, queue, run_at, priority, timeout)
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ConfigError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-        if isinstance(params, str | bytes | dict):
-            raise ConfigError("params must be an iterable of params values, one per job (not a single value)")
-        encoded = [t.encode(p, what=f"params[{i}]") for i, p in enumerate(params)]
-        if not encoded:
-            return []
-        ids: list[int] = []
-        async with translated("schedule_many", self.schema):
-            store = await self.open()
-            for start in range(0, len(encoded), chunk_size):
-                ids += await store.job_insert_many(conn, t.jobs, encoded[start : start + chunk_size])
-        return ids
 
     # -- workers --------------------------------------------------------------------------
 
@@ -380,5 +302,7 @@ class Scheduler(JobManagement):
         qs = tuple(queues) if queues is not None else self.registry.queues()
         if not qs:
             raise ConfigError("no queues: register a job type first or pass queues=[...]")
+        if overrides.get("metrics") is None:  # None is the default, as for every option: the scheduler's
+            overrides["metrics"] = self.metrics
         config = WorkerConfig.build(qs, self.pgbouncer, **overrides)
         return Worker(open_store=self._open, registry=self.registry, config=config)

@@ -17,7 +17,9 @@ design in plain asyncpg, the ceiling for this design):
     somebody waits for, against (b); and the end notifications each drain sent (none for
     jobs nobody waits for);
 (j) ``pgqueue.testing.drain`` of 10,000 jobs on the in-memory backend against the same
-    drain on PostgreSQL, and a worker's drain in memory.
+    drain on PostgreSQL, and a worker's drain in memory;
+(k) the drain with Prometheus metrics off, on, and on while scraped over HTTP at 20/s,
+    interleaved rounds, each as a ratio to metrics off (``metrics``).
 
 Each phase runs in a freshly recreated database whose name must start with ``bench_``.
 Output: one JSON line on stdout, a table on stderr. :mod:`pgqueue.bench.compare` runs

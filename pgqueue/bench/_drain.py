@@ -28,6 +28,7 @@ import asyncpg
 from pgqueue import Worker
 
 from ._harness import Params, Tracker, fresh_scheduler, preload, progress_bar, vacuum_and_checkpoint
+from ._metrics import metered
 from ._stats import cost_per_job, rss_mb, snapshot
 
 __all__ = ["bench_drain"]
@@ -91,13 +92,22 @@ SHAPES: dict[str, tuple[str, ...]] = {
 
 
 async def bench_drain(
-    dsn: str, params: Params, *, n: int, concurrency: int, big: bool = False, shape: str = "plain"
+    dsn: str,
+    params: Params,
+    *,
+    n: int,
+    concurrency: int,
+    big: bool = False,
+    shape: str = "plain",
+    metrics: str = "off",
 ) -> dict[str, object]:
     """One drain of ``n`` pre-queued jobs at ``concurrency``; timing, cost per job, RSS.
 
     ``shape``: how the jobs use unique keys, dependencies or wait() (see SHAPES). The
     notifications that announce a job's end (``e:<id>``, for wait()) are counted on the
-    channel during the drain: a plain drain must send none.
+    channel during the drain: a plain drain must send none. ``metrics``: "off", "on" (the
+    worker records Prometheus metrics) or "scrape" (and they are scraped over HTTP at 20/s;
+    see ``_metrics``).
     """
     tracker = Tracker(n)
     timeout = max(params.drain_timeout_s, n / BIG_RATE_FLOOR) if big else params.drain_timeout_s
@@ -124,27 +134,24 @@ async def bench_drain(
         await vacuum_and_checkpoint(mon)
         wal0, tab0 = await snapshot(mon)
         await scheduler.open()  # the pool is open before the clock, as the peers connect first
+        meter = await stack.enter_async_context(metered(metrics))  # a scraper is up before the clock
         rss_before, _ = rss_mb()
-        worker = scheduler.worker(concurrency=concurrency)
-        t_persist: float | None = None
+        worker = scheduler.worker(concurrency=concurrency, metrics=meter.metrics)
+        persisted: tuple[float, float] | None = None  # wall clock, process CPU seconds
         with progress_bar(f"drain {n:,} at C={concurrency}", n, enabled=show) as bar:
 
             def bar_update(done: int, rate: float) -> None:
                 if bar is not None:
                     bar.update(bar.task_ids[0], completed=done, rate=f"{rate:,.0f} jobs/s")
 
-            t0 = time.time()
+            t0, cpu0 = time.time(), time.process_time()
             async with anyio.create_task_group() as tg:
                 await tg.start(worker.run)
                 if big:
                     tg.start_soon(_sample, tracker, t0, samples, bar_update)
                 with anyio.move_on_after(timeout):
                     await tracker.done.wait()
-                    while True:
-                        if await mon.fetchval(remaining_sql, n) == 0:
-                            t_persist = time.time()
-                            break
-                        await anyio.sleep(POLL_S)
+                    persisted = await _persisted(mon, remaining_sql, n)
                 t_stop = time.time()
                 rss_after, _ = rss_mb()
                 await worker.shutdown()
@@ -158,13 +165,22 @@ async def bench_drain(
         worker,
         n=n,
         concurrency=concurrency,
-        times=(t0, t_persist, t_stop, stop_s),
+        times=(t0, None if persisted is None else persisted[0], t_stop, stop_s),
+        cpu_s=None if persisted is None else persisted[1] - cpu0,
         cost=cost_per_job(n, wal0, wal1, tab0, tab1),
         rss=(rss_before, rss_after),
         tenths=_tenths([*samples, (tracker.last_end - t0, tracker.count)], n) if big else None,
     )
     out["end_notifications"] = ends[0]
-    return out
+    return out if metrics == "off" else {**out, "metrics": meter.report()}
+
+
+async def _persisted(mon: asyncpg.Connection, remaining_sql: str, n: int) -> tuple[float, float]:
+    """Poll until the database shows every job finished; the wall clock and process CPU time then."""
+    while True:
+        if await mon.fetchval(remaining_sql, n) == 0:
+            return time.time(), time.process_time()
+        await anyio.sleep(POLL_S)
 
 
 def _result(
@@ -174,6 +190,7 @@ def _result(
     n: int,
     concurrency: int,
     times: tuple[float, float | None, float, float],
+    cpu_s: float | None,
     cost: dict[str, object],
     rss: tuple[float | None, float | None],
     tenths: list[float] | None,
@@ -196,7 +213,11 @@ def _result(
     if t_persist is not None:
         out["persisted_s"] = round(t_persist - t0, 4)
         out["jps"] = round(n / (t_persist - t0), 1)
-    else:
+    if cpu_s is not None:
+        # This process's CPU (the worker, and any thread serving metrics): steadier than
+        # the rate on a machine whose other tenants come and go.
+        out["cpu_us_per_job"] = round(cpu_s / n * 1e6, 2)
+    if t_persist is None:
         out["timed_out"] = True
         out["jps"] = round(tracker.count / (t_stop - t0), 1)
     out["cost"] = cost

@@ -77,6 +77,14 @@ class Params:
     """Live jobs for the management phase."""
     memory_n: int = field(default_factory=lambda: _env_int("BENCH_MEMORY_N", 10_000))
     """Jobs drained by pgqueue.testing.drain on each backend (phase ``memory``)."""
+    metrics_n: int | None = field(
+        default_factory=lambda: (
+            int(os.environ["BENCH_METRICS_N"]) if "BENCH_METRICS_N" in os.environ else None
+        )
+    )
+    """Jobs per drain of the metrics phase (None: ``n``); 50,000 gives each drain some 30 scrapes."""
+    metrics_repeats: int = field(default_factory=lambda: _env_int("BENCH_METRICS_REPEATS", 5))
+    """Rounds of the metrics phase (each: off, on, scraped, at every concurrency)."""
     progress: bool = True
     """Progress bars on stderr for the long phases (preload and drain of the big backlog)."""
 

@@ -5,6 +5,12 @@ The database gets ``manage_runs`` finished jobs in ``job_runs`` (1,000,000 by de
 so the setup takes seconds, not a drain. Then, timed one call at a time: ``get_job`` of
 random live and finished ids, ``list_jobs`` pages (the first page and pages deep in the
 history, through their cursors, with and without a state filter) and ``stats()``.
+Then the dashboard (``pgqueue[web]``), as a browser asks for it, through the ASGI app in
+this process (no network, so the figure is the app's and the database's time): the
+overview (``GET /``: stats and the last hour's activity), the first job-list page
+(``GET /jobs``) and the API's ``GET /api/jobs``. The finished runs are spread over the
+last 14 days (one every 1.2 s, newest now), as a retention window keeps them, so the
+overview's last hour reads its ~3,000 runs through the BRIN index on ``finished_at``.
 Reported: p50 and p99 in milliseconds. Opt-in (phase ``manage``): the setup writes a
 gigabyte of history.
 """
@@ -16,6 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+
+from pgqueue._scheduler import Scheduler
 
 from ._harness import JOB_TYPE, Params, Tracker, fresh_scheduler, pct
 
@@ -43,9 +51,10 @@ async def bench_manage(dsn: str, params: Params) -> dict[str, object]:
             await conn.execute(
                 f"""INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at,
                         finished_at, attempt, priority, queue, type, outcome, params)
-                    SELECT i, 1, now(), now(), now(), now(), 1, 0, 'default', $1,
+                    SELECT i, 1, t, t, t, t, 1, 0, 'default', $1,
                            CASE WHEN i % 50 = 0 THEN 'failed' ELSE 'succeeded' END, '{{"i": 1}}'
-                    FROM generate_series(1, $2::bigint) AS i""",  # noqa: S608 - our own schema
+                    FROM generate_series(1, $2::bigint) AS i,
+                         LATERAL (SELECT now() - ($2::bigint - i) * interval '1.2 s' AS t) AS at""",  # noqa: S608 - our own schema
                 JOB_TYPE,
                 runs_n,
             )
@@ -78,4 +87,30 @@ async def bench_manage(dsn: str, params: Params) -> dict[str, object]:
             "list_jobs": await _timed(lambda: scheduler.list_jobs(limit=50, cursor=rng.choice(cursors))),
             "list_jobs_failed": await _timed(lambda: scheduler.list_jobs(state="failed", limit=50)),
             "stats": await _timed(scheduler.stats),
+            **await _dashboard(scheduler),
+        }
+
+
+async def _dashboard(scheduler: Scheduler) -> dict[str, object]:
+    """p50/p99 of the dashboard's overview, first job-list page and API list, in process."""
+    try:
+        import httpx2  # noqa: PLC0415 - the web extra is optional
+
+        from pgqueue.web import create_app  # noqa: PLC0415
+    except ImportError:
+        return {}
+    transport = httpx2.ASGITransport(app=create_app(scheduler))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+
+        def get(path: str) -> Callable[[], Awaitable[object]]:
+            async def call() -> None:
+                response = await client.get(path)
+                response.raise_for_status()
+
+            return call
+
+        return {
+            "page_overview": await _timed(get("/")),
+            "page_jobs": await _timed(get("/jobs")),
+            "api_jobs": await _timed(get("/api/jobs?limit=50")),
         }

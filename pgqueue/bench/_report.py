@@ -84,6 +84,9 @@ def _rows(line: JsonObject) -> list[tuple[str, str, str]]:
         )
         rows.append(("two_workers", f"{f('two_workers', 'jps')} jobs/s", details))
     rows += _feature_rows(line)
+    from ._metrics import metrics_rows  # noqa: PLC0415 - _metrics reads this module's helpers
+
+    rows += metrics_rows(line)
     if "big_drain" in line:
         big = _drain_rows(line, "big_drain")
         big[0] = (big[0][0], big[0][1], f"{f('big_vs_20k')}× the small drain; {big[0][2]}")
@@ -116,7 +119,17 @@ def _feature_rows(line: JsonObject) -> list[tuple[str, str, str]]:
         )
         rows.append(("testing.drain (memory)", f"{f('memory', 'memory', 'jps')} jobs/s", details))
     if "manage" in line:
-        for op in ("get_job", "list_jobs", "list_jobs_failed", "stats"):
+        for op in (
+            "get_job",
+            "list_jobs",
+            "list_jobs_failed",
+            "stats",
+            "page_overview",
+            "page_jobs",
+            "api_jobs",
+        ):
+            if get_num(line, "manage", op, "p99_ms") is None:  # no web extra: no dashboard timings
+                continue
             details = f"{f('manage', 'runs')} runs logged, {f('manage', 'live')} live jobs"
             rows.append(
                 (op, f"p50 {f('manage', op, 'p50_ms')} / p99 {f('manage', op, 'p99_ms')} ms", details)

@@ -1,7 +1,8 @@
 """One benchmark run: the phases in order, each in a freshly recreated database.
 
 Phases: ``enqueue`` (a), ``drain`` (b, with the cost (f) and the RSS (g) of each drain),
-``latency`` (c), ``two_workers`` (e), ``unique``, ``depends_on`` and ``awaited`` (the drain
+``latency`` (c), ``two_workers`` (e), ``metrics`` (k: the drain with Prometheus metrics off,
+on, and scraped at 20/s, interleaved), ``unique``, ``depends_on`` and ``awaited`` (the drain
 of jobs that hold unique keys, that depend on one another in pairs, or that somebody waits
 for, each compared with the plain drain), ``memory`` (j: pgqueue.testing.drain on the
 in-memory backend against PostgreSQL), ``manage`` (h: get_job, list_jobs and stats on 1,000,000
@@ -26,6 +27,7 @@ from ._harness import STDERR, Params
 from ._latency import bench_latency
 from ._manage import bench_manage
 from ._memory import bench_memory
+from ._metrics import bench_metrics
 from ._report import JsonObject, emit, get_num
 from ._server import DB_NAME, default_dsn, machine_info, server_info
 from ._two import bench_two_workers
@@ -42,6 +44,7 @@ DEFAULT_PHASES = (
     "awaited",
     "manage",
     "memory",
+    "metrics",
 )
 ALL_PHASES = (*DEFAULT_PHASES, "big")
 
@@ -65,6 +68,20 @@ async def _feature_drains(
             out[f"{shape}_vs_plain"] = _ratio(
                 get_num(out, f"{shape}_drain", "jps"), get_num(results, f"drain_c{first_c}", "jps")
             )
+    return out
+
+
+async def _other_phases(target: str, params: Params, phases: tuple[str, ...]) -> JsonObject:
+    """Management calls, the in-memory backend, and the cost of metrics."""
+    out: JsonObject = {}
+    if "manage" in phases:
+        STDERR.log(f"management on {params.manage_runs:,} finished and {params.manage_live:,} live jobs")
+        out["manage"] = await bench_manage(target, params)
+    if "memory" in phases:
+        STDERR.log(f"pgqueue.testing.drain of {params.memory_n:,} jobs, in memory and on PostgreSQL")
+        out["memory"] = await bench_memory(target, params)
+    if "metrics" in phases:
+        out["metrics"] = await bench_metrics(target, params, bench_drain)
     return out
 
 
@@ -97,12 +114,7 @@ async def _main(params: Params, phases: tuple[str, ...], dsn: str | None) -> Jso
             get_num(results, "big_drain", "jps"), get_num(results, f"drain_c{first_c}", "jps")
         )
     results.update(await _feature_drains(target, params, phases, results))
-    if "manage" in phases:
-        STDERR.log(f"management on {params.manage_runs:,} finished and {params.manage_live:,} live jobs")
-        results["manage"] = await bench_manage(target, params)
-    if "memory" in phases:
-        STDERR.log(f"pgqueue.testing.drain of {params.memory_n:,} jobs, in memory and on PostgreSQL")
-        results["memory"] = await bench_memory(target, params)
+    results.update(await _other_phases(target, params, phases))
     rss_phase = "big_drain" if "big_drain" in results else f"drain_c{first_c}"
     rss = results.get(rss_phase)
     if isinstance(rss, dict) and isinstance(rss.get("rss"), dict):

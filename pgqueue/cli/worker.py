@@ -9,6 +9,11 @@ The options are generated from :class:`~pgqueue._config.WorkerConfig`: every fie
 plain type (int, float, bool) is an option named after it, with its attribute docstring
 as help, so a new worker option is one field in ``_config.py``. An option left out takes
 the config's default, derived as ``Scheduler.worker`` derives it.
+
+``--metrics-port`` serves Prometheus metrics (``/metrics``) on the worker's event loop; it
+needs the ``pgqueue[metrics]`` extra and is the only path here that imports
+prometheus-client. It uses the scheduler's :class:`~pgqueue.metrics.Metrics` when the
+module gave it one, so both report into one registry.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import typer
@@ -31,6 +36,9 @@ from pgqueue._errors import PgQueueError
 from pgqueue._scheduler import Scheduler
 
 from ._app import app
+
+if TYPE_CHECKING:  # pgqueue.metrics imports prometheus-client, an optional extra
+    from pgqueue.metrics import Metrics
 
 __all__ = ["config_options", "load_scheduler", "worker"]
 
@@ -88,31 +96,68 @@ def worker(
         list[str] | None,
         typer.Option("--queue", "-q", help="Queue to serve (repeatable; default: all registered)."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (pgqueue[metrics]).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics port listens on.")
+    ] = "127.0.0.1",
     **options: object,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (a second signal stops at once)."""
     scheduler = load_scheduler(target)
+    metrics = None if metrics_port is None else _metrics_for(scheduler)
+    if metrics is not None:
+        options["metrics"] = metrics
     try:
         w = scheduler.worker(queues=queue or None, **options)
     except PgQueueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
     async def go() -> None:
-        async with anyio.create_task_group() as tg:
+        server = None
+        if metrics is not None and metrics_port is not None:
+            try:
+                server = await metrics.serve(metrics_port, metrics_host)
+            except OSError as exc:
+                raise typer.BadParameter(f"cannot listen on {metrics_host}:{metrics_port}: {exc}") from exc
+            print(f"metrics on http://{metrics_host}:{server.port}/metrics", file=sys.stderr, flush=True)
+        try:
+            async with anyio.create_task_group() as tg:
 
-            async def on_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    graceful = False
-                    async for _ in signals:
-                        if graceful:
-                            tg.cancel_scope.cancel()  # second signal: hard stop
-                            return
-                        graceful = True
-                        tg.start_soon(w.shutdown)
+                async def on_signals() -> None:
+                    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                        graceful = False
+                        async for _ in signals:
+                            if graceful:
+                                tg.cancel_scope.cancel()  # second signal: hard stop
+                                return
+                            graceful = True
+                            tg.start_soon(w.shutdown)
 
-            tg.start_soon(on_signals)
-            await w.run()
-            tg.cancel_scope.cancel()
+                tg.start_soon(on_signals)
+                await w.run()
+                tg.cancel_scope.cancel()
+        finally:
+            if server is not None:
+                await server.close()
         await scheduler.close()
 
     asyncio.run(go())
+
+
+def _metrics_for(scheduler: Scheduler) -> Metrics:
+    """The scheduler's Metrics, or a new one in prometheus-client's default registry."""
+    try:
+        from pgqueue.metrics import Metrics  # noqa: PLC0415 - prometheus-client only when asked for
+    except ImportError as exc:
+        raise typer.BadParameter(
+            f"--metrics-port needs the pgqueue[metrics] extra: pip install 'pgqueue[metrics]' ({exc})"
+        ) from exc
+    return scheduler.metrics if scheduler.metrics is not None else Metrics()

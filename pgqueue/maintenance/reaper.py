@@ -39,12 +39,15 @@ class Reaper:
         self._dead_after = dead_after
         self._on_reaped = on_reaped  # jobs were freed: claim, some may be ours to run
         self._signals = signals
+        self.jobs_released = 0
+        """Runs of dead workers this reaper ended (crashed, or timeout) and put back; for metrics."""
 
     async def reap_once(self) -> None:
         """Reap the workers silent for ``dead_after`` seconds, if any (errors propagate)."""
         self_id = self._self_id()
         await self._store.unique_keys_expire()  # the same cadence suits them: cheap, by index
         released, reaped = await self._store.worker_reap(self._dead_after, self_id)
+        self.jobs_released += released
         if reaped:
             _log.warning(WORKERS_REAPED, worker_id=self_id, workers=reaped, jobs_released=released)
             self._signals.reaped.fire()

@@ -114,3 +114,5 @@ class NewJobs(NamedTuple):
     priority: int = 0
     timeout_s: float | None = None
     delay_s: float | None = None
+    trace: str | None = None
+    """The W3C traceparent of the scheduling span (pgqueue.otel); None: not traced."""

@@ -114,6 +114,37 @@ class Worker:
         """Runs interrupted because they passed their timeout."""
         return self._stages.watchdog.timeouts if self._stages else 0
 
+    @property
+    def claim_failures(self) -> int:
+        """Claims that failed (each retried with backoff)."""
+        return self.signals.claim_failed.count
+
+    @property
+    def flush_failures(self) -> int:
+        """Flushes that failed (their results kept for the retry)."""
+        return self.signals.flush_failed.count
+
+    @property
+    def running(self) -> int:
+        """Jobs in their handlers now (read by scanning the runners: nothing is counted per job)."""
+        st = self._stages
+        return sum(r.job is not None for r in st.runners) if st else 0
+
+    @property
+    def held(self) -> int:
+        """Jobs claimed and not finished: running, or waiting for a runner."""
+        return self.stats.outstanding
+
+    @property
+    def results_buffered(self) -> int:
+        """Finished runs waiting for a flush."""
+        return len(self._stages.results) if self._stages else 0
+
+    @property
+    def jobs_reaped(self) -> int:
+        """Runs of dead workers this worker's reaper ended and put back."""
+        return self._stages.reaper.jobs_released if self._stages else 0
+
     # -- control ---------------------------------------------------------------------------
 
     async def shutdown(self, grace: float | None = None) -> None:
@@ -177,6 +208,8 @@ class Worker:
                 return  # shutdown() while the database was still unreachable
             log = _log.bind(worker_id=self.id)
             log.info(WORKER_REGISTERED, queues=list(self.config.queues), concurrency=self.config.concurrency)
+            metrics = self.config.metrics
+            tally = None if metrics is None else metrics.attach(self, store, self.config.queues)
             try:
                 self._stages = build(
                     store=store,
@@ -189,10 +222,13 @@ class Worker:
                     cancel_local=self.cancel_local,
                     suspend_local=self.suspend_local,
                     report=self._report,
+                    tally=tally,
                 )
                 await self._serve(self._stages, task_status)
             finally:
                 await self._cleanup(store)
+                if metrics is not None and tally is not None:
+                    metrics.detach(tally)
                 log.info(WORKER_STOPPED, jobs_run=self.stats.finished)
         except BaseExceptionGroup as group:
             # The stages' task groups wrap what they raise; callers get the error itself.

@@ -39,6 +39,7 @@ from .job_buffer import JobBuffer
 from .lease import Identity
 from .result_buffer import ResultBuffer
 from .results import RunResult, RunStats
+from .tally import Tally
 
 __all__ = ["Fetcher"]
 
@@ -66,6 +67,7 @@ class Fetcher:
         on_error: Callable[[BaseException], None] = ignore,
         held: Held | None = None,
         signals: WorkerSignals | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self._store = store
         self._config = config
@@ -89,6 +91,7 @@ class Fetcher:
         self._on_error = on_error
         self._poll_only = not config.listen  # no listener: poll at poll_interval, not the fast rate
         self._signals = signals or WorkerSignals()
+        self._tally = tally  # metrics: one size per claim
 
     # -- signals from other stages (all on the event loop, never awaited) --------------
 
@@ -190,6 +193,8 @@ class Fetcher:
             self._stats.debug = debug_enabled()  # per batch: a logging change reaches the runners
             _log.debug(BATCH_CLAIMED, jobs=len(rows), wanted=want)
         self._signals.claimed.fire()
+        if self._tally is not None:
+            self._tally.claimed(len(rows))
         return len(rows)
 
     def _want(self) -> int:

@@ -13,6 +13,7 @@ last results are written even when the worker is being cancelled.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 
 import anyio
@@ -28,6 +29,7 @@ from pgqueue.store import FinalizeResult, FlushBatch, Held, WorkerStore
 from .lease import Identity
 from .result_buffer import ResultBuffer
 from .results import RunResult
+from .tally import Tally
 
 __all__ = ["Flusher", "build_batch"]
 
@@ -113,6 +115,7 @@ class Flusher:
         on_error: Callable[[BaseException], None] = ignore,
         held: Held | None = None,
         signals: WorkerSignals | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self._store = store
         self._results = results
@@ -125,6 +128,7 @@ class Flusher:
         self._backoff = Backoff()
         self._lock = anyio.Lock()
         self._signals = signals or WorkerSignals()
+        self._tally = tally  # metrics: each written flush is folded into it
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Flush whenever a batch is due, until cancelled."""
@@ -146,6 +150,8 @@ class Flusher:
             items = self._results.take(self._batch_max)
             if not items:
                 return True
+            tally = self._tally
+            started = time.perf_counter() if tally is not None else 0.0
             res: FinalizeResult | None = None
             error: BaseException | None = None
             with anyio.CancelScope(shield=True):
@@ -173,6 +179,8 @@ class Flusher:
             return False
         self._backoff.succeeded()
         self._signals.flushed.fire()
+        if tally is not None:
+            tally.flushed(items, time.perf_counter() - started)
         if res.put_back_due_in is not None:
             self._on_put_back(res.put_back_due_in)
         _log.debug(BATCH_FLUSHED, results=len(items), ended=len(res.ended), put_back=len(res.put_back))

@@ -31,6 +31,7 @@ from .progress import ProgressWriter
 from .result_buffer import ResultBuffer
 from .results import RunResult, RunStats
 from .runner import Runner
+from .tally import Tally
 from .watchdog import Watchdog
 
 __all__ = ["Stages", "build"]
@@ -48,6 +49,7 @@ class Stages:
     flusher: Flusher
     listener: Listener | None
     lease: Lease
+    reaper: Reaper
     vacuum: Vacuum | None
     progress: ProgressWriter
     held: tuple[Held, ...]
@@ -66,8 +68,12 @@ def build(
     cancel_local: Callable[[int], object],
     suspend_local: Callable[[int], object],
     report: Callable[[BaseException, str], None],
+    tally: Tally | None = None,
 ) -> Stages:
-    """Build every stage once, in data-flow order; later stages get earlier ones' callbacks."""
+    """Build every stage once, in data-flow order; later stages get earlier ones' callbacks.
+
+    ``tally``: where the fetcher and the flusher count claims and flushes for metrics.
+    """
     cfg = config
     jobs: JobBuffer[Job] = JobBuffer()
     results: ResultBuffer[RunResult] = ResultBuffer(
@@ -89,6 +95,7 @@ def build(
         on_error=lambda exc: report(exc, "claim"),
         held=claim_conn,
         signals=signals,
+        tally=tally,
     )
     watchdog = Watchdog(clock)
     progress = ProgressWriter(
@@ -123,6 +130,7 @@ def build(
         on_error=lambda exc: report(exc, "flush"),
         held=flush_conn,
         signals=signals,
+        tally=tally,
     )
     listener = (
         Listener(
@@ -178,5 +186,17 @@ def build(
     )
     held = tuple(h for h in (claim_conn, flush_conn) if h is not None)
     return Stages(
-        jobs, results, fetcher, watchdog, runners, flusher, listener, lease, vacuum, progress, held, store
+        jobs,
+        results,
+        fetcher,
+        watchdog,
+        runners,
+        flusher,
+        listener,
+        lease,
+        reaper,
+        vacuum,
+        progress,
+        held,
+        store,
     )

@@ -10,40 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
 from pgqueue import JobState, Scheduler
-from pgqueue.cli import bulk, main
-from tests._support import ROOT_DIR, drop_schema
+from pgqueue.cli import bulk
+from tests._support import drop_schema
 from tests.contract._helpers import raising, run_until_ended
+from tests.integration._cli import in_a_terminal, run_main
 
 pytestmark = pytest.mark.pg
-
-
-def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (code if isinstance(code, int) else 0), out, err
-
-
-@pytest.fixture
-def env(
-    dsn: str, schema_name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[None]:
-    monkeypatch.setenv("PGQUEUE_DSN", dsn)
-    monkeypatch.setenv("PGQUEUE_SCHEMA", schema_name)
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.delenv("PGQUEUE_APP", raising=False)
-    assert _main(capsys, "migrate")[0] == 0
-    yield
-    asyncio.run(drop_schema(dsn, schema_name))
 
 
 def _fail_jobs(dsn: str, schema: str, queues: dict[str, int]) -> list[int]:
@@ -69,87 +46,62 @@ def _states(dsn: str, schema: str, ids: list[int]) -> list[JobState]:
 
 
 def test_retry_failed_retries_in_chunks_within_the_filter(
-    env: None, dsn: str, schema_name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    main_env: None,
+    dsn: str,
+    schema_name: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(bulk, "RETRY_CHUNK", 3)  # 7 jobs: three statements
     ids = _fail_jobs(dsn, schema_name, {"a": 7, "b": 2})
-    code, out, err = _main(capsys, "jobs", "retry-failed", "--queue", "a", "--json")
+    code, out, err = run_main(capsys, "jobs", "retry-failed", "--queue", "a", "--json")
     assert (code, err) == (0, "")  # piped: no progress bar
     assert json.loads(out) == {"retried": 7, "ids": ids[:7]}
     assert _states(dsn, schema_name, ids) == [JobState.PENDING] * 7 + [JobState.FAILED] * 2
 
-    code, out, _ = _main(capsys, "jobs", "retry-failed")
+    code, out, _ = run_main(capsys, "jobs", "retry-failed")
     assert (code, out.strip()) == (0, "retried 2 failed jobs")
-    assert _main(capsys, "jobs", "retry-failed")[1].strip() == "retried 0 failed jobs"
+    assert run_main(capsys, "jobs", "retry-failed")[1].strip() == "retried 0 failed jobs"
 
 
 def test_cancel_all_needs_a_filter_and_cancels_what_it_matches(
-    env: None, dsn: str, schema_name: str, capsys: pytest.CaptureFixture[str]
+    main_env: None, dsn: str, schema_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _main(capsys, "jobs", "cancel-all")
+    code, _, err = run_main(capsys, "jobs", "cancel-all")
     assert code == 2
     assert "give --queue or --type" in err
     for queue in ("a", "a", "b"):
-        assert _main(capsys, "schedule", "t", "--queue", queue)[0] == 0
-    code, out, _ = _main(capsys, "jobs", "cancel-all", "--queue", "a", "--json")
+        assert run_main(capsys, "schedule", "t", "--queue", queue)[0] == 0
+    code, out, _ = run_main(capsys, "jobs", "cancel-all", "--queue", "a", "--json")
     assert (code, json.loads(out)) == (0, {"cancelled": 2, "cancelling": 0})
     assert _states(dsn, schema_name, [1, 2, 3]) == [JobState.CANCELLED] * 2 + [JobState.PENDING]
-    code, out, _ = _main(capsys, "jobs", "cancel-all", "--type", "t")
+    code, out, _ = run_main(capsys, "jobs", "cancel-all", "--type", "t")
     assert (code, out.strip()) == (
         0,
         "cancelled 1 waiting job(s); asked the workers of 0 running job(s) to stop them",
     )
 
 
-def test_list_all_reads_every_page(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_all_reads_every_page(main_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     for n in range(5):
-        assert _main(capsys, "schedule", "t", str(n))[0] == 0
-    code, out, err = _main(capsys, "jobs", "list", "--all", "--limit", "2", "--json")
+        assert run_main(capsys, "schedule", "t", str(n))[0] == 0
+    code, out, err = run_main(capsys, "jobs", "list", "--all", "--limit", "2", "--json")
     assert (code, err) == (0, "")
     listed = json.loads(out)
     assert [j["id"] for j in listed["items"]] == [5, 4, 3, 2, 1]
     assert listed["cursor"] is None
-    table = _main(capsys, "jobs", "list", "--all", "--limit", "2")[1]
+    table = run_main(capsys, "jobs", "list", "--all", "--limit", "2")[1]
     assert "next page" not in table
     assert sum(" t " in line for line in table.splitlines()) == 5
 
 
 def test_progress_bar_is_drawn_on_a_terminal(
-    env: None, dsn: str, schema_name: str, capsys: pytest.CaptureFixture[str]
+    main_env: None, dsn: str, schema_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """In a pseudo-terminal the bulk retry draws its bar (transient: gone when done)."""
-    import pty
-
     _fail_jobs(dsn, schema_name, {"a": 3})
-    child_env = {
-        **os.environ,
-        "PGQUEUE_DSN": dsn,
-        "PGQUEUE_SCHEMA": schema_name,
-        "TERM": "xterm-256color",
-        "COLUMNS": "120",
-    }
-    child_env.pop("NO_COLOR", None)
-    master, slave = pty.openpty()
-    with subprocess.Popen(
-        [sys.executable, "-m", "pgqueue", "jobs", "retry-failed"],
-        stdout=slave,
-        stderr=slave,
-        env=child_env,
-        cwd=ROOT_DIR,
-    ) as proc:
-        os.close(slave)
-        chunks: list[bytes] = []
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:  # the terminal's other side closed: the command exited
-                break
-            if not data:
-                break
-            chunks.append(data)
-        code = proc.wait(timeout=60)
-    os.close(master)
-    screen = b"".join(chunks).decode()
+    env = {**os.environ, "PGQUEUE_DSN": dsn, "PGQUEUE_SCHEMA": schema_name}
+    code, screen = in_a_terminal(["jobs", "retry-failed"], env)
     assert code == 0, screen
     assert "retrying" in screen
     assert "3/3" in screen  # the bar's count when the last chunk is done
@@ -163,7 +115,7 @@ def test_print_sql_is_the_script_migrate_would_run(
     monkeypatch.setenv("PGQUEUE_DSN", dsn)
     monkeypatch.setenv("PGQUEUE_SCHEMA", schema)
     try:
-        code, script, _ = _main(capsys, "migrate", "--print-sql")
+        code, script, _ = run_main(capsys, "migrate", "--print-sql")
         assert code == 0
         assert script.startswith("-- pgqueue migrations 1..")
         assert '"pgq ""print"" sql"' in script
@@ -179,9 +131,9 @@ def test_print_sql_is_the_script_migrate_would_run(
                 await conn.close()
 
         asyncio.run(nothing_then_apply())
-        code, out, err = _main(capsys, "migrate")
+        code, out, err = run_main(capsys, "migrate")
         assert (code, out.strip()) == (0, f"schema {schema!r}: up to date")
-        code, out, err = _main(capsys, "migrate", "--print-sql")
+        code, out, err = run_main(capsys, "migrate", "--print-sql")
         assert (code, out) == (0, "")
         assert "up to date, nothing to print" in err
 

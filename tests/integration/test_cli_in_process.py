@@ -8,90 +8,67 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from pgqueue.cli import main
-from tests._support import drop_schema
+from tests.integration._cli import run_main
 
 pytestmark = pytest.mark.pg
 
 
-def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (code if isinstance(code, int) else 0), out, err
-
-
-@pytest.fixture
-def env(
-    dsn: str, schema_name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[None]:
-    monkeypatch.setenv("PGQUEUE_DSN", dsn)
-    monkeypatch.setenv("PGQUEUE_SCHEMA", schema_name)
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.delenv("PGQUEUE_APP", raising=False)
-    assert _main(capsys, "migrate")[0] == 0
-    yield
-    asyncio.run(drop_schema(dsn, schema_name))
-
-
-def test_every_command_and_output_mode(env: None, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _main(capsys, "schedule", "report", '{"n": 1}', "--run-at", "2030-01-01T00:00:00+00:00")[
+def test_every_command_and_output_mode(main_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_main(capsys, "schedule", "report", '{"n": 1}', "--run-at", "2030-01-01T00:00:00+00:00")[
         1
     ].strip() == ("job 1 scheduled")
-    code, out, _ = _main(capsys, "schedule", "--app", "tests.cli_app:scheduler", "echo", "[1]", "--json")
+    code, out, _ = run_main(capsys, "schedule", "--app", "tests.cli_app:scheduler", "echo", "[1]", "--json")
     assert (code, json.loads(out)) == (0, {"id": 2, "inserted": True})
-    assert "job 3 scheduled" in _main(capsys, "schedule", "t", "--unique-key", "k")[1]
-    assert "already holds the key" in _main(capsys, "schedule", "t", "--unique-key", "k")[1]
+    assert "job 3 scheduled" in run_main(capsys, "schedule", "t", "--unique-key", "k")[1]
+    assert "already holds the key" in run_main(capsys, "schedule", "t", "--unique-key", "k")[1]
 
-    code, out, _ = _main(capsys, "jobs", "list", "--limit", "2")
+    code, out, _ = run_main(capsys, "jobs", "list", "--limit", "2")
     assert code == 0
     assert "next page: --cursor" in out
     assert "pending" in out  # the newest two: 3 and 2
-    listed = json.loads(_main(capsys, "jobs", "list", "--state", "pending", "--json")[1])
+    listed = json.loads(run_main(capsys, "jobs", "list", "--state", "pending", "--json")[1])
     assert [j["id"] for j in listed["items"]] == [3, 2]
-    shown = _main(capsys, "jobs", "show", "1")[1]
+    shown = run_main(capsys, "jobs", "show", "1")[1]
     assert "job 1: report in default, scheduled" in shown
     assert '"n":1' in shown
 
-    assert "suspend done" in _main(capsys, "jobs", "suspend", "1")[1]
-    assert "resume done" in _main(capsys, "jobs", "resume", "1")[1]
-    assert json.loads(_main(capsys, "jobs", "cancel", "1", "--json")[1])["outcome"] == "cancelled"
-    assert "retry done" in _main(capsys, "jobs", "retry", "1")[1]
-    assert "delete done" in _main(capsys, "jobs", "delete", "1")[1]
-    code, _, err = _main(capsys, "jobs", "cancel", "1")
+    assert "suspend done" in run_main(capsys, "jobs", "suspend", "1")[1]
+    assert "resume done" in run_main(capsys, "jobs", "resume", "1")[1]
+    assert json.loads(run_main(capsys, "jobs", "cancel", "1", "--json")[1])["outcome"] == "cancelled"
+    assert "retry done" in run_main(capsys, "jobs", "retry", "1")[1]
+    assert "delete done" in run_main(capsys, "jobs", "delete", "1")[1]
+    code, _, err = run_main(capsys, "jobs", "cancel", "1")
     assert (code, err.strip()) == (
         1,
         "error: job 1 is not live (it ended, or never existed): nothing to cancel",
     )
-    assert _main(capsys, "jobs", "cancel", "3")[0] == 0
-    assert "job 3: cancelled" in _main(capsys, "jobs", "wait", "3")[1]
-    assert json.loads(_main(capsys, "jobs", "wait", "3", "--json")[1])["state"] == "cancelled"
-    code, _, err = _main(capsys, "jobs", "wait", "2", "--timeout", "0.1")
+    assert run_main(capsys, "jobs", "cancel", "3")[0] == 0
+    assert "job 3: cancelled" in run_main(capsys, "jobs", "wait", "3")[1]
+    assert json.loads(run_main(capsys, "jobs", "wait", "3", "--json")[1])["state"] == "cancelled"
+    code, _, err = run_main(capsys, "jobs", "wait", "2", "--timeout", "0.1")
     assert (code, err.strip()) == (1, "error: job 2 did not end within 0.1 s")
 
-    stats = _main(capsys, "stats")[1]
+    stats = run_main(capsys, "stats")[1]
     assert "pending" in stats
     assert "echo" in stats
-    assert json.loads(_main(capsys, "stats", "--json")[1])["by_type"]["echo"]["pending"] == 1
-    assert "default" in _main(capsys, "queues")[1]
-    assert json.loads(_main(capsys, "queues", "--json")[1])["default"]["pending"] == 1
-    assert "heartbeat" in _main(capsys, "workers")[1]
-    assert json.loads(_main(capsys, "workers", "--json")[1]) == []
-    types = _main(capsys, "types", "--app", "tests.cli_app:scheduler")[1]
+    assert json.loads(run_main(capsys, "stats", "--json")[1])["by_type"]["echo"]["pending"] == 1
+    assert "default" in run_main(capsys, "queues")[1]
+    assert json.loads(run_main(capsys, "queues", "--json")[1])["default"]["pending"] == 1
+    assert "heartbeat" in run_main(capsys, "workers")[1]
+    assert json.loads(run_main(capsys, "workers", "--json")[1]) == []
+    types = run_main(capsys, "types", "--app", "tests.cli_app:scheduler")[1]
     assert "echo" in types
-    described = json.loads(_main(capsys, "types", "--app", "tests.cli_app:scheduler", "--json")[1])
+    described = json.loads(run_main(capsys, "types", "--app", "tests.cli_app:scheduler", "--json")[1])
     assert {t["name"] for t in described} >= {"echo", "hang"}
 
 
 def test_suspend_with_app_asks_a_running_job_of_a_suspendable_type(
-    env: None, dsn: str, schema_name: str, capsys: pytest.CaptureFixture[str]
+    main_env: None, dsn: str, schema_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _main(capsys, "schedule", "resumable", "--app", "tests.cli_app:scheduler")[0] == 0
+    assert run_main(capsys, "schedule", "resumable", "--app", "tests.cli_app:scheduler")[0] == 0
 
     async def claim() -> None:  # a worker that claimed the job and runs it
         from pgqueue import Scheduler
@@ -102,9 +79,9 @@ def test_suspend_with_app_asks_a_running_job_of_a_suspendable_type(
             assert len(await store.job_claim_many(["default"], 1, wid)) == 1
 
     asyncio.run(claim())
-    code, _, err = _main(capsys, "jobs", "suspend", "1")
+    code, _, err = run_main(capsys, "jobs", "suspend", "1")
     assert (code, err.strip()) == (1, "error: cannot suspend job 1: job 1 is running")
-    code, out, _ = _main(capsys, "jobs", "suspend", "1", "--app", "tests.cli_app:scheduler")
+    code, out, _ = run_main(capsys, "jobs", "suspend", "1", "--app", "tests.cli_app:scheduler")
     assert (code, out.strip()) == (0, "job 1: suspend done")
-    shown = json.loads(_main(capsys, "jobs", "show", "1", "--json")[1])
+    shown = json.loads(run_main(capsys, "jobs", "show", "1", "--json")[1])
     assert (shown["state"], shown["suspend_requested"]) == ("running", True)

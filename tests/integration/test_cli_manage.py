@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests._support import ROOT_DIR, drop_schema
+from tests.integration._cli import in_a_terminal
 
 pytestmark = pytest.mark.pg
 
@@ -166,28 +167,8 @@ def test_without_a_dsn_the_commands_use_the_embedded_server(tmp_path: Path) -> N
 
 def test_jobs_list_renders_a_table_in_a_terminal(cli_env: dict[str, str]) -> None:
     """In a pseudo-terminal (as a person runs it) the list is a drawn table with colours."""
-    import pty
-
     assert _run("schedule", "report", '{"day": 1}', env=cli_env).returncode == 0
-    env = {**cli_env, "TERM": "xterm-256color", "COLUMNS": "120"}
-    env.pop("NO_COLOR", None)
-    master, slave = pty.openpty()
-    with subprocess.Popen(
-        [sys.executable, "-m", "pgqueue", "jobs", "list"], stdout=slave, stderr=slave, env=env, cwd=ROOT_DIR
-    ) as proc:
-        os.close(slave)
-        chunks: list[bytes] = []
-        while True:
-            try:
-                data = os.read(master, 4096)
-            except OSError:  # the terminal's other side closed: the command exited
-                break
-            if not data:
-                break
-            chunks.append(data)
-        code = proc.wait(timeout=60)
-    os.close(master)
-    screen = b"".join(chunks).decode()
+    code, screen = in_a_terminal(["jobs", "list"], cli_env)
     assert code == 0, screen
     assert "┏━━━━┳" in screen  # rich's table frame
     assert "\x1b[" in screen  # styled for a terminal

@@ -357,6 +357,7 @@ CLAIM_COLUMNS = {
     "ROW_CANCEL_REQUESTED": "cancel_requested",
     "ROW_COUNTED": "counted",
     "ROW_CHECKPOINT": "checkpoint",
+    "ROW_TRACE": "trace_context",
 }
 
 

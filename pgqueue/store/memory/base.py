@@ -187,6 +187,7 @@ class MemoryBase:
             priority=jobs.priority,
             timeout_s=jobs.timeout_s,
             delayed=run_at > now,
+            trace_context=jobs.trace,
         )
         self.jobs[job.id] = job
         self._queue_up(job)  # a waiting job's entry is stale at once: it is indexed on release

@@ -138,6 +138,7 @@ class JobsMixin(MemoryBase):
                     j.cancel_requested,
                     j.attempt - j.attempt_base,
                     j.checkpoint,
+                    j.trace_context,
                 )
             )
         return rows

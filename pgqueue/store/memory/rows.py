@@ -86,6 +86,7 @@ class LiveJob:
     has_dependents: bool = False
     suspend_requested: bool = False
     checkpoint: str | None = None
+    trace_context: str | None = None
 
     def state(self, now: float) -> str:
         """As ``job_state()`` in sql/006."""

@@ -36,7 +36,7 @@ class JobsMixin(StoreBase):
 
     async def job_insert(self, conn: CallerConnection | None, jobs: NewJobs, params: str) -> int:
         """Insert one job and notify its queue, in one statement."""
-        args = self._insert_args(jobs, params)
+        args = (*self._insert_args(jobs, params), jobs.trace)
         lane = self._lane
         if conn is None and lane is not None and not self._lane_busy:
             self._lane_busy = True
@@ -49,8 +49,8 @@ class JobsMixin(StoreBase):
         return cast("int", job_id)
 
     def _insert_args(self, jobs: NewJobs, params: str | list[str]) -> tuple[object, ...]:
-        """$1..$8 of job_insert, job_insert_many and job_insert_unique."""
-        q, t, at, prio, timeout_s, delay_s = jobs
+        """$1..$8 of every insert (job_insert and job_insert_many add the trace as $9)."""
+        q, t, at, prio, timeout_s, delay_s, _ = jobs
         return (q, t, params, at, prio, self.channel, timeout_s, delay_s)
 
     async def job_insert_unique(
@@ -69,7 +69,7 @@ class JobsMixin(StoreBase):
         key, then the check and insert with a newer snapshot, so concurrent schedulers of
         one key make one job.
         """
-        args = (*self._insert_args(jobs, params), key, keep_s, list(keep_after))
+        args = (*self._insert_args(jobs, params), key, keep_s, list(keep_after), jobs.trace)
         row: object
         if conn is None:
             async with self.pool.acquire() as own, own.transaction():
@@ -97,15 +97,16 @@ class JobsMixin(StoreBase):
         snapshot, which sees how a dependency that ended meanwhile ended. When one stands in
         the way the transaction is rolled back: nothing is written.
         """
-        args = (*self._insert_args(jobs, params), list(depends_on))
+        args = self._insert_args(jobs, params)
+        deps = list(depends_on)
         try:
             if conn is not None:  # the caller's transaction: a deadlock is the caller's to retry
                 async with conn.transaction():
-                    return await self._insert_dependent(conn, args)
+                    return await self._insert_dependent(conn, args, deps, jobs.trace)
             for attempt in range(1, DEADLOCK_RETRIES + 1):
                 try:
                     async with self.pool.acquire() as own, own.transaction():
-                        return await self._insert_dependent(own, args)
+                        return await self._insert_dependent(own, args, deps, jobs.trace)
                 except asyncpg.DeadlockDetectedError:
                     # Our locks (in id order) crossed a flush ending the dependencies in
                     # another order; PostgreSQL rolled this back: nothing was written.
@@ -116,10 +117,10 @@ class JobsMixin(StoreBase):
             return None, refused.blocked
 
     async def _insert_dependent(
-        self, conn: CallerConnection, args: tuple[object, ...]
+        self, conn: CallerConnection, args: tuple[object, ...], deps: list[int], trace: str | None
     ) -> tuple[int | None, dict[int, str]]:
-        live = [r[0] for r in await conn.fetch(self.q.job_depend_lock, args[-1])]
-        rows = await conn.fetch(self.q.job_insert_dependent, *args[:-1], live, args[-1])
+        live = [r[0] for r in await conn.fetch(self.q.job_depend_lock, deps)]
+        rows = await conn.fetch(self.q.job_insert_dependent, *args, live, deps, trace)
         blocked = {int(r[0]): str(r[1]) for r in rows if r[1] is not None}
         if blocked:
             raise _Refused(blocked)  # leaves the transaction: its marks are rolled back
@@ -139,7 +140,7 @@ class JobsMixin(StoreBase):
         self, conn: CallerConnection | None, jobs: NewJobs, params: list[str]
     ) -> list[int]:
         """Insert jobs of one type and queue, one notification for the lot."""
-        args = self._insert_args(jobs, params)
+        args = (*self._insert_args(jobs, params), jobs.trace)
         row = cast(
             "asyncpg.Record",
             await (self.pool if conn is None else conn).fetchrow(self.q.job_insert_many, *args),

@@ -11,10 +11,11 @@
 --      connection both commit or roll back with the caller's transaction.
 -- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
 --         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
---         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8)
+--         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8),
+--         $9 trace context text (NULL: the scheduler does not trace)
 WITH ins AS (
-    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s)
-    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, trace_context)
+    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9::text
     FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
     RETURNING id, run_at, delayed
 )
@@ -28,10 +29,11 @@ FROM ins;
 --      Ids come back in input order (the identity follows the ORDER BY of the insert).
 -- params: $1 queue text, $2 type text, $3 params json[], $4 run_at timestamptz (NULL = now),
 --         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
---         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8)
+--         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8),
+--         $9 trace context text of every job (NULL: the scheduler does not trace)
 WITH ins AS (
-    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s)
-    SELECT $1, $2, u.p, t.at, $5, t.at > now(), $7
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, trace_context)
+    SELECT $1, $2, u.p, t.at, $5, t.at > now(), $7, $9::text
     FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t,
          unnest($3::json[]) WITH ORDINALITY AS u(p, n)
     ORDER BY u.n
@@ -56,7 +58,8 @@ FROM ins;
 --      the round trip until 2106): asyncpg decodes a timestamptz with Python datetime
 --      arithmetic, 1.4 µs per value, and most handlers never read them (Job converts on
 --      access). counted is the run's number within its budget (max_attempts): runs before
---      a retry() do not count. checkpoint is NULL but for a job whose earlier run saved one.
+--      a retry() do not count. checkpoint is NULL but for a job whose earlier run saved one;
+--      trace_context is NULL but for a job scheduled under tracing (pgqueue.otel).
 --      The rows come back in the order the update met them, not in claim order: the
 --      fetcher sorts them, because a sort here (over a materialized RETURNING) costs the
 --      database, the busier side of the pipeline, a visible share of the statement.
@@ -92,7 +95,8 @@ WHERE j.id = ANY(ARRAY(
 AND EXISTS (SELECT 1 FROM w)
 RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
           date_part('epoch', j.run_at) AS run_at, date_part('epoch', j.inserted_at) AS inserted_at,
-          j.timeout_s, j.cancel_requested, j.attempt - j.attempt_base AS counted, j.checkpoint;
+          j.timeout_s, j.cancel_requested, j.attempt - j.attempt_base AS counted, j.checkpoint,
+          j.trace_context;
 
 -- name: job_next_due
 -- why: when the queues are drained the fetcher sleeps until the next delayed job is due
@@ -355,7 +359,7 @@ DELETE FROM {schema}.unique_keys WHERE until <= now();
 -- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
 --         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
 --         $8 delay seconds float8, $9 key text, $10 seconds the key is kept after the job
---         ends real, $11 the end states that keep it text[]
+--         ends real, $11 the end states that keep it text[], $12 trace context text
 WITH expired AS (
     DELETE FROM {schema}.unique_keys WHERE key = $9 AND until <= now()
 ), holder AS (
@@ -365,8 +369,8 @@ WITH expired AS (
     LIMIT 1
 ), ins AS (
     INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, unique_key,
-                               unique_hold, unique_ends)
-    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9, $10, $11::text[]
+                               unique_hold, unique_ends, trace_context)
+    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9, $10, $11::text[], $12::text
     FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
     WHERE NOT EXISTS (SELECT 1 FROM holder)
     RETURNING id, run_at, delayed
@@ -411,7 +415,8 @@ RETURNING j.id;
 --      transaction held a due dependency's lock skipped it (SKIP LOCKED) and may have been
 --      the only one its notification caused: the queues of such dependencies are told
 --      again, which reaches the workers when the lock is gone (on commit).
--- params: $1..$8 as job_insert, $9 live dependency ids bigint[], $10 all dependency ids bigint[]
+-- params: $1..$8 as job_insert, $9 live dependency ids bigint[], $10 all dependency ids bigint[],
+--         $11 trace context text
 WITH ended AS (
     SELECT e.id,
            coalesce((SELECT {schema}.run_end_state(r.retry_at, r.outcome) FROM {schema}.job_runs r
@@ -421,9 +426,10 @@ WITH ended AS (
     WHERE e.id <> ALL($9::bigint[])
 ), ins AS (
     INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, worker_id,
-                               waiting_on)
+                               waiting_on, trace_context)
     SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7,
-           CASE WHEN cardinality($9::bigint[]) > 0 THEN -1 END, nullif(cardinality($9::bigint[]), 0)
+           CASE WHEN cardinality($9::bigint[]) > 0 THEN -1 END, nullif(cardinality($9::bigint[]), 0),
+           $11::text
     FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
     WHERE NOT EXISTS (SELECT 1 FROM ended WHERE state <> 'succeeded')
     RETURNING id, run_at, delayed, worker_id
