@@ -82,7 +82,9 @@ class Params:
             int(os.environ["BENCH_METRICS_N"]) if "BENCH_METRICS_N" in os.environ else None
         )
     )
-    """Jobs per drain of the metrics phase (None: ``n``); 50,000 gives each drain some 30 scrapes."""
+    """Jobs per drain of the metrics phase (None: 2.5 × ``n``, 50,000 by default). Longer than
+    the plain drain: a worker's one-time costs (the connection of its first queue-depth
+    query) are spread over some 30 scrapes, as over a worker's life."""
     metrics_repeats: int = field(default_factory=lambda: _env_int("BENCH_METRICS_REPEATS", 5))
     """Rounds of the metrics phase (each: off, on, scraped, at every concurrency)."""
     progress: bool = True

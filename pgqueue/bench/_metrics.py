@@ -192,7 +192,7 @@ Drain = Callable[..., Awaitable[JsonObject]]
 
 async def bench_metrics(target: str, params: Params, bench_drain: Drain) -> JsonObject:
     """Drains with metrics off, on and scraped, interleaved; medians and ratios per concurrency."""
-    n = params.metrics_n or params.n
+    n = params.metrics_n or params.n * 5 // 2
     runs: dict[int, dict[str, list[JsonObject]]] = {c: {m: [] for m in MODES} for c in params.concurrencies}
     for round_ in range(params.metrics_repeats):
         shift = round_ % len(MODES)

@@ -85,6 +85,23 @@ def test_a_sorted_batch_lands_in_the_same_buckets_as_one_value_at_a_time(shift: 
     assert batch.counts == one.counts
     assert sum(batch.counts) == len(values)
     assert batch.sum == pytest.approx(one.sum)
+    many = Histogram(TIME_BUCKETS)
+    many.observe_many(values, shift)
+    assert many.counts == one.counts
+    assert many.sum == pytest.approx(one.sum)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.0002, 0.0009, -0.001], [0.002, 0.004, 0.003], [0.002, 7.0, 0.01], [0.001], [2.0, 2.0, 2.4]],
+)
+def test_a_flushs_values_in_one_bucket_are_counted_without_a_sort(values: list[float]) -> None:
+    one, many = Histogram(TIME_BUCKETS), Histogram(TIME_BUCKETS)
+    for v in values:
+        one.observe(v)
+    many.observe_many(list(values))
+    assert many.counts == one.counts
+    assert many.sum == pytest.approx(one.sum)
 
 
 def test_a_flush_is_folded_by_type_queue_and_outcome() -> None:
