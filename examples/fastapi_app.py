@@ -6,9 +6,11 @@ Then:    curl -X POST localhost:8000/orders -H 'content-type: application/json' 
          curl localhost:8000/orders/1          # the order and its job's state
          open http://localhost:8000/jobs/      # pgqueue's dashboard
 
-- The worker runs in the lifespan's task group beside the server: ``tg.start`` fails the
-  startup when the database is unreachable or not migrated, and the lifespan's exit
-  shuts it down gracefully (running jobs finish, their results are written).
+- The worker runs in the lifespan's task group beside the server: ``tg.start`` returns
+  once it has registered. The lifespan migrates first, so a database that cannot be
+  reached fails the startup there (a worker that loses its database later keeps
+  retrying). The lifespan's exit shuts it down gracefully (running jobs finish, their
+  results are written).
 - ``POST /orders`` writes the order, schedules its confirmation with ``conn=`` and takes
   the stock, all in one transaction. The job is scheduled before the stock is taken on
   purpose: when the stock runs out, the rollback takes the order and the job back

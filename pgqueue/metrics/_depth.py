@@ -67,6 +67,7 @@ class Depth:
     def __init__(self, *, ttl: float, timeout: float) -> None:
         self.ttl = ttl
         self.timeout = timeout
+        self._sources: list[_Source] = []  # one per live worker; the newest is queried
         self._source: _Source | None = None
         self._value: dict[str, int] | None = None
         self._fetched_at = -float("inf")  # monotonic time of the last attempt
@@ -76,13 +77,17 @@ class Depth:
 
     def set_source(self, owner: object, store: StatsSource, queues: Sequence[str]) -> None:
         """Query ``store`` on the running loop from now on (the last worker to start wins)."""
-        self._source = _Source(owner, asyncio.get_running_loop(), store.job_stats, queues)
-        self._value, self._fetched_at, self._inflight = None, -float("inf"), None
+        self._sources.append(_Source(owner, asyncio.get_running_loop(), store.job_stats, queues))
+        self._use(self._sources[-1])
 
     def clear_source(self, owner: object) -> None:
-        """``owner`` stops: forget its source (and its value) if it is still the current one."""
+        """``owner`` stops: forget its source; another live worker's takes over, if any."""
+        self._sources = [s for s in self._sources if s.owner is not owner]
         if self._source is not None and self._source.owner is owner:
-            self._source, self._value, self._inflight = None, None, None
+            self._use(self._sources[-1] if self._sources else None)
+
+    def _use(self, source: _Source | None) -> None:
+        self._source, self._value, self._fetched_at, self._inflight = source, None, -float("inf"), None
 
     def _fresh(self) -> bool:
         return time.monotonic() - self._fetched_at < self.ttl

@@ -124,8 +124,9 @@ class LoopServer:
         }
         keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         if method not in ("GET", "HEAD"):
-            await _respond(writer, 405, "text/plain", b"GET or HEAD\n", keep=keep)
-            return keep
+            # Closed: a body this server does not read would be taken for the next request.
+            await _respond(writer, 405, "text/plain", b"GET or HEAD\n", keep=False)
+            return False
         await self._before()
         try:
             accept = headers.get("accept", "")

@@ -226,9 +226,11 @@ class Worker:
                 )
                 await self._serve(self._stages, task_status)
             finally:
-                await self._cleanup(store)
-                if metrics is not None and tally is not None:
-                    metrics.detach(tally)
+                try:
+                    await self._cleanup(store)
+                finally:  # a clean-up that fails must not leave the worker's gauges on scrapes
+                    if metrics is not None and tally is not None:
+                        metrics.detach(tally)
                 log.info(WORKER_STOPPED, jobs_run=self.stats.finished)
         except BaseExceptionGroup as group:
             # The stages' task groups wrap what they raise; callers get the error itself.

@@ -180,6 +180,10 @@ class Flusher:
         self._backoff.succeeded()
         self._signals.flushed.fire()
         if tally is not None:
+            written = len(res.ended) + len(res.put_back)
+            if written < len(items):  # runs of jobs this worker no longer held: not its runs
+                kept = res.ended | res.put_back.keys()
+                items = [i for i in items if i[0].row[ROW_ID] in kept]
             tally.flushed(items, time.perf_counter() - started)
         if res.put_back_due_in is not None:
             self._on_put_back(res.put_back_due_in)

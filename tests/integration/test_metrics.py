@@ -373,8 +373,13 @@ async def test_the_loop_server_answers_keep_alive_scrapes_and_refuses_the_rest(
                 body = await reader.readexactly(length)
                 assert head.startswith(b"HTTP/1.1 200 OK")
                 assert b'pgqueue_queue_depth{queue="default"} 0.0' in body
-            writer.write(b"POST /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
-            assert (await reader.read()).startswith(b"HTTP/1.1 405")
+            # A body the server does not read: it answers 405 and closes, so the body is never
+            # taken for the next request (read() would wait for ever on a kept connection).
+            writer.write(b"POST /metrics HTTP/1.1\r\nContent-Length: 18\r\n\r\nGET /metrics HTTP/")
+            with anyio.fail_after(10):
+                answer = await reader.read()
+            assert answer.startswith(b"HTTP/1.1 405")
+            assert answer.count(b"HTTP/1.1") == 1
             writer.close()
             # An Accept header prometheus-client cannot parse is the scrape's error, not the server's.
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -405,3 +410,51 @@ async def test_prometheus_clients_server_thread_gets_the_depth_from_the_workers_
         finally:
             server.close()
     assert b'pgqueue_queue_depth{queue="backlog"} 4.0' in body
+
+
+async def test_the_depth_gauge_stays_while_another_worker_sharing_the_metrics_runs(
+    scheduler: Scheduler,
+) -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, depth_ttl=3600)
+    await _backlog(scheduler, 4)
+    async with running(scheduler.worker(["elsewhere"], metrics=metrics)):
+        async with running(scheduler.worker(["elsewhere"], metrics=metrics)):
+            await until(lambda: value(registry, "pgqueue_queue_depth", queue="backlog") == 4)
+        # The worker whose store answered stopped; the other one's takes over.
+        await until(lambda: value(registry, "pgqueue_queue_depth", queue="backlog") == 4)
+    assert value(registry, "pgqueue_queue_depth", queue="backlog") is None  # no worker: no source
+
+
+async def test_a_run_the_flush_could_not_write_is_not_counted(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """The flush is fenced: a job another worker holds now keeps its state, and its run here
+    was not written, so it is not this worker's finished run."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    started, gate = anyio.Event(), anyio.Event()
+
+    async def held(job: Job) -> None:
+        started.set()
+        await gate.wait()
+
+    scheduler.register("held", held)
+    scheduler.register("quick", lambda job: None)
+    taken = await scheduler.schedule("held", None)
+    schema = scheduler.schema
+    async with running(scheduler.worker(["default"], metrics=metrics, poll_interval=3600)) as worker:
+        await wait(started)
+        other = await db.fetchval(
+            f'INSERT INTO "{schema}".workers (pid, hostname, queues) VALUES (1, $1, $2) RETURNING id',
+            "elsewhere",
+            ["default"],
+        )
+        await db.execute(f'UPDATE "{schema}".jobs SET worker_id = $1 WHERE id = $2', other, taken)
+        done = worker.signals.flushed.count
+        gate.set()
+        await fired(worker.signals.flushed, done + 1)  # the flush of that run (it wrote nothing)
+        assert finished_samples(registry) == {}
+        await scheduler.schedule("quick", None)  # and a run it did write is counted
+        await until(lambda: finished_samples(registry) == {("quick", "succeeded"): 1})
+    assert await db.fetchval(f'SELECT worker_id FROM "{schema}".jobs WHERE id = $1', taken) == other
