@@ -98,7 +98,15 @@ def check_run_at(run_at: dt.datetime | dt.timedelta | None) -> tuple[dt.datetime
         raise ConfigError(f"run_at must be a timezone-aware datetime or a timedelta, got {run_at!r}")
     if run_at.tzinfo is None or run_at.utcoffset() is None:
         raise ConfigError(f"run_at must be timezone-aware (naive datetimes are ambiguous), got {run_at!r}")
-    return run_at, None
+    try:
+        # The driver stores UTC: a time at the edge of datetime's range (9999-12-31 at -14:00)
+        # has no UTC equivalent, and is bad input here rather than a crash at the insert.
+        utc = run_at.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise ConfigError(
+            f"run_at {run_at.isoformat()} is outside the range of times that can be stored in UTC"
+        ) from None
+    return utc, None
 
 
 def check_priority(priority: int) -> int:

@@ -4,8 +4,9 @@ Both print one line (or one JSON document) when done. On a terminal a progress b
 the work as it goes (see ``_app.progress_bar``); piped, they stay quiet.
 
 ``retry-failed`` lists the failed jobs first, then retries them in chunks of
-:data:`RETRY_CHUNK`, each chunk one statement: a large backlog is not one long transaction,
-and the bar moves per chunk. A job that another client retried in between is skipped.
+:data:`RETRY_CHUNK`, each chunk one statement (``pgqueue._bulk``, which the dashboard's
+bulk retry shares): a large backlog is not one long transaction, and the bar moves per
+chunk. A job that another client retried in between is skipped.
 ``cancel-all`` is :meth:`Scheduler.cancel_many`: one transaction that takes every live job
 of the queue or type, so no job is half-cancelled; its bar is a spinner.
 """
@@ -16,9 +17,9 @@ from typing import Annotated
 
 import typer
 
+from pgqueue._bulk import RETRY_CHUNK, failed_ids, retry_ids
 from pgqueue._config import SCHEMA
-from pgqueue._manage import MAX_PAGE
-from pgqueue._records import CancelCounts, JobState
+from pgqueue._records import CancelCounts
 from pgqueue._scheduler import Scheduler
 
 from ._app import DsnOption, JsonOption, SchemaOption, emit_json, progress_bar, run_with, stdout
@@ -26,27 +27,8 @@ from .jobs import jobs_app
 
 __all__ = ["RETRY_CHUNK", "cancel_all", "retry_failed"]
 
-RETRY_CHUNK = 500  # jobs per retry statement
-
 QueueFilter = Annotated[str | None, typer.Option("--queue", help="Only this queue.")]
 TypeFilter = Annotated[str | None, typer.Option("--type", help="Only this job type.")]
-
-
-async def failed_ids(scheduler: Scheduler, queue: str | None, type_: str | None) -> list[int]:
-    """Every failed job of the filter, oldest first, read a page at a time."""
-    ids: list[int] = []
-    cursor: str | None = None
-    with progress_bar() as bar:
-        task = bar.add_task("finding failed jobs", total=None)
-        while True:
-            page = await scheduler.list_jobs(
-                state=JobState.FAILED, queue=queue, type=type_, limit=MAX_PAGE, cursor=cursor
-            )
-            ids += [r.id for r in page.items]
-            bar.update(task, completed=len(ids))
-            if page.cursor is None:
-                return sorted(ids)
-            cursor = page.cursor
 
 
 @jobs_app.command("retry-failed")
@@ -60,15 +42,21 @@ def retry_failed(
     """Run every failed job (of --queue and/or --type, else all) again, under its id."""
 
     async def work(scheduler: Scheduler) -> list[int]:
-        ids = await failed_ids(scheduler, queue, type_)
-        retried: list[int] = []
         with progress_bar() as bar:
-            task = bar.add_task("retrying", total=len(ids))
-            for start in range(0, len(ids), RETRY_CHUNK):
-                chunk = ids[start : start + RETRY_CHUNK]
-                retried += await scheduler.retry_many(queue=queue, type=type_, ids=chunk)
-                bar.advance(task, len(chunk))
-        return retried
+            finding = bar.add_task("finding failed jobs", total=None)
+            ids = await failed_ids(
+                scheduler, queue=queue, type_=type_, on_page=lambda n: bar.update(finding, completed=n)
+            )
+        with progress_bar() as bar:
+            retrying = bar.add_task("retrying", total=len(ids))
+            return await retry_ids(
+                scheduler,
+                ids,
+                queue=queue,
+                type_=type_,
+                chunk=RETRY_CHUNK,  # this module's, read now: a test makes it small
+                on_chunk=lambda n: bar.advance(retrying, n),
+            )
 
     retried = run_with(dsn, schema, work)
     if as_json:

@@ -6,9 +6,11 @@ first stops gracefully (exit 0), a second at once; uvicorn's own handlers would 
 the signal after its shutdown, and the command would end as "interrupted".
 
 It refuses to listen beyond loopback with neither ``--token`` nor ``--read-only``: an open
-dashboard on a public address lets anyone cancel and delete jobs. Starlette and uvicorn
-come with the ``pgqueue[web]`` extra and are imported only when the command runs, so the
-rest of the CLI never needs them.
+dashboard on a public address lets anyone cancel and delete jobs. Open on loopback, it
+answers only requests whose Host header is a loopback name (:func:`allowed_hosts`), so a
+web page whose name its attacker re-resolves to 127.0.0.1 (DNS rebinding) gets a 400.
+Starlette and uvicorn come with the ``pgqueue[web]`` extra and are imported only when the
+command runs, so the rest of the CLI never needs them.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from .worker import load_scheduler
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-__all__ = ["dashboard", "is_loopback"]
+__all__ = ["LOOPBACK_HOSTS", "allowed_hosts", "dashboard", "is_loopback"]
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+"""The Host names an open dashboard answers (plus ``--host`` itself)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -45,6 +49,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # another name: it may resolve to anything
+
+
+def allowed_hosts(host: str, token: str | None) -> list[str] | None:
+    """The ``allowed_hosts`` of the app the command serves on ``host``.
+
+    Without a token on loopback: the loopback names and ``host``, as only a browser on this
+    machine can reach it, by one of them. With a token: None, as a rebound page cannot
+    produce the token. On another address without a token (``--read-only``): None too, as
+    the names it is reached by there are the network's, not known here, and the app
+    refuses every action anyway.
+    """
+    if token or not is_loopback(host):
+        return None
+    own = host.strip().strip("[]").lower()
+    return [*LOOPBACK_HOSTS, *([] if own in LOOPBACK_HOSTS else [own])]
 
 
 async def _serve(web: Starlette, host: str, port: int, note: str) -> None:
@@ -133,6 +152,9 @@ def dashboard(  # noqa: PLR0917 - typer passes options by keyword; each is the c
             with owner.using(scheduler) if owner is not None else contextlib.nullcontext():
                 target = owner or scheduler
                 await target.stats()  # a schema that is not migrated fails here, not at the first page
-                await _serve(create_app(target, token=token, read_only=read_only), host, port, note)
+                web = create_app(
+                    target, token=token, read_only=read_only, allowed_hosts=allowed_hosts(host, token)
+                )
+                await _serve(web, host, port, note)
 
     anyio.run(go)

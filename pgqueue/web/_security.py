@@ -7,6 +7,11 @@ the CSRF check reads, and a response streams through untouched):
   ``nosniff``, ``DENY`` framing and a same-origin referrer to every response.
 - :class:`Guard` decides, in this order, whether a request reaches its route:
 
+  0. **host** (when the app has ``allowed_hosts``): a ``Host`` header naming no listed host
+     is 400 before anything else runs. An open dashboard on loopback needs it: a site
+     whose name an attacker re-resolves to 127.0.0.1 (DNS rebinding) is, to the browser,
+     the same origin as its own pages, so the Origin check below passes, and its script
+     could read and act on every job. The Host header still carries the attacker's name.
   1. **token** (when the app has one): the API takes ``Authorization: Bearer <token>`` or
      the login cookie; a page takes the ``pgqueue_token`` cookie (HttpOnly,
      SameSite=Strict) that the ``/login`` form sets. A page GET without it is sent to
@@ -45,6 +50,8 @@ from starlette.responses import RedirectResponse, Response
 from ._responses import API_SCOPE_KEY, SECURITY_HEADERS, html_error, json_error
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from ._context import WebContext
@@ -54,9 +61,11 @@ __all__ = [
     "TOKEN_COOKIE",
     "Guard",
     "SecurityHeaders",
+    "check_allowed_hosts",
     "context_of",
     "cookie_path",
     "csrf_token",
+    "host_name",
     "is_secure",
     "route_path",
     "same",
@@ -148,22 +157,52 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class Guard:
-    """Token, read-only and cross-site checks for every request (see the module docstring)."""
+def host_name(host: str) -> str:
+    """The name in a ``Host`` header or a listed host: lowercase, without port or IPv6 brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        end = host.find("]")
+        return host[1:end] if end > 0 else host
+    if host.count(":") == 1:  # name:port; more colons: a bare IPv6 address, no port
+        return host.partition(":")[0]
+    return host
 
-    def __init__(self, app: ASGIApp) -> None:
+
+def check_allowed_hosts(hosts: Sequence[str] | None) -> frozenset[str] | None:
+    """``create_app``'s ``allowed_hosts`` as the guard compares them; ValueError for a bad list."""
+    if hosts is None:
+        return None
+    if isinstance(hosts, str) or not all(isinstance(h, str) and host_name(h) for h in hosts):
+        msg = f"allowed_hosts must be a sequence of host names or None, got {hosts!r}"
+        raise ValueError(msg)
+    if not hosts:
+        msg = "allowed_hosts must name at least one host (None: any Host header)"
+        raise ValueError(msg)
+    return frozenset(host_name(h) for h in hosts)
+
+
+class Guard:
+    """Host, token, read-only and cross-site checks for every request (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str] | None = None) -> None:
         self.app = app
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        ctx = context_of(scope)
         path = route_path(scope)
-        method: str = scope["method"]
         headers = Headers(scope=scope)
         api = _is_api(path)
         scope[API_SCOPE_KEY] = api
+        if self.allowed_hosts is not None:
+            host = headers.get("host")
+            if host is None or host_name(host) not in self.allowed_hosts:
+                await _bad_host(host, api=api)(scope, receive, send)
+                return
+        ctx = context_of(scope)
+        method: str = scope["method"]
         bearer = _bearer_ok(ctx, headers)
         if not api:
             _ensure_nonce(scope)
@@ -179,6 +218,12 @@ class Guard:
                 await refused(scope, receive, send)
                 return
         await self.app(scope, receive, _with_nonce_cookie(scope, send))
+
+
+def _bad_host(host: str | None, *, api: bool) -> Response:
+    shown = "no Host header" if host is None else f"Host {host[:100]!r}"
+    message = f"{shown} is not a name this dashboard is served under"
+    return json_error(400, "bad_host", message) if api else html_error(400, "Bad host", message)
 
 
 def _auth_refusal(ctx: WebContext, scope: Scope, path: str, *, api: bool, bearer: bool) -> Response | None:

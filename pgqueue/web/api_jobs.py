@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.routing import BaseRoute, Route
 
+from pgqueue._bulk import retry_failed
 from pgqueue._errors import MAX_DELAY_S
 from pgqueue._jsonable import job_json
 
@@ -58,10 +59,19 @@ def _limit(request: Request) -> int:
     return int(text)
 
 
+def _check_declared_length(request: Request) -> None:
+    """400 for a Content-Length that is no number (bad input, not a bug); 413 past the limit."""
+    declared = request.headers.get("content-length") or "0"
+    if not declared.isascii() or not declared.isdigit():
+        raise _bad(f"Content-Length must be a number of bytes, got {declared[:40]!r}")
+    digits = declared.lstrip("0")  # int() refuses strings past 4300 digits, zeros included
+    if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits or "0") > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
+
+
 async def _body(request: Request, fields: frozenset[str], *, required: bool) -> dict[str, Any]:
     """The JSON object in the body (``{}`` for an empty body unless ``required``); 400/413/415 else."""
-    if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
+    _check_declared_length(request)
     raw = b""
     async for chunk in request.stream():
         raw += chunk
@@ -183,10 +193,10 @@ async def delete(request: Request) -> Response:
 
 
 async def retry_many(request: Request) -> Response:
-    """Run every failed job of ``queue`` and/or ``type`` (or all of them) again."""
+    """Run every failed job of ``queue`` and/or ``type`` (or all of them) again, in chunks."""
     body = await _body(request, _FILTER_FIELDS, required=False)
-    ids = await web_context(request).scheduler.retry_many(
-        queue=_optional_str(body, "queue"), type=_optional_str(body, "type")
+    ids = await retry_failed(
+        web_context(request).scheduler, queue=_optional_str(body, "queue"), type_=_optional_str(body, "type")
     )
     return json_response({"ids": ids, "count": len(ids)})
 

@@ -21,9 +21,11 @@ from . import api, pages
 from ._context import WebContext, web_context
 from ._login import login_routes
 from ._responses import exception_handlers
-from ._security import Guard, SecurityHeaders, csrf_token
+from ._security import Guard, SecurityHeaders, check_allowed_hosts, csrf_token
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pgqueue._scheduler import Scheduler
 
 __all__ = ["TEMPLATES_DIR", "WebContext", "create_app", "web_context"]
@@ -40,16 +42,26 @@ def create_app(
     token: str | None = None,
     read_only: bool = False,
     title: str = "pgqueue",
+    allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI app, over an open ``scheduler`` (the caller opens and closes it).
 
     ``token``: when given, every request must carry it (``Authorization: Bearer`` for the
     API, a cookie set by the ``/login`` form for the pages). ``read_only``: every action
     answers 403. Serve it on a public address only with one of the two.
+
+    ``allowed_hosts``: the names the app is served under (``"localhost"``, ``"127.0.0.1"``,
+    ``"::1"``; no port). A request whose ``Host`` header names another gets a 400 before
+    anything else runs. An application that mounts the dashboard without a token should
+    pass them: else a web page whose name its attacker re-resolves to the server's address
+    (DNS rebinding) counts, for the browser, as the dashboard's own origin, and its script
+    can read and act on every job. ``pgqueue dashboard`` passes the loopback names when it
+    serves without a token. None (the default): any Host.
     """
     if token is not None and not token:
         msg = "token must be a non-empty string or None"
         raise ValueError(msg)
+    hosts = check_allowed_hosts(allowed_hosts)
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     templates.env.globals["csrf_token"] = csrf_token
     ctx = WebContext(
@@ -67,7 +79,7 @@ def create_app(
             *login_routes(),
             *pages.routes(),
         ],
-        middleware=[Middleware(SecurityHeaders), Middleware(Guard)],
+        middleware=[Middleware(SecurityHeaders), Middleware(Guard, allowed_hosts=hosts)],
         exception_handlers=exception_handlers(),
     )
     app.state.pgqueue = ctx

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from pgqueue import _bulk
 from pgqueue._errors import InvalidStateError
 from pgqueue._models import CancelResult
 from pgqueue._records import JobRecord, JobState
@@ -109,14 +110,14 @@ async def jobs(request: Request) -> Response:
 
 @page
 async def retry_failed(request: Request) -> Response:
-    """Bulk retry: every failed job of the form's queue and type; back to the list with the count."""
+    """Bulk retry: every failed job of the form's queue and type (in chunks); back to the list."""
     ctx = web_context(request)
     if ctx.read_only:
         return error_page(request, 403, "this dashboard is read-only")
     async with request.form(max_files=0) as form:
         fields = {k: form.get(k) for k in ("queue", "type")}
     queue, type_ = (v.strip() or None if isinstance(v, str) else None for v in fields.values())
-    ids = await ctx.scheduler.retry_many(queue=queue, type=type_)
+    ids = await _bulk.retry_failed(ctx.scheduler, queue=queue, type_=type_)
     return RedirectResponse(jobs_href(request, queue=queue, type=type_, retried=len(ids)), status_code=303)
 
 

@@ -1,13 +1,14 @@
-"""WorkerConfig: one validation pass at construction, each error naming its field."""
+"""WorkerConfig: one validation pass at construction, each error naming its field; check_run_at."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pytest
 
 from pgqueue import ConfigError
-from pgqueue._config import WorkerConfig
+from pgqueue._config import WorkerConfig, check_run_at
 
 
 def test_defaults_are_valid() -> None:
@@ -85,3 +86,17 @@ def test_config_is_frozen() -> None:
     cfg = WorkerConfig(queues=("q",))
     with pytest.raises(AttributeError):
         cfg.concurrency = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_run_at_with_no_utc_equivalent_is_a_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"run_at .* outside the range") as info:
+        check_run_at(dt.datetime.fromisoformat(text))
+    assert isinstance(info.value, ValueError)
+
+
+def test_a_run_at_at_the_edge_of_the_range_is_kept_in_utc() -> None:
+    at, delay = check_run_at(dt.datetime.fromisoformat("9999-12-31T23:59:59+14:00"))
+    assert (at, delay) == (dt.datetime(9999, 12, 31, 9, 59, 59, tzinfo=dt.UTC), None)
+    assert at is not None
+    assert at.tzinfo is dt.UTC

@@ -2,6 +2,8 @@
 
 The client speaks ASGI to the app in the test's own event loop (httpx's ASGITransport), so
 a test can schedule, run a worker and call the API side by side on one PostgreSQL schema.
+The page tests' client (``page_client``) is over a scheduler that knows their job types
+(``_pages.register``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from starlette.types import ASGIApp
 
 from pgqueue import Scheduler
 from pgqueue.web import create_app
+from tests.web._pages import register
 
 BASE = "http://testserver"
 JSON = {"Content-Type": "application/json"}
@@ -44,4 +47,18 @@ def make_client(scheduler: Scheduler) -> ClientFactory:
 async def client(make_client: ClientFactory) -> AsyncIterator[httpx2.AsyncClient]:
     """A client on an open app (no token, not read-only)."""
     async with make_client() as c:
+        yield c
+
+
+@pytest.fixture
+def scheduler_with_types(scheduler: Scheduler) -> Scheduler:
+    """The test's scheduler with the page tests' job types: ok, boom, order (``_pages.register``)."""
+    register(scheduler)
+    return scheduler
+
+
+@pytest.fixture
+async def page_client(scheduler_with_types: Scheduler) -> AsyncIterator[httpx2.AsyncClient]:
+    """A client on an open app whose scheduler knows the page tests' job types."""
+    async with client_for(create_app(scheduler_with_types)) as c:
         yield c

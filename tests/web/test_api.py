@@ -6,12 +6,13 @@ Jobs run to their end with a real worker, so the API reads what the database hol
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import httpx2
 import pytest
 from pydantic import BaseModel
 
-from pgqueue import Job, JobState, Scheduler
+from pgqueue import Job, JobState, Scheduler, _bulk
 from pgqueue._jsonable import job_json
 from pgqueue.web import create_app
 from tests._support import Counter, running, wait
@@ -167,6 +168,28 @@ async def test_bulk_retry_and_bulk_cancel(typed: Scheduler, client: httpx2.Async
     assert r.json() == {"cancelled": 2, "cancelling": 0}
     for job_id in failed:
         assert (await typed.get_job(job_id)).state is JobState.CANCELLED
+
+
+async def test_bulk_retry_lists_by_pages_and_retries_by_chunks(
+    typed: Scheduler, client: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk is one statement naming its ids: a large backlog is never one long transaction."""
+    failed = [int(await typed.schedule("boom", i)) for i in range(3)]
+    await run_until_ended(typed, *failed)
+    monkeypatch.setattr(_bulk, "MAX_PAGE", 2)
+    monkeypatch.setattr(_bulk, "RETRY_CHUNK", 2)
+    chunks: list[list[int] | None] = []
+    retry_many = typed.retry_many
+
+    async def spy(**kwargs: Any) -> list[int]:
+        ids = kwargs.get("ids")
+        chunks.append(None if ids is None else list(ids))
+        return await retry_many(**kwargs)
+
+    monkeypatch.setattr(typed, "retry_many", spy)
+    r = await client.post("/api/jobs/retry", json={"queue": "risky"})
+    assert r.json() == {"ids": failed, "count": 3}
+    assert chunks == [failed[:2], failed[2:]]
 
 
 async def test_stats_queues_activity_types_and_workers(typed: Scheduler, client: httpx2.AsyncClient) -> None:

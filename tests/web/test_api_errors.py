@@ -102,6 +102,8 @@ BAD_SCHEDULES: list[tuple[bytes | None, dict[str, object] | list[object] | None,
     (None, {"type": "ok", "run_at": "2030-01-01T00:00:00"}, "bad_request"),
     (None, {"type": "ok", "run_at": "tomorrow"}, "bad_request"),
     (None, {"type": "ok", "run_at": 12}, "bad_request"),
+    (None, {"type": "ok", "run_at": "9999-12-31T23:59:59-14:00"}, "bad_request"),  # no UTC equivalent
+    (None, {"type": "ok", "run_at": "0001-01-01T00:00:00+14:00"}, "bad_request"),
     (None, {"type": "ok", "run_at": "2030-01-01T00:00:00Z", "delay_s": 5}, "bad_request"),
     (None, {"type": "ok", "delay_s": -1}, "bad_request"),
     (None, {"type": "ok", "delay_s": 1e300}, "bad_request"),
@@ -165,6 +167,27 @@ async def test_writes_without_a_json_content_type_are_415(
 async def test_a_body_over_a_mebibyte_is_413(api: httpx2.AsyncClient) -> None:
     big = b'{"type": "ok", "params": "' + b"x" * (1 << 20) + b'"}'
     assert_error(await api.post("/api/jobs", content=big, headers=JSON), 413, "too_large")
+
+
+@pytest.mark.parametrize("declared", ["abc", "-1", "1e3", "12, 12", "٣"])
+async def test_a_malformed_content_length_is_400(
+    api: httpx2.AsyncClient, scheduler: Scheduler, declared: str
+) -> None:
+    """The header as a client sent it (an ASGI server in front may pass it through unchecked)."""
+    headers = {b"content-type": b"application/json", b"content-length": declared.encode()}
+    r = await api.post("/api/jobs", content=b'{"type": "ok"}', headers=headers)
+    body = assert_error(r, 400, "bad_request")
+    assert "Content-Length" in body["message"]
+    assert (await scheduler.list_jobs()).items == ()
+
+
+async def test_a_content_length_of_many_digits_is_413(api: httpx2.AsyncClient) -> None:
+    r = await api.post("/api/jobs", content=b"{}", headers={**JSON, "Content-Length": "9" * 5000})
+    assert_error(r, 413, "too_large")
+    r = await api.post(
+        "/api/jobs", content=b'{"type": "ok"}', headers={**JSON, "Content-Length": "0" * 5000 + "14"}
+    )
+    assert r.status_code == 201, r.text
 
 
 async def test_unknown_ids_routes_and_methods(api: httpx2.AsyncClient) -> None:

@@ -1,8 +1,9 @@
 """Random requests, from a fixed seed, never get a 500 or anything but JSON from the API.
 
 A small in-house stand-in for a schemathesis run: odd values (NUL bytes, 2**64, 1e308, tiny
-windows, bad dates, nested junk) in every body field, query parameter and path segment.
-It found the bucket sizes whose numbers overflow a bigint (now refused as bad input).
+windows, bad dates, times with no UTC equivalent, nested junk) in every body field, query
+parameter and path segment. Each answer must be below 500 and JSON, and each refusal must
+carry the API's error shape.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _TIMES = [
     "2030-01-01T00:00:00",
     "9999-12-31T23:59:59+14:00",
     "0001-01-01T00:00:00-14:00",
+    "9999-12-31T23:59:59-14:00",  # past datetime's range once in UTC
+    "0001-01-01T00:00:00+14:00",
     "2030-13-01",
     "",
 ]

@@ -1,8 +1,9 @@
 """``pgqueue dashboard`` as a user runs it: a real process on a free port, stopped by SIGINT.
 
 The process says where it listens on stderr (``--port 0`` takes any free port); the test
-reads that line under a deadline, fetches the API and a page over TCP, then sends SIGINT
-and expects exit code 0. A public address without a token or --read-only is refused.
+reads that line under a deadline, fetches the API and a page over TCP (and is refused under
+a foreign Host header), then sends SIGINT and expects exit code 0. A public address without
+a token or --read-only is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from anyio.abc import Process
 
 from pgqueue import Scheduler
+from pgqueue.cli.dashboard import allowed_hosts
 from tests._support import WAIT_S
 
 pytestmark = pytest.mark.pg
@@ -72,6 +74,9 @@ async def test_it_serves_the_api_and_the_pages_and_stops_on_sigint(
             assert page.status_code == 200
             assert page.headers["content-type"].startswith("text/html")
             assert page.headers["x-frame-options"] == "DENY"
+            assert (await c.get("api/stats", headers={"Host": "localhost"})).status_code == 200
+            rebound = await c.get("api/stats", headers={"Host": "evil.example"})  # DNS rebinding
+            assert (rebound.status_code, rebound.json()["error"]) == (400, "bad_host")
 
 
 async def test_with_a_token_from_the_environment_it_listens_beyond_loopback(
@@ -83,6 +88,23 @@ async def test_with_a_token_from_the_environment_it_listens_beyond_loopback(
         async with httpx2.AsyncClient(base_url=local) as c:
             assert (await c.get("api/stats")).status_code == 401
             assert (await c.get("api/stats", headers={"Authorization": "Bearer t0ken"})).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "token", "expected"),
+    [
+        ("127.0.0.1", None, ["localhost", "127.0.0.1", "::1"]),
+        ("localhost", None, ["localhost", "127.0.0.1", "::1"]),
+        ("[::1]", None, ["localhost", "127.0.0.1", "::1"]),
+        ("127.0.0.2", None, ["localhost", "127.0.0.1", "::1", "127.0.0.2"]),
+        ("127.0.0.1", "t0ken", None),  # a rebound page cannot produce the token
+        ("0.0.0.0", None, None),  # --read-only on the network: reached by names not known here
+    ],
+)
+def test_served_open_on_loopback_it_allows_only_loopback_hosts(
+    host: str, token: str | None, expected: list[str] | None
+) -> None:
+    assert allowed_hosts(host, token) == expected
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.com", "::"])

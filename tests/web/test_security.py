@@ -1,4 +1,4 @@
-"""The guard: token (401 and the login form), read-only (403), CSRF, headers, mounting.
+"""The guard: allowed hosts (400), token (401 and the login form), read-only (403), CSRF, headers, mounting.
 
 CSRF is checked on a stub POST route added to a real app, which echoes the form it got:
 that also shows the guard hands the body it read on to the route untouched.
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from pgqueue import Scheduler
+from pgqueue import Job, Scheduler
 from pgqueue.web import create_app
 from pgqueue.web._security import CSRF_COOKIE, TOKEN_COOKIE, _sign
 from tests.web.conftest import JSON, ClientFactory, client_for
@@ -78,6 +78,65 @@ async def login_token(c: httpx2.AsyncClient, prefix: str = "") -> str:
 async def guarded(scheduler: Scheduler) -> AsyncIterator[httpx2.AsyncClient]:
     async with client_for(with_stubs(create_app(scheduler, token=TOKEN))) as c:
         yield c
+
+
+# -- host --------------------------------------------------------------------------------
+
+LOOPBACK = ["localhost", "127.0.0.1", "::1"]
+REBOUND = ["evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.evil.example", "[::2]"]
+
+
+@pytest.fixture
+async def loopback_only(scheduler: Scheduler) -> AsyncIterator[httpx2.AsyncClient]:
+    @scheduler.job("ok")
+    async def ok(job: Job) -> None:
+        return None
+
+    async with client_for(create_app(scheduler, allowed_hosts=LOOPBACK), "http://127.0.0.1:8080") as c:
+        yield c
+
+
+@pytest.mark.parametrize("host", REBOUND)
+async def test_a_foreign_host_is_refused_on_pages_and_the_api(
+    loopback_only: httpx2.AsyncClient, scheduler: Scheduler, host: str
+) -> None:
+    """A rebound name reaches 127.0.0.1 with its own Host, and its Origin matches that Host."""
+    rebound = {"Host": host}
+    page = await loopback_only.get("/jobs", headers=rebound)
+    assert page.status_code == 400
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Bad host" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    got = await loopback_only.get("/api/stats", headers=rebound)
+    assert (got.status_code, got.json()["error"]) == (400, "bad_host")
+    same_origin = {**rebound, "Origin": f"http://{host}"}
+    posted = await loopback_only.post("/api/jobs", json={"type": "ok"}, headers=same_origin)
+    assert (posted.status_code, posted.json()["error"]) == (400, "bad_host")
+    assert (await scheduler.list_jobs()).items == ()  # nothing was written
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost:8080", "LocalHost", "[::1]:8080", "[::1]"])
+async def test_a_loopback_host_with_or_without_a_port_is_served(
+    loopback_only: httpx2.AsyncClient, scheduler: Scheduler, host: str
+) -> None:
+    assert (await loopback_only.get("/", headers={"Host": host})).status_code == 200
+    posted = await loopback_only.post("/api/jobs", json={"type": "ok"}, headers={"Host": host})
+    assert posted.status_code == 201, posted.text
+    assert len((await scheduler.list_jobs()).items) == 1
+
+
+async def test_the_host_is_checked_before_the_token(scheduler: Scheduler) -> None:
+    app = create_app(scheduler, token=TOKEN, allowed_hosts=["dashboard.internal"])
+    async with client_for(app, "http://dashboard.internal") as c:
+        assert (await c.get("/api/stats")).status_code == 401
+        refused = await c.get("/api/stats", headers={"Host": "evil.example"})
+        assert (refused.status_code, refused.json()["error"]) == (400, "bad_host")
+
+
+@pytest.mark.parametrize("hosts", ["localhost", [], [""], [5]])
+def test_allowed_hosts_must_name_hosts(scheduler: Scheduler, hosts: object) -> None:
+    with pytest.raises(ValueError, match="allowed_hosts"):
+        create_app(scheduler, allowed_hosts=hosts)  # type: ignore[arg-type]
 
 
 # -- token -------------------------------------------------------------------------------
