@@ -8,9 +8,10 @@ print a rich table, or with ``--json`` one JSON document on stdout for scripts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -33,6 +34,7 @@ __all__ = [
     "DsnOption",
     "JsonOption",
     "SchemaOption",
+    "acting_as",
     "app",
     "emit_json",
     "progress_bar",
@@ -100,6 +102,20 @@ def run_with(dsn: str | None, schema: str, work: Callable[[Scheduler], Awaitable
             return await work(scheduler)
 
     return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def acting_as(owner: Scheduler | None, scheduler: Scheduler) -> Iterator[Scheduler]:
+    """The scheduler a command acts through: ``--app``'s, else ``scheduler``.
+
+    The application's scheduler brings its job types (they check params and say which are
+    suspendable) and is sent to the command's database for the block.
+    """
+    if owner is None:
+        yield scheduler
+        return
+    with owner.using(scheduler):
+        yield owner
 
 
 def emit_json(value: object) -> None:

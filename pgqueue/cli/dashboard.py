@@ -28,7 +28,7 @@ import typer
 from pgqueue._config import SCHEMA
 from pgqueue._scheduler import Scheduler
 
-from ._app import AppOption, DsnOption, SchemaOption, app, resolve_dsn
+from ._app import AppOption, DsnOption, SchemaOption, acting_as, app, resolve_dsn
 from .worker import load_scheduler
 
 if TYPE_CHECKING:
@@ -149,8 +149,7 @@ def dashboard(  # noqa: PLR0917 - typer passes options by keyword; each is the c
 
     async def go() -> None:
         async with Scheduler(resolve_dsn(dsn), schema=schema) as scheduler:
-            with owner.using(scheduler) if owner is not None else contextlib.nullcontext():
-                target = owner or scheduler
+            with acting_as(owner, scheduler) as target:
                 await target.stats()  # a schema that is not migrated fails here, not at the first page
                 web = create_app(
                     target, token=token, read_only=read_only, allowed_hosts=allowed_hosts(host, token)

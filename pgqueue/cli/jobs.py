@@ -12,7 +12,6 @@ suspendable type to stop at its next checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from typing import Annotated
 
@@ -30,6 +29,7 @@ from ._app import (
     DsnOption,
     JsonOption,
     SchemaOption,
+    acting_as,
     app,
     emit_json,
     progress_bar,
@@ -93,8 +93,7 @@ def schedule(  # noqa: PLR0917 - typer passes options by keyword; they are sched
     async def work(scheduler: Scheduler) -> tuple[int, bool]:
         if owner is None:
             scheduler.register(type_, _not_here)  # no application: the type is taken as given
-        target = owner or scheduler
-        with owner.using(scheduler) if owner is not None else contextlib.nullcontext():
+        with acting_as(owner, scheduler) as target:
             job_id = await target.schedule(
                 type_, value, queue=queue, run_at=when, priority=priority, unique_key=unique_key
             )
@@ -216,8 +215,7 @@ def _act(  # noqa: PLR0917 - the command's options, passed on
     owner = load_scheduler(app_target) if app_target else None
 
     async def work(scheduler: Scheduler) -> str:
-        target = owner or scheduler  # the application's types say which are suspendable
-        with owner.using(scheduler) if owner is not None else contextlib.nullcontext():
+        with acting_as(owner, scheduler) as target:  # the application's types say which are suspendable
             if verb == "cancel":
                 return (await target.cancel(job_id)).value
             await getattr(target, verb)(job_id)

@@ -382,6 +382,8 @@ async def test_cancel_many_by_queue_and_by_type(backend_scheduler: Scheduler) ->
     assert (await s.get_job(a2)).state is JobState.CANCELLED
     assert await s.cancel_many(queue="q2") == CancelCounts(cancelled=1, cancelling=0)
     assert [(await s.get_job(i)).state for i in (b1, b2)] == [JobState.PENDING, JobState.CANCELLED]
+    live = (await s.stats()).by_queue
+    assert sum(n for states in live.values() for n in states.values()) == 1  # the cancelled ones left
     assert await s.cancel_many(queue="nothing-here") == CancelCounts(cancelled=0, cancelling=0)
     assert await s.cancel_many(type="a") == CancelCounts(cancelled=0, cancelling=0)  # ended ones stay out
     [run] = (await s.get_job(a1)).runs

@@ -39,23 +39,6 @@ async def _logged(db: asyncpg.Connection, schema: str, job_id: int, n: int) -> N
     await until(enough)
 
 
-async def test_cancel_many_by_queue_and_by_type(scheduler: Scheduler, db: asyncpg.Connection) -> None:
-    for name in ("a", "b"):
-        scheduler.register(name, lambda job: None)
-    a1 = await scheduler.schedule("a", queue="q1")
-    a2 = await scheduler.schedule("a", queue="q2", run_at=dt.timedelta(hours=1))
-    b1 = await scheduler.schedule("b", queue="q1")
-    b2 = await scheduler.schedule("b", queue="q2")
-
-    assert await scheduler.cancel_many(queue="q1", type="a") == CancelCounts(cancelled=1, cancelling=0)
-    assert (await scheduler.get_job(a1)).state is JobState.CANCELLED
-    assert await scheduler.cancel_many(type="a") == CancelCounts(cancelled=1, cancelling=0)
-    assert (await scheduler.get_job(a2)).state is JobState.CANCELLED
-    assert await scheduler.cancel_many(queue="q2") == CancelCounts(cancelled=1, cancelling=0)
-    assert [(await scheduler.get_job(i)).state for i in (b1, b2)] == [JobState.PENDING, JobState.CANCELLED]
-    assert await hot_count(db, scheduler.schema) == 1
-
-
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 async def test_handler_verdicts_end_the_job_at_once(
     scheduler: Scheduler, db: asyncpg.Connection, sync: bool
