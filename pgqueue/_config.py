@@ -165,6 +165,10 @@ class WorkerConfig:
     """Dead tuples in the hot table (and at least 5% of its live rows) at which a worker
     VACUUMs it, checked every second; 0 leaves it to autovacuum (the default with PgBouncer,
     which may run the vacuum lock and unlock on different server connections)."""
+    maintenance: bool = True
+    """Take part in the election of the schema's maintenance leader, which reaps dead workers,
+    vacuums the hot table, enqueues periodic jobs and manages ``job_runs``' partitions. False
+    leaves that to other workers (at least one worker should take part)."""
     progress_interval: float = PROGRESS_INTERVAL_S
     """Seconds between writes of the progress that running jobs report (``job.set_progress``);
     reports in between replace each other."""
@@ -227,8 +231,9 @@ class WorkerConfig:
             or self.vacuum_min_dead < 0
         ):
             raise ConfigError(f"vacuum_min_dead must be an integer >= 0, got {self.vacuum_min_dead!r}")
-        if not isinstance(self.listen, bool):
-            raise ConfigError(f"listen must be True or False, got {self.listen!r}")
+        for name in ("listen", "maintenance"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.metrics is not None:
             _check_metrics(self.metrics)
 

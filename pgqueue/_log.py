@@ -31,6 +31,8 @@ __all__ = [
     "JOB_RETRY",
     "JOB_STARTED",
     "JOB_STOPPED",
+    "LEADER_ELECTED",
+    "LEADER_STEPPED_DOWN",
     "LISTENER_CONNECTED",
     "LISTENER_LOST",
     "RUN_UNWRITABLE",
@@ -52,6 +54,8 @@ JOB_STOPPED = "job_stopped"
 JOBS_VACUUMED = "jobs_vacuumed"
 WORKER_REAPED = "worker_reaped"
 WORKERS_REAPED = "workers_reaped"
+LEADER_ELECTED = "leader_elected"
+LEADER_STEPPED_DOWN = "leader_stepped_down"
 BATCH_CLAIMED = "batch_claimed"
 BATCH_FLUSHED = "batch_flushed"
 FLUSH_FAILED = "flush_failed"

@@ -79,3 +79,7 @@ class WorkerSignals:
     """The coalesced progress reports of running jobs were written."""
     vacuumed: Signal = dataclasses.field(default_factory=Signal)
     """This worker vacuumed the hot table."""
+    leader_elected: Signal = dataclasses.field(default_factory=Signal)
+    """This worker took the maintenance-leader lock."""
+    leader_lost: Signal = dataclasses.field(default_factory=Signal)
+    """This worker lost the leader lock (its session ended or stopped answering)."""

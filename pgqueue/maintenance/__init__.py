@@ -1,15 +1,17 @@
-"""Work a worker does for the whole schema, beside its own jobs.
+"""Work done for the whole schema, beside the jobs: by the maintenance leader.
 
+- :mod:`.leader`: the election (a session advisory lock) and the duties the leader runs.
 - :mod:`.reaper`: free the jobs of workers that stopped heartbeating.
 - :mod:`.vacuum`: vacuum the hot table when dead tuples pile up.
 
-Any live worker does both; the database serialises them (row locks for reaping, an
-advisory lock for the vacuum), so no leader election is needed.
+One worker leads at a time; each duty is also safe when two run at once (a handover), see
+:mod:`.leader`.
 """
 
 from __future__ import annotations
 
+from .leader import Duty, Leader, repeat
 from .reaper import Reaper
 from .vacuum import Vacuum
 
-__all__ = ["Reaper", "Vacuum"]
+__all__ = ["Duty", "Leader", "Reaper", "Vacuum", "repeat"]

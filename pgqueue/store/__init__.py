@@ -113,6 +113,18 @@ class Subscription(Protocol):
         ...
 
 
+class LeaderLock(Protocol):
+    """The schema's maintenance-leader lock, held until released or its session ends."""
+
+    async def check(self, within: float) -> bool:
+        """True while the lock is still held (answered within ``within`` seconds)."""
+        ...
+
+    async def release(self) -> None:
+        """Hand the lock over; idempotent, never raises."""
+        ...
+
+
 class Faults(Protocol):
     """How a backend tells an outage (wait and retry) from a fault that waiting will not fix."""
 
@@ -245,6 +257,10 @@ class WorkerStore(Faults, Protocol):
 
     async def jobs_vacuum_if_needed(self, min_dead: int) -> int | None:
         """Vacuum the hot table past ``min_dead`` dead tuples; the count removed, or None."""
+        ...
+
+    async def leader_lock(self) -> LeaderLock | None:
+        """Try once for the maintenance-leader lock; None while another process holds it."""
         ...
 
 

@@ -141,6 +141,12 @@ class Worker:
         return len(self._stages.results) if self._stages else 0
 
     @property
+    def is_leader(self) -> bool:
+        """Whether this worker is the schema's maintenance leader now (see pgqueue.maintenance)."""
+        leader = self._stages.leader if self._stages else None
+        return leader is not None and leader.is_leader
+
+    @property
     def jobs_reaped(self) -> int:
         """Runs of dead workers this worker's reaper ended and put back."""
         return self._stages.reaper.jobs_released if self._stages else 0
@@ -278,8 +284,8 @@ class Worker:
             await services.start(st.flusher.run)
             await services.start(st.watchdog.run, st.runners)
             services.start_soon(st.lease.run)
-            if st.vacuum is not None:
-                services.start_soon(st.vacuum.run)
+            if st.leader is not None:
+                services.start_soon(st.leader.run)
             services.start_soon(st.progress.run)
             fetch_scope = anyio.CancelScope()
             idle = _Countdown(len(st.runners))

@@ -18,7 +18,7 @@ from pgqueue._config import WorkerConfig
 from pgqueue._models import Job
 from pgqueue._registry import Registry
 from pgqueue._signals import WorkerSignals
-from pgqueue.maintenance import Reaper, Vacuum
+from pgqueue.maintenance import Duty, Leader, Reaper, Vacuum
 from pgqueue.maintenance.vacuum import CHECK_S
 from pgqueue.store import Held, WorkerBackend
 
@@ -50,7 +50,7 @@ class Stages:
     listener: Listener | None
     lease: Lease
     reaper: Reaper
-    vacuum: Vacuum | None
+    leader: Leader | None
     progress: ProgressWriter
     held: tuple[Held, ...]
     store: WorkerBackend
@@ -156,6 +156,7 @@ def build(
         on_reaped=fetcher.notify_ready,
         signals=signals,
     )
+    leader = _leader(store=store, config=cfg, identity=identity, report=report, signals=signals)
     lease = Lease(
         store=store,
         identity=identity,
@@ -168,21 +169,9 @@ def build(
         cancel_local=cancel_local,
         suspend_local=suspend_local,
         on_reregistered=fetcher.notify_ready,
-        after_healthy_beat=reaper.reap_once,
+        after_healthy_beat=(lambda: leader.after_beat(reaper.reap_once)) if leader else _nothing,
         report=report,
         signals=signals,
-    )
-    vacuum = (
-        Vacuum(
-            store=store,
-            min_dead=cfg.vacuum_min_dead,
-            interval=min(cfg.heartbeat_interval, CHECK_S),
-            self_id=lambda: identity.id,
-            report=report,
-            signals=signals,
-        )
-        if cfg.vacuum_min_dead
-        else None
     )
     held = tuple(h for h in (claim_conn, flush_conn) if h is not None)
     return Stages(
@@ -195,8 +184,50 @@ def build(
         listener,
         lease,
         reaper,
-        vacuum,
+        leader,
         progress,
         held,
         store,
+    )
+
+
+async def _nothing() -> None:
+    """After a heartbeat of a worker outside the maintenance election."""
+
+
+def _leader(
+    *,
+    store: WorkerBackend,
+    config: WorkerConfig,
+    identity: Identity,
+    report: Callable[[BaseException, str], None],
+    signals: WorkerSignals,
+) -> Leader | None:
+    """The worker's part in the maintenance election (None with ``maintenance=False``).
+
+    Its duties besides reaping (which follows the lease's heartbeats): the hot table's
+    vacuum, unless ``vacuum_min_dead`` is 0.
+    """
+    cfg = config
+    if not cfg.maintenance:
+        return None
+    duties: list[Duty] = []
+    if cfg.vacuum_min_dead:
+        vacuum = Vacuum(
+            store=store,
+            min_dead=cfg.vacuum_min_dead,
+            interval=min(cfg.heartbeat_interval, CHECK_S),
+            self_id=lambda: identity.id,
+            report=report,
+            signals=signals,
+        )
+        duties.append(vacuum.run)
+    return Leader(
+        store=store,
+        duties=duties,
+        interval=cfg.heartbeat_interval,
+        elect=cfg.listen,  # no LISTEN means a transaction-mode pooler: no session locks either
+        self_id=lambda: identity.id,
+        report=report,
+        signals=signals,
     )

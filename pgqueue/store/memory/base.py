@@ -69,6 +69,7 @@ class MemoryBase:
         self._deps: dict[int, list[int]] = {}  # job -> its dependencies
         self._dependents: dict[int, list[int]] = {}  # job -> the jobs that depend on it
         self._subscribers: list[MemorySubscription] = []
+        self._leader: object | None = None  # the maintenance-leader lock's holder (workers.py)
         # The claim indexes, as jobs_claim_idx and jobs_due_idx are on PostgreSQL: per queue,
         # the claimable jobs in claim order, and the delayed ones by due time. Entries are
         # added whenever a job becomes claimable and checked when taken (a job claimed,

@@ -72,3 +72,26 @@ class WorkersMixin(MemoryBase):
     async def jobs_vacuum_if_needed(self, min_dead: int) -> int | None:  # noqa: ARG002
         """No dead tuples in memory."""
         return None
+
+    async def leader_lock(self) -> MemoryLeaderLock | None:
+        """The store's one leader lock, when nobody holds it."""
+        if self._leader is not None:
+            return None
+        self._leader = MemoryLeaderLock(self)
+        return self._leader
+
+
+class MemoryLeaderLock:
+    """Held until released: a memory store's workers all live in this process."""
+
+    def __init__(self, store: WorkersMixin) -> None:
+        self._store = store
+
+    async def check(self, within: float) -> bool:  # noqa: ARG002 - the role's signature
+        """Held until released."""
+        return self._store._leader is self  # noqa: SLF001 - the lock belongs to the store
+
+    async def release(self) -> None:
+        """Free the store's lock for the next worker that tries."""
+        if self._store._leader is self:  # noqa: SLF001
+            self._store._leader = None  # noqa: SLF001

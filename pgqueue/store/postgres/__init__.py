@@ -3,15 +3,16 @@
 One typed coroutine per named query in ``queries/*.sql``, split by noun into mixins that
 share a :class:`~.pool.StoreBase` (the pool, the schema, the schema's queries):
 ``jobs`` (insert, claim, release, cancel), ``runs`` (the flush), ``workers`` (the lease,
-reaping, vacuum), ``listen`` (subscriptions) and ``migrate``. :class:`PostgresStore`
-implements every role of :mod:`pgqueue.store`. It works on an asyncpg pool, pgqueue's own
-(:func:`create_pool`) or the application's; ``conn=`` runs a statement on a caller's
-connection instead, inside the caller's transaction.
+reaping, vacuum), ``leader`` (the maintenance lock), ``listen`` (subscriptions) and
+``migrate``. :class:`PostgresStore` implements every role of :mod:`pgqueue.store`. It works
+on an asyncpg pool, pgqueue's own (:func:`create_pool`) or the application's; ``conn=``
+runs a statement on a caller's connection instead, inside the caller's transaction.
 """
 
 from __future__ import annotations
 
 from .jobs import JobsMixin
+from .leader import LeaderMixin
 from .listen import ListenMixin
 from .migrate import MigrateMixin
 from .pool import HeldConnection, Pool, connect_error_hint, create_pool, is_unavailable, is_undefined_object
@@ -29,5 +30,5 @@ __all__ = [
 ]
 
 
-class PostgresStore(JobsMixin, RunsMixin, WorkersMixin, ListenMixin, MigrateMixin):
+class PostgresStore(JobsMixin, RunsMixin, WorkersMixin, LeaderMixin, ListenMixin, MigrateMixin):
     """Every store role on one schema of one PostgreSQL database."""

@@ -9,20 +9,17 @@ back only after ``UNLISTEN``: LISTEN state must never leak into a pooled connect
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 from collections.abc import Callable
 
 import anyio
-import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from .pool import CONNECT_TIMEOUT_S, LISTENER_APP_NAME, StoreBase, usable
+from .pool import LISTENER_APP_NAME, OwnConnection, StoreBase, terminate, usable
 
 __all__ = ["ListenMixin", "PgSubscription"]
 
 CLOSE_TIMEOUT_S = 2.0
-ListenConn = asyncpg.Connection | PoolConnectionProxy
+ListenConn = OwnConnection
 
 
 class PgSubscription:
@@ -80,7 +77,7 @@ class PgSubscription:
             except Exception:  # noqa: BLE001 - a broken connection: terminated below
                 unlistened = False
         if not unlistened:
-            _terminate(conn)  # a pool discards a closed connection instead of reusing it
+            terminate(conn)  # a pool discards a closed connection instead of reusing it
         with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
             try:
                 if isinstance(conn, PoolConnectionProxy):
@@ -88,12 +85,7 @@ class PgSubscription:
                 else:
                     await conn.close(timeout=CLOSE_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - it is being dropped anyway
-                _terminate(conn)
-
-
-def _terminate(conn: ListenConn) -> None:
-    with contextlib.suppress(asyncpg.InterfaceError):  # detached from its pool: already gone
-        conn.terminate()
+                terminate(conn)
 
 
 class ListenMixin(StoreBase):
@@ -101,14 +93,7 @@ class ListenMixin(StoreBase):
 
     async def subscribe(self, on_payload: Callable[[str], None]) -> PgSubscription:
         """Connect and LISTEN; raises what connecting raised (the caller decides on retries)."""
-        conn: ListenConn
-        if self.dsn is not None:
-            conn = await asyncpg.connect(
-                self.dsn, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": LISTENER_APP_NAME}
-            )
-            _keepalive(conn)
-        else:
-            conn = await self.pool.acquire(timeout=CONNECT_TIMEOUT_S)
+        conn = await self.connect_own(LISTENER_APP_NAME)
         sub = PgSubscription(self, conn, on_payload)
         try:
             await sub.listen()
@@ -116,21 +101,3 @@ class ListenMixin(StoreBase):
             await sub.aclose()
             raise
         return sub
-
-
-def _keepalive(conn: asyncpg.Connection) -> None:
-    """TCP keepalives on the LISTEN socket, so a dead peer is noticed in ~25 s, not hours.
-
-    asyncpg has no option for client-side keepalives; the socket comes from the transport
-    (``get_extra_info`` is asyncio's public API, ``_transport`` is asyncpg's attribute).
-    Unix sockets have no keepalive and are skipped. The listener's probe is the main check;
-    this only shortens how long a half-open socket can hide.
-    """
-    transport = getattr(conn, "_transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for opt, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
-        if hasattr(socket, opt):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)

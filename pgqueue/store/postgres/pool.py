@@ -9,6 +9,8 @@ its connection goes back), so there is nothing to reset.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +28,7 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "LISTENER_APP_NAME",
     "HeldConnection",
+    "OwnConnection",
     "Pool",
     "StoreBase",
     "can_hold",
@@ -40,6 +43,8 @@ HOLD_MIN_POOL = 4  # connections a pool needs before stages may hold some for th
 APP_NAME = "pgqueue"  # pg_stat_activity.application_name of our pooled connections
 LISTENER_APP_NAME = "pgqueue-listener"
 Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+OwnConnection = asyncpg.Connection | PoolConnectionProxy
+"""A connection one stage keeps for itself (LISTEN, the leader lock): its own, or a pool's."""
 Pool = asyncpg.Pool
 """An application's asyncpg pool, as ``Scheduler(pool=...)`` takes it."""
 
@@ -183,6 +188,36 @@ class HeldConnection:
                 conn.terminate()
 
 
+def terminate(conn: OwnConnection) -> None:
+    """Close at once, without a round trip (a pool's connection detached from it: already gone)."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
+# The server's side of the keepalives (settable by any user): a client that vanished stops
+# holding its session locks after about 25 s instead of the kernel's two hours.
+_SERVER_KEEPALIVE = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
+
+
+def _keepalive(conn: asyncpg.Connection) -> None:
+    """TCP keepalives on our socket, so a dead peer is noticed in ~25 s, not hours.
+
+    asyncpg has no option for client-side keepalives; the socket comes from the transport
+    (``get_extra_info`` is asyncio's public API, ``_transport`` is asyncpg's attribute).
+    Unix sockets have no keepalive and are skipped. The listener's probe and the leader's
+    check are the main tests of a connection; this only shortens how long a half-open
+    socket can hide.
+    """
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for opt, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, opt):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+
+
 def usable(conn: asyncpg.Connection | PoolConnectionProxy) -> bool:
     """Whether a connection (a pool's, or our own) can still run statements.
 
@@ -216,6 +251,25 @@ class StoreBase:
     def is_unavailable(self, exc: BaseException) -> bool:
         """True for errors that mean the server is unreachable, restarting or dropped us."""
         return is_unavailable(exc)
+
+    async def connect_own(self, app_name: str) -> OwnConnection:
+        """A connection for session state (LISTEN, a session lock), never shared with statements.
+
+        Dedicated (outside the pool) when the DSN is known, with TCP keepalives on both ends,
+        so a peer that vanished is noticed in about 25 s by this process and by the server
+        (which then ends the session and drops its locks). With only an application's pool,
+        one of its connections, which the caller must clean before giving it back.
+        """
+        if self.dsn is None:
+            conn: OwnConnection = await self.pool.acquire(timeout=CONNECT_TIMEOUT_S)
+            return conn
+        own: asyncpg.Connection = await asyncpg.connect(
+            self.dsn,
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings={"application_name": app_name, **_SERVER_KEEPALIVE},
+        )
+        _keepalive(own)
+        return own
 
     def hold(self) -> HeldConnection | None:
         """A pool connection for one stage to keep, or None when the pool is too small."""

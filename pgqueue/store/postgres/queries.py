@@ -86,6 +86,9 @@ class Queries:
     jobs_vacuum_lock: str
     jobs_vacuum_unlock: str
     jobs_vacuum: str
+    leader_lock_try: str
+    leader_lock_check: str
+    leader_unlock: str
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -24,3 +24,24 @@ SELECT pg_advisory_unlock(hashtextextended($1, 0));
 --      which is exactly the shape of a drained head on a large backlog.
 -- params: none
 VACUUM (INDEX_CLEANUP ON) {schema}.jobs;
+
+-- name: leader_lock_try
+-- why: one maintenance leader per schema: a session lock on a connection the leader keeps,
+--      so the server frees it the moment that session ends (a killed process, a dropped
+--      connection) and another worker takes over at its next try. Never waits.
+-- params: $1 lock key text
+SELECT pg_try_advisory_lock(hashtextextended($1, 0));
+
+-- name: leader_lock_check
+-- why: the leader's periodic proof that its session (and so its lock) is still there.
+-- params: $1 lock key text
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+      AND (classid::bigint << 32) | objid::bigint = hashtextextended($1, 0)
+);
+
+-- name: leader_unlock
+-- why: a leader stepping down hands over at once instead of when its connection closes.
+-- params: $1 lock key text
+SELECT pg_advisory_unlock(hashtextextended($1, 0));

@@ -1,0 +1,86 @@
+"""The maintenance leader's lock: a session advisory lock on a connection kept for it.
+
+The lock lives exactly as long as the session: the server frees it when the leader's
+process dies or its connection drops (keepalives on both ends bound how long a vanished
+peer can keep it), so the next worker to try takes over. Stepping down unlocks at once.
+With only an application's pool, one of its connections is held for the leadership and
+unlocked before it goes back: a session lock must never leak into a pooled connection.
+"""
+
+from __future__ import annotations
+
+import anyio
+from asyncpg.pool import PoolConnectionProxy
+
+from .pool import CONNECT_TIMEOUT_S, OwnConnection, StoreBase, terminate, usable
+
+__all__ = ["LeaderMixin", "PgLeaderLock"]
+
+LEADER_APP_NAME = "pgqueue-leader"
+RELEASE_TIMEOUT_S = 2.0
+
+
+class PgLeaderLock:
+    """The held lock; :meth:`check` proves it, :meth:`release` hands it over."""
+
+    def __init__(self, store: LeaderMixin, conn: OwnConnection, key: str) -> None:
+        self._store = store
+        self._conn = conn
+        self._key = key
+        self._released = False
+
+    async def check(self, within: float) -> bool:
+        """True while the session answers within ``within`` seconds and still holds the lock."""
+        if self._released or not usable(self._conn):
+            return False
+        try:
+            held = await self._conn.fetchval(self._store.q.leader_lock_check, self._key, timeout=within)
+        except Exception:  # noqa: BLE001 - any failure means the lock can no longer be vouched for
+            return False
+        return bool(held)
+
+    async def release(self) -> None:
+        """Unlock and drop the connection (a pool's goes back unlocked). Idempotent, never raises."""
+        if self._released:
+            return
+        self._released = True
+        conn = self._conn
+        unlocked = False
+        with anyio.move_on_after(RELEASE_TIMEOUT_S, shield=True):
+            try:
+                await conn.fetchval(self._store.q.leader_unlock, self._key)
+                unlocked = True
+            except Exception:  # noqa: BLE001 - a broken session: closing it frees the lock
+                unlocked = False
+        if not unlocked:
+            terminate(conn)
+        with anyio.move_on_after(RELEASE_TIMEOUT_S, shield=True):
+            try:
+                if isinstance(conn, PoolConnectionProxy):
+                    await self._store.pool.release(conn)
+                else:
+                    await conn.close(timeout=RELEASE_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - it is being dropped anyway
+                terminate(conn)
+
+
+class LeaderMixin(StoreBase):
+    """``maintenance.sql``'s leader queries."""
+
+    async def leader_lock(self) -> PgLeaderLock | None:
+        """Try once for the schema's leader lock; None when another session holds it.
+
+        Raises what connecting raised (the caller retries at its next try).
+        """
+        key = f"pgqueue.leader:{self.schema}"
+        conn = await self.connect_own(LEADER_APP_NAME)
+        lock = PgLeaderLock(self, conn, key)
+        try:
+            got = await conn.fetchval(self.q.leader_lock_try, key, timeout=CONNECT_TIMEOUT_S)
+        except BaseException:
+            await lock.release()
+            raise
+        if not got:
+            await lock.release()
+            return None
+        return lock
