@@ -59,7 +59,7 @@ bench-ci: $(STAMP) ## Gross-regression check: 5,000-job drain at C=10 vs bench_r
 wheel-check: $(STAMP) ## Build the wheel and check it ships the query files and the migrations
 	@rm -rf dist && $(PY) -m pip wheel --quiet --no-deps --wheel-dir dist . >/dev/null
 	@$(PY) -c "import sys, zipfile, glob; names = set(zipfile.ZipFile(glob.glob('dist/*.whl')[0]).namelist()); \
-	import pathlib; need = {f'pgqueue/store/postgres/queries/{n}.sql' for n in ('jobs', 'runs', 'workers', 'listen', 'maintenance', 'migrations')} | {'pgqueue/py.typed'} | {f'pgqueue/sql/{p.name}' for p in pathlib.Path('sql').glob('*.sql')} | {p.as_posix() for p in [*pathlib.Path('pgqueue/web/templates').glob('*.html'), *pathlib.Path('pgqueue/web/static').glob('*')]}; missing = need - names; \
+	import pathlib; need = {p.as_posix() for p in pathlib.Path('pgqueue/store/postgres/queries').glob('*.sql')} | {'pgqueue/py.typed'} | {f'pgqueue/sql/{p.name}' for p in pathlib.Path('sql').glob('*.sql')} | {p.as_posix() for p in [*pathlib.Path('pgqueue/web/templates').glob('*.html'), *pathlib.Path('pgqueue/web/static').glob('*')]}; missing = need - names; \
 	print('wheel ok' if not missing else f'wheel misses {sorted(missing)}'); sys.exit(bool(missing))"
 
 clean: ## Remove the venv, caches and the embedded databases

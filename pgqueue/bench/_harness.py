@@ -75,6 +75,10 @@ class Params:
     """Finished jobs in the run log for the management phase (``manage``)."""
     manage_live: int = field(default_factory=lambda: _env_int("BENCH_MANAGE_LIVE", 100_000))
     """Live jobs for the management phase."""
+    churn_n: int = field(default_factory=lambda: _env_int("BENCH_CHURN_N", 1_000_000))
+    """Jobs run through the hot table before its size and the claim's plan are read (``churn``)."""
+    churn_backlog: int = field(default_factory=lambda: _env_int("BENCH_CHURN_BACKLOG", 10_000))
+    """Jobs kept queued during the churn phase."""
     memory_n: int = field(default_factory=lambda: _env_int("BENCH_MEMORY_N", 10_000))
     """Jobs drained by pgqueue.testing.drain on each backend (phase ``memory``)."""
     metrics_n: int | None = field(

@@ -134,6 +134,14 @@ def _feature_rows(line: JsonObject) -> list[tuple[str, str, str]]:
             rows.append(
                 (op, f"p50 {f('manage', op, 'p50_ms')} / p99 {f('manage', op, 'p99_ms')} ms", details)
             )
+    churn = line.get("churn")
+    if isinstance(churn, dict):
+        details = (
+            f"after {f('churn', 'jobs')} jobs, {f('churn', 'backlog')} queued "
+            f"(bound {f('churn', 'bound_mb')} MB); "
+            f"claim {'on its indexes' if churn.get('claim_uses_indexes') else 'NOT on its indexes'}"
+        )
+        rows.append(("hot table + indexes", f"{f('churn', 'queued', 'total_mb')} MB", details))
     return rows
 
 

@@ -6,7 +6,9 @@ on, and scraped at 20/s, interleaved), ``unique``, ``depends_on`` and ``awaited`
 of jobs that hold unique keys, that depend on one another in pairs, or that somebody waits
 for, each compared with the plain drain), ``memory`` (j: pgqueue.testing.drain on the
 in-memory backend against PostgreSQL), ``manage`` (h: get_job, list_jobs and stats on 1,000,000
-finished and 100,000 live jobs) and, opt-in because it takes minutes, ``big`` (d): the
+finished and 100,000 live jobs), ``churn`` (l: 1,000,000 jobs through the hot table with
+10,000 kept queued, then its size and the claim's plan) and, opt-in because it takes
+minutes, ``big`` (d): the
 drain of a 1,000,000-job backlog, whose rate is compared with the small drain's.
 """
 
@@ -21,6 +23,7 @@ import anyio
 
 from pgqueue import __version__
 
+from ._churn import bench_churn
 from ._drain import bench_drain
 from ._enqueue import bench_enqueue
 from ._harness import STDERR, Params
@@ -45,6 +48,7 @@ DEFAULT_PHASES = (
     "manage",
     "memory",
     "metrics",
+    "churn",
 )
 ALL_PHASES = (*DEFAULT_PHASES, "big")
 
@@ -82,6 +86,9 @@ async def _other_phases(target: str, params: Params, phases: tuple[str, ...]) ->
         out["memory"] = await bench_memory(target, params)
     if "metrics" in phases:
         out["metrics"] = await bench_metrics(target, params, bench_drain)
+    if "churn" in phases:
+        STDERR.log(f"churn: {params.churn_n:,} jobs through the hot table, {params.churn_backlog:,} queued")
+        out["churn"] = await bench_churn(target, params)
     return out
 
 

@@ -61,7 +61,7 @@ async def test_one_worker_leads_and_hands_over_when_it_stops(
         assert (first.is_leader, second.is_leader) == (True, False)
         assert second.signals.leader_elected.count == 0
         holders = await _holders(db, scheduler.schema)
-        assert [h["application_name"] for h in holders] == [LEADER_APP_NAME]
+        assert [h["application_name"] for h in holders] == [f"{LEADER_APP_NAME}:{os.getpid()}"]
 
         with anyio.fail_after(30):
             await first.shutdown()
@@ -138,7 +138,7 @@ async def test_on_an_application_pool_the_lock_connection_goes_back_unlocked(
         async with running(worker):
             await fired(worker.signals.leader_elected, 1)
             (holder,) = await _holders(db, schema_name)
-            assert holder["application_name"] != LEADER_APP_NAME  # one of the pool's own connections
+            assert not holder["application_name"].startswith(LEADER_APP_NAME)  # one of the pool's own
         assert await _holders(db, schema_name) == []
         # Every connection of the pool is back and holds no advisory lock.
         async with pool.acquire() as conn:
@@ -167,6 +167,8 @@ async def test_a_sigkilled_leader_is_succeeded_by_a_worker_that_reaps_it(
     )  # fmt: skip
     try:
         await until(lambda: _held(db, schema))
+        (holder,) = await _holders(db, schema)
+        assert holder["application_name"] == f"{LEADER_APP_NAME}:{proc.pid}"
         done = anyio.Event()
 
         @scheduler.job("hang_first_run")

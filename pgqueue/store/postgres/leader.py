@@ -9,6 +9,8 @@ unlocked before it goes back: a session lock must never leak into a pooled conne
 
 from __future__ import annotations
 
+import os
+
 import anyio
 from asyncpg.pool import PoolConnectionProxy
 
@@ -16,7 +18,7 @@ from .pool import CONNECT_TIMEOUT_S, OwnConnection, StoreBase, terminate, usable
 
 __all__ = ["LeaderMixin", "PgLeaderLock"]
 
-LEADER_APP_NAME = "pgqueue-leader"
+LEADER_APP_NAME = "pgqueue-leader"  # then ":<pid>": pg_stat_activity shows which process leads
 RELEASE_TIMEOUT_S = 2.0
 
 
@@ -73,7 +75,7 @@ class LeaderMixin(StoreBase):
         Raises what connecting raised (the caller retries at its next try).
         """
         key = f"pgqueue.leader:{self.schema}"
-        conn = await self.connect_own(LEADER_APP_NAME)
+        conn = await self.connect_own(f"{LEADER_APP_NAME}:{os.getpid()}")
         lock = PgLeaderLock(self, conn, key)
         try:
             got = await conn.fetchval(self.q.leader_lock_try, key, timeout=CONNECT_TIMEOUT_S)
