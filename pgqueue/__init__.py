@@ -24,6 +24,7 @@ from ._errors import (
     SchemaTooNewError,
     UnknownJobTypeError,
 )
+from ._limits import QueueLimit, RateLimit
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
 from ._params import ParamsValidationError
 from ._records import (
@@ -43,6 +44,8 @@ from ._retry import ErrorFilter, ExponentialBackoff, LinearBackoff, chain
 from ._scheduler import Scheduler
 from ._verdicts import Cancel, Skip, Snooze, Suspended
 from ._waiting import WaitTimeoutError
+from .maintenance.retention import PruneResult
+from .periodic.records import PeriodicInfo
 from .worker import Worker
 
 __version__ = "0.1.0"
@@ -72,7 +75,11 @@ __all__ = [
     "Page",
     "ParamsEncodeError",
     "ParamsValidationError",
+    "PeriodicInfo",
     "PgQueueError",
+    "PruneResult",
+    "QueueLimit",
+    "RateLimit",
     "RunInfo",
     "RunRecord",
     "Scheduler",

@@ -31,6 +31,7 @@ __all__ = [
     "WorkerConfig",
     "check_max_attempts",
     "check_priority",
+    "check_retention",
     "check_run_at",
     "check_timeout",
     "field_docs",
@@ -53,6 +54,10 @@ POOL_MIN_SIZE = 0  # the scheduler's own pool connects on first use: it can star
 POOL_MAX_SIZE = 10
 VACUUM_MIN_DEAD = 20_000  # dead tuples in the hot table that make a worker VACUUM it
 PROGRESS_INTERVAL_S = 1.0  # a job's progress reports are written at most this often
+RETENTION_S = 14 * 86_400.0  # the run log keeps a run this long (rounded up to whole UTC days)
+RETENTION_FAILED_S = 30 * 86_400.0  # and the final run of a failed job this long
+RUNS_DAYS_AHEAD = 3  # days after today whose run-log partitions exist ahead of time
+RUNS_DDL_LOCK_TIMEOUT_S = 1.0  # longest a partition create/drop waits for its locks (flushes wait behind it)
 MAX_IDENT_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 SMALLINT = (-32768, 32767)  # the priority column's range
 
@@ -119,6 +124,35 @@ def check_priority(priority: int) -> int:
     return priority
 
 
+def check_retention(
+    keep: float | dt.timedelta,
+    keep_failed: float | dt.timedelta,
+    names: tuple[str, str] = ("retention", "retention_failed"),
+) -> tuple[float, float]:
+    """How long the run log keeps runs, and the final runs of failed jobs: seconds, each > 0.
+
+    A failed job's final run is kept at least as long as the other runs: retention drops
+    the two kinds by their own cutoffs, and a shorter one for failures would lose exactly
+    the runs someone comes back to look at.
+    """
+    seconds = []
+    for name, value in zip(names, (keep, keep_failed), strict=True):
+        s = check_delay(value, name)
+        if s <= 0:
+            raise ConfigError(f"{name} must be a positive duration, got {_duration(value)}")
+        seconds.append(s)
+    if seconds[1] < seconds[0]:
+        raise ConfigError(
+            f"{names[1]} ({_duration(keep_failed)}) must be at least {names[0]} ({_duration(keep)}): "
+            "failed jobs are kept at least as long as the rest"
+        )
+    return seconds[0], seconds[1]
+
+
+def _duration(value: float | dt.timedelta) -> str:
+    return str(value) if isinstance(value, dt.timedelta) else f"{value!r} s"
+
+
 def check_schema(schema: str) -> None:
     """The schema name must fit PostgreSQL's identifiers, with room for the channel suffix."""
     if not isinstance(schema, str) or not schema or "\x00" in schema:
@@ -178,6 +212,11 @@ class WorkerConfig:
     metrics: Metrics | None = None
     """Where to record Prometheus metrics (a :class:`pgqueue.metrics.Metrics`, from the
     ``pgqueue[metrics]`` extra; default: the scheduler's, if it has one); None records nothing."""
+    retention: float | dt.timedelta = RETENTION_S
+    """How long the run log keeps a run (seconds or a timedelta; on the command line 14d, 36h…;
+    default 14 days). Whole UTC days are dropped at once, so a run stays up to a day longer."""
+    retention_failed: float | dt.timedelta = RETENTION_FAILED_S
+    """How long it keeps the final run of a failed job (default 30 days; at least ``retention``)."""
 
     @classmethod
     def build(cls, queues: Iterable[str], pgbouncer: bool = False, /, **overrides: object) -> Self:  # noqa: FBT001, FBT002 - positional-only, so no option name is taken
@@ -236,6 +275,7 @@ class WorkerConfig:
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.metrics is not None:
             _check_metrics(self.metrics)
+        check_retention(self.retention, self.retention_failed)
 
     @property
     def listen_probe_timeout(self) -> float:

@@ -35,6 +35,10 @@ __all__ = [
     "LEADER_STEPPED_DOWN",
     "LISTENER_CONNECTED",
     "LISTENER_LOST",
+    "PERIODIC_ENQUEUED",
+    "PERIODIC_SKIPPED",
+    "QUEUE_LIMITS_SEEN",
+    "RUNS_PRUNED",
     "RUN_UNWRITABLE",
     "SHOULD_LOG_RUN_FAILED",
     "WORKERS_REAPED",
@@ -55,6 +59,9 @@ JOBS_VACUUMED = "jobs_vacuumed"
 WORKER_REAPED = "worker_reaped"
 WORKERS_REAPED = "workers_reaped"
 LEADER_ELECTED = "leader_elected"
+PERIODIC_ENQUEUED = "periodic_enqueued"
+PERIODIC_SKIPPED = "periodic_skipped"
+RUNS_PRUNED = "runs_pruned"
 LEADER_STEPPED_DOWN = "leader_stepped_down"
 BATCH_CLAIMED = "batch_claimed"
 BATCH_FLUSHED = "batch_flushed"
@@ -62,6 +69,7 @@ FLUSH_FAILED = "flush_failed"
 RUN_UNWRITABLE = "run_unwritable"
 SHOULD_LOG_RUN_FAILED = "should_log_run_failed"
 CLAIM_FAILED = "claim_failed"
+QUEUE_LIMITS_SEEN = "queue_limits_seen"  # a worker found its queues' limits changed
 LISTENER_CONNECTED = "listener_connected"
 LISTENER_LOST = "listener_lost"
 WORKER_REGISTERED = "worker_registered"

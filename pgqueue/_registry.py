@@ -17,6 +17,7 @@ from ._models import JobHandler
 from ._params import ParamsAdapter, adapter_for
 from ._records import JobTypeInfo
 from ._retry import ErrorFilter
+from .periodic.spec import PeriodicSpec
 
 __all__ = ["JobType", "Registry"]
 
@@ -76,6 +77,8 @@ class Registry:
         self._types: dict[str, JobType] = {}
         self.by_name: Mapping[str, JobType] = self._types
         """Read-only view for the runner's per-job lookup (one dict get, no call)."""
+        self.periodic: dict[str, PeriodicSpec] = {}
+        """Periodic declarations by name (``@scheduler.periodic``); the enqueuer reads them."""
 
     def add(
         self,
@@ -118,6 +121,12 @@ class Registry:
         )
         self._types[name] = jt
         return jt
+
+    def add_periodic(self, spec: PeriodicSpec) -> None:
+        """Add a periodic declaration; a second one with the same name is an error."""
+        if spec.name in self.periodic:
+            raise ConfigError(f"periodic {spec.name!r} is already declared")
+        self.periodic[spec.name] = spec
 
     def get(self, name: str) -> JobType | None:
         """The type, or None when this process does not know it."""

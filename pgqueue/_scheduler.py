@@ -34,11 +34,14 @@ from ._config import (
 from ._errors import (
     ConfigError,
 )
+from ._limits_api import QueueLimits
 from ._manage import Management
 from ._management_api import JobManagement
 from ._models import JobHandler
+from ._periodic_api import PeriodicScheduling
 from ._records import JobTypeInfo
 from ._registry import DEFAULT_QUEUE, Registry
+from ._retention_api import RunRetention
 from ._retry import ErrorFilter
 from ._schedule_api import JobScheduling
 from ._tracing import Tracing
@@ -57,7 +60,7 @@ H = TypeVar("H", bound=JobHandler)
 WAIT_POLL_S = 0.5  # wait()'s poll interval with pgbouncer=True
 
 
-class Scheduler(JobScheduling, JobManagement):
+class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, RunRetention):
     """Registers job types and schedules jobs; the entry point of pgqueue.
 
     ::

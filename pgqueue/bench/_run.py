@@ -7,7 +7,9 @@ of jobs that hold unique keys, that depend on one another in pairs, or that some
 for, each compared with the plain drain), ``memory`` (j: pgqueue.testing.drain on the
 in-memory backend against PostgreSQL), ``manage`` (h: get_job, list_jobs and stats on 1,000,000
 finished and 100,000 live jobs), ``churn`` (l: 1,000,000 jobs through the hot table with
-10,000 kept queued, then its size and the claim's plan) and, opt-in because it takes
+10,000 kept queued, then its size and the claim's plan), ``limits`` (m: the drain of a queue
+with a concurrency limit of 50 against the unlimited one, at C=50, interleaved) and, opt-in
+because it takes
 minutes, ``big`` (d): the
 drain of a 1,000,000-job backlog, whose rate is compared with the small drain's.
 """
@@ -28,6 +30,7 @@ from ._drain import bench_drain
 from ._enqueue import bench_enqueue
 from ._harness import STDERR, Params
 from ._latency import bench_latency
+from ._limits import bench_limits
 from ._manage import bench_manage
 from ._memory import bench_memory
 from ._metrics import bench_metrics
@@ -49,6 +52,7 @@ DEFAULT_PHASES = (
     "memory",
     "metrics",
     "churn",
+    "limits",
 )
 ALL_PHASES = (*DEFAULT_PHASES, "big")
 
@@ -89,6 +93,8 @@ async def _other_phases(target: str, params: Params, phases: tuple[str, ...]) ->
     if "churn" in phases:
         STDERR.log(f"churn: {params.churn_n:,} jobs through the hot table, {params.churn_backlog:,} queued")
         out["churn"] = await bench_churn(target, params)
+    if "limits" in phases:
+        out["limits"] = await bench_limits(target, params, bench_drain)
     return out
 
 

@@ -1,7 +1,8 @@
 """The ``pgqueue`` command: one module per command family.
 
 ``migrate``, ``worker``, ``jobs`` (with ``schedule``; ``bulk``: retry-failed, cancel-all),
-``overview`` (``stats``, ``queues``, ``types``, ``workers``) and ``bench``.
+``overview`` (``stats``, ``queues``, ``types``, ``workers``), ``periodic``, ``limits``,
+``prune``, ``dashboard`` and ``bench``.
 
 Errors print one line on stderr, ``error: <what> (<what to check>)``, and exit 1; usage
 errors (a bad option, a missing DSN, a target that does not import) exit 2. No traceback
@@ -21,10 +22,23 @@ import typer
 from pgqueue._errors import PgQueueError, describe, unwrap_group
 from pgqueue.store.postgres import connect_error_hint
 
-from . import bench, bulk, dashboard, jobs, migrate, overview, worker
+from . import bench, bulk, dashboard, jobs, limits, migrate, overview, periodic, prune, worker
 from ._app import app
 
-__all__ = ["app", "bench", "bulk", "dashboard", "jobs", "main", "migrate", "overview", "worker"]
+__all__ = [
+    "app",
+    "bench",
+    "bulk",
+    "dashboard",
+    "jobs",
+    "limits",
+    "main",
+    "migrate",
+    "overview",
+    "periodic",
+    "prune",
+    "worker",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import re
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -37,6 +39,7 @@ __all__ = [
     "acting_as",
     "app",
     "emit_json",
+    "parse_duration",
     "progress_bar",
     "resolve_dsn",
     "run_with",
@@ -52,6 +55,23 @@ app = typer.Typer(
     help="pgqueue: an asyncio job runner on PostgreSQL. Errors print one line; "
     "add --debug (or set PGQUEUE_DEBUG=1) for the traceback.",
 )
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 7 * 86_400.0}
+
+
+def parse_duration(option: str, text: str) -> dt.timedelta:
+    """``14d`` as a timedelta; anything else is a usage error naming ``option``."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise typer.BadParameter(
+            f"{option} takes a number and a unit (s, m, h, d or w), like 14d or 36h; got {text!r}"
+        )
+    try:
+        return dt.timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+    except OverflowError:
+        raise typer.BadParameter(f"{option} is too long: {text!r}") from None
+
 
 DsnOption = Annotated[
     str | None,

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import functools
 import importlib
 import inspect
 import signal
@@ -35,7 +37,7 @@ from pgqueue._config import WorkerConfig, field_docs
 from pgqueue._errors import PgQueueError
 from pgqueue._scheduler import Scheduler
 
-from ._app import app
+from ._app import app, parse_duration
 
 if TYPE_CHECKING:  # pgqueue.metrics imports prometheus-client, an optional extra
     from pgqueue.metrics import Metrics
@@ -43,6 +45,11 @@ if TYPE_CHECKING:  # pgqueue.metrics imports prometheus-client, an optional extr
 __all__ = ["config_options", "load_scheduler", "worker"]
 
 _PLAIN_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
+_DURATION_TYPE = "float | dt.timedelta"  # a duration option: seconds or a timedelta in Python
+
+
+def _days(default: object) -> str:
+    return f"{default / 86_400:g}d" if isinstance(default, float) else str(default)
 
 
 def load_scheduler(target: str) -> Scheduler:
@@ -66,14 +73,24 @@ def config_options(config: type[WorkerConfig]) -> list[inspect.Parameter]:
     docs = field_docs(config)
     params: list[inspect.Parameter] = []
     for f in dataclasses.fields(config):
-        kind = _PLAIN_TYPES.get(str(f.type))
-        if kind is None:  # queues has its own option; callables cannot come from a command line
-            continue
         flag = "--" + f.name.replace("_", "-")
-        decl = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
         help_text = docs.get(f.name, "").replace("``", "") or None
-        option = typer.Option(decl, help=help_text, show_default=str(f.default))
-        annotation: Any = Annotated[kind | None, option]
+        annotation: Any
+        if str(f.type) == _DURATION_TYPE:  # retention: "14d", "36h"…
+            option = typer.Option(
+                flag,
+                help=help_text,
+                show_default=_days(f.default),
+                parser=functools.partial(parse_duration, flag),
+            )
+            annotation = Annotated[dt.timedelta | None, option]
+        else:
+            kind = _PLAIN_TYPES.get(str(f.type))
+            if kind is None:  # queues has its own option; callables cannot come from a command line
+                continue
+            decl = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
+            option = typer.Option(decl, help=help_text, show_default=str(f.default))
+            annotation = Annotated[kind | None, option]
         params.append(
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
         )

@@ -13,8 +13,9 @@ The lock saves work; it does not make anything correct. Every duty is safe when 
 processes run it at once (a handover while the old leader's statement is in flight):
 reaping locks the rows it frees, periodic ticks are claimed by a compare-and-set on their
 row, partition DDL takes a transaction lock, and the vacuum its own session lock. That is
-also why, where session locks cannot work (PgBouncer in transaction mode), every worker
-runs the duties itself (``elect=False``).
+also why, where session locks cannot work (PgBouncer in transaction mode) or no connection
+can be spared for one (an application pool under four connections), every worker runs the
+duties itself (``elect=False``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ asyncpg); an in-memory backend for applications' tests implements the same roles
 - :class:`WorkerStore`: a worker's claims, flushes, lease and maintenance.
 - :class:`ManageStore`: job management (look up, cancel in bulk).
 - :class:`AdminStore`: migrations and the schema version.
+- :class:`LimitsStore`: the global limits of queues (set, remove, list).
+- :class:`PeriodicStore`: periodic declarations and the ticks they enqueue.
+- :class:`RetentionStore`: the run log's day partitions and its retention.
 - :class:`Notifications`: a subscription to the schema's channel for the listener.
 - :class:`WorkerBackend`: a worker's store and notifications together.
 - :class:`Store`: all of them, what ``Scheduler.open()`` returns.
@@ -24,10 +27,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from pgqueue._limits import LimitedClaim, QueueLimit
 from pgqueue._models import CancelResult, Row
 from pgqueue._records import ActivityCounts, CancelCounts, JobRecord, JobState, WorkerInfo
 
 from .batch import FinalizeResult, FlushBatch, NewJobs, ProgressReport
+from .periodic_rows import PeriodicDeclaration, PeriodicFire, PeriodicFired, PeriodicRow
+from .retention_plan import RetentionPlan
 
 __all__ = [
     "ActivityRows",
@@ -38,10 +44,14 @@ __all__ = [
     "FinalizeResult",
     "FlushBatch",
     "Held",
+    "LimitsStore",
     "ManageStore",
     "NewJobs",
     "Notifications",
+    "PeriodicStore",
     "ProgressReport",
+    "RetentionPlan",
+    "RetentionStore",
     "Store",
     "Subscription",
     "WorkerBackend",
@@ -217,6 +227,29 @@ class WorkerStore(Faults, Protocol):
         """Seconds (database clock) until the next delayed job in these queues is due."""
         ...
 
+    async def job_claim_limited(
+        self,
+        queue: str,
+        limit: int,
+        worker_id: int,
+        done: Sequence[tuple[int, int]],
+        held: Held | None = None,
+    ) -> LimitedClaim:
+        """Claim up to ``limit`` due jobs of a limited queue, within its limits.
+
+        ``done``: (id, attempt) of this worker's finished runs not yet written; their slots
+        are free. A queue whose limit was removed is claimed as ``job_claim_many`` would.
+        """
+        ...
+
+    async def queue_limited(self, queues: Sequence[str], held: Held | None = None) -> dict[str, int | None]:
+        """Which of these queues have a limit: each with its concurrency limit (None: none)."""
+        ...
+
+    async def queue_limit_adopt(self, queues: Sequence[str], worker_id: int, held: Held | None = None) -> int:
+        """Count the jobs this worker holds in newly limited ``queues`` against their limits."""
+        ...
+
     async def job_finalize_many(
         self, worker_id: int, batch: FlushBatch, held: Held | None = None, *, clock_offset: float = 0.0
     ) -> FinalizeResult:
@@ -261,6 +294,10 @@ class WorkerStore(Faults, Protocol):
 
     async def leader_lock(self) -> LeaderLock | None:
         """Try once for the maintenance-leader lock; None while another process holds it."""
+        ...
+
+    def can_elect(self) -> bool:
+        """Whether this store can keep a connection for the leader lock for a worker's life."""
         ...
 
 
@@ -342,9 +379,94 @@ class AdminStore(Protocol):
         ...
 
 
-class WorkerBackend(WorkerStore, Notifications, Protocol):
-    """What a :class:`~pgqueue.Worker` opens: its stages' store and the listener's channel."""
+class PeriodicStore(Protocol):
+    """Periodic declarations: their rows, and the one write that enqueues a tick once."""
+
+    schema: str
+
+    async def periodic_declare_many(self, rows: Sequence[PeriodicDeclaration]) -> None:
+        """Insert the declarations' rows, or update what changed; their last tick is kept."""
+        ...
+
+    async def periodic_fire_many(self, fires: Sequence[PeriodicFire]) -> list[PeriodicFired]:
+        """Consume each tick newer than its row's last one and enqueue its job, in one write.
+
+        Across processes each tick is consumed once: a tick not newer than the row's last
+        one (fired by another process, or offered by a process whose clock is behind)
+        changes nothing and is not reported.
+        """
+        ...
+
+    async def periodic_list(self) -> list[PeriodicRow]:
+        """Every row, by name, with the state of its last job."""
+        ...
+
+    async def periodic_delete(self, name: str) -> bool:
+        """Forget a declaration's row; False when there was none."""
+        ...
 
 
-class Store(EnqueueStore, WorkerBackend, ManageStore, AdminStore, Protocol):
+class LimitsStore(Protocol):
+    """The global limits of queues, as the API sets and lists them."""
+
+    schema: str
+
+    async def queue_limit_set(self, limit: QueueLimit) -> QueueLimit:
+        """Store a queue's limit (replacing its previous one); the limit as stored."""
+        ...
+
+    async def queue_limit_remove(self, queue: str) -> bool:
+        """Drop a queue's limit and its rate window; False when it had none."""
+        ...
+
+    async def queue_limit_list(self) -> list[QueueLimit]:
+        """Every queue's limit, by queue name."""
+        ...
+
+
+class RetentionStore(Protocol):
+    """The run log's day partitions, and its retention by whole days (sql/012).
+
+    A retention round reads its plan, creates the missing days, then drops what expired.
+    The DDL steps take a ``lock_timeout`` in seconds and return None when a lock did not
+    come in time (the log's readers held it): the next round tries again.
+    """
+
+    schema: str
+
+    async def runs_retention_plan(
+        self, now: dt.datetime | None, keep_s: float, keep_failed_s: float, days_ahead: int
+    ) -> RetentionPlan:
+        """The cutoffs, the days lacking partitions, what expired (see :class:`RetentionPlan`)."""
+        ...
+
+    async def runs_partitions_expired(
+        self, done_before: dt.datetime, failed_before: dt.datetime
+    ) -> list[str]:
+        """The day partitions whose whole day is before their tree's cutoff, oldest first."""
+        ...
+
+    async def runs_partition_ensure(self, day: dt.date, lock_timeout: float) -> int | None:
+        """Create ``day``'s partitions, moving its rows out of the DEFAULT ones; how many."""
+        ...
+
+    async def runs_partition_drop(self, partition: str, lock_timeout: float) -> int | None:
+        """Drop an expired day partition; the failed runs it superseded, deleted beside it."""
+        ...
+
+    async def runs_defaults_expire(self, done_before: dt.datetime, failed_before: dt.datetime) -> int:
+        """Delete the rows of expired days waiting in the DEFAULT partitions; how many."""
+        ...
+
+
+class WorkerBackend(WorkerStore, Notifications, PeriodicStore, RetentionStore, Protocol):
+    """What a :class:`~pgqueue.Worker` opens: its stages' store and the listener's channel.
+
+    The maintenance leader's duties write through it too (periodic ticks, partitions).
+    """
+
+
+class Store(
+    EnqueueStore, WorkerBackend, ManageStore, AdminStore, PeriodicStore, LimitsStore, RetentionStore, Protocol
+):
     """Every role: what ``Scheduler.open()`` returns."""

@@ -204,6 +204,33 @@ SCHEMAS: dict[str, Any] = {
         },
         "required": ["name", "queue", "max_attempts", "params_schema"],
     },
+    "Periodic": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "schedule": {"type": "string", "description": "Cron (and its zone), or every <time>."},
+            "type": {"type": "string"},
+            "queue": {"type": "string"},
+            "next_fire_at": NULL_TIME,
+            "last_tick": NULL_TIME,
+            "last_job_id": nullable("integer"),
+            "last_outcome": nullable(
+                "string", description="The last job's state, 'skipped (overlap)', or null (none, or unknown)."
+            ),
+            "declared": {"type": "boolean", "description": "Declared by the dashboard's scheduler."},
+        },
+        "required": [
+            "name",
+            "schedule",
+            "type",
+            "queue",
+            "next_fire_at",
+            "last_tick",
+            "last_job_id",
+            "last_outcome",
+            "declared",
+        ],
+    },
     "Worker": {
         "type": "object",
         "properties": {

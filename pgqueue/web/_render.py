@@ -45,7 +45,13 @@ PREVIEW_CHARS = 2048  # params, results and checkpoints longer than this show a 
 MAX_JOB_ID = 2**63 - 1  # a bigint: a larger id in a URL is a bad request, not a database error
 _LINE_CHARS = 200  # a one-line summary of an error text
 
-_NAV = (("overview", "Overview"), ("jobs", "Jobs"), ("workers", "Workers"), ("types", "Types"))
+_NAV = (
+    ("overview", "Overview"),
+    ("jobs", "Jobs"),
+    ("workers", "Workers"),
+    ("types", "Types"),
+    ("periodic", "Periodic"),
+)
 
 _OUTCOME_CLASS = {
     Outcome.SUCCEEDED: "succeeded",

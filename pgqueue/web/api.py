@@ -23,6 +23,7 @@ from pgqueue._jsonable import (
     stats_json,
 )
 from pgqueue._jsonable import worker_json as _worker_json
+from pgqueue.periodic.records import periodic_json
 
 from . import api_jobs, openapi
 from ._context import web_context
@@ -98,6 +99,11 @@ async def activity(request: Request) -> Response:
     return json_response(activity_json(found))
 
 
+async def periodic(request: Request) -> Response:
+    """The periodic declarations with their next fire times and last outcomes."""
+    return json_response([periodic_json(p) for p in await web_context(request).scheduler.list_periodic()])
+
+
 async def openapi_document(request: Request) -> Response:
     """The API's OpenAPI 3.1 description (servers: the API's own path)."""
     root: str = request.scope.get("root_path", "")
@@ -113,5 +119,6 @@ def routes() -> list[BaseRoute]:
         Route("/types", types, methods=["GET"], name="types"),
         Route("/workers", workers, methods=["GET"], name="workers"),
         Route("/activity", activity, methods=["GET"], name="activity"),
+        Route("/periodic", periodic, methods=["GET"], name="periodic"),
         Route("/openapi.json", openapi_document, methods=["GET"], name="openapi"),
     ]

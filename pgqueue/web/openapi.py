@@ -217,6 +217,14 @@ _PATHS: dict[str, Any] = {
             ],
         )
     },
+    "/periodic": {
+        "get": _op(
+            "getPeriodic",
+            "The periodic declarations: schedule, next fire time, last tick and its outcome.",
+            _json({"type": "array", "items": ref("Periodic")}, "The declarations, by name."),
+            _READ_ERRORS,
+        )
+    },
     "/openapi.json": {
         "get": {
             "operationId": "getOpenApi",

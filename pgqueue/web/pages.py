@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from pgqueue._records import JobState
 
-from . import pages_jobs
+from . import pages_jobs, pages_periodic
 from ._charts import Series, bar_chart, bucket_words
 from ._context import web_context
 from ._render import BadRequest, page, render
@@ -148,5 +148,6 @@ def routes() -> list[BaseRoute]:
         *pages_jobs.routes(),
         Route("/workers", workers, name="workers"),
         Route("/types", types, name="types"),
+        *pages_periodic.routes(),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]

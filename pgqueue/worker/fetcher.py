@@ -15,6 +15,27 @@ fixed batch and hoard; River caps fetches by free slots and pays a round trip pe
 Delayed jobs: the fetcher sleeps until the earliest due time it knows of, learned from
 ``d:`` notifications, from retries this worker wrote, and from ``job_next_due`` after a
 timer or poll claim; polling is only the backstop.
+
+Limited queues (``Scheduler.set_queue_limit``): the fetcher looks up which of its queues
+have a limit, and their concurrency limits, before its first claim and again before the
+first claim after each ``heartbeat_interval``, never per claim. Each limited queue is
+claimed on its own through ``job_claim_limited`` (first, so their few slots are not starved
+by a busy plain queue), asking at most its concurrency limit; the others together by the
+plain claim, unchanged. A limited claim passes the runs this worker finished whose results
+are not written yet: their jobs no longer run, so their slots are free here, and a worker
+does not wait for its own flush to reuse them. When a limit held a claim back (or the
+claim took every slot) the fetcher retries when a slot can free: after one of its own runs
+ends (``on_capacity``), at once if some ended while the claim was in flight, when the rate
+window frees a start (the claim says when), and otherwise after ``CAPPED_RETRY_S``, for
+slots that other workers free and do not take again themselves (their own fetchers retry
+at once). Nothing of this runs for a worker without limited queues but the look-up, once
+per heartbeat interval.
+
+A held slot is a claimed job, so a limited queue is not prefetched beyond its free slots:
+with a limit equal to the worker's concurrency and very short jobs, each round of runs
+waits for a claim round trip (the ``limits`` bench phase measures it). Splitting the slots
+into two claims in flight, so that one travels while the other's jobs run, measured no
+faster: the per-claim cost, not the wait, is what such a drain pays.
 """
 
 from __future__ import annotations
@@ -30,8 +51,8 @@ from pgqueue._backoff import Backoff
 from pgqueue._clock import Clock, ignore
 from pgqueue._config import WorkerConfig
 from pgqueue._errors import describe
-from pgqueue._log import BATCH_CLAIMED, CLAIM_FAILED, debug_enabled, get_logger
-from pgqueue._models import ROW_ID, ROW_PRIORITY, ROW_RUN_AT, Job
+from pgqueue._log import BATCH_CLAIMED, CLAIM_FAILED, QUEUE_LIMITS_SEEN, debug_enabled, get_logger
+from pgqueue._models import ROW_ATTEMPT, ROW_ID, ROW_PRIORITY, ROW_QUEUE, ROW_RUN_AT, Job, Row
 from pgqueue._signals import WorkerSignals
 from pgqueue.store import Held, WorkerStore
 
@@ -47,6 +68,8 @@ PREFETCH_HORIZON = 8.0  # claim round trips' worth of work to hold beyond concur
 DEFAULT_RTT_S = 0.002  # until the first claim is measured
 FAST_POLL_S = 0.5  # poll interval while the LISTEN connection is down
 EMPTY_CLAIM_REARM_S = 0.05  # a due job another worker holds: look again after this
+CAPPED_RETRY_S = 0.25  # a limit held a claim back and no run of ours can free a slot: look again after this
+RATE_MARGIN_S = 0.001  # wake this much after the rate window frees a start, not before it
 _log = get_logger()
 _CLAIM_ORDER = operator.itemgetter(ROW_PRIORITY, ROW_RUN_AT, ROW_ID)  # the claim index's order
 
@@ -92,6 +115,21 @@ class Fetcher:
         self._poll_only = not config.listen  # no listener: poll at poll_interval, not the fast rate
         self._signals = signals or WorkerSignals()
         self._tally = tally  # metrics: one size per claim
+        # Queue limits, from the database: the limited queues (claimed one by one through
+        # job_claim_limited), the others (the plain claim), and when to look again.
+        self._limited: tuple[str, ...] = ()
+        self._slots: dict[str, int | None] = {}  # each limited queue's concurrency limit, if any
+        self._limited_due = False  # a reason to claim the limited queues (only them)
+        self._plain = self._queues
+        self._due_queues = self._queues  # the queues job_next_due asks about (not the capped ones)
+        self._limits_at = -math.inf  # monotonic time of the next look at the limits
+        self._capped = False  # a limit held the last claim back: a run of ours ending retries
+        self._retry_at: float | None = None  # monotonic deadline of a capped claim's retry
+
+    @property
+    def limited(self) -> tuple[str, ...]:
+        """The queues of ours that had a limit at the last look (claimed through the limits)."""
+        return self._limited
 
     # -- signals from other stages (all on the event loop, never awaited) --------------
 
@@ -124,7 +162,12 @@ class Fetcher:
 
     def on_capacity(self) -> None:
         """A run finished: claim again if work is waiting and we fell to the low watermark."""
-        if (self._pending or self._backlog) and self._stats.outstanding <= self._low_water:
+        if self._capped:  # its slot is free now: a reason to claim
+            self._capped = False
+            self._limited_due = True
+        if (
+            self._pending or self._backlog or self._limited_due
+        ) and self._stats.outstanding <= self._low_water:
             self._wake.set()
 
     # -- the loop -------------------------------------------------------------------------
@@ -138,20 +181,20 @@ class Fetcher:
         backoff = Backoff()
         while True:
             self._wake.clear()
-            if self._next_due is not None and self._next_due <= clock.monotonic():
-                self._next_due = None
-                self._pending = look_ahead = True
+            look_ahead = self._deadlines_passed(clock.monotonic()) or look_ahead
             if clock.monotonic() >= next_poll:
                 next_poll = clock.monotonic() + self._poll_interval()
                 self._pending = look_ahead = True
             want = self._want()
-            if want > 0 and (self._pending or self._backlog):
-                self._pending = False
+            if want > 0 and (self._pending or self._backlog or self._limited_due):
+                plain = self._pending or self._backlog  # the limited queues' own reasons claim only them
+                self._pending = self._limited_due = False
                 try:
-                    got = await self._claim(want)
-                    self._backlog = got == want
-                    if not self._backlog and look_ahead:
-                        due = await self._store.job_next_due(self._queues, self._held)
+                    got = await self._claim(want, plain=plain)
+                    if plain:
+                        self._backlog = got == want
+                    if plain and not self._backlog and look_ahead and self._due_queues:
+                        due = await self._store.job_next_due(self._due_queues, self._held)
                         look_ahead = False
                         if due is not None:
                             # Due now but nothing claimable (another worker holds it locked):
@@ -159,16 +202,16 @@ class Fetcher:
                             self.note_due(max(due, EMPTY_CLAIM_REARM_S) if got == 0 else due)
                     backoff.succeeded()
                 except Exception as exc:  # noqa: BLE001 - a lost connection or a restart must not stop the worker
-                    self._pending = True
+                    self._pending = plain or self._pending
+                    self._limited_due = True
                     delay = backoff.failed()
                     _log.warning(CLAIM_FAILED, error=describe(exc), retry_in_s=delay)
                     self._signals.claim_failed.fire()
                     self._on_error(exc)
                     await anyio.sleep(delay)
                 continue
-            timeout = next_poll - clock.monotonic()
-            if self._next_due is not None:
-                timeout = min(timeout, self._next_due - clock.monotonic())
+            timeout = min([next_poll, *(t for t in (self._next_due, self._retry_at) if t is not None)])
+            timeout -= clock.monotonic()
             # A timer on the loop rather than a cancel scope: this runs once per claim cycle,
             # on the pickup-latency path.
             timer = asyncio.get_running_loop().call_later(max(timeout, 0.0), self._wake.set)
@@ -177,25 +220,113 @@ class Fetcher:
             finally:
                 timer.cancel()
 
-    async def _claim(self, want: int) -> int:
+    def _deadlines_passed(self, now: float) -> bool:
+        """Make a claim pending for each timer that has passed; True if a delayed job became due."""
+        if self._retry_at is not None and self._retry_at <= now:
+            self._retry_at = None
+            self._limited_due = True
+        if self._next_due is not None and self._next_due <= now:
+            self._next_due = None
+            self._pending = True
+            return True
+        return False
+
+    async def _claim(self, want: int, *, plain: bool = True) -> int:
+        """Claim the limited queues, then (for ``plain``) the others; the plain claim's count.
+
+        The count is what the caller compares with ``want`` to tell a backlog: limited
+        queues say themselves when to claim again (``_limited_due``).
+        """
         t0 = self._clock.monotonic()
         worker_id = self._identity.id
-        rows = await self._store.job_claim_many(self._queues, want, worker_id, self._held)
+        if t0 >= self._limits_at:
+            await self._look_at_limits(worker_id)
+        if self._limited and not await self._claim_limited(want, worker_id):
+            return 0
+        got = 0
+        if plain and self._plain:
+            rows = await self._store.job_claim_many(self._plain, want, worker_id, self._held)
+            if not self._push(rows, worker_id, want):
+                return 0
+            got = len(rows)
+            self._signals.claimed.fire()
+            if self._tally is not None:
+                self._tally.claimed(got)
+        self._rtt = 0.8 * self._rtt + 0.2 * (self._clock.monotonic() - t0)
+        return got
+
+    def _push(self, rows: list[Row], worker_id: int, wanted: int) -> bool:
+        """Hand claimed rows to the runners; False (and nothing handed) if the lease was lost."""
         if worker_id != self._identity.id:
             # The lease was lost while this claim was in flight: the reaper has freed these
             # jobs for others, so running them here would run them twice.
-            return 0
-        self._rtt = 0.8 * self._rtt + 0.2 * (self._clock.monotonic() - t0)
+            return False
         if rows:
             rows.sort(key=_CLAIM_ORDER)  # runners take jobs in this order (the query leaves it to us)
             self._stats.outstanding += len(rows)
             self._jobs.push_many([Job._from_row(r) for r in rows])  # noqa: SLF001 - the fast path
             self._stats.debug = debug_enabled()  # per batch: a logging change reaches the runners
-            _log.debug(BATCH_CLAIMED, jobs=len(rows), wanted=want)
-        self._signals.claimed.fire()
-        if self._tally is not None:
-            self._tally.claimed(len(rows))
-        return len(rows)
+            _log.debug(BATCH_CLAIMED, jobs=len(rows), wanted=wanted)
+        return True
+
+    async def _look_at_limits(self, worker_id: int) -> None:
+        """Learn which of our queues are limited; count what we hold in newly limited ones."""
+        found = await self._store.queue_limited(self._queues, self._held)
+        limited = tuple(sorted(found))
+        new = set(limited) - set(self._limited)
+        if new and self._stats.outstanding:
+            # Claimed by the plain claim before we saw the limit: they count from now on.
+            await self._store.queue_limit_adopt(sorted(new), worker_id, self._held)
+        if limited != self._limited:
+            _log.info(QUEUE_LIMITS_SEEN, limited=list(limited))
+        self._limited = limited
+        self._slots = found
+        self._plain = [q for q in self._queues if q not in limited]
+        self._due_queues = self._queues
+        self._limits_at = self._clock.monotonic() + self._config.heartbeat_interval
+
+    async def _claim_limited(self, want: int, worker_id: int) -> bool:
+        """Claim from each limited queue in turn, each within its limits; False if the lease was lost.
+
+        Each queue's rows are handed on as they come back, so a failing claim of the next
+        queue loses none of them.
+        """
+        limited = set(self._limited)
+        rows = [r[0].row for r in self._results.unwritten()]
+        done = [(row[ROW_ID], row[ROW_ATTEMPT]) for row in rows if row[ROW_QUEUE] in limited]
+        finished = self._stats.finished
+        capped: list[str] = []
+        for queue in self._limited:
+            slots = self._slots.get(queue)
+            ask = want if slots is None else min(want, slots)
+            claim = await self._store.job_claim_limited(queue, ask, worker_id, done, self._held)
+            if not self._push(claim.rows, worker_id, ask):
+                return False
+            self._signals.claimed.fire()
+            if self._tally is not None:
+                self._tally.claimed(len(claim.rows))
+            if claim.capped or len(claim.rows) == slots:
+                # A limit held it back, or it took every slot: the next claim waits for one.
+                capped.append(queue)
+                self._on_capped(claim.free_in, finished)
+            elif len(claim.rows) == ask:
+                self._limited_due = True  # more may be due, and within the limits: claim now
+        self._due_queues = [q for q in self._queues if q not in capped] if capped else self._queues
+        return True
+
+    def _on_capped(self, free_in: float | None, finished: int) -> None:
+        """A limit held a claim back: arrange the retry for when a slot or a start can free."""
+        if free_in is not None:  # the rate window: exactly when it frees a start
+            delay = max(free_in, 0.0) + RATE_MARGIN_S
+        elif self._stats.finished != finished:  # a run of ours ended meanwhile: its slot is free
+            self._limited_due = True
+            return
+        else:
+            self._capped = True  # the next run of ours that ends frees a slot (on_capacity)
+            delay = CAPPED_RETRY_S  # or another worker's, which we only see by looking
+        deadline = self._clock.monotonic() + delay
+        if self._retry_at is None or deadline < self._retry_at:
+            self._retry_at = deadline
 
     def _want(self) -> int:
         """How many jobs to claim now (0: no room)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 __all__ = ["ResultBuffer"]
@@ -39,6 +40,8 @@ class ResultBuffer(Generic[T]):
         self.low_water = max(high_water // 2, 1)
         self._monotonic = monotonic
         self._items: list[T] = []
+        # The batch the flusher took last: being written, or written (kept until the next take).
+        self._taken: list[T] = []
         self._first_at = 0.0  # monotonic time the oldest buffered item arrived
         self._nonempty = asyncio.Event()
         self._full = asyncio.Event()  # >= flush_max: flush now
@@ -70,12 +73,23 @@ class ResultBuffer(Generic[T]):
         """Wait until the flusher has brought the buffer below its low-water mark."""
         await self._drained.wait()
 
+    def unwritten(self) -> Iterator[T]:
+        """Results not known to be written: the batch the flusher took last, then the buffered ones.
+
+        The fetcher of a limited queue reads it: those runs have finished, so the slots
+        their jobs still hold in the database are free for this worker. The batch is
+        forgotten when the flusher next waits (its write is over by then); until then an
+        entry may name a claim that has ended, which is harmless.
+        """
+        return itertools.chain(self._taken, self._items)
+
     def blocked(self) -> bool:
         """True while runners are held back (the flusher cannot keep up or is failing)."""
         return not self._drained.is_set()
 
     async def wait_batch(self) -> None:
         """Return when a flush is due: ``flush_max`` items, or the oldest is ``flush_age`` old."""
+        self._taken = []  # the flusher waits again: its last batch is written (or restored)
         while not self._items:
             self._nonempty.clear()
             await self._nonempty.wait()
@@ -93,6 +107,7 @@ class ResultBuffer(Generic[T]):
             items, self._items = self._items, []
         else:
             items, self._items = self._items[:limit], self._items[limit:]
+        self._taken = items
         if len(self._items) < self.flush_max:
             self._full.clear()
         self._release_waiters()
@@ -102,6 +117,7 @@ class ResultBuffer(Generic[T]):
         """Put a batch that failed to flush back in front, oldest first, for the next try."""
         if not items:
             return
+        self._taken = []
         self._items[:0] = items
         self._first_at = self._monotonic() - self.flush_age  # retry without waiting for age
         self._nonempty.set()

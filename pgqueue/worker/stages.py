@@ -18,8 +18,9 @@ from pgqueue._config import WorkerConfig
 from pgqueue._models import Job
 from pgqueue._registry import Registry
 from pgqueue._signals import WorkerSignals
-from pgqueue.maintenance import Duty, Leader, Reaper, Vacuum
+from pgqueue.maintenance import Duty, Leader, Reaper, Retention, Vacuum, repeat
 from pgqueue.maintenance.vacuum import CHECK_S
+from pgqueue.periodic.enqueuer import PeriodicEnqueuer
 from pgqueue.store import Held, WorkerBackend
 
 from .fetcher import Fetcher
@@ -35,6 +36,11 @@ from .tally import Tally
 from .watchdog import Watchdog
 
 __all__ = ["Stages", "build"]
+
+PERIODIC_MAX_SLEEP_S = 10.0  # a periodic round at least this often: a stepped wall clock is followed
+PERIODIC_RETRY_S = 1.0  # after a failed round; ticks within their grace are offered again
+RETENTION_INTERVAL_S = 600.0  # between retention rounds (tomorrow's partitions exist 3 days ahead)
+RETENTION_BUSY_S = 60.0  # after a round that could not get its locks for some step
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -156,7 +162,9 @@ def build(
         on_reaped=fetcher.notify_ready,
         signals=signals,
     )
-    leader = _leader(store=store, config=cfg, identity=identity, report=report, signals=signals)
+    leader = _leader(
+        store=store, config=cfg, registry=registry, identity=identity, report=report, signals=signals
+    )
     lease = Lease(
         store=store,
         identity=identity,
@@ -199,6 +207,7 @@ def _leader(
     *,
     store: WorkerBackend,
     config: WorkerConfig,
+    registry: Registry,
     identity: Identity,
     report: Callable[[BaseException, str], None],
     signals: WorkerSignals,
@@ -206,7 +215,9 @@ def _leader(
     """The worker's part in the maintenance election (None with ``maintenance=False``).
 
     Its duties besides reaping (which follows the lease's heartbeats): the hot table's
-    vacuum, unless ``vacuum_min_dead`` is 0.
+    vacuum, unless ``vacuum_min_dead`` is 0, and the rounds of the registry's periodic
+    declarations, if any (a declaration whose type or params are wrong raises here, before
+    the worker claims anything), and the run log's partitions and retention.
     """
     cfg = config
     if not cfg.maintenance:
@@ -222,11 +233,26 @@ def _leader(
             signals=signals,
         )
         duties.append(vacuum.run)
+    if registry.periodic:
+        enqueuer = PeriodicEnqueuer(store, registry)
+
+        async def periodic_round() -> float:
+            return min(await enqueuer.run_once(), PERIODIC_MAX_SLEEP_S)
+
+        duties.append(repeat(periodic_round, PERIODIC_RETRY_S, "periodic", report))
+    retention = Retention(store, cfg.retention, cfg.retention_failed)
+
+    async def retention_round() -> float | None:
+        return RETENTION_BUSY_S if (await retention.run_once()).busy else None
+
+    duties.append(repeat(retention_round, RETENTION_INTERVAL_S, "retention", report))
     return Leader(
         store=store,
         duties=duties,
         interval=cfg.heartbeat_interval,
-        elect=cfg.listen,  # no LISTEN means a transaction-mode pooler: no session locks either
+        # No LISTEN means a transaction-mode pooler (no session locks either), and a small
+        # application pool cannot spare a connection: every worker runs the duties then.
+        elect=cfg.listen and store.can_elect(),
         self_id=lambda: identity.id,
         report=report,
         signals=signals,

@@ -12,6 +12,11 @@ Types (all in the default queue, all retried, and with attempts to spare for cra
 - ``slow``: sleeps ``params["ms"]`` milliseconds.
 - ``flaky``: raises while ``job.attempt <= params["fail_times"]`` (after recording the run).
 - ``later``: nothing; the harness schedules it a few seconds ahead.
+- ``capped`` (queue ``capped``, which the harness limits to ``CAPPED_LIMIT`` held jobs
+  across all workers): records its start and end in ``chaos_capped`` around a sleep of a
+  few milliseconds, so the limit is reached and the harness can count overlaps.
+- ``tick``: nothing; declared periodic every second (``missed="latest"``) on the workers'
+  scheduler only, so the maintenance leader enqueues it; the harness checks one job per tick.
 
 With ``CHAOS_WORKER_LOG=1`` (the harness sets it) pgqueue's events go to stderr with their
 fields, so each worker's log file shows claims, flush failures, reaps and reconnects.
@@ -20,6 +25,7 @@ fields, so each worker's log file shows claims, flush failures, reaps and reconn
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import sys
@@ -34,6 +40,10 @@ MAX_ATTEMPTS = 20  # far more than the kills any job can meet
 RETRY = LinearBackoff(5, 0.05)
 FLAKY_RETRY = LinearBackoff(3, 0.05)
 EXEC_TABLE = "chaos_exec"
+CAPPED_QUEUE = "capped"
+CAPPED_LIMIT = 3
+CAPPED_TABLE = "chaos_capped"  # each capped run's start and end, for the harness's overlap check
+TICK_EVERY = dt.timedelta(seconds=1)
 APP_NAME = "chaos-app"
 
 _pool: asyncpg.Pool | None = None
@@ -91,12 +101,35 @@ async def later(job: Job) -> None:
     await record(job)
 
 
+async def capped(job: Job) -> None:
+    await record(job)
+    pool = await _exec_pool()
+    table = f'"{SCHEMA}".{CAPPED_TABLE}'
+    await pool.execute(
+        f"INSERT INTO {table} (job_id, attempt, started) VALUES ($1, $2, clock_timestamp())",
+        job.id,
+        job.attempt,
+    )
+    await anyio.sleep(0.005)
+    await pool.execute(
+        f"UPDATE {table} SET ended = clock_timestamp() WHERE job_id = $1 AND attempt = $2",
+        job.id,
+        job.attempt,
+    )
+
+
+async def tick(job: Job) -> None:
+    await record(job)
+
+
 def register(s: Scheduler) -> None:
     """Register the chaos job types on ``s`` (the workers' scheduler and the harness's)."""
     s.register("fast", fast, retry=RETRY, max_attempts=MAX_ATTEMPTS)
     s.register("slow", slow, retry=RETRY, max_attempts=MAX_ATTEMPTS)
     s.register("flaky", flaky, retry=FLAKY_RETRY, max_attempts=MAX_ATTEMPTS)
     s.register("later", later, retry=RETRY, max_attempts=MAX_ATTEMPTS)
+    s.register("capped", capped, queue=CAPPED_QUEUE, retry=RETRY, max_attempts=MAX_ATTEMPTS)
+    s.register("tick", tick, retry=RETRY, max_attempts=MAX_ATTEMPTS)
 
 
 class _FieldsFormatter(logging.Formatter):
@@ -123,3 +156,4 @@ if os.environ.get("CHAOS_WORKER_LOG") == "1":
 
 scheduler = Scheduler(os.environ.get("PGQUEUE_DSN", "postgresql://unset"), schema=SCHEMA)
 register(scheduler)
+scheduler.add_periodic("tick", every=TICK_EVERY, job="tick", missed="latest")

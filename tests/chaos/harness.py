@@ -9,14 +9,20 @@
    (``python -m pgqueue worker tests.chaos.app:scheduler``), then schedules the rest in
    batches between faults, so that faults always meet work in flight.
 3. Fault plan, in random order at random intervals: SIGKILL a worker process (one holding
-   claimed jobs, when there is one) and start a replacement; ``pg_terminate_backend`` one of
-   pgqueue's connections (application_name ``pgqueue`` or ``pgqueue-listener``); restart the
-   server once (``pg_ctl restart -m fast``, same socket). The harness's own connections are
-   named ``chaos-*`` and retry through the restart.
+   claimed jobs, when there is one) and start a replacement; SIGKILL the maintenance leader
+   (the process whose ``pgqueue-leader:<pid>`` session holds the leader lock);
+   ``pg_terminate_backend`` one of pgqueue's connections (application_name ``pgqueue`` or
+   ``pgqueue-listener``); restart the server once (``pg_ctl restart -m fast``, same socket).
+   The harness's own connections are named ``chaos-*`` and retry through the restart.
+   Meanwhile the leader enqueues a periodic ``tick`` every second, and the ``capped`` queue
+   is limited to ``app.CAPPED_LIMIT`` held jobs across all workers.
 4. Waits until the hot table is empty (or a deadline, which only fails a hang), until every
    killed worker has been reaped, and until each surviving worker has run a probe job in a
    queue only it serves (so no worker silently stopped working after a fault). Then SIGTERM
    for all, and the checks, from the database only.
+
+The checks add: one job per tick (no tick twice), and the most ``capped`` runs that
+overlapped (each records its start and end) within the limit.
 
 Every timing here is a deadline that fails a hang or a random pause between faults; nothing
 asserts how fast anything is.
@@ -74,6 +80,30 @@ FROM (
 """
 
 
+# The OS pid of the process leading the schema (its lock session is named pgqueue-leader:<pid>).
+LEADER_PIDS = f"""
+SELECT split_part(a.application_name, ':', 2)::int FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'pgqueue-leader:%'
+  AND (l.classid::bigint << 32) | l.objid::bigint = hashtextextended('pgqueue.leader:{SCHEMA}', 0)
+"""
+# Each `capped` run writes its start and end (clock_timestamp(), one clock) in chaos_capped;
+# a recorded interval lies inside the run, which lies inside the time its job was held.
+CAPPED_RUNS = f"""
+CREATE TABLE {SCHEMA}.{app.CAPPED_TABLE} (
+    job_id bigint NOT NULL, attempt int NOT NULL, started timestamptz NOT NULL, ended timestamptz
+)
+"""
+# The most recorded `capped` runs that overlapped: at each start, the runs begun by then and
+# not yet ended (runs cut by a kill have no end and are left out: they only lower it).
+CAPPED_MAX = f"""
+SELECT coalesce(max(n), 0) FROM (
+    SELECT (SELECT count(*) FROM {SCHEMA}.{app.CAPPED_TABLE} b
+            WHERE b.started <= a.started AND b.ended > a.started) AS n
+    FROM {SCHEMA}.{app.CAPPED_TABLE} a WHERE a.ended IS NOT NULL
+) AS overlap_counts
+"""
+
+
 def _activity(row: asyncpg.Record) -> str:
     """What the terminated connection was doing (or did last), from its query text."""
     if row["application_name"] == "pgqueue-listener":
@@ -104,10 +134,17 @@ class ChaosConfig:
     workers: int = 3
     concurrency: int = 20
     kills: int = 4
+    leader_kills: int = 1
     conn_kills: int = 10
     restart: bool = True
     outage_s: float = 0.0  # > 0: stop, stay down this long, start (instead of pg_ctl restart)
-    mix: tuple[tuple[str, float], ...] = (("fast", 0.70), ("slow", 0.15), ("flaky", 0.10), ("later", 0.05))
+    mix: tuple[tuple[str, float], ...] = (
+        ("fast", 0.65),
+        ("slow", 0.15),
+        ("flaky", 0.10),
+        ("later", 0.05),
+        ("capped", 0.05),
+    )
     upfront: float = 0.3  # share of the jobs scheduled before the workers start
     dependents: float = (
         0.05  # per scheduled batch, this share of its jobs get a `fast` dependent (depends_on)
@@ -131,6 +168,7 @@ class ChaosResult:
     jobs: int = 0  # the workload (probe jobs not included)
     scheduled: int = 0  # every job scheduled, probes included; the checks cover all of them
     kills: int = 0
+    leader_kills: int = 0
     conn_kills: int = 0
     conn_kills_by_name: dict[str, int] = dataclasses.field(default_factory=dict)
     restarts: int = 0
@@ -140,6 +178,10 @@ class ChaosResult:
     stuck: int = 0
     dependents: int = 0  # jobs scheduled with depends_on on a job of the workload (not in `jobs`)
     dependents_not_succeeded: list[Any] = dataclasses.field(default_factory=list)
+    ticks: int = 0  # periodic jobs the leaders enqueued (and ran) before the drain ended
+    late_ticks: int = 0  # periodic jobs enqueued after the drain, left for a next worker
+    duplicate_ticks: list[Any] = dataclasses.field(default_factory=list)  # (tick, job ids)
+    capped_max: int = 0  # most `capped` runs that overlapped, from their recorded starts and ends
     duplicate_runs: int = 0
     outcomes: dict[str, int] = dataclasses.field(default_factory=dict)  # final outcome → jobs
     runs: int = 0  # job_runs rows
@@ -165,8 +207,9 @@ class ChaosResult:
 
     def summary(self) -> str:
         return (
-            f"chaos: jobs {self.jobs} kills {self.kills} conn_kills {self.conn_kills} "
-            f"restarts {self.restarts} dependents {self.dependents} lost {self.lost} stuck {self.stuck} "
+            f"chaos: jobs {self.jobs} kills {self.kills} leader_kills {self.leader_kills} "
+            f"conn_kills {self.conn_kills} restarts {self.restarts} dependents {self.dependents} "
+            f"ticks {self.ticks} capped_max {self.capped_max} lost {self.lost} stuck {self.stuck} "
             f"duplicate_runs {self.duplicate_runs}"
         )
 
@@ -319,7 +362,7 @@ class Workers:
         cfg = self.cfg
         command = [
             sys.executable, "-m", "pgqueue", "worker", "tests.chaos.app:scheduler",
-            "-q", "default", "-q", queue,
+            "-q", "default", "-q", app.CAPPED_QUEUE, "-q", queue,
             "--concurrency", str(cfg.concurrency),
             "--heartbeat-interval", str(cfg.heartbeat_interval),
             "--dead-after", str(cfg.dead_after),
@@ -447,6 +490,8 @@ class Scenario:
                     "pid int NOT NULL, at timestamptz NOT NULL DEFAULT now())"
                 )
             )
+            await self.admin.run(lambda c: c.execute(CAPPED_RUNS))
+            await self.sched.set_queue_limit(app.CAPPED_QUEUE, concurrency=app.CAPPED_LIMIT)
             self.workers = Workers(cfg, dsn, self.log_dir)
             try:
                 await self._scenario()
@@ -471,7 +516,7 @@ class Scenario:
             await self.workers.start()
         self.note(f"started {cfg.workers} workers; {first} jobs scheduled upfront")
 
-        faults = ["kill"] * cfg.kills + ["conn"] * cfg.conn_kills
+        faults = ["kill"] * cfg.kills + ["leader"] * cfg.leader_kills + ["conn"] * cfg.conn_kills
         self.rng.shuffle(faults)
         if cfg.restart:
             lo, hi = len(faults) * 3 // 10, len(faults) * 7 // 10
@@ -590,6 +635,17 @@ class Scenario:
                 f"SIGKILL worker-{victim.index} pid {victim.proc.pid} holding {held} jobs (hot {hot}); "
                 f"started worker-{repl.index}"
             )
+        elif fault == "leader":
+            leader = await self._leader()
+            if leader is None:
+                self.note("no leader to kill: none holds the lock")
+                return
+            await self.workers.kill(leader)
+            res.leader_kills += 1
+            repl = await self.workers.start()
+            self.note(
+                f"SIGKILL the leader worker-{leader.index} pid {leader.proc.pid}; started worker-{repl.index}"
+            )
         elif fault == "conn":
             await self._kill_connection()
         elif fault == "restart":
@@ -598,6 +654,17 @@ class Scenario:
             await anyio.to_thread.run_sync(self.server.restart, self.cfg.outage_s)
             res.restarts += 1
             self.note("server restarted, same socket")
+
+    async def _leader(self) -> WorkerProc | None:
+        """The worker process holding the leader lock (waiting up to 10 s for an election)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pids = await self.admin.fetch(LEADER_PIDS)
+            leaders = [w for w in self.workers.live if w.proc.pid in {r[0] for r in pids}]
+            if leaders:
+                return leaders[0]
+            await anyio.sleep(0.05)
+        return None
 
     async def _pick_victim(self) -> tuple[WorkerProc, int]:
         """A worker process holding claimed jobs (waiting up to 2 s for one), else any registered one."""
@@ -722,8 +789,33 @@ class Scenario:
         self.note(f"probe jobs {sorted(probes)}; silent workers {silent}")
         return silent
 
+    async def _periodic_and_limits(self) -> None:
+        """Periodic jobs join the checked set; ticks enqueued after the drain are set aside."""
+        res = self.result
+        late = await self.admin.fetch(
+            f"DELETE FROM {SCHEMA}.jobs WHERE type = 'tick' AND attempt = 0 AND worker_id IS NULL "
+            "RETURNING id"
+        )
+        res.late_ticks = len(late)
+        ticks = await self.admin.fetch(
+            f"SELECT job_id, min(run_at) AS tick FROM {SCHEMA}.job_runs WHERE type = 'tick' GROUP BY job_id "
+            f"UNION SELECT id, run_at FROM {SCHEMA}.jobs WHERE type = 'tick'"
+        )
+        by_tick: dict[dt.datetime, list[int]] = defaultdict(list)
+        for r in ticks:
+            self.scheduled[r["job_id"]] = "tick"
+            by_tick[r["tick"]].append(r["job_id"])
+        res.ticks = len(by_tick)
+        res.duplicate_ticks = [(t, ids) for t, ids in sorted(by_tick.items()) if len(ids) > 1][:EXAMPLES]
+        res.capped_max = int(await self.admin.fetchval(CAPPED_MAX))
+        self.note(
+            f"periodic: {res.ticks} ticks, {res.late_ticks} after the drain; "
+            f"capped: at most {res.capped_max} held"
+        )
+
     async def _check(self) -> None:  # noqa: PLR0912 - one pass over the run log, finding by finding
         res = self.result
+        await self._periodic_and_limits()
         runs = await self.admin.fetch(
             f"SELECT job_id, attempt, outcome, retry_at IS NULL AS final FROM {SCHEMA}.job_runs"
         )

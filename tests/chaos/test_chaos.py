@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos import app
 from tests.chaos.harness import ChaosConfig, ChaosResult, run_chaos
 
 pytestmark = pytest.mark.chaos
@@ -33,6 +34,12 @@ def assert_nothing_lost(res: ChaosResult, cfg: ChaosConfig) -> None:
     )
     assert not res.several_finals, f"jobs with several final run rows: {res.several_finals} ({logs})"
     assert res.dependents > 0, f"no dependents were scheduled ({logs})"
+    assert res.leader_kills == cfg.leader_kills, f"{res.leader_kills} leader kills ({logs})"
+    assert res.ticks > 0, f"no periodic tick was enqueued ({logs})"
+    assert not res.duplicate_ticks, f"ticks with several jobs (tick, job ids): {res.duplicate_ticks} ({logs})"
+    assert 0 < res.capped_max <= app.CAPPED_LIMIT, (
+        f"most capped jobs held at once: {res.capped_max}, limit {app.CAPPED_LIMIT} ({logs})"
+    )
     assert not res.dependents_not_succeeded, (
         f"dependents that did not succeed (job_id, final outcome): {res.dependents_not_succeeded} ({logs})"
     )
@@ -74,7 +81,7 @@ def assert_nothing_lost(res: ChaosResult, cfg: ChaosConfig) -> None:
 
 
 async def test_chaos_bounded(tmp_path: Path) -> None:
-    """CI's version: 10,000 jobs, 3 workers, a few kills, connection kills, one restart."""
+    """CI's version: 10,000 jobs, 3 workers, a few kills (one of the leader), conn kills, a restart."""
     cfg = ChaosConfig(jobs=10_000, workers=3, kills=4, conn_kills=10, drain_deadline_s=150.0)
     res = await run_chaos(cfg, tmp_path)
     print(res.summary())  # noqa: T201 - the suite's one summary line
@@ -83,11 +90,12 @@ async def test_chaos_bounded(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 async def test_chaos_full(tmp_path: Path) -> None:
-    """`make chaos`: 100,000 jobs, more kills and connection kills, one restart."""
+    """`make chaos`: 100,000 jobs, more kills (4 of the leader) and connection kills, one restart."""
     cfg = ChaosConfig(
         jobs=100_000,
         workers=3,
         kills=12,
+        leader_kills=4,
         conn_kills=30,
         batches=10,
         upfront=0.2,

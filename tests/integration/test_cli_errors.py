@@ -141,6 +141,14 @@ async def test_usage_errors_print_one_line_and_exit_2(dsn: str) -> None:
     _one_error_line(
         await _pgqueue("worker", "tests.cli_app:scheduler", "--concurrency", "0", env=env), 2, "concurrency"
     )
+    _one_error_line(
+        await _pgqueue("worker", "tests.cli_app:scheduler", "--retention", "2x", env=env), 2, "--retention"
+    )
+    _one_error_line(  # a valid duration, but shorter than the failed runs' default: refused by the config
+        await _pgqueue("worker", "tests.cli_app:scheduler", "--retention-failed", "1d", env=env),
+        2,
+        "retention",
+    )
     _one_error_line(await _pgqueue("nosuchcommand", env=env), 2, "nosuchcommand")
     _one_error_line(await _pgqueue("migrate", "--bogus", env=env), 2, "--bogus")
 

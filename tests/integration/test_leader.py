@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import anyio
 import asyncpg
 import pytest
 
-from pgqueue import Job, Scheduler, Worker
+from pgqueue import ConfigError, Job, Scheduler, Worker
 from pgqueue.store.postgres.leader import LEADER_APP_NAME
 from tests._support import ROOT_DIR, claim_records, fired, pg_store, running, until
 
@@ -217,3 +218,60 @@ async def test_an_in_memory_worker_leads_its_store() -> None:
             await fired(second.signals.heartbeat, 3)
             assert (first.is_leader, second.is_leader) == (True, False)
         assert first.is_leader
+
+
+async def test_the_leader_runs_the_periodic_rounds(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    ticks: list[float] = []
+    two = anyio.Event()
+
+    @scheduler.periodic(every=dt.timedelta(seconds=1), name="beat")
+    async def beat(job: Job) -> None:
+        ticks.append(job.run_at.timestamp())
+        if len(ticks) == 2:
+            two.set()
+
+    worker = scheduler.worker(**FAST)
+    async with running(worker):
+        with anyio.fail_after(30):
+            await two.wait()
+        assert worker.is_leader
+    assert ticks[0] != ticks[1]
+    assert all(t == int(t) for t in ticks)  # each job's run_at is its whole-second tick
+    rows = await db.fetch(f'SELECT name, last_tick FROM "{scheduler.schema}".periodic')
+    assert [r["name"] for r in rows] == ["beat"]
+
+
+async def test_a_periodic_declaration_of_an_unknown_type_stops_the_worker_at_start(
+    scheduler: Scheduler,
+) -> None:
+    scheduler.register("noop", lambda job: None)
+    scheduler.add_periodic("nightly", "0 3 * * *", job="missing_type")
+    with pytest.raises(ConfigError, match="missing_type"):
+        await scheduler.worker(**FAST).run()
+
+
+async def test_on_a_small_application_pool_every_worker_runs_the_duties_without_a_lock(
+    dsn: str, schema_name: str, db: asyncpg.Connection
+) -> None:
+    """A pool of two: LISTEN takes one, and a lock held for good would take the last."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        scheduler = Scheduler(pool=pool, schema=schema_name)
+        await scheduler.migrate()
+        done = anyio.Event()
+
+        @scheduler.job("noop")
+        async def noop(job: Job) -> None:
+            done.set()
+
+        worker = scheduler.worker(**FAST)
+        async with running(worker):
+            await scheduler.schedule("noop")
+            with anyio.fail_after(30):
+                await done.wait()
+            assert worker.is_leader
+            assert await _holders(db, schema_name) == []
+        await scheduler.close()
+    finally:
+        await db.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
+        await pool.close()

@@ -68,10 +68,22 @@ async def test_migrations_create_the_tables_in_the_configured_schema(
     tables = {
         r[0]
         for r in await db.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", scheduler.schema
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+            scheduler.schema,
         )
     }
-    assert tables == {"jobs", "job_runs", "workers", "schema_version", "unique_keys", "job_dependencies"}
+    assert tables == {
+        "jobs",
+        "job_runs",
+        "workers",
+        "schema_version",
+        "unique_keys",
+        "job_dependencies",
+        "periodic",
+        "queue_limits",
+        "queue_starts",
+    }
     assert await db.fetchval("SELECT to_regclass('public.jobs')") is None
 
 

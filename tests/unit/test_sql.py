@@ -113,6 +113,9 @@ def test_the_query_files_match_queries() -> None:
         "listen",
         "maintenance",
         "migrations",
+        "limits",
+        "periodic",
+        "retention",
     }
 
 

@@ -26,12 +26,15 @@ and no network.
 from __future__ import annotations
 
 from .jobs import JobsMixin
+from .limits import LimitsMixin
 from .manage import ManageMixin
+from .periodic import PeriodicMixin
+from .retention import RetentionMixin
 from .rows import MEMORY_SCHEMA, MemoryClock
 from .workers import WorkersMixin
 
 __all__ = ["MEMORY_SCHEMA", "MemoryClock", "MemoryStore"]
 
 
-class MemoryStore(JobsMixin, WorkersMixin, ManageMixin):
+class MemoryStore(JobsMixin, WorkersMixin, ManageMixin, PeriodicMixin, LimitsMixin, RetentionMixin):
     """Every store role of :mod:`pgqueue.store`, in this process's memory (see the module)."""

@@ -73,6 +73,10 @@ class WorkersMixin(MemoryBase):
         """No dead tuples in memory."""
         return None
 
+    def can_elect(self) -> bool:
+        """Always: the lock is a field of the store."""
+        return True
+
     async def leader_lock(self) -> MemoryLeaderLock | None:
         """The store's one leader lock, when nobody holds it."""
         if self._leader is not None:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from .jobs import JobsMixin
 from .leader import LeaderMixin
+from .limits import LimitsMixin
 from .listen import ListenMixin
 from .migrate import MigrateMixin
+from .periodic import PeriodicMixin
 from .pool import HeldConnection, Pool, connect_error_hint, create_pool, is_unavailable, is_undefined_object
+from .retention import RetentionMixin
 from .runs import RunsMixin
 from .workers import WorkersMixin
 
@@ -30,5 +33,15 @@ __all__ = [
 ]
 
 
-class PostgresStore(JobsMixin, RunsMixin, WorkersMixin, LeaderMixin, ListenMixin, MigrateMixin):
+class PostgresStore(
+    JobsMixin,
+    RunsMixin,
+    WorkersMixin,
+    LeaderMixin,
+    ListenMixin,
+    MigrateMixin,
+    PeriodicMixin,
+    LimitsMixin,
+    RetentionMixin,
+):
     """Every store role on one schema of one PostgreSQL database."""

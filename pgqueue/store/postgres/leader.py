@@ -14,7 +14,7 @@ import os
 import anyio
 from asyncpg.pool import PoolConnectionProxy
 
-from .pool import CONNECT_TIMEOUT_S, OwnConnection, StoreBase, terminate, usable
+from .pool import CONNECT_TIMEOUT_S, OwnConnection, StoreBase, can_hold, terminate, usable
 
 __all__ = ["LeaderMixin", "PgLeaderLock"]
 
@@ -68,6 +68,14 @@ class PgLeaderLock:
 
 class LeaderMixin(StoreBase):
     """``maintenance.sql``'s leader queries."""
+
+    def can_elect(self) -> bool:
+        """With the DSN (a connection of our own), or a pool that can spare one for good.
+
+        An application's small pool cannot: with LISTEN holding one of its connections, the
+        lock would take the last, and claims and flushes would wait forever.
+        """
+        return self.dsn is not None or can_hold(self.pool)
 
     async def leader_lock(self) -> PgLeaderLock | None:
         """Try once for the schema's leader lock; None when another session holds it.

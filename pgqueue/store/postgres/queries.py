@@ -86,9 +86,25 @@ class Queries:
     jobs_vacuum_lock: str
     jobs_vacuum_unlock: str
     jobs_vacuum: str
+    runs_retention_plan: str
+    runs_partitions_expired: str
+    runs_partition_ensure: str
+    runs_partition_drop: str
+    runs_lock_timeout_set: str
+    runs_defaults_expire: str
+    periodic_declare_many: str
+    periodic_fire_many: str
+    periodic_list: str
+    periodic_delete: str
     leader_lock_try: str
     leader_lock_check: str
     leader_unlock: str
+    job_claim_limited: str
+    queue_limited: str
+    queue_limit_adopt: str
+    queue_limit_set: str
+    queue_limit_remove: str
+    queue_limit_list: str
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -1,0 +1,308 @@
+"""Global queue limits on PostgreSQL: the claim function under races, what the plain path
+pays (nothing), slots freed by finished runs and by reaping, and limits that change while
+workers run."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import random
+
+import anyio
+import asyncpg
+import pytest
+
+from pgqueue import Job, Scheduler
+from pgqueue.bench._drain import bench_drain
+from pgqueue.bench._harness import Params
+from pgqueue.bench._limits import bench_limits, limits_rows
+from pgqueue.store.postgres import PostgresStore
+from pgqueue.store.postgres.queries import QUERIES
+from tests._support import Counter, pg_store, running, until, wait
+from tests.contract._helpers import Hold, ended
+from tests.integration.test_bench import bench_dsn
+
+pytestmark = pytest.mark.pg
+
+__all__ = ["bench_dsn"]  # the fixture, for the bench phase's smoke test
+
+Q = "limited"
+# job_claim_many as it was before queue limits existed: limits must not touch the plain claim.
+PLAIN_CLAIM_SHA256 = "a30c398c1d210a6e5c730c1fca4f7083787bedfe8b3010ff9efff48d88261d3d"
+EMPTY_BTREE_BYTES = 8192  # a B-tree that never had an entry: its metapage alone
+
+
+async def _jobs(db: asyncpg.Connection, schema: str, n: int, *, queue: str = Q, keys: int = 3) -> None:
+    """``n`` pending jobs in ``queue`` whose params' field "c" cycles through ``keys`` values."""
+    await db.execute(
+        f"""INSERT INTO "{schema}".jobs (queue, type, params)
+            SELECT $1, 't', json_build_object('c', 'k' || (g % $2)) FROM generate_series(1, $3) AS g""",
+        queue,
+        keys,
+        n,
+    )
+
+
+async def _workers(store: PostgresStore, n: int) -> list[int]:
+    return [(await store.worker_register([Q]))[0] for _ in range(n)]
+
+
+async def _held(db: asyncpg.Connection, schema: str) -> int:
+    return int(
+        await db.fetchval(f'SELECT count(*) FROM "{schema}".jobs WHERE queue = $1 AND worker_id > 0', Q)
+    )
+
+
+def test_the_plain_claim_is_unchanged() -> None:
+    assert hashlib.sha256(QUERIES.job_claim_many.encode()).hexdigest() == PLAIN_CLAIM_SHA256
+
+
+async def test_a_plain_claim_puts_nothing_in_the_slot_index(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Jobs held by plain claims have slot = false: the partial index gets no entry (its size
+    stays one metapage) while a limited claim's jobs do get one."""
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    await _jobs(db, schema, 300, queue="plain")
+    await _jobs(db, schema, 10)
+    [wid] = await _workers(store, 1)
+    size = f"SELECT pg_relation_size('\"{schema}\".jobs_slot_idx')"
+    assert len(await store.job_claim_many(["plain"], 300, wid)) == 300
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".jobs WHERE slot') == 0
+    assert await db.fetchval(size) == EMPTY_BTREE_BYTES
+    await scheduler.set_queue_limit(Q, concurrency=5)
+    assert len((await store.job_claim_limited(Q, 10, wid, [])).rows) == 5
+    assert await db.fetchval(size) > EMPTY_BTREE_BYTES
+
+
+async def test_a_plain_drain_leaves_no_slot_marks(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    done = Counter(200)
+    scheduler.register("t", lambda job: done.hit(job.id))
+    await scheduler.schedule_many("t", [{"i": i} for i in range(200)])
+    async with running(scheduler.worker(concurrency=10, poll_interval=3600)):
+        await wait(done.done)
+    assert (
+        await db.fetchval(f"SELECT pg_relation_size('\"{scheduler.schema}\".jobs_slot_idx')")
+        == EMPTY_BTREE_BYTES
+    )
+
+
+async def test_racing_claims_never_exceed_the_limits(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    """Eight workers claim at once, round after round, while jobs end at random: the queue
+    never holds more than its limit, nor any key more than its per-key limit."""
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    await _jobs(db, schema, 400)
+    await scheduler.set_queue_limit(Q, concurrency=7, per_key=3, key="c")
+    wids = await _workers(store, 8)
+    rng = random.Random(14)
+    most = 0
+    for _ in range(25):
+        claims = await asyncio.gather(*(store.job_claim_limited(Q, 4, wid, []) for wid in wids))
+        per_key = await db.fetch(
+            f'SELECT limit_key, count(*) AS n FROM "{schema}".jobs WHERE queue = $1 AND worker_id > 0'
+            " GROUP BY limit_key",
+            Q,
+        )
+        held = sum(r["n"] for r in per_key)
+        assert held <= 7, claims
+        assert max((r["n"] for r in per_key), default=0) <= 3, per_key
+        most = max(most, held)
+        ids = [r[0] for c in claims for r in c.rows]
+        ended_ids = rng.sample(ids, k=len(ids) // 2 + 1) if ids else []
+        await db.execute(f'DELETE FROM "{schema}".jobs WHERE id = ANY($1::bigint[])', ended_ids)
+    assert most == 7
+
+
+async def test_racing_claims_keep_the_rate(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    await _jobs(db, schema, 100)
+    await scheduler.set_queue_limit(Q, rate=(6, dt.timedelta(hours=1)))
+    wids = await _workers(store, 8)
+    claims = await asyncio.gather(*(store.job_claim_limited(Q, 3, wid, []) for wid in wids))
+    assert sum(len(c.rows) for c in claims) == 6
+    capped = [c for c in claims if c.capped]
+    assert capped
+    for c in capped:
+        assert c.free_in is not None
+        assert 3590 < c.free_in <= 3600  # the window frees its first start an hour after it
+    assert await db.fetchval(f'SELECT sum(n) FROM "{schema}".queue_starts') == 6
+
+
+async def test_finished_runs_free_their_slots_before_the_flush(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    await _jobs(db, schema, 10)
+    await scheduler.set_queue_limit(Q, concurrency=3)
+    [wid, other] = await _workers(store, 2)
+    first = await store.job_claim_limited(Q, 10, wid, [])
+    assert (len(first.rows), first.capped) == (3, True)
+    finished = first.rows[0]
+    # Another worker's done runs, or a done run at another attempt, free nothing.
+    assert (await store.job_claim_limited(Q, 10, other, [(finished[0], finished[5])])).rows == []
+    assert (await store.job_claim_limited(Q, 10, wid, [(finished[0], finished[5] + 1)])).rows == []
+    again = await store.job_claim_limited(Q, 10, wid, [(finished[0], finished[5])])
+    assert (len(again.rows), again.capped) == (1, True)
+    assert await _held(db, schema) == 4  # the finished run's row waits for its flush
+
+
+async def test_a_reaped_worker_frees_its_slots(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    await _jobs(db, schema, 10)
+    await scheduler.set_queue_limit(Q, concurrency=3)
+    [dead, alive] = await _workers(store, 2)
+    assert len((await store.job_claim_limited(Q, 10, dead, [])).rows) == 3
+    blocked = await store.job_claim_limited(Q, 10, alive, [])
+    assert (blocked.rows, blocked.capped, blocked.free_in) == ([], True, None)
+    await db.execute(
+        f"UPDATE \"{schema}\".workers SET heartbeat = now() - interval '1 hour' WHERE id = $1", dead
+    )
+    assert await store.worker_reap(60, alive) == (3, 1)
+    assert len((await store.job_claim_limited(Q, 10, alive, [])).rows) == 3
+
+
+async def test_a_removed_limit_claims_as_the_plain_claim(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    await _jobs(db, schema, 10)
+    await scheduler.set_queue_limit(Q, concurrency=1, rate=(1, 3600))
+    [wid] = await _workers(store, 1)
+    assert len((await store.job_claim_limited(Q, 10, wid, [])).rows) == 1
+    assert await scheduler.remove_queue_limit(Q)
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".queue_starts') == 0
+    claim = await store.job_claim_limited(Q, 5, wid, [])
+    assert (len(claim.rows), claim.capped) == (5, False)
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".jobs WHERE slot') == 1  # the first claim's
+
+
+async def test_keys_are_read_from_params_as_text(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    """A number and its string are one key; a job without the field, or with params that
+    are not an object, has none and is not held back by the per-key limit."""
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    await scheduler.set_queue_limit(Q, per_key=1, key="c")
+    for params in ('{"c": 7}', '{"c": "7"}', '{"d": 1}', "[1, 2]", '"c"', "null", '{"c": null}'):
+        await db.execute(
+            f'INSERT INTO "{schema}".jobs (queue, type, params) VALUES ($1, $2, $3)', Q, "t", params
+        )
+    [wid] = await _workers(store, 1)
+    claim = await store.job_claim_limited(Q, 10, wid, [])
+    keys = await db.fetch(
+        f'SELECT params::text AS p, limit_key FROM "{schema}".jobs WHERE worker_id > 0 ORDER BY id'
+    )
+    assert [(r["p"], r["limit_key"]) for r in keys] == [
+        ('{"c": 7}', "7"),
+        ('{"d": 1}', None),
+        ("[1, 2]", None),
+        ('"c"', None),
+        ("null", None),
+        ('{"c": null}', None),
+    ]
+    assert claim.capped  # '{"c": "7"}' was passed over
+
+
+async def test_setting_a_limit_counts_the_jobs_already_running(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """A worker runs four jobs of a plain queue; a limit of two is set. The four count at
+    once, so once the worker has seen the limit nothing else starts until they end, and then
+    never more than two at a time."""
+    s = scheduler
+    hold = Hold(runs=4)
+    naps = [0, 0, 0]  # running, most at once, started while the held jobs ran
+    released = [False]
+    done = Counter(6)
+
+    async def nap(job: Job) -> None:
+        naps[0] += 1
+        naps[1] = max(naps[1], naps[0])
+        naps[2] += not released[0]
+        await anyio.sleep(0.005)
+        naps[0] -= 1
+        done.hit(job.id)
+
+    s.register("hold", hold.run, queue=Q)
+    s.register("nap", nap, queue=Q)
+    held = [await s.schedule("hold") for _ in range(4)]
+    worker = s.worker([Q], concurrency=10, poll_interval=0.02, heartbeat_interval=0.02)
+    async with running(worker):
+        await wait(hold.started.done)
+        await s.set_queue_limit(Q, concurrency=2)
+        assert await db.fetchval(f'SELECT count(*) FROM "{s.schema}".jobs WHERE slot AND worker_id > 0') == 4
+        stages = worker._stages  # the fetcher's view of the limits
+        assert stages is not None
+        await until(lambda: stages.fetcher.limited == (Q,))
+        await s.schedule_many("nap", [{"i": i} for i in range(6)])
+        claims = worker.claims
+        await until(lambda: worker.claims >= claims + 3)  # it looked three times, and took none
+        assert naps == [0, 0, 0]
+        released[0] = True
+        hold.release()
+        await ended(s, *held)
+        await wait(done.done)
+    assert naps == [0, 2, 0]
+
+
+async def test_a_worker_counts_its_plain_claims_once_it_sees_a_limit(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """A limit written behind the API's back (no marking at set): the worker marks the jobs
+    it holds in the queue when it sees the limit."""
+    s = scheduler
+    hold = Hold(runs=3)
+    s.register("hold", hold.run, queue=Q)
+    ids = [await s.schedule("hold") for _ in range(3)]
+    worker = s.worker([Q], concurrency=10, poll_interval=0.02, heartbeat_interval=0.02)
+    async with running(worker):
+        await wait(hold.started.done)
+        await db.execute(f'INSERT INTO "{s.schema}".queue_limits (queue, concurrency) VALUES ($1, 2)', Q)
+        stages = worker._stages
+        assert stages is not None
+        await until(lambda: stages.fetcher.limited == (Q,))
+        assert await db.fetchval(f'SELECT count(*) FROM "{s.schema}".jobs WHERE slot AND worker_id > 0') == 3
+        hold.release()
+        await ended(s, *ids)
+
+
+async def test_a_limited_and_a_plain_queue_in_one_worker(scheduler: Scheduler) -> None:
+    s = scheduler
+    now = [0, 0]
+    done = Counter(40)
+
+    async def limited(job: Job) -> None:
+        now[0] += 1
+        now[1] = max(now[1], now[0])
+        await anyio.sleep(0.002)
+        now[0] -= 1
+        done.hit(job.id)
+
+    s.register("limited", limited, queue=Q)
+    s.register("plain", lambda job: done.hit(job.id), queue="plain")
+    await s.set_queue_limit(Q, concurrency=2)
+    await s.schedule_many("limited", [{"i": i} for i in range(20)])
+    await s.schedule_many("plain", [{"i": i} for i in range(20)])
+    async with running(s.worker([Q, "plain"], concurrency=10, poll_interval=3600)):
+        await wait(done.done)
+    assert now[1] == 2
+
+
+async def test_the_limits_bench_phase_reports_both_drains(
+    bench_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Smoke test, no timing: the limited drain ran under its limit (at most 50 jobs a claim)."""
+    monkeypatch.setenv("BENCH_LIMITS_REPEATS", "1")
+    out = await bench_limits(bench_dsn, Params(n=300, progress=False), bench_drain)
+    assert (out["n"], out["limit"], out["repeats"]) == (300, 50, 1)
+    assert isinstance(out["limited_vs_plain"], float)
+    claims = out["claims"]
+    assert isinstance(claims, dict)
+    assert claims["limited"][0] >= 300 // 50
+    assert limits_rows({"limits": out})[0][0] == "drain (concurrency limit)"
