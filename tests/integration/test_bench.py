@@ -77,6 +77,7 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     """``python -m pgqueue.bench`` with all phases prints one JSON line with every key."""
     env = {**os.environ, "BENCH_SINGLE_N": "20", "BENCH_LAT_N": "10", "BENCH_LAT_SPACING_MS": "5"}
     env |= {"BENCH_MANAGE_RUNS": "2000", "BENCH_MANAGE_LIVE": "600", "BENCH_MEMORY_N": "300"}
+    env |= {"BENCH_CHURN_N": "3000", "BENCH_CHURN_BACKLOG": "500"}
     command = [sys.executable, "-m", "pgqueue.bench", "--dsn", bench_dsn, "-n", "200", "-c", "10,20"]
     command += [
         "--big",
@@ -84,7 +85,7 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
         "300",
         "--no-progress",
     ]
-    with anyio.fail_after(120):
+    with anyio.fail_after(300):  # a hang guard: every phase, small, takes about a minute here
         done = await anyio.run_process(command, env=env, cwd=ROOT_DIR, check=False)
     assert done.returncode == 0, done.stderr.decode()
     lines = done.stdout.decode().strip().splitlines()
@@ -117,6 +118,10 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     assert (manage["runs"], manage["live"]) == (2000, 600)
     for call in ("get_job", "list_jobs", "list_jobs_failed", "stats"):
         assert {"p50_ms", "p99_ms"} <= manage[call].keys(), call
+    churn = line["churn"]
+    assert (churn["jobs"], churn["backlog"]) == (3000, 500)
+    assert churn["claim_scans"]  # on 500 queued jobs a sequential scan may be the cheaper plan
+    assert churn["within_bound"] is True
     assert "phase" in done.stderr.decode()  # the table
 
 

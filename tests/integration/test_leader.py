@@ -141,9 +141,15 @@ async def test_on_an_application_pool_the_lock_connection_goes_back_unlocked(
             (holder,) = await _holders(db, schema_name)
             assert not holder["application_name"].startswith(LEADER_APP_NAME)  # one of the pool's own
         assert await _holders(db, schema_name) == []
-        # Every connection of the pool is back and holds no advisory lock.
-        async with pool.acquire() as conn:
-            assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+        # The pool's connections came back holding no advisory lock.
+        conns = [await pool.acquire() for _ in range(pool.get_size())]
+        try:
+            for conn in conns:
+                held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                assert await conn.fetchval(held) == 0
+        finally:
+            for conn in conns:
+                await pool.release(conn)
         await scheduler.close()
     finally:
         await db.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')

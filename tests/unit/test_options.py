@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -60,9 +61,21 @@ def test_a_new_field_becomes_an_option_of_build_and_of_the_command() -> None:
 
 def test_every_plain_field_is_a_command_option_and_nothing_else() -> None:
     options = {p.name for p in config_options(WorkerConfig)}
+    durations = {"retention", "retention_failed"}  # seconds or a timedelta: "14d" on the command line
     fields = {f.name for f in dataclasses.fields(WorkerConfig) if str(f.type) in PLAIN}
-    assert options == fields
+    assert options == fields | durations
     assert {"queues", "should_log_run", "on_error"}.isdisjoint(options)
+
+
+def test_duration_options_take_a_number_and_a_unit() -> None:
+    seen: dict[str, object] = {}
+    app = _command_for(WorkerConfig, seen)
+    result = CliRunner().invoke(app, ["--retention", "2d", "--retention-failed", "36h"])
+    assert result.exit_code == 0, result.output
+    assert (seen["retention"], seen["retention_failed"]) == (dt.timedelta(days=2), dt.timedelta(hours=36))
+    bad = CliRunner().invoke(app, ["--retention", "2 days"])
+    assert bad.exit_code == 2
+    assert "--retention takes a number and a unit" in bad.output
 
 
 def test_every_field_is_documented() -> None:
