@@ -119,6 +119,7 @@ class PeriodicEnqueuer:
         if not self._declared:
             await self._declare(self._ready)
         fires = [f for r in self._ready if (f := self._fire(r, at, self._window(r.spec, at))) is not None]
+        fires.sort(key=lambda f: f.name)  # rows locked in one order in every process: no deadlock
         done = await self._store.periodic_fire_many(fires) if fires else []
         missing = {d.name for d in done if d.note == MISSING}
         if missing:  # removed by remove_periodic() while declared here: declare again, offer again

@@ -256,11 +256,13 @@ async def test_a_periodic_declaration_of_an_unknown_type_stops_the_worker_at_sta
         await scheduler.worker(**FAST).run()
 
 
+@pytest.mark.parametrize("size", [2, 4, 5])
 async def test_on_a_small_application_pool_every_worker_runs_the_duties_without_a_lock(
-    dsn: str, schema_name: str, db: asyncpg.Connection
+    dsn: str, schema_name: str, db: asyncpg.Connection, size: int
 ) -> None:
-    """A pool of two: LISTEN takes one, and a lock held for good would take the last."""
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    """LISTEN takes one connection (and from four on, claims and flushes one each): a lock
+    held for good would take what heartbeats, reaping and schedule() need."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size)
     try:
         scheduler = Scheduler(pool=pool, schema=schema_name)
         await scheduler.migrate()

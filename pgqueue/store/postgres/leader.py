@@ -14,11 +14,12 @@ import os
 import anyio
 from asyncpg.pool import PoolConnectionProxy
 
-from .pool import CONNECT_TIMEOUT_S, OwnConnection, StoreBase, can_hold, terminate, usable
+from .pool import CONNECT_TIMEOUT_S, HOLD_MIN_POOL, OwnConnection, StoreBase, terminate, usable
 
 __all__ = ["LeaderMixin", "PgLeaderLock"]
 
 LEADER_APP_NAME = "pgqueue-leader"  # then ":<pid>": pg_stat_activity shows which process leads
+LEADER_MIN_POOL = HOLD_MIN_POOL + 2  # an application pool that can keep a connection for the lock
 RELEASE_TIMEOUT_S = 2.0
 
 
@@ -41,17 +42,21 @@ class PgLeaderLock:
             return False
         return bool(held)
 
-    async def release(self) -> None:
-        """Unlock and drop the connection (a pool's goes back unlocked). Idempotent, never raises."""
+    async def release(self, *, unlock: bool = True) -> None:
+        """Unlock and drop the connection (a pool's goes back unlocked). Idempotent, never raises.
+
+        ``unlock=False``: the lock was never taken (unlocking would make the server warn).
+        """
         if self._released:
             return
         self._released = True
         conn = self._conn
-        unlocked = False
+        unlocked = not unlock
         with anyio.move_on_after(RELEASE_TIMEOUT_S, shield=True):
             try:
-                await conn.fetchval(self._store.q.leader_unlock, self._key)
-                unlocked = True
+                if unlock:
+                    await conn.fetchval(self._store.q.leader_unlock, self._key)
+                    unlocked = True
             except Exception:  # noqa: BLE001 - a broken session: closing it frees the lock
                 unlocked = False
         if not unlocked:
@@ -72,10 +77,11 @@ class LeaderMixin(StoreBase):
     def can_elect(self) -> bool:
         """With the DSN (a connection of our own), or a pool that can spare one for good.
 
-        An application's small pool cannot: with LISTEN holding one of its connections, the
-        lock would take the last, and claims and flushes would wait forever.
+        A worker on an application's pool already keeps LISTEN and, on pools of at least
+        HOLD_MIN_POOL, its claim and flush connections there; the lock takes one more and
+        heartbeats, reaping and schedule() need one left, so smaller pools cannot.
         """
-        return self.dsn is not None or can_hold(self.pool)
+        return self.dsn is not None or self.pool.get_max_size() >= LEADER_MIN_POOL
 
     async def leader_lock(self) -> PgLeaderLock | None:
         """Try once for the schema's leader lock; None when another session holds it.
@@ -83,6 +89,9 @@ class LeaderMixin(StoreBase):
         Raises what connecting raised (the caller retries at its next try).
         """
         key = f"pgqueue.leader:{self.schema}"
+        # Held (the usual answer for all but one worker): no connection, no server warning.
+        if await self.pool.fetchval(self.q.leader_lock_held, key, timeout=CONNECT_TIMEOUT_S):
+            return None
         conn = await self.connect_own(f"{LEADER_APP_NAME}:{os.getpid()}")
         lock = PgLeaderLock(self, conn, key)
         try:
@@ -90,7 +99,7 @@ class LeaderMixin(StoreBase):
         except BaseException:
             await lock.release()
             raise
-        if not got:
-            await lock.release()
+        if not got:  # taken between the look and the try
+            await lock.release(unlock=False)
             return None
         return lock

@@ -96,6 +96,7 @@ class Queries:
     periodic_fire_many: str
     periodic_list: str
     periodic_delete: str
+    leader_lock_held: str
     leader_lock_try: str
     leader_lock_check: str
     leader_unlock: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import anyio
 import asyncpg
 
 from pgqueue.store.retention_plan import RetentionPlan
@@ -62,14 +63,19 @@ class RetentionMixin(StoreBase):
         return deleted
 
     async def _ddl(self, query: str, arg: object, lock_timeout: float) -> int | None:
-        """Run one partition function in its own transaction, its lock waits bounded."""
-        async with self.pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    await conn.execute(
-                        self.q.runs_lock_timeout_set, f"{max(1, round(lock_timeout * 1000))}ms"
-                    )
-                    done: int = await conn.fetchval(query, arg)
-            except asyncpg.LockNotAvailableError:
-                return None
+        """Run one partition function in its own transaction, its lock waits bounded.
+
+        Shielded: a worker stopping lets the step commit or roll back rather than cutting
+        it off inside its transaction (the pool would get the connection back mid-transaction).
+        """
+        with anyio.CancelScope(shield=True):
+            async with self.pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        await conn.execute(
+                            self.q.runs_lock_timeout_set, f"{max(1, round(lock_timeout * 1000))}ms"
+                        )
+                        done: int = await conn.fetchval(query, arg)
+                except asyncpg.LockNotAvailableError:
+                    return None
         return done

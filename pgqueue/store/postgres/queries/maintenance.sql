@@ -25,6 +25,16 @@ SELECT pg_advisory_unlock(hashtextextended($1, 0));
 -- params: none
 VACUUM (INDEX_CLEANUP ON) {schema}.jobs;
 
+-- name: leader_lock_held
+-- why: workers that do not lead look before they connect: while the lock is held (nearly
+--      always), trying would cost a connection and a backend each time.
+-- params: $1 lock key text
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE locktype = 'advisory' AND granted
+      AND (classid::bigint << 32) | objid::bigint = hashtextextended($1, 0)
+);
+
 -- name: leader_lock_try
 -- why: one maintenance leader per schema: a session lock on a connection the leader keeps,
 --      so the server frees it the moment that session ends (a killed process, a dropped
