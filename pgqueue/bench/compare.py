@@ -44,6 +44,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PEERS = REPO.parent / "shared" / "bench" / "peers"
 OUT_DIR = REPO / ".bench"
 TIMEOUT_S = 300.0  # per system and pass, as the peers' run_all.sh
+# What the peers also measure, and the report compares; pgqueue's own phases (management,
+# metrics, churn, limits…) are `make bench`'s.
+COMPARED_PHASES = ("enqueue", "drain", "latency", "two_workers")
 BIG_TIMEOUT_S = 1800.0  # the pgqueue pass with the 1M-job drain
 CI_N = 5000
 CI_FLOOR = 0.5  # bench-ci fails below this pgqueue/raw drain ratio
@@ -173,10 +176,11 @@ def compare() -> int:
         sys.stderr.write(f"== pass {i}/{runs}\n")
         session.raw()
         session.raw_cost()
+        phases = ["--phases", ",".join(COMPARED_PHASES)]
         if big:
-            session.pgqueue(["--big"], timeout=BIG_TIMEOUT_S)
+            session.pgqueue([*phases, "--big"], timeout=BIG_TIMEOUT_S)
         else:
-            session.pgqueue([])
+            session.pgqueue(phases)
         if with_pgqueuer:
             session.pgqueuer()
     report = markdown_report(session.lines, notes=session.notes, big=big)
