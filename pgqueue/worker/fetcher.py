@@ -38,8 +38,8 @@ slots, claims the queue with the plain claim while it holds any (with none it le
 queue out, so it hoards no jobs it cannot run), and runs at most its slots' worth at once
 (the queue's :class:`Gate` in the job buffer). Lease traffic is per claim cycle, never per
 job: before a claim it asks for min(limit, jobs of the queue it holds + the claim's size)
-when that is more than it has; it gives back what its held jobs do not need at most every
-``GIVE_BACK_S``, and everything at once when it holds none; a worker that got fewer slots
+when that is more than it has; it gives back what its held jobs do not need (everything
+when it holds none) ``GIVE_BACK_S`` after its last lease call; a worker that got fewer slots
 than it asked for asks again (a claim cycle) after ``CAPPED_RETRY_S``, or sooner after one
 of its own runs ends. A worker with a backlog keeps its slots (the limit is global, not a
 share), and frees the unused ones within ``GIVE_BACK_S`` once its backlog is gone.
@@ -361,10 +361,11 @@ class Fetcher:
         at = self._short_at
         if self._limits_at == -math.inf:
             return now
-        for gate in self._gates.values():
-            if gate.held < gate.size:
-                t = now if gate.held == 0 else self._leased_at + GIVE_BACK_S
-                at = t if at is None else min(at, t)
+        if any(gate.held < gate.size for gate in self._gates.values()):
+            # Not at once: a worker claiming often (for a busy queue besides) would ask for
+            # slots and give them back on every claim cycle.
+            t = self._leased_at + GIVE_BACK_S
+            at = t if at is None else min(at, t)
         return at
 
     async def _tend_leases_or_back_off(self, backoff: Backoff) -> None:

@@ -338,3 +338,81 @@ async def test_the_limits_bench_phase_reports_both_drains(
     assert isinstance(claims, dict)
     assert claims["limited"][0] >= 1
     assert limits_rows({"limits": out})[0][0] == "drain (concurrency limit)"
+
+
+# -- slot leases (concurrency-only limits) ----------------------------------------------------
+
+
+async def _leased(db: asyncpg.Connection, schema: str) -> int:
+    return int(
+        await db.fetchval(f'SELECT coalesce(sum(slots), 0) FROM "{schema}".queue_leases WHERE queue = $1', Q)
+    )
+
+
+async def test_racing_leases_never_exceed_the_limit(scheduler: Scheduler, db: asyncpg.Connection) -> None:
+    """Eight workers lease at once, round after round, each asking for a random number of
+    slots (giving some back): the slots leased never exceed the limit, and reach it."""
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    await scheduler.set_queue_limit(Q, concurrency=7)
+    wids = await _workers(store, 8)
+    rng = random.Random(14)
+    most = 0
+    for _ in range(25):
+        asks = [rng.randint(0, 4) for _ in wids]
+        grants = await asyncio.gather(*(store.lease_slots(Q, w, n) for w, n in zip(wids, asks, strict=True)))
+        assert all(g is not None and 0 <= g <= n for g, n in zip(grants, asks, strict=True)), grants
+        leased = await _leased(db, schema)
+        assert leased == sum(g or 0 for g in grants) <= 7
+        most = max(most, leased)
+    assert most == 7
+
+
+async def test_a_lease_keeps_what_the_worker_has_and_frees_with_the_worker(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    await scheduler.set_queue_limit(Q, concurrency=3)
+    [dead, alive, gone] = await _workers(store, 3)
+    assert await store.lease_slots(Q, dead, 5) == 3
+    assert await store.lease_slots(Q, alive, 2) == 0  # every slot is the other worker's
+    assert await store.lease_slots(Q, dead, 3) == 3  # asking again keeps them
+    assert await store.lease_slots(Q, dead, 1) == 1  # a give-back
+    assert await store.lease_slots(Q, alive, 2) == 2
+    # Reaping (or deregistering) a worker frees its slots with its row.
+    await db.execute(
+        f"UPDATE \"{schema}\".workers SET heartbeat = now() - interval '1 hour' WHERE id = $1", dead
+    )
+    await store.worker_reap(60, alive)
+    assert await store.lease_slots(Q, dead, 1) == 0  # a reaped worker leases nothing
+    assert await store.lease_slots(Q, alive, 3) == 3
+    await store.worker_deregister(alive)
+    assert await _leased(db, schema) == 0
+    assert await store.lease_slots(Q, gone, 3) == 3
+
+
+async def test_a_lease_of_a_queue_not_leased_is_null_and_drops_the_row(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """No limit, or a limit that counts claims (per_key or rate): NULL, and the worker's
+    lease row goes (the worker looks at the limits again)."""
+    schema = scheduler.schema
+    store = await pg_store(scheduler)
+    [wid] = await _workers(store, 1)
+    assert await store.lease_slots(Q, wid, 2) is None
+    await scheduler.set_queue_limit(Q, concurrency=3)
+    assert await store.lease_slots(Q, wid, 2) == 2
+    await scheduler.set_queue_limit(Q, concurrency=3, rate=(10, 1.0))
+    assert await _leased(db, schema) == 0  # set_queue_limit drops the leases of a claim-counted limit
+    assert await store.lease_slots(Q, wid, 2) is None
+    await scheduler.set_queue_limit(Q, concurrency=3)
+    assert await store.lease_slots(Q, wid, 2) == 2
+    assert await scheduler.remove_queue_limit(Q)
+    assert await _leased(db, schema) == 0
+    assert await store.lease_slots(Q, wid, 2) is None
+    assert await store.queue_limited([Q]) == {}
+    await scheduler.set_queue_limit(Q, per_key=1, key="c")
+    assert await store.queue_limited([Q]) == {Q: (None, False)}
+    await scheduler.set_queue_limit(Q, concurrency=4)
+    assert await store.queue_limited([Q]) == {Q: (4, True)}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 
 from pgqueue import ConfigError, QueueLimit, RateLimit
+from pgqueue._backoff import Backoff
 from pgqueue._config import WorkerConfig
 from pgqueue._limits import MAX_LIMIT, LimitedClaim, LimitSeen, check_limit
 from pgqueue._models import Job, Row
@@ -216,7 +217,7 @@ async def test_a_leased_queue_with_slots_is_claimed_plainly_and_unused_slots_go_
     assert store.plain_queues == [["l", "p"]]
     gate = fetcher.gates["l"]
     assert (gate.size, gate.held) == (3, 0)
-    assert fetcher._lease_at(NOW) == NOW  # holds none of its jobs: all slots go back now
+    assert fetcher._lease_at(NOW) == NOW + GIVE_BACK_S  # holds none of its jobs: all slots go back then
     await fetcher._tend_leases()
     assert store.leases == [("l", 3), ("l", 0)]
     assert gate.size == 0
@@ -303,3 +304,38 @@ def test_the_memory_store_reads_keys_as_postgres_does(params: str | None, key: s
     )
     assert key_of(job, "c") == key
     assert key_of(job, None) is None
+
+
+async def test_a_reregistered_worker_holds_no_slots_until_it_leases_again() -> None:
+    store = FakeStore({"l": 3}, [], leased=True)
+    fetcher, _ = _fetcher_on(store, ("l",))
+    await fetcher._claim(10)
+    gate = fetcher.gates["l"]
+    gate.held = 3
+    assert gate.size == 3
+    store.grants = [1]
+    fetcher._identity.id = 7  # the lease was lost: the old row, and its slots, are gone
+    await fetcher._claim(10)
+    assert store.leases[-1] == ("l", 3)  # asked afresh for the new row
+    assert gate.size == 1
+
+
+async def test_a_failed_lease_call_backs_off_and_is_reported() -> None:
+    class Failing(FakeStore):
+        async def lease_slots(self, queue: str, worker_id: int, want: int, held: object = None) -> int | None:
+            raise ConnectionError("gone")
+
+    store = Failing({"l": 3}, [], leased=True)
+    errors: list[BaseException] = []
+    fetcher, _ = _fetcher_on(store, ("l",))
+    fetcher._on_error = errors.append
+    await fetcher._look_at_limits(0)
+    gate = fetcher.gates["l"]
+    gate.size = 2  # two slots, no jobs held: they go back now, and the call fails
+    fetcher._leased_at = NOW - GIVE_BACK_S
+    assert fetcher._lease_at(NOW) == NOW
+    backoff = Backoff(first=0.001, cap=0.001)
+    await fetcher._tend_leases_or_back_off(backoff)
+    assert [type(e) for e in errors] == [ConnectionError]
+    assert gate.size == 2  # unchanged: the next tend gives them back
+    assert fetcher._lease_at(NOW) == NOW
