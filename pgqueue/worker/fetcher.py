@@ -144,6 +144,8 @@ class Fetcher:
         self._lease_wid = 0  # the worker id the gates' slots were leased to
         self._leased_at = -math.inf  # monotonic time of the last lease call
         self._short_at: float | None = None  # a lease granted less than asked: ask again then
+        self._gated_backlog = False  # a leased queue's claim came back full: claim it again
+        self._target_now = 2 * config.concurrency  # the prefetch target at the last _want()
 
     @property
     def limited(self) -> tuple[str, ...]:
@@ -195,7 +197,14 @@ class Fetcher:
             self._wake.set()
 
     def _on_gated_capacity(self) -> None:
-        """A run ended: slots to give back or, when short of slots, a reason to ask again."""
+        """A run ended: slots to give back or, when short of slots, a reason to ask again.
+
+        A leased queue claimed to its cap claims again once half of that cap has run.
+        """
+        if self._gated_backlog and any(2 * g.held <= g.cap for g in self._gates.values()):
+            self._gated_backlog = False
+            self._pending = True
+            self._wake.set()
         if self._short_at is not None:
             self._short_at = min(self._short_at, self._leased_at + GIVE_BACK_S)
             self._wake.set()
@@ -283,7 +292,15 @@ class Fetcher:
         got = 0
         queues = self._plain
         if plain and self._gates:
-            queues = await self._lease_for_claim(want, worker_id)
+            queues, apart = await self._lease_for_claim(want, worker_id)
+            for queue, n in apart:
+                rows = await self._store.job_claim_many([queue], n, worker_id, self._held)
+                if not self._push(rows, worker_id, n):
+                    return 0
+                self._gated_backlog = self._gated_backlog or len(rows) == n
+                self._signals.claimed.fire()
+                if self._tally is not None:
+                    self._tally.claimed(len(rows))
         if plain and queues:
             rows = await self._store.job_claim_many(queues, want, worker_id, self._held)
             if not self._push(rows, worker_id, want):
@@ -395,20 +412,34 @@ class Fetcher:
             elif short and gate.size < min(self._lease_limit[q], gate.held):
                 await self._lease(q, gate, min(self._lease_limit[q], gate.held), worker_id)
 
-    async def _lease_for_claim(self, want: int, worker_id: int) -> list[str]:
-        """Ask for the slots this claim may need; the plain claim's queues (without slotless ones)."""
+    async def _lease_for_claim(self, want: int, worker_id: int) -> tuple[list[str], list[tuple[str, int]]]:
+        """Ask for the slots this claim may need; the plain claim's queues, and those claimed apart.
+
+        A leased queue holds at most its slots' share of the prefetch target here (``cap``),
+        so its jobs waiting for slots never crowd out the other queues' claims. It joins the
+        plain claim when that claim cannot overshoot the cap, is claimed apart (its room,
+        with job_claim_many as it is) when it could, and is left out when full or slotless.
+        """
         self._forget_lost_leases(worker_id)
-        slotless: list[str] = []
+        out: list[str] = []
+        apart: list[tuple[str, int]] = []
         for q, gate in list(self._gates.items()):
             desired = min(self._lease_limit[q], gate.held + want)
             if desired > gate.size:
                 await self._lease(q, gate, desired, worker_id)
-            if gate.size == 0:
-                slotless.append(q)
-        if not slotless:
-            return self._plain
-        self._due_queues = [q for q in self._due_queues if q not in slotless]
-        return [q for q in self._plain if q not in slotless]
+            gate.cap = max(gate.size, math.ceil(gate.size * self._target_now / self._config.concurrency))
+            room = gate.cap - gate.held
+            if gate.size == 0 or room <= 0:
+                out.append(q)
+            elif room < want:
+                out.append(q)
+                apart.append((q, room))
+        if not out:
+            return self._plain, apart
+        slotless = [q for q in out if self._gates[q].size == 0]
+        if slotless:
+            self._due_queues = [q for q in self._due_queues if q not in slotless]
+        return [q for q in self._plain if q not in out], apart
 
     async def _lease(self, queue: str, gate: Gate, want: int, worker_id: int) -> None:
         """Set our slots of ``queue`` to as many of ``want`` as fit; resize its gate."""
@@ -476,6 +507,7 @@ class Fetcher:
     def _want(self) -> int:
         """How many jobs to claim now (0: no room)."""
         target = self._target()
+        self._target_now = target
         self._low_water = target // 2
         held = self._stats.outstanding
         if held > self._low_water or self._results.blocked():

@@ -31,10 +31,11 @@ T = TypeVar("T")
 class Gate:
     """The slots this worker leased for one queue, and its jobs running and held here."""
 
-    __slots__ = ("held", "running", "size")
+    __slots__ = ("cap", "held", "running", "size")
 
     def __init__(self) -> None:
         self.size = 0  # slots leased: at most this many of the queue's jobs run at once
+        self.cap = 0  # the most of its jobs to hold here: its slots' share of the prefetch
         self.running = 0  # jobs of the queue in a runner, taken through this gate
         self.held = 0  # jobs of the queue claimed and unfinished (waiting here or running)
 

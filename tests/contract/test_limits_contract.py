@@ -89,7 +89,7 @@ def test_a_rate_limit_checks_its_fields() -> None:
 
 async def test_a_concurrency_limit_holds_a_worker_with_more_runners(backend_scheduler: Scheduler) -> None:
     """Five jobs, a worker with ten runners, a limit of two: the worker leases two slots and
-    prefetches all five; two start, and the other three wait in the worker for a slot."""
+    prefetches its slots' share; two start, and the others wait in the worker for a slot."""
     s = backend_scheduler
     hold = Hold(runs=2)
     s.register("hold", hold.run, queue=Q)
@@ -100,9 +100,10 @@ async def test_a_concurrency_limit_holds_a_worker_with_more_runners(backend_sche
         await wait(hold.started.done)
         stages = worker._stages
         assert stages is not None
-        await until(lambda: len(stages.jobs) == 3)  # claimed, idle runners, and not started
+        await until(lambda: len(stages.jobs) > 0)  # claimed, idle runners, and not started
         gate = stages.fetcher.gates[Q]
-        assert (gate.size, gate.running, gate.held) == (2, 2, 5)
+        assert (gate.size, gate.running) == (2, 2)
+        assert gate.held == 2 + len(stages.jobs) <= gate.cap
         assert len(hold.started.calls) == 2
         hold.release()
         records = await ended(s, *ids)
@@ -194,3 +195,26 @@ async def test_a_rate_limit_defers_the_starts_past_the_window(backend_scheduler:
         poke = await s.schedule("poke")  # a notification: the worker claims, and looks again
         await ended(s, ids[2], poke)
     assert len(calls.calls) == 3
+
+
+async def test_a_backlog_behind_a_full_gate_leaves_room_for_other_queues(
+    backend_scheduler: Scheduler,
+) -> None:
+    """A limit of one and fifty jobs, the first of which runs until released: the worker
+    holds only its slot's share of the others, so another queue's jobs are still claimed and
+    run while the limited queue waits."""
+    s = backend_scheduler
+    hold = Hold(runs=1)
+    s.register("hold", hold.run, queue=Q)
+    done = Counter(30)
+    s.register("other", lambda job: done.hit(job.id), queue="other")
+    await s.set_queue_limit(Q, concurrency=1)
+    held = await s.schedule_many("hold", [{"i": i} for i in range(50)])
+    async with running(s.worker([Q, "other"], concurrency=10, poll_interval=3600)):
+        await wait(hold.started.done)
+        await s.schedule_many("other", [{"i": i} for i in range(30)])
+        await wait(done.done)
+        assert len(hold.started.calls) == 1
+        hold.release()
+        records = await ended(s, *held)
+    assert [r.state.value for r in records] == ["succeeded"] * 50

@@ -213,8 +213,8 @@ async def test_setting_a_limit_counts_the_jobs_already_running(
     scheduler: Scheduler, db: asyncpg.Connection
 ) -> None:
     """A worker runs four jobs of a plain queue; a limit of two is set. The four count at
-    once, so once the worker has seen the limit nothing else starts until they end, and then
-    never more than two at a time."""
+    once (its gate counts them running), so once the worker has seen the limit nothing else
+    starts until they end, and then never more than two at a time."""
     s = scheduler
     hold = Hold(runs=4)
     naps = [0, 0, 0]  # running, most at once, started while the held jobs ran
@@ -241,8 +241,9 @@ async def test_setting_a_limit_counts_the_jobs_already_running(
         assert stages is not None
         await until(lambda: stages.fetcher.limited == (Q,))
         await s.schedule_many("nap", [{"i": i} for i in range(6)])
-        claims = worker.claims
-        await until(lambda: worker.claims >= claims + 3)  # it looked three times, and took none
+        gate = stages.fetcher.gates[Q]
+        assert (gate.running, gate.held) == (4, 4)  # the four running hold slots (of two)
+        await until(lambda: gate.size == 2)
         assert naps == [0, 0, 0]
         released[0] = True
         hold.release()

@@ -214,10 +214,14 @@ async def test_a_leased_queue_with_slots_is_claimed_plainly_and_unused_slots_go_
     store = FakeStore({"l": 3}, [], leased=True)
     fetcher, _ = _fetcher_on(store, ("l", "p"))
     await fetcher._claim(100)
-    assert store.plain_queues == [["l", "p"]]
+    # Three slots of fifty runners: its share of the prefetch target (100) is 6, claimed apart
+    # so that its jobs waiting for slots cannot crowd out the other queue's.
+    assert store.plain_queues == [["l"], ["p"]]
+    assert store.plain == [6, 100]
     gate = fetcher.gates["l"]
     assert (gate.size, gate.held) == (3, 0)
     assert fetcher._lease_at(NOW) == NOW + GIVE_BACK_S  # holds none of its jobs: all slots go back then
+    assert not fetcher._gated_backlog  # the apart claim came back empty
     await fetcher._tend_leases()
     assert store.leases == [("l", 3), ("l", 0)]
     assert gate.size == 0
@@ -227,6 +231,7 @@ async def test_a_leased_queue_with_slots_is_claimed_plainly_and_unused_slots_go_
     gate.held = 2
     await fetcher._claim(1)
     assert store.leases[-1] == ("l", 3)
+    assert store.plain_queues[-1] == ["l", "p"]  # one more cannot overshoot its share: one claim
     assert fetcher._lease_at(NOW) == NOW + GIVE_BACK_S
 
 
