@@ -196,19 +196,20 @@ class Fetcher:
         ) and self._stats.outstanding <= self._low_water:
             self._wake.set()
 
-    def _on_gated_capacity(self) -> None:
-        """A run ended: slots to give back or, when short of slots, a reason to ask again.
+    def _on_gated_capacity(self, gate: Gate) -> None:
+        """A run of a leased queue ended: slots to give back or, when short, a reason to ask again.
 
-        A leased queue claimed to its cap claims again once half of that cap has run.
+        A leased queue claimed to its cap claims again once half of that cap has run. Per
+        job of a leased queue, so it looks at that queue's gate only.
         """
-        if self._gated_backlog and any(2 * g.held <= g.cap for g in self._gates.values()):
+        if self._gated_backlog and 2 * gate.held <= gate.cap:
             self._gated_backlog = False
             self._pending = True
             self._wake.set()
         if self._short_at is not None:
             self._short_at = min(self._short_at, self._leased_at + GIVE_BACK_S)
             self._wake.set()
-        elif any(g.held < g.size for g in self._gates.values()):
+        elif gate.held < gate.size:
             self._wake.set()
 
     # -- the loop -------------------------------------------------------------------------

@@ -51,7 +51,7 @@ class JobBuffer(Generic[T]):
         self.suspending: set[int] = set()  # ids asked to suspend while waiting here
         self.gates: dict[str, Gate] = {}  # leased queues' gates (the fetcher keeps them); empty: none
         self.taken: dict[int, Gate] = {}  # job id -> the gate whose slot its run holds (runners check it)
-        self.on_done: Callable[[], None] = _nothing  # a gated run ended (the fetcher tends its leases)
+        self.on_done: Callable[[Gate], None] = _nothing  # a gated run ended (the fetcher tends its leases)
         # Runners call pop(): the plain one, or the gated one while some queue has a gate
         # (set_gated), so a worker without leased queues pays nothing for gates here.
         self.pop: Callable[[], Awaitable[T | None]] = self._pop
@@ -105,7 +105,7 @@ class JobBuffer(Generic[T]):
             gate.running -= 1
             gate.held -= 1
             self._ready.set()
-            self.on_done()
+            self.on_done(gate)
 
     def wake(self) -> None:
         """A gate grew: runners waiting for a slot look again."""
@@ -139,5 +139,5 @@ class JobBuffer(Generic[T]):
         return len(self._items)
 
 
-def _nothing() -> None:
+def _nothing(gate: Gate) -> None:
     """No fetcher listens (``pgqueue.testing`` runs jobs without one)."""

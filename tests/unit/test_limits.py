@@ -242,7 +242,7 @@ async def test_runners_take_the_first_job_whose_queue_has_a_free_slot() -> None:
     jobs.gates["l"] = gate
     jobs.set_gated()
     ended: list[int] = []
-    jobs.on_done = lambda: ended.append(1)
+    jobs.on_done = lambda g: ended.append(g.running)
     rows = [
         (i, q, "t", None, 0, 1, 0, None, 0.0, 0.0, None, False, 1, None, None)
         for i, q in ((1, "l"), (2, "l"), (3, "p"))
@@ -254,7 +254,7 @@ async def test_runners_take_the_first_job_whose_queue_has_a_free_slot() -> None:
     assert gate.running == 1
     assert first is not None
     jobs.done(first)
-    assert (gate.running, gate.held, ended) == (0, 1, [1])
+    assert (gate.running, gate.held, ended) == (0, 1, [0])
     third = await jobs.pop()
     assert third is not None
     assert third.id == 2
