@@ -104,7 +104,11 @@ class JobBuffer(Generic[T]):
         if gate is not None:
             gate.running -= 1
             gate.held -= 1
-            self._ready.set()
+            if gate.running == gate.size - 1 and self._items:
+                # The gate was full, so jobs here may wait for this slot. Only then: waking
+                # the runners idle on an empty buffer at every run's end costs them all a
+                # trip through the event loop per job.
+                self._ready.set()
             self.on_done(gate)
 
     def wake(self) -> None:
