@@ -173,6 +173,7 @@ async def test_four_worker_processes_keep_every_limit(
     )
     assert await db.fetchval(f"SELECT count(*) FROM {q}.runs WHERE ended IS NOT NULL") == 120
     assert 1 < most <= CONC_LIMIT, most
+    assert await db.fetchval(f"SELECT count(*) FROM {q}.queue_leases") == 0  # freed as each worker left
 
     # Per key: never two of one customer at once, and at some point both customers at once.
     per_key = await db.fetchval(f"SELECT max(n) FROM {q}.key_samples")
