@@ -1,10 +1,14 @@
 -- 011_queue_limits: global limits per queue, set through the API and enforced by the claim.
 --
--- A queue with a row in queue_limits is claimed through claim_limited() below; every other
--- queue keeps the plain claim (job_claim_many), which neither reads nor writes anything here.
---   concurrency  jobs of the queue held by workers at once, across all of them (claimed
---                and not yet finished: a claimed job waiting for a free runner holds its
---                slot too).
+-- A queue whose only limit is concurrency is leased (queue_leases, lease_slots below): its
+-- workers claim it with the plain claim and run at most the slots they lease. A queue with
+-- a per_key or rate limit (with or without concurrency) is claimed through claim_limited()
+-- below. Every other queue keeps the plain claim (job_claim_many), which neither reads nor
+-- writes anything here.
+--   concurrency  alone: jobs of the queue running at once, across all workers (the slots
+--                leased). With per_key or rate: jobs of the queue held by workers at once
+--                (claimed and not yet finished: a claimed job waiting for a free runner
+--                holds its slot too).
 --   per_key, key_param  at most per_key held jobs per value of the top-level params field
 --                key_param (e.g. customer_id), compared as text; a job whose params lack
 --                it has no key and only the other limits apply to it.
