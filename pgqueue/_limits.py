@@ -3,7 +3,11 @@
 A queue's limit binds every worker of the schema, whatever process it runs in, because the
 claim enforces it in the database (``sql/011_queue_limits.sql``, ``claim_limited``):
 
-- ``concurrency``: jobs of the queue held by workers at once (claimed and not finished);
+- ``concurrency``: jobs of the queue running at once. Alone (no ``per_key``, no ``rate``)
+  it is kept by slot leases (``lease_slots``): each worker leases slots, claims the queue's
+  jobs with the plain claim while it holds any, and runs at most its slots' worth of them
+  at once, so prefetched jobs wait without holding a slot. With ``per_key`` or ``rate`` it
+  counts jobs held by workers (claimed and not finished), as those two do;
 - ``per_key`` with ``key``: at most that many held jobs per value of the params field
   ``key`` (a top-level field, compared as text: 42 and "42" are one key); a job whose
   params lack the field has no key, and only the other limits apply to it;
@@ -18,12 +22,13 @@ import dataclasses
 import datetime as dt
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from ._config import check_name
 from ._errors import MAX_DELAY_S, ConfigError
 from ._models import Row
 
-__all__ = ["MAX_LIMIT", "LimitedClaim", "QueueLimit", "RateLimit", "check_limit"]
+__all__ = ["MAX_LIMIT", "LimitSeen", "LimitedClaim", "QueueLimit", "RateLimit", "check_limit"]
 
 MAX_LIMIT = 2**31 - 1  # the integer columns' range
 
@@ -62,6 +67,15 @@ class QueueLimit:
     """Starts allowed per window; None: no rate limit."""
     updated_at: dt.datetime | None = None
     """When the limit was last set (the database's clock); None before it is stored."""
+
+
+class LimitSeen(NamedTuple):
+    """A worker's look at one limited queue (a store's ``queue_limited``)."""
+
+    concurrency: int | None
+    """Its concurrency limit; None: none."""
+    leased: bool
+    """Concurrency only: the worker leases slots (``lease_slots``) instead of ``job_claim_limited``."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

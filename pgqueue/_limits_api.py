@@ -7,7 +7,14 @@ what each limit means is in ``_limits.py``.
 Workers look for their queues' limits when they start and every ``heartbeat_interval``
 (5 s by default): a limit set, changed or removed binds a running worker from its next
 look. The jobs held in the queue when a limit is set count against it at once; jobs that
-a worker claims before it has seen the new limit count from its next look.
+a worker claims before it has seen the new limit count from its next look (a leased limit
+counts the worker's running jobs of the queue as slots taken from then on).
+
+A concurrency-only limit is kept by slot leases (``queue_leases``), the others by counting
+claimed jobs (``claim_limited``). When a limit changes from one kind to the other, a worker
+keeps the old kind until its next look (a lease call that finds the queue no longer leased
+makes it look at once), so for up to one heartbeat interval the two counts apply side by
+side and the queue can briefly run more than the new limit.
 """
 
 from __future__ import annotations
@@ -40,8 +47,11 @@ class QueueLimits:
     ) -> QueueLimit:
         """Limit ``queue`` across all workers; replaces the queue's previous limit as a whole.
 
-        ``concurrency``: jobs of the queue held by workers at once. ``per_key`` with ``key``:
-        jobs held at once per value of the params field ``key`` (e.g. ``"customer_id"``).
+        ``concurrency``: jobs of the queue running at once; alone it is kept by slot leases
+        (workers prefetch the queue's jobs and run at most their slots' worth), with
+        ``per_key`` or ``rate`` it counts jobs held by workers (claimed, not finished).
+        ``per_key`` with ``key``: jobs held at once per value of the params field ``key``
+        (e.g. ``"customer_id"``).
         ``rate``: ``RateLimit(count, per)`` or ``(count, per)`` (a timedelta or seconds):
         at most ``count`` starts in any window of ``per``. Give at least one. A bad argument
         raises :class:`ConfigError` and writes nothing. Returns the limit as stored.

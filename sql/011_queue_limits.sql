@@ -1,10 +1,14 @@
 -- 011_queue_limits: global limits per queue, set through the API and enforced by the claim.
 --
--- A queue with a row in queue_limits is claimed through claim_limited() below; every other
--- queue keeps the plain claim (job_claim_many), which neither reads nor writes anything here.
---   concurrency  jobs of the queue held by workers at once, across all of them (claimed
---                and not yet finished: a claimed job waiting for a free runner holds its
---                slot too).
+-- A queue whose only limit is concurrency is leased (queue_leases, lease_slots below): its
+-- workers claim it with the plain claim and run at most the slots they lease. A queue with
+-- a per_key or rate limit (with or without concurrency) is claimed through claim_limited()
+-- below. Every other queue keeps the plain claim (job_claim_many), which neither reads nor
+-- writes anything here.
+--   concurrency  alone: jobs of the queue running at once, across all workers (the slots
+--                leased). With per_key or rate: jobs of the queue held by workers at once
+--                (claimed and not yet finished: a claimed job waiting for a free runner
+--                holds its slot too).
 --   per_key, key_param  at most per_key held jobs per value of the top-level params field
 --                key_param (e.g. customer_id), compared as text; a job whose params lack
 --                it has no key and only the other limits apply to it.
@@ -246,6 +250,59 @@ BEGIN
 END
 $$;
 
+-- Slot leases: how a concurrency-only limit (concurrency set, neither per_key nor rate) is
+-- kept without a claim per slot. A worker leases slots of the queue, claims its jobs with
+-- the plain claim (prefetching as for any queue) while it holds at least one slot, and runs
+-- at most its slots' worth of them at once; so the limit bounds jobs RUNNING at once, and
+-- prefetched jobs wait in the worker without holding a slot. Lease traffic is per claim
+-- cycle and per give-back, never per job. A worker's row goes with the worker (deregister
+-- or reap: ON DELETE CASCADE), so its slots free with it.
+-- Limits with per_key or rate (with or without concurrency) stay claim-counted
+-- (claim_limited above): they bound starts and keys, which a lease cannot see.
+CREATE TABLE queue_leases (
+    queue     text    NOT NULL,
+    worker_id bigint  NOT NULL REFERENCES workers (id) ON DELETE CASCADE,
+    slots     integer NOT NULL CHECK (slots >= 0),
+    PRIMARY KEY (queue, worker_id)
+);
+CREATE INDEX queue_leases_worker_idx ON queue_leases (worker_id);
+
+-- lease_slots: set this worker's slots of q to as many of want as fit: granted =
+-- greatest(0, least(want, concurrency - the other workers' slots)). The worker asks at
+-- least the jobs of q it runs now, so a grant never falls below them while the limit is
+-- unchanged. Locking the limit row serialises the leases of q, which keeps the invariant
+-- sum(slots) <= concurrency. NULL: q is not leased (no limit, or one with per_key or rate):
+-- the worker's row goes and it looks at the limits again. A reaped worker gets 0.
+CREATE FUNCTION lease_slots(q text, worker bigint, want integer)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+DECLARE
+    lim queue_limits%ROWTYPE;
+    others integer;
+    granted integer;
+BEGIN
+    PERFORM 1 FROM workers w WHERE w.id = worker FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO lim FROM queue_limits l WHERE l.queue = q FOR NO KEY UPDATE;
+    IF NOT FOUND OR lim.concurrency IS NULL OR lim.per_key IS NOT NULL OR lim.rate_count IS NOT NULL THEN
+        DELETE FROM queue_leases s WHERE s.queue = q AND s.worker_id = worker;
+        RETURN NULL;
+    END IF;
+    SELECT coalesce(sum(s.slots), 0) INTO others
+    FROM queue_leases s WHERE s.queue = q AND s.worker_id <> worker;
+    granted := greatest(0, least(want, lim.concurrency - others));
+    IF granted = 0 THEN
+        DELETE FROM queue_leases s WHERE s.queue = q AND s.worker_id = worker;
+    ELSE
+        INSERT INTO queue_leases AS s (queue, worker_id, slots) VALUES (q, worker, granted)
+        ON CONFLICT ON CONSTRAINT queue_leases_pkey DO UPDATE SET slots = excluded.slots;
+    END IF;
+    RETURN granted;
+END
+$$;
+
 -- queue_limit_set: the API's set_queue_limit(), in one call. The limit row is written
 -- first, which waits for a claim of the queue in flight and holds the next ones back until
 -- this commits; then, with a newer snapshot, the jobs held in the queue now are marked
@@ -273,6 +330,9 @@ BEGIN
     WHERE j.queue = q AND j.worker_id > 0;
     IF max_starts IS NULL THEN
         DELETE FROM queue_starts s WHERE s.queue = q;
+    END IF;
+    IF max_held IS NULL OR max_per_key IS NOT NULL OR max_starts IS NOT NULL THEN
+        DELETE FROM queue_leases s WHERE s.queue = q;  -- claimed through claim_limited now
     END IF;
     RETURN stamp;
 END

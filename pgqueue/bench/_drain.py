@@ -88,8 +88,8 @@ SHAPES: dict[str, tuple[str, ...]] = {
     ),
     # Somebody wait()s for every job: each end is notified.
     "awaited": ("UPDATE {s}.jobs SET awaited = true",),
-    # The queue has a concurrency limit of 50 (the limits phase drains it at C=50), so every
-    # claim goes through claim_limited (sql/011).
+    # The queue has a concurrency limit of 50 (the limits phase drains it at C=50), so the
+    # worker leases its slots (lease_slots, sql/011) and runs at most 50 of its jobs at once.
     "limited": ("INSERT INTO {s}.queue_limits (queue, concurrency) VALUES ('default', 50)",),
 }
 

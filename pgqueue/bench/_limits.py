@@ -3,10 +3,10 @@
 Both drains are (b)'s: ``n`` pre-queued no-op jobs, one worker at C=50 in this process,
 the clock stopped when the database shows every job finished. In the limited one the
 queue has ``concurrency=50`` (set after the preload, untimed, as ``set_queue_limit`` would
-leave it), so every claim goes through ``claim_limited`` (sql/011): the queue's lock, the
-count of its held jobs, and the slot marks on the claimed rows. The limit equals the
-worker's concurrency, so it binds whenever the worker holds more than it runs: the
-prefetch that the plain drain claims in batches of hundreds is cut to the free slots.
+leave it), so the worker leases the queue's slots (``lease_slots``, sql/011) and claims
+it with the plain claim, prefetching as the plain drain does; its runners take a job of
+the queue only within the slots leased. What the limit costs is the lease calls (per
+claim cycle and give-back, not per job) and the gate in front of the runners.
 
 The machine is noisy, so the two drains alternate (``BENCH_LIMITS_REPEATS`` rounds, the
 order swapped each round) and the ratio is the median of each round's ratio. The issue asks

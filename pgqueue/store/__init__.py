@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from pgqueue._limits import LimitedClaim, QueueLimit
+from pgqueue._limits import LimitedClaim, LimitSeen, QueueLimit
 from pgqueue._models import CancelResult, Row
 from pgqueue._records import ActivityCounts, CancelCounts, JobRecord, JobState, WorkerInfo
 
@@ -242,8 +242,14 @@ class WorkerStore(Faults, Protocol):
         """
         ...
 
-    async def queue_limited(self, queues: Sequence[str], held: Held | None = None) -> dict[str, int | None]:
-        """Which of these queues have a limit: each with its concurrency limit (None: none)."""
+    async def queue_limited(self, queues: Sequence[str], held: Held | None = None) -> dict[str, LimitSeen]:
+        """Which of these queues have a limit: each with its concurrency limit and whether it is leased."""
+        ...
+
+    async def lease_slots(
+        self, queue: str, worker_id: int, want: int, held: Held | None = None
+    ) -> int | None:
+        """Set this worker's slots of a leased queue to as many of ``want`` as fit; None: not leased."""
         ...
 
     async def queue_limit_adopt(self, queues: Sequence[str], worker_id: int, held: Held | None = None) -> int:

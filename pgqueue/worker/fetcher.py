@@ -31,11 +31,18 @@ slots that other workers free and do not take again themselves (their own fetche
 at once). Nothing of this runs for a worker without limited queues but the look-up, once
 per heartbeat interval.
 
-A held slot is a claimed job, so a limited queue is not prefetched beyond its free slots:
-with a limit equal to the worker's concurrency and very short jobs, each round of runs
-waits for a claim round trip (the ``limits`` bench phase measures it). Splitting the slots
-into two claims in flight, so that one travels while the other's jobs run, measured no
-faster: the per-claim cost, not the wait, is what such a drain pays.
+Limits with ``per_key`` or ``rate`` count claimed jobs, so such a queue is not prefetched
+beyond its free slots. A concurrency-only limit is kept by slot leases instead
+(``lease_slots``, sql/011), and its queue is prefetched as any other: the worker leases
+slots, claims the queue with the plain claim while it holds any (with none it leaves the
+queue out, so it hoards no jobs it cannot run), and runs at most its slots' worth at once
+(the queue's :class:`Gate` in the job buffer). Lease traffic is per claim cycle, never per
+job: before a claim it asks for min(limit, jobs of the queue it holds + the claim's size)
+when that is more than it has; it gives back what its held jobs do not need (everything
+when it holds none) ``GIVE_BACK_S`` after its last lease call; a worker that got fewer slots
+than it asked for asks again (a claim cycle) after ``CAPPED_RETRY_S``, or sooner after one
+of its own runs ends. A worker with a backlog keeps its slots (the limit is global, not a
+share), and frees the unused ones within ``GIVE_BACK_S`` once its backlog is gone.
 """
 
 from __future__ import annotations
@@ -51,12 +58,13 @@ from pgqueue._backoff import Backoff
 from pgqueue._clock import Clock, ignore
 from pgqueue._config import WorkerConfig
 from pgqueue._errors import describe
+from pgqueue._limits import LimitSeen
 from pgqueue._log import BATCH_CLAIMED, CLAIM_FAILED, QUEUE_LIMITS_SEEN, debug_enabled, get_logger
 from pgqueue._models import ROW_ATTEMPT, ROW_ID, ROW_PRIORITY, ROW_QUEUE, ROW_RUN_AT, Job, Row
 from pgqueue._signals import WorkerSignals
 from pgqueue.store import Held, WorkerStore
 
-from .job_buffer import JobBuffer
+from .job_buffer import Gate, JobBuffer
 from .lease import Identity
 from .result_buffer import ResultBuffer
 from .results import RunResult, RunStats
@@ -70,6 +78,7 @@ FAST_POLL_S = 0.5  # poll interval while the LISTEN connection is down
 EMPTY_CLAIM_REARM_S = 0.05  # a due job another worker holds: look again after this
 CAPPED_RETRY_S = 0.25  # a limit held a claim back and no run of ours can free a slot: look again after this
 RATE_MARGIN_S = 0.001  # wake this much after the rate window frees a start, not before it
+GIVE_BACK_S = 0.1  # leased slots that held jobs do not need go back at most this often
 _log = get_logger()
 _CLAIM_ORDER = operator.itemgetter(ROW_PRIORITY, ROW_RUN_AT, ROW_ID)  # the claim index's order
 
@@ -91,6 +100,7 @@ class Fetcher:
         held: Held | None = None,
         signals: WorkerSignals | None = None,
         tally: Tally | None = None,
+        running: Callable[[], list[Job]] = list,
     ) -> None:
         self._store = store
         self._config = config
@@ -125,11 +135,27 @@ class Fetcher:
         self._limits_at = -math.inf  # monotonic time of the next look at the limits
         self._capped = False  # a limit held the last claim back: a run of ours ending retries
         self._retry_at: float | None = None  # monotonic deadline of a capped claim's retry
+        # Leased queues (concurrency-only limits): their gates, shared with the job buffer.
+        self._seen: tuple[str, ...] = ()  # every limited queue of ours at the last look
+        self._gates = jobs.gates
+        self._running = running  # the jobs in the runners now (a new gate counts them)
+        jobs.on_done = self._on_gated_capacity
+        self._lease_limit: dict[str, int] = {}  # each leased queue's concurrency limit
+        self._lease_wid = 0  # the worker id the gates' slots were leased to
+        self._leased_at = -math.inf  # monotonic time of the last lease call
+        self._short_at: float | None = None  # a lease granted less than asked: ask again then
+        self._gated_backlog = False  # a leased queue's claim came back full: claim it again
+        self._target_now = 2 * config.concurrency  # the prefetch target at the last _want()
 
     @property
     def limited(self) -> tuple[str, ...]:
-        """The queues of ours that had a limit at the last look (claimed through the limits)."""
-        return self._limited
+        """The queues of ours that had a limit at the last look (leased or claimed through it)."""
+        return self._seen
+
+    @property
+    def gates(self) -> dict[str, Gate]:
+        """The leased queues' gates: the slots leased, and the jobs running and held."""
+        return self._gates
 
     # -- signals from other stages (all on the event loop, never awaited) --------------
 
@@ -170,6 +196,22 @@ class Fetcher:
         ) and self._stats.outstanding <= self._low_water:
             self._wake.set()
 
+    def _on_gated_capacity(self, gate: Gate) -> None:
+        """A run of a leased queue ended: slots to give back or, when short, a reason to ask again.
+
+        A leased queue claimed to its cap claims again once half of that cap has run. Per
+        job of a leased queue, so it looks at that queue's gate only.
+        """
+        if self._gated_backlog and 2 * gate.held <= gate.cap:
+            self._gated_backlog = False
+            self._pending = True
+            self._wake.set()
+        if self._short_at is not None:
+            self._short_at = min(self._short_at, self._leased_at + GIVE_BACK_S)
+            self._wake.set()
+        elif gate.held < gate.size:
+            self._wake.set()
+
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -185,6 +227,10 @@ class Fetcher:
             if clock.monotonic() >= next_poll:
                 next_poll = clock.monotonic() + self._poll_interval()
                 self._pending = look_ahead = True
+            lease_at = self._lease_at(clock.monotonic()) if self._gates else None
+            if lease_at is not None and lease_at <= clock.monotonic():
+                await self._tend_leases_or_back_off(backoff)
+                continue
             want = self._want()
             if want > 0 and (self._pending or self._backlog or self._limited_due):
                 plain = self._pending or self._backlog  # the limited queues' own reasons claim only them
@@ -210,7 +256,8 @@ class Fetcher:
                     self._on_error(exc)
                     await anyio.sleep(delay)
                 continue
-            timeout = min([next_poll, *(t for t in (self._next_due, self._retry_at) if t is not None)])
+            deadlines = (self._next_due, self._retry_at, lease_at)
+            timeout = min([next_poll, *(t for t in deadlines if t is not None)])
             timeout -= clock.monotonic()
             # A timer on the loop rather than a cancel scope: this runs once per claim cycle,
             # on the pickup-latency path.
@@ -244,8 +291,19 @@ class Fetcher:
         if self._limited and not await self._claim_limited(want, worker_id):
             return 0
         got = 0
-        if plain and self._plain:
-            rows = await self._store.job_claim_many(self._plain, want, worker_id, self._held)
+        queues = self._plain
+        if plain and self._gates:
+            queues, apart = await self._lease_for_claim(want, worker_id)
+            for queue, n in apart:
+                rows = await self._store.job_claim_many([queue], n, worker_id, self._held)
+                if not self._push(rows, worker_id, n):
+                    return 0
+                self._gated_backlog = self._gated_backlog or len(rows) == n
+                self._signals.claimed.fire()
+                if self._tally is not None:
+                    self._tally.claimed(len(rows))
+        if plain and queues:
+            rows = await self._store.job_claim_many(queues, want, worker_id, self._held)
             if not self._push(rows, worker_id, want):
                 return 0
             got = len(rows)
@@ -264,6 +322,11 @@ class Fetcher:
         if rows:
             rows.sort(key=_CLAIM_ORDER)  # runners take jobs in this order (the query leaves it to us)
             self._stats.outstanding += len(rows)
+            if self._gates:
+                for row in rows:
+                    gate = self._gates.get(row[ROW_QUEUE])
+                    if gate is not None:
+                        gate.held += 1
             self._jobs.push_many([Job._from_row(r) for r in rows])  # noqa: SLF001 - the fast path
             self._stats.debug = debug_enabled()  # per batch: a logging change reaches the runners
             _log.debug(BATCH_CLAIMED, jobs=len(rows), wanted=wanted)
@@ -272,18 +335,132 @@ class Fetcher:
     async def _look_at_limits(self, worker_id: int) -> None:
         """Learn which of our queues are limited; count what we hold in newly limited ones."""
         found = await self._store.queue_limited(self._queues, self._held)
-        limited = tuple(sorted(found))
+        limited = tuple(sorted(q for q, seen in found.items() if not seen.leased))
         new = set(limited) - set(self._limited)
         if new and self._stats.outstanding:
             # Claimed by the plain claim before we saw the limit: they count from now on.
             await self._store.queue_limit_adopt(sorted(new), worker_id, self._held)
-        if limited != self._limited:
-            _log.info(QUEUE_LIMITS_SEEN, limited=list(limited))
+        if tuple(sorted(found)) != self._seen:
+            _log.info(QUEUE_LIMITS_SEEN, limited=sorted(found))
+        self._seen = tuple(sorted(found))
         self._limited = limited
-        self._slots = found
+        self._slots = {q: seen.concurrency for q, seen in found.items() if not seen.leased}
         self._plain = [q for q in self._queues if q not in limited]
         self._due_queues = self._queues
         self._limits_at = self._clock.monotonic() + self._config.heartbeat_interval
+        self._set_gates(found)
+
+    def _set_gates(self, found: dict[str, LimitSeen]) -> None:
+        """A gate for each leased queue; a queue no longer leased runs freely again."""
+        leased = {q: seen.concurrency or 0 for q, seen in found.items() if seen.leased}
+        gates = self._gates
+        for q in leased.keys() - gates.keys():
+            # Jobs claimed before the limit was seen count too: the running ones hold slots
+            # (so nothing else starts until they are within the limit), the others wait.
+            gate = Gate()
+            running = [job for job in self._running() if job.queue == q]
+            for job in running:
+                self._jobs.taken[job.id] = gate
+            gate.running = len(running)
+            gate.held = self._jobs.count(q) + len(running)
+            gates[q] = gate
+        gone = gates.keys() - leased.keys()
+        for q in gone:
+            del gates[q]
+        self._jobs.set_gated()
+        self._lease_limit = leased
+        if not gates:
+            self._short_at = None
+
+    # -- slot leases (concurrency-only limits) ------------------------------------------------
+
+    def _lease_at(self, now: float) -> float | None:
+        """When the leases need tending (a give-back, a retry, a look at the limits); None: not."""
+        at = self._short_at
+        if self._limits_at == -math.inf:
+            return now
+        if any(gate.held < gate.size for gate in self._gates.values()):
+            # Not at once: a worker claiming often (for a busy queue besides) would ask for
+            # slots and give them back on every claim cycle.
+            t = self._leased_at + GIVE_BACK_S
+            at = t if at is None else min(at, t)
+        return at
+
+    async def _tend_leases_or_back_off(self, backoff: Backoff) -> None:
+        """Tend the leases; a failure is retried after a backoff, as a failed claim is."""
+        try:
+            await self._tend_leases()
+        except Exception as exc:  # noqa: BLE001 - a lost connection or a restart must not stop the worker
+            delay = backoff.failed()
+            _log.warning(CLAIM_FAILED, error=describe(exc), retry_in_s=delay)
+            self._on_error(exc)
+            await anyio.sleep(delay)
+
+    async def _tend_leases(self) -> None:
+        """Give back slots held jobs do not need; when short, ask again (and claim again)."""
+        worker_id = self._identity.id
+        now = self._clock.monotonic()
+        if now >= self._limits_at:
+            await self._look_at_limits(worker_id)
+        self._forget_lost_leases(worker_id)
+        short = self._short_at is not None and self._short_at <= now
+        if short:
+            self._short_at = None
+            self._pending = True  # the claim cycle asks for slots for what it is about to claim
+        for q, gate in list(self._gates.items()):
+            if gate.held < gate.size:
+                await self._lease(q, gate, gate.held, worker_id)
+            elif short and gate.size < min(self._lease_limit[q], gate.held):
+                await self._lease(q, gate, min(self._lease_limit[q], gate.held), worker_id)
+
+    async def _lease_for_claim(self, want: int, worker_id: int) -> tuple[list[str], list[tuple[str, int]]]:
+        """Ask for the slots this claim may need; the plain claim's queues, and those claimed apart.
+
+        A leased queue holds at most its slots' share of the prefetch target here (``cap``),
+        so its jobs waiting for slots never crowd out the other queues' claims. It joins the
+        plain claim when that claim cannot overshoot the cap, is claimed apart (its room,
+        with job_claim_many as it is) when it could, and is left out when full or slotless.
+        """
+        self._forget_lost_leases(worker_id)
+        out: list[str] = []
+        apart: list[tuple[str, int]] = []
+        for q, gate in list(self._gates.items()):
+            desired = min(self._lease_limit[q], gate.held + want)
+            if desired > gate.size:
+                await self._lease(q, gate, desired, worker_id)
+            gate.cap = max(gate.size, math.ceil(gate.size * self._target_now / self._config.concurrency))
+            room = gate.cap - gate.held
+            if gate.size == 0 or room <= 0:
+                out.append(q)
+            elif room < want:
+                out.append(q)
+                apart.append((q, room))
+        if not out:
+            return self._plain, apart
+        slotless = [q for q in out if self._gates[q].size == 0]
+        if slotless:
+            self._due_queues = [q for q in self._due_queues if q not in slotless]
+        return [q for q in self._plain if q not in out], apart
+
+    async def _lease(self, queue: str, gate: Gate, want: int, worker_id: int) -> None:
+        """Set our slots of ``queue`` to as many of ``want`` as fit; resize its gate."""
+        granted = await self._store.lease_slots(queue, worker_id, want, self._held)
+        self._leased_at = now = self._clock.monotonic()
+        if granted is None:  # not leased any more: look at the limits before anything else
+            self._limits_at = -math.inf
+            return
+        if granted > gate.size:
+            self._jobs.wake()
+        gate.size = granted
+        if granted < want:
+            self._short_at = now + CAPPED_RETRY_S if self._short_at is None else self._short_at
+
+    def _forget_lost_leases(self, worker_id: int) -> None:
+        """After a re-registration our slots went with the old worker row: none are leased."""
+        if worker_id != self._lease_wid:
+            self._lease_wid = worker_id
+            for gate in self._gates.values():
+                gate.size = 0
 
     async def _claim_limited(self, want: int, worker_id: int) -> bool:
         """Claim from each limited queue in turn, each within its limits; False if the lease was lost.
@@ -331,6 +508,7 @@ class Fetcher:
     def _want(self) -> int:
         """How many jobs to claim now (0: no room)."""
         target = self._target()
+        self._target_now = target
         self._low_water = target // 2
         held = self._stats.outstanding
         if held > self._low_water or self._results.blocked():

@@ -170,12 +170,15 @@ class Runner:
             progress.CURRENT.set(self._progress)  # this task's context: once, not per job
         jobs, results, stats, now = self._jobs, self._results, self._stats, self._clock.time
         on_capacity = self._on_capacity
+        taken = jobs.taken  # runs holding a leased slot (job_buffer): empty without leased queues
         while True:
             job = await jobs.pop()
             if job is None:
                 return
             started = now()
             result = await self._run_one(job, started)
+            if taken:
+                jobs.done(job)
             stats.busy_s += result[3] - started  # .finished, without the NamedTuple property call
             if results.put(result):
                 await results.wait_drained()

@@ -90,6 +90,7 @@ def build(
     )
     # Claims and flushes each keep a connection, when the pool can spare them.
     claim_conn, flush_conn = store.hold(), store.hold()
+    built: list[Runner] = []  # the runners, for the fetcher's look at the jobs they run
     fetcher = Fetcher(
         store=store,
         config=cfg,
@@ -102,6 +103,7 @@ def build(
         held=claim_conn,
         signals=signals,
         tally=tally,
+        running=lambda: [r.job for r in built if r.job is not None],
     )
     watchdog = Watchdog(clock)
     progress = ProgressWriter(
@@ -126,6 +128,7 @@ def build(
         )
         for _ in range(cfg.concurrency)
     )
+    built.extend(runners)
     flusher = Flusher(
         store=store,
         results=results,

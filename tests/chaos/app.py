@@ -12,7 +12,7 @@ Types (all in the default queue, all retried, and with attempts to spare for cra
 - ``slow``: sleeps ``params["ms"]`` milliseconds.
 - ``flaky``: raises while ``job.attempt <= params["fail_times"]`` (after recording the run).
 - ``later``: nothing; the harness schedules it a few seconds ahead.
-- ``capped`` (queue ``capped``, which the harness limits to ``CAPPED_LIMIT`` held jobs
+- ``capped`` (queue ``capped``, which the harness limits to ``CAPPED_LIMIT`` running jobs
   across all workers): records its start and end in ``chaos_capped`` around a sleep of a
   few milliseconds, so the limit is reached and the harness can count overlaps.
 - ``tick``: nothing; declared periodic every second (``missed="latest"``) on the workers'

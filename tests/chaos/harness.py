@@ -15,7 +15,7 @@
    ``pgqueue-listener``); restart the server once (``pg_ctl restart -m fast``, same socket).
    The harness's own connections are named ``chaos-*`` and retry through the restart.
    Meanwhile the leader enqueues a periodic ``tick`` every second, and the ``capped`` queue
-   is limited to ``app.CAPPED_LIMIT`` held jobs across all workers.
+   is limited to ``app.CAPPED_LIMIT`` jobs running at once across all workers.
 4. Waits until the hot table is empty (or a deadline, which only fails a hang), until every
    killed worker has been reaped, and until each surviving worker has run a probe job in a
    queue only it serves (so no worker silently stopped working after a fault). Then SIGTERM

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from pgqueue import ConfigError, Job, QueueLimit, RateLimit, Scheduler
-from tests._support import Counter, fired, running, wait
+from tests._support import Counter, fired, running, until, wait
 from tests.contract._helpers import Hold, ended
 
 Q = "limited"
@@ -88,8 +88,8 @@ def test_a_rate_limit_checks_its_fields() -> None:
 
 
 async def test_a_concurrency_limit_holds_a_worker_with_more_runners(backend_scheduler: Scheduler) -> None:
-    """Five jobs, a worker with ten runners, a limit of two: two start, and the others only
-    once those end; the worker looks again (and finds no room) while they run."""
+    """Five jobs, a worker with ten runners, a limit of two: the worker leases two slots and
+    prefetches its slots' share; two start, and the others wait in the worker for a slot."""
     s = backend_scheduler
     hold = Hold(runs=2)
     s.register("hold", hold.run, queue=Q)
@@ -98,13 +98,40 @@ async def test_a_concurrency_limit_holds_a_worker_with_more_runners(backend_sche
     worker = s.worker([Q], concurrency=10, poll_interval=3600)
     async with running(worker):
         await wait(hold.started.done)
-        seen = worker.claims
-        await fired(worker.signals.claimed, seen + 2)  # capped claims, retried while the two run
+        stages = worker._stages
+        assert stages is not None
+        await until(lambda: len(stages.jobs) > 0)  # claimed, idle runners, and not started
+        gate = stages.fetcher.gates[Q]
+        assert (gate.size, gate.running) == (2, 2)
+        assert gate.held == 2 + len(stages.jobs) <= gate.cap
         assert len(hold.started.calls) == 2
-        assert sorted([(await s.get_job(i)).attempts for i in ids]) == [0, 0, 0, 1, 1]
         hold.release()
         records = await ended(s, *ids)
     assert [r.state.value for r in records] == ["succeeded"] * 5
+
+
+async def test_a_worker_gives_back_the_slots_it_does_not_use(backend_scheduler: Scheduler) -> None:
+    """One worker holds both slots while it runs two jobs; once they end it keeps none, and a
+    second worker (started later) gets them and runs the rest."""
+    s = backend_scheduler
+    hold = Hold(runs=2)
+    s.register("hold", hold.run, queue=Q)
+    await s.set_queue_limit(Q, concurrency=2)
+    first_ids = [await s.schedule("hold", {"i": i}) for i in range(2)]
+    first = s.worker([Q], concurrency=4, poll_interval=3600)
+    async with running(first):
+        await wait(hold.started.done)
+        stages = first._stages
+        assert stages is not None
+        assert stages.fetcher.gates[Q].size == 2
+        hold.release()
+        await ended(s, *first_ids)
+        await until(lambda: stages.fetcher.gates[Q].size == 0)  # nothing held: all went back
+        done = Counter(4)
+        s.register("count", lambda job: done.hit(job.id), queue=Q)
+        await s.schedule_many("count", [{"i": i} for i in range(4)])
+        async with running(s.worker([Q], concurrency=4, poll_interval=0.05)):
+            await wait(done.done)
 
 
 async def test_runs_never_exceed_the_limit(backend_scheduler: Scheduler) -> None:
@@ -168,3 +195,26 @@ async def test_a_rate_limit_defers_the_starts_past_the_window(backend_scheduler:
         poke = await s.schedule("poke")  # a notification: the worker claims, and looks again
         await ended(s, ids[2], poke)
     assert len(calls.calls) == 3
+
+
+async def test_a_backlog_behind_a_full_gate_leaves_room_for_other_queues(
+    backend_scheduler: Scheduler,
+) -> None:
+    """A limit of one and fifty jobs, the first of which runs until released: the worker
+    holds only its slot's share of the others, so another queue's jobs are still claimed and
+    run while the limited queue waits."""
+    s = backend_scheduler
+    hold = Hold(runs=1)
+    s.register("hold", hold.run, queue=Q)
+    done = Counter(30)
+    s.register("other", lambda job: done.hit(job.id), queue="other")
+    await s.set_queue_limit(Q, concurrency=1)
+    held = await s.schedule_many("hold", [{"i": i} for i in range(50)])
+    async with running(s.worker([Q, "other"], concurrency=10, poll_interval=3600)):
+        await wait(hold.started.done)
+        await s.schedule_many("other", [{"i": i} for i in range(30)])
+        await wait(done.done)
+        assert len(hold.started.calls) == 1
+        hold.release()
+        records = await ended(s, *held)
+    assert [r.state.value for r in records] == ["succeeded"] * 50

@@ -1,4 +1,4 @@
-"""Four worker processes on limited queues: the database records what they held at once.
+"""Four worker processes on limited queues: the database records what ran or was held at once.
 
 The worker processes run ``pgqueue worker tests.integration.test_limits_processes:app``:
 this module is also their job module (``app``, below). Its ``nap`` handler sleeps
@@ -6,12 +6,16 @@ this module is also their job module (``app``, below). Its ``nap`` handler sleep
 through a pool of its own: from then on the run is over, though its job row stays held
 until the worker's flush writes the result.
 
-The test installs triggers on the hot table. After every UPDATE statement (each claim,
-put-back and mark) one writes how many jobs of the limited queue are held by workers
-and not yet finished, and one, per customer, for the queue limited per key. Claims of a
-limited queue are serialised, so the largest sample is the most jobs that were ever held
-and unfinished at once. A row trigger records every claim's claimed_at, the time the rate
-limit counts.
+The concurrency limit bounds jobs running at once (slot leases: prefetched jobs are
+claimed without running), so in that queue the handler itself records its start and its
+end (``clock_timestamp()``, one clock) in ``runs``; a recorded interval lies inside the
+run, and the most intervals that overlap is the most runs at once, or fewer.
+
+The per-key limit counts held jobs: a statement trigger on the hot table writes, after
+every UPDATE statement (each claim, put-back and mark), how many jobs of each customer are
+held and not yet finished. Claims of that queue are serialised, so the largest sample is
+the most that were ever held and unfinished at once. A row trigger records every claim's
+claimed_at, the time the rate limit counts.
 """
 
 from __future__ import annotations
@@ -46,14 +50,32 @@ _pool: asyncpg.Pool | None = None
 _pool_lock = asyncio.Lock()
 
 
-@app.job("nap", queue=CONC)
-async def nap(job: Job) -> None:
+async def _get_pool() -> asyncpg.Pool:
     global _pool  # noqa: PLW0603 - one lazily created pool per worker process
-    await anyio.sleep(job.params["ms"] / 1000)
     async with _pool_lock:
         if _pool is None:
             _pool = await asyncpg.create_pool(os.environ["PGQUEUE_DSN"], min_size=0, max_size=5)
-    await _pool.execute(
+    return _pool
+
+
+@app.job("nap", queue=CONC)
+async def nap(job: Job) -> None:
+    pool = await _get_pool()
+    runs = f"{quote_ident(app.schema)}.runs"
+    if job.queue == CONC:
+        await pool.execute(
+            f"INSERT INTO {runs} (job_id, attempt, started) VALUES ($1, $2, clock_timestamp())",
+            job.id,
+            job.attempt,
+        )
+    await anyio.sleep(job.params["ms"] / 1000)
+    if job.queue == CONC:
+        await pool.execute(
+            f"UPDATE {runs} SET ended = clock_timestamp() WHERE job_id = $1 AND attempt = $2",
+            job.id,
+            job.attempt,
+        )
+    await pool.execute(
         f"INSERT INTO {quote_ident(app.schema)}.finished (job_id, attempt) VALUES ($1, $2)",
         job.id,
         job.attempt,
@@ -69,13 +91,12 @@ def _recorders(schema: str) -> list[str]:
                          SELECT 1 FROM {s}.finished f WHERE f.job_id = j.id AND f.attempt = j.attempt)"""
     return [
         f"CREATE TABLE {s}.finished (job_id bigint, attempt integer, PRIMARY KEY (job_id, attempt))",
-        f"CREATE TABLE {s}.held_samples (n bigint)",
+        f"CREATE TABLE {s}.runs (job_id bigint, attempt integer, started timestamptz, ended timestamptz)",
         f"CREATE TABLE {s}.key_samples (sample bigint, customer text, n bigint)",
         f"CREATE SEQUENCE {s}.key_sample_ids",
         f"CREATE TABLE {s}.claims (queue text, job_id bigint, at timestamptz)",
         f"""CREATE FUNCTION {s}.sample() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                INSERT INTO {s}.held_samples (n) SELECT count(*) {unfinished.format(q=CONC)};
                 INSERT INTO {s}.key_samples (sample, customer, n)
                 SELECT i.id, c.customer, c.n
                 FROM (SELECT nextval('{s}.key_sample_ids') AS id) AS i,
@@ -145,9 +166,14 @@ async def test_four_worker_processes_keep_every_limit(
     ran = await db.fetch(f"SELECT DISTINCT worker_id FROM {q}.job_runs")
     assert len(ran) > 1, logs  # the jobs were shared among the processes
 
-    # Concurrency: never more than the limit held and unfinished, and more than one at once.
-    most = await db.fetchval(f"SELECT max(n) FROM {q}.held_samples")
+    # Concurrency: never more than the limit running at once, and more than one at once.
+    most = await db.fetchval(
+        f"""SELECT max((SELECT count(*) FROM {q}.runs b WHERE b.started <= a.started AND b.ended > a.started))
+            FROM {q}.runs a"""
+    )
+    assert await db.fetchval(f"SELECT count(*) FROM {q}.runs WHERE ended IS NOT NULL") == 120
     assert 1 < most <= CONC_LIMIT, most
+    assert await db.fetchval(f"SELECT count(*) FROM {q}.queue_leases") == 0  # freed as each worker left
 
     # Per key: never two of one customer at once, and at some point both customers at once.
     per_key = await db.fetchval(f"SELECT max(n) FROM {q}.key_samples")

@@ -83,6 +83,7 @@ async def test_migrations_create_the_tables_in_the_configured_schema(
         "periodic",
         "queue_limits",
         "queue_starts",
+        "queue_leases",
     }
     assert await db.fetchval("SELECT to_regclass('public.jobs')") is None
 

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from pgqueue._codec import decode, encode
-from pgqueue._limits import LimitedClaim, QueueLimit
+from pgqueue._limits import LimitedClaim, LimitSeen, QueueLimit
 from pgqueue._models import Row
 
 from .base import MemoryBase
@@ -34,6 +34,13 @@ class _Limited:
     """Counted jobs (``jobs.slot``): id -> (attempt of the claim that counted it, its key)."""
     starts: collections.deque[tuple[float, int]] = dataclasses.field(default_factory=collections.deque)
     """The rate window (``queue_starts``): (time, jobs) per claim, oldest first."""
+    leases: dict[int, int] = dataclasses.field(default_factory=dict)
+    """Slot leases (``queue_leases``): worker id -> slots; a gone worker's entry is ignored."""
+
+
+def _leased(limit: QueueLimit) -> bool:
+    """Concurrency only: kept by slot leases (``lease_slots``) instead of claim counts."""
+    return limit.concurrency is not None and limit.per_key is None and limit.rate is None
 
 
 def key_of(job: LiveJob, field: str | None) -> str | None:
@@ -172,10 +179,29 @@ class LimitsMixin(MemoryBase):
             self._queue_up(job)
         return taken, bool(passed)
 
-    async def queue_limited(self, queues: Sequence[str], held: object = None) -> dict[str, int | None]:  # noqa: ARG002
-        """Which of these queues have a limit, with their concurrency limits."""
+    async def queue_limited(self, queues: Sequence[str], held: object = None) -> dict[str, LimitSeen]:  # noqa: ARG002
+        """Which of these queues have a limit, with their concurrency limits and lease mode."""
         table = self._limits()
-        return {q: table[q].limit.concurrency for q in sorted(set(queues)) if q in table}
+        return {
+            q: LimitSeen(table[q].limit.concurrency, _leased(table[q].limit))
+            for q in sorted(set(queues))
+            if q in table
+        }
+
+    async def lease_slots(self, queue: str, worker_id: int, want: int, held: object = None) -> int | None:  # noqa: ARG002
+        """Set this worker's slots of ``queue`` to as many of ``want`` as fit; None: not leased."""
+        if worker_id not in self._workers:
+            return 0
+        state = self._limits().get(queue)
+        if state is None or not _leased(state.limit):
+            if state is not None:
+                state.leases.pop(worker_id, None)
+            return None
+        concurrency = state.limit.concurrency or 0
+        others = sum(n for w, n in state.leases.items() if w != worker_id and w in self._workers)
+        granted = max(0, min(want, concurrency - others))
+        state.leases[worker_id] = granted
+        return granted
 
     async def queue_limit_adopt(self, queues: Sequence[str], worker_id: int, held: object = None) -> int:  # noqa: ARG002
         """Count the jobs this worker holds in newly limited ``queues``."""
@@ -198,6 +224,8 @@ class LimitsMixin(MemoryBase):
         state = _Limited(stored)
         if old is not None and limit.rate is not None:
             state.starts = old.starts
+        if old is not None and _leased(limit):
+            state.leases = old.leases
         if limit.concurrency is not None or limit.per_key is not None:
             for job in self.jobs.values():
                 if job.queue == limit.queue and (job.worker_id or 0) > 0:

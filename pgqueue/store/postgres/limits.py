@@ -9,7 +9,7 @@ from typing import cast
 
 import asyncpg
 
-from pgqueue._limits import LimitedClaim, QueueLimit, RateLimit
+from pgqueue._limits import LimitedClaim, LimitSeen, QueueLimit, RateLimit
 from pgqueue._models import Row
 from pgqueue.store import Held
 
@@ -39,11 +39,19 @@ class LimitsMixin(StoreBase):
         *claimed, last = rows  # the function always ends with its verdict row
         return LimitedClaim(cast("list[Row]", claimed), bool(last["capped"]), last["free_in"])
 
-    async def queue_limited(self, queues: Sequence[str], held: Held | None = None) -> dict[str, int | None]:
-        """Which of these queues have a limit, with their concurrency limits."""
+    async def queue_limited(self, queues: Sequence[str], held: Held | None = None) -> dict[str, LimitSeen]:
+        """Which of these queues have a limit, with their concurrency limits and lease mode."""
         async with self._connection(held) as conn:
             rows = await conn.fetch(self.q.queue_limited, list(queues))
-        return {r[0]: r[1] for r in rows}
+        return {r[0]: LimitSeen(r[1], r[2]) for r in rows}
+
+    async def lease_slots(
+        self, queue: str, worker_id: int, want: int, held: Held | None = None
+    ) -> int | None:
+        """Set this worker's slots of ``queue`` to as many of ``want`` as fit (``lease_slots``, sql/011)."""
+        async with self._connection(held) as conn:
+            granted: int | None = await conn.fetchval(self.q.lease_slots, queue, worker_id, want)
+        return granted
 
     async def queue_limit_adopt(self, queues: Sequence[str], worker_id: int, held: Held | None = None) -> int:
         """Mark the jobs this worker holds in ``queues`` as counted by their limits."""

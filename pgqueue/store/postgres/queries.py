@@ -102,6 +102,7 @@ class Queries:
     leader_unlock: str
     job_claim_limited: str
     queue_limited: str
+    lease_slots: str
     queue_limit_adopt: str
     queue_limit_set: str
     queue_limit_remove: str

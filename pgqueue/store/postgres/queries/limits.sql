@@ -17,11 +17,19 @@ FROM {schema}.claim_limited($1::text, $2::int, $3::bigint, $4::text::bigint[], $
 
 -- name: queue_limited
 -- why: a worker's look (at start, then every heartbeat interval, never per claim) at
---      which of its queues are claimed through claim_limited, with their concurrency
---      limits (the worker claims half of one at a time); the primary key, one entry per
---      queue.
+--      which of its queues are limited, with their concurrency limits and whether the
+--      worker leases their slots (concurrency only: lease_slots, sql/011) or claims them
+--      through claim_limited; the primary key, one entry per queue.
 -- params: $1 queues text[]
-SELECT queue, concurrency FROM {schema}.queue_limits WHERE queue = ANY($1::text[]) ORDER BY queue;
+SELECT queue, concurrency, (concurrency IS NOT NULL AND per_key IS NULL AND rate_count IS NULL) AS leased
+FROM {schema}.queue_limits WHERE queue = ANY($1::text[]) ORDER BY queue;
+
+-- name: lease_slots
+-- why: a worker's lease of a concurrency-limited queue's slots, set to as many of $3 as
+--      fit (sql/011 lease_slots); once per claim cycle and per give-back, never per job.
+--      NULL: the queue is not leased (any more): the worker looks at the limits again.
+-- params: $1 queue text, $2 worker_id bigint, $3 slots wanted int
+SELECT {schema}.lease_slots($1::text, $2::bigint, $3::int);
 
 -- name: queue_limit_adopt
 -- why: jobs this worker claimed with the plain claim before it saw a new limit count
@@ -43,11 +51,13 @@ SELECT {schema}.queue_limit_set($1::text, $2::int, $3::int, $4::text, $5::int,
                                 make_interval(secs => $6::float8));
 
 -- name: queue_limit_remove
--- why: remove_queue_limit(): the row and its rate window go; the queue is claimed plainly
+-- why: remove_queue_limit(): the row, its rate window and its leases go; the queue is claimed plainly
 --      from each worker's next look (a claim_limited call in between claims plainly too).
 -- params: $1 queue text
 WITH starts AS (
     DELETE FROM {schema}.queue_starts WHERE queue = $1::text
+), leases AS (
+    DELETE FROM {schema}.queue_leases WHERE queue = $1::text
 )
 DELETE FROM {schema}.queue_limits WHERE queue = $1::text RETURNING queue;
 
