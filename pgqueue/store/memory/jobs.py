@@ -119,29 +119,9 @@ class JobsMixin(MemoryBase):
         while len(due) < limit and (job := self._take(queues, now)) is not None:
             job.worker_id = worker_id  # claimed now: another entry of the same job is stale at once
             due.append(job)
-        rows: list[Row] = []
         for j in due:
             j.attempt, j.delayed, j.claimed_at = j.attempt + 1, False, now
-            rows.append(
-                (
-                    j.id,
-                    j.queue,
-                    j.type,
-                    j.params,
-                    j.priority,
-                    j.attempt,
-                    j.errors,
-                    j.last_error,
-                    j.run_at,
-                    j.inserted_at,
-                    j.timeout_s,
-                    j.cancel_requested,
-                    j.attempt - j.attempt_base,
-                    j.checkpoint,
-                    j.trace_context,
-                )
-            )
-        return rows
+        return [j.claim_row() for j in due]
 
     async def job_next_due(self, queues: Sequence[str], held: object = None) -> float | None:  # noqa: ARG002
         """Seconds until the next delayed job in these queues is due."""

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 from pgqueue._codec import decode, encode
 from pgqueue._limits import LimitedClaim, LimitSeen, QueueLimit
-from pgqueue._models import Row
 
 from .base import MemoryBase
 from .rows import LiveJob, to_datetime
@@ -52,26 +51,6 @@ def key_of(job: LiveJob, field: str | None) -> str | None:
         return None
     value = params[field]
     return value if isinstance(value, str) else encode(value)
-
-
-def _row(j: LiveJob) -> Row:
-    return (
-        j.id,
-        j.queue,
-        j.type,
-        j.params,
-        j.priority,
-        j.attempt,
-        j.errors,
-        j.last_error,
-        j.run_at,
-        j.inserted_at,
-        j.timeout_s,
-        j.cancel_requested,
-        j.attempt - j.attempt_base,
-        j.checkpoint,
-        j.trace_context,
-    )
 
 
 def _window(state: _Limited, per: float, now: float) -> int:
@@ -144,7 +123,9 @@ class LimitsMixin(MemoryBase):
             if used + got >= lim.rate.count:
                 free_in = state.starts[0][0] + lim.rate.per.total_seconds() - now
         capped = got < limit and (passed or (room < limit and got == room))
-        return LimitedClaim([_row(j) for j in taken], capped=capped, free_in=free_in if capped else None)
+        return LimitedClaim(
+            [j.claim_row() for j in taken], capped=capped, free_in=free_in if capped else None
+        )
 
     def _pick(
         self,

@@ -11,6 +11,7 @@ import struct
 import time
 from typing import Any
 
+from pgqueue._models import Row
 from pgqueue._records import JobState
 
 __all__ = [
@@ -87,6 +88,26 @@ class LiveJob:
     suspend_requested: bool = False
     checkpoint: str | None = None
     trace_context: str | None = None
+
+    def claim_row(self) -> Row:
+        """What a claim returns for this job, in ``job_claim_many``'s order (``ROW_*``)."""
+        return (
+            self.id,
+            self.queue,
+            self.type,
+            self.params,
+            self.priority,
+            self.attempt,
+            self.errors,
+            self.last_error,
+            self.run_at,
+            self.inserted_at,
+            self.timeout_s,
+            self.cancel_requested,
+            self.attempt - self.attempt_base,
+            self.checkpoint,
+            self.trace_context,
+        )
 
     def state(self, now: float) -> str:
         """As ``job_state()`` in sql/006."""

@@ -5,10 +5,12 @@
 -- why: the enqueuer writes its declarations before its first round (and again when a row
 --      went missing): new names get a row, changed ones their new schedule, type and queue;
 --      last_tick is kept, so a restarted or redeployed process continues where the last
---      one stopped. An unchanged row is not written.
+--      one stopped. An unchanged row is not written. Rows go in name order, so processes
+--      declaring at once wait for each other instead of deadlocking.
 -- params: $1 names text[], $2 schedules text[], $3 types text[], $4 queues text[]
 INSERT INTO {schema}.periodic AS p (name, schedule, type, queue)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(name, schedule, type, queue)
+ORDER BY d.name
 ON CONFLICT (name) DO UPDATE
 SET schedule = excluded.schedule, type = excluded.type, queue = excluded.queue, updated_at = now()
 WHERE (p.schedule, p.type, p.queue) IS DISTINCT FROM (excluded.schedule, excluded.type, excluded.queue);
