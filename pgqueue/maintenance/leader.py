@@ -114,14 +114,18 @@ def repeat(
     interval: float,
     action: str,
     report: Callable[[BaseException, str], None],
+    *,
+    first_after: float = 0.0,
 ) -> Duty:
-    """A duty that runs ``step`` now and again after the delay it returns (None: ``interval``).
+    """A duty that runs ``step`` after ``first_after`` seconds, then after each delay it returns.
 
-    An error is reported and the step runs again after ``interval``: maintenance is best
-    effort, and the next round does whatever this one could not.
+    A step returning None runs again after ``interval``. An error is reported and the step
+    runs again after ``interval``: maintenance is best effort, and the next round does
+    whatever this one could not.
     """
 
     async def loop() -> None:
+        await anyio.sleep(first_after)
         while True:
             try:
                 delay = await step()

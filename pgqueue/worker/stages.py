@@ -41,6 +41,7 @@ PERIODIC_MAX_SLEEP_S = 10.0  # a periodic round at least this often: a stepped w
 PERIODIC_RETRY_S = 1.0  # after a failed round; ticks within their grace are offered again
 RETENTION_INTERVAL_S = 600.0  # between retention rounds (tomorrow's partitions exist 3 days ahead)
 RETENTION_BUSY_S = 60.0  # after a round that could not get its locks for some step
+RETENTION_FIRST_S = 60.0  # a new leader's first round: after start-up, whose claims come first
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -248,7 +249,9 @@ def _leader(
     async def retention_round() -> float | None:
         return RETENTION_BUSY_S if (await retention.run_once()).busy else None
 
-    duties.append(repeat(retention_round, RETENTION_INTERVAL_S, "retention", report))
+    duties.append(
+        repeat(retention_round, RETENTION_INTERVAL_S, "retention", report, first_after=RETENTION_FIRST_S)
+    )
     return Leader(
         store=store,
         duties=duties,
