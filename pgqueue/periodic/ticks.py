@@ -111,26 +111,24 @@ class CronTicks:
 
     def latest(self, now: dt.datetime) -> dt.datetime | None:
         """The last tick at or before ``now``."""
-        from croniter import CroniterBadDateError  # noqa: PLC0415 - see _iter
-
-        it = self._iter(now + MICROSECOND)  # croniter's previous is strictly before its start
-        try:
-            tick: dt.datetime = it.get_prev(dt.datetime)
-            while self._repeat(tick):
-                tick = it.get_prev(dt.datetime)
-        except CroniterBadDateError:
-            return None
-        return tick.astimezone(UTC)
+        return self._walk(
+            now + MICROSECOND, backwards=True
+        )  # croniter's previous is strictly before its start
 
     def following(self, after: dt.datetime) -> dt.datetime | None:
         """The first tick strictly after ``after``."""
+        return self._walk(after, backwards=False)
+
+    def _walk(self, start: dt.datetime, *, backwards: bool) -> dt.datetime | None:
+        """The first tick from ``start`` in one direction that is not a skipped repeat."""
         from croniter import CroniterBadDateError  # noqa: PLC0415 - see _iter
 
-        it = self._iter(after)
+        it = self._iter(start)
+        step = it.get_prev if backwards else it.get_next
         try:
-            tick: dt.datetime = it.get_next(dt.datetime)
+            tick: dt.datetime = step(dt.datetime)
             while self._repeat(tick):
-                tick = it.get_next(dt.datetime)
+                tick = step(dt.datetime)
         except CroniterBadDateError:
             return None
         return tick.astimezone(UTC)
