@@ -73,11 +73,15 @@ def raising(error: type[BaseException], *args: object) -> Callable[[Job], Awaita
     return handler
 
 
-def noting(calls: Counter) -> Callable[[Job], Awaitable[None]]:
-    """A handler that notes each run's params in ``calls``, in the order the runs start."""
+def noting(
+    calls: Counter, what: Callable[[Job], object] = lambda job: job.params
+) -> Callable[[Job], Awaitable[None]]:
+    """A handler that notes ``what(job)`` of each run (its params) in ``calls``, in the order
+    the runs start. Async on purpose: a sync handler runs in a thread, and ``calls``' event
+    must be set on the event loop."""
 
     async def handler(job: Job) -> None:
-        calls.hit(job.params)
+        calls.hit(what(job))
 
     return handler
 

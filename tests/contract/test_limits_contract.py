@@ -9,7 +9,7 @@ import pytest
 
 from pgqueue import ConfigError, Job, QueueLimit, RateLimit, Scheduler
 from tests._support import Counter, fired, running, until, wait
-from tests.contract._helpers import Hold, ended
+from tests.contract._helpers import Hold, ended, noting
 
 Q = "limited"
 
@@ -128,7 +128,7 @@ async def test_a_worker_gives_back_the_slots_it_does_not_use(backend_scheduler: 
         await ended(s, *first_ids)
         await until(lambda: stages.fetcher.gates[Q].size == 0)  # nothing held: all went back
         done = Counter(4)
-        s.register("count", lambda job: done.hit(job.id), queue=Q)
+        s.register("count", noting(done, lambda job: job.id), queue=Q)
         await s.schedule_many("count", [{"i": i} for i in range(4)])
         async with running(s.worker([Q], concurrency=4, poll_interval=0.05)):
             await wait(done.done)
@@ -181,7 +181,7 @@ async def test_a_rate_limit_defers_the_starts_past_the_window(backend_scheduler:
     waits. Removing the limit lets it run at the worker's next claim."""
     s = backend_scheduler
     calls = Counter(2)
-    s.register("t", lambda job: calls.hit(job.id), queue=Q)
+    s.register("t", noting(calls, lambda job: job.id), queue=Q)
     s.register("poke", lambda job: None, queue=Q)
     await s.set_queue_limit(Q, rate=(2, dt.timedelta(hours=1)))
     ids = [await s.schedule("t", {"i": i}) for i in range(3)]
@@ -207,7 +207,7 @@ async def test_a_backlog_behind_a_full_gate_leaves_room_for_other_queues(
     hold = Hold(runs=1)
     s.register("hold", hold.run, queue=Q)
     done = Counter(30)
-    s.register("other", lambda job: done.hit(job.id), queue="other")
+    s.register("other", noting(done, lambda job: job.id), queue="other")
     await s.set_queue_limit(Q, concurrency=1)
     held = await s.schedule_many("hold", [{"i": i} for i in range(50)])
     async with running(s.worker([Q, "other"], concurrency=10, poll_interval=3600)):

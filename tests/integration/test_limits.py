@@ -20,7 +20,7 @@ from pgqueue.bench._limits import bench_limits, limits_rows
 from pgqueue.store.postgres import PostgresStore
 from pgqueue.store.postgres.queries import QUERIES
 from tests._support import Counter, pg_store, running, until, wait
-from tests.contract._helpers import Hold, ended
+from tests.contract._helpers import Hold, ended, noting
 from tests.integration.test_bench import bench_dsn
 
 pytestmark = pytest.mark.pg
@@ -79,7 +79,7 @@ async def test_a_plain_claim_puts_nothing_in_the_slot_index(
 
 async def test_a_plain_drain_leaves_no_slot_marks(scheduler: Scheduler, db: asyncpg.Connection) -> None:
     done = Counter(200)
-    scheduler.register("t", lambda job: done.hit(job.id))
+    scheduler.register("t", noting(done, lambda job: job.id))
     await scheduler.schedule_many("t", [{"i": i} for i in range(200)])
     async with running(scheduler.worker(concurrency=10, poll_interval=3600)):
         await wait(done.done)
@@ -318,7 +318,7 @@ async def test_a_limited_and_a_plain_queue_in_one_worker(scheduler: Scheduler) -
         done.hit(job.id)
 
     s.register("limited", limited, queue=Q)
-    s.register("plain", lambda job: done.hit(job.id), queue="plain")
+    s.register("plain", noting(done, lambda job: job.id), queue="plain")
     await s.set_queue_limit(Q, concurrency=2)
     await s.schedule_many("limited", [{"i": i} for i in range(20)])
     await s.schedule_many("plain", [{"i": i} for i in range(20)])
