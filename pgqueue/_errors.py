@@ -7,6 +7,12 @@
     ├── UnknownJobTypeError         (also ValueError) scheduling a type nobody registered
     ├── JobNotFound                 (also LookupError) no live or finished job has that id
     ├── InvalidStateError           (also ValueError) the job's state does not allow that
+    │   ├── NotPending              dequeue_by_id(): the job is not waiting to run
+    │   └── NotRunning              the job is not running (nobody holds it)
+    ├── JobCancelled                a lease's job was cancelled: stop working on it
+    ├── LeaseLost                   the lease no longer holds its job; nothing changed
+    ├── WorkerNotFound              (also LookupError) no registered worker has that id
+    ├── WorkerHasActiveJobs         remove_worker(): the worker still holds running jobs
     ├── ParamsEncodeError           (also TypeError)  params orjson cannot encode
     ├── ParamsValidationError (_params.py) (also ValueError) params the type's model refuses
     ├── WaitTimeoutError (_waiting.py)     (also TimeoutError) wait()'s deadline passed
@@ -36,13 +42,19 @@ __all__ = [
     "DatabaseUnavailableError",
     "ErrorWithRetry",
     "InvalidStateError",
+    "JobCancelled",
     "JobNotFound",
+    "LeaseLost",
+    "NotPending",
+    "NotRunning",
     "ParamsEncodeError",
     "PgQueueError",
     "SchemaError",
     "SchemaNotMigratedError",
     "SchemaTooNewError",
     "UnknownJobTypeError",
+    "WorkerHasActiveJobs",
+    "WorkerNotFound",
     "check_delay",
     "describe",
     "unwrap_group",
@@ -115,6 +127,59 @@ class InvalidStateError(PgQueueError, ValueError):
         super().__init__(f"cannot {action} job {job_id}: job {job_id} is {state}")
         self.job_id = job_id
         self.state = state
+
+
+class NotPending(InvalidStateError):  # noqa: N818 - osbuild's name for it
+    """``dequeue_by_id()`` found the job, but not waiting to run (running, suspended, ended)."""
+
+    def __init__(self, job_id: int, state: str) -> None:
+        super().__init__(job_id, state, "dequeue")
+
+
+class NotRunning(InvalidStateError):  # noqa: N818 - osbuild's name for it
+    """The call needs a running job and the job is not running (pending, suspended, ended)."""
+
+    def __init__(self, job_id: int, state: str, action: str) -> None:
+        super().__init__(job_id, state, action)
+
+
+class JobCancelled(PgQueueError):  # noqa: N818 - osbuild's name for it
+    """The leased job was cancelled (``cancel()``) while its lease held it.
+
+    The lease's heartbeat raises it so that the consumer stops; finishing or failing it
+    then ends the job as cancelled. ``job_id`` is the job's id.
+    """
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} was cancelled")
+        self.job_id = job_id
+
+
+class LeaseLost(PgQueueError):  # noqa: N818 - the fencing vocabulary's name for it
+    """The lease no longer holds its job, so the call changed nothing.
+
+    The lease expired and the job was freed (and perhaps leased again), or it was already
+    finished, failed or requeued through this token, or the job was removed. Whatever the
+    consumer did with the job must be treated as not having happened.
+    """
+
+    def __init__(self, token: str, job_id: int | None = None) -> None:
+        super().__init__(f"lease {token} no longer holds its job")
+        self.token = token
+        self.job_id = job_id
+
+
+class WorkerNotFound(PgQueueError, LookupError):  # noqa: N818 - osbuild's name for it
+    """No registered worker or pull consumer has that id (it exited or was reaped)."""
+
+
+class WorkerHasActiveJobs(PgQueueError):  # noqa: N818 - osbuild's name for it
+    """``remove_worker()`` refused: the worker holds running jobs (pass ``force=True``)."""
+
+    def __init__(self, worker_id: int, held: int) -> None:
+        super().__init__(f"worker {worker_id} holds {held} running job(s); force=True releases them")
+        self.worker_id = worker_id
+        self.held = held
 
 
 class ParamsEncodeError(PgQueueError, TypeError):
