@@ -52,6 +52,7 @@ from ._verdicts import Cancel, Skip, Snooze, Suspended
 from ._waiting import WaitTimeoutError
 from .maintenance.retention import PruneResult
 from .periodic.records import PeriodicInfo
+from .pull import Lease
 from .worker import Worker
 
 __version__ = "0.1.0"
@@ -77,6 +78,7 @@ __all__ = [
     "JobState",
     "JobStats",
     "JobTypeInfo",
+    "Lease",
     "LeaseLost",
     "LinearBackoff",
     "NotPending",

@@ -39,6 +39,7 @@ from ._manage import Management
 from ._management_api import JobManagement
 from ._models import JobHandler
 from ._periodic_api import PeriodicScheduling
+from ._pull_api import PullJobs
 from ._records import JobTypeInfo
 from ._registry import DEFAULT_QUEUE, Registry
 from ._retention_api import RunRetention
@@ -46,6 +47,7 @@ from ._retry import ErrorFilter
 from ._schedule_api import JobScheduling
 from ._tracing import Tracing
 from ._waiting import Waiters
+from .pull import Consumer
 from .store import Store
 from .store.memory import MemoryClock, MemoryStore
 from .store.postgres import Pool, PostgresStore, create_pool
@@ -60,7 +62,7 @@ H = TypeVar("H", bound=JobHandler)
 WAIT_POLL_S = 0.5  # wait()'s poll interval with pgbouncer=True
 
 
-class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, RunRetention):
+class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, RunRetention, PullJobs):
     """Registers job types and schedules jobs; the entry point of pgqueue.
 
     ::
@@ -132,6 +134,7 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
         self._manage = Management(self.open, schema, self.registry.suspendable)
         # No LISTEN through a transaction-mode pooler: waits poll there.
         self._waiters = Waiters(self.open, self.get_job, schema, WAIT_POLL_S if pgbouncer else None)
+        self._consumer: Consumer | None = None  # the pull API's, created by its first call
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -190,6 +193,8 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
     async def close(self) -> None:
         """Close the pool if the scheduler created it."""
         await self._waiters.close(scheduler_closing=True)
+        if self._consumer is not None:
+            await self._consumer.close()
         if self._backend is not None:
             return  # a backend given is the caller's: its jobs stay for the test to read
         store, self._store = self._store, None

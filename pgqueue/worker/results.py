@@ -12,8 +12,9 @@ from typing import Any, NamedTuple
 
 from pgqueue._errors import ErrorWithRetry
 from pgqueue._models import Job, Outcome
+from pgqueue._retry import ErrorFilter
 
-__all__ = ["RunResult", "RunStats", "error_text", "new_result", "storable"]
+__all__ = ["RunResult", "RunStats", "decide_retry", "error_text", "new_result", "storable"]
 
 
 class RunResult(NamedTuple):
@@ -44,6 +45,28 @@ class RunStats:
         self.finished = 0  # runs finished since start
         self.busy_s = 0.0  # handler seconds summed over finished runs
         self.debug = False  # per-job DEBUG events on; the fetcher refreshes it per claimed batch
+
+
+def decide_retry(
+    job: Job, retry: ErrorFilter | None, exc: BaseException, *, last_attempt: bool
+) -> tuple[ErrorWithRetry | None, str]:
+    """A failed run's fate: the retry to write (None: final) and the error text to store.
+
+    The type's error filter decides (a filter that raises makes its own error final); with
+    no filter only an ``ErrorWithRetry`` retries. ``last_attempt`` (the run used the job's
+    last allowed attempt) makes any decision final. The text is the run's own error, or the
+    filter's replacement when that is final.
+    """
+    decided: BaseException = exc
+    if retry is not None:
+        try:
+            decided = retry(job, exc)
+        except BaseException as filter_exc:  # noqa: BLE001 - a broken filter must not lose the job
+            decided = filter_exc
+    elif isinstance(exc, ErrorWithRetry):
+        decided = exc
+    again = decided if isinstance(decided, ErrorWithRetry) and not last_attempt else None
+    return again, error_text(exc if decided is exc or again is not None else decided)
 
 
 def error_text(exc: BaseException) -> str:

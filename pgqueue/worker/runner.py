@@ -48,7 +48,7 @@ from pgqueue._verdicts import Cancel, Snooze, Suspended, Verdict
 from . import progress
 from .job_buffer import JobBuffer
 from .result_buffer import ResultBuffer
-from .results import RunResult, RunStats, error_text, new_result
+from .results import RunResult, RunStats, decide_retry, error_text, new_result
 
 __all__ = ["Runner"]
 
@@ -358,19 +358,13 @@ class Runner:
         started: float,
         outcome: Outcome = Outcome.FAILED,
     ) -> RunResult:
-        decided: BaseException = exc
-        if jt is not None and jt.retry is not None:
-            try:
-                decided = jt.retry(job, exc)
-            except BaseException as filter_exc:  # noqa: BLE001 - a broken filter must not lose the job
-                decided = filter_exc
-        elif isinstance(exc, ErrorWithRetry):
-            decided = exc
-        retry = decided if isinstance(decided, ErrorWithRetry) else None
-        if jt is None or (retry is not None and job.row[ROW_COUNTED] >= jt.max_attempts):
-            retry = None  # unknown types end at once; max_attempts caps every policy
+        if jt is None:  # unknown types end at once
+            retry, text = None, error_text(exc)
+        else:  # max_attempts caps every policy
+            retry, text = decide_retry(
+                job, jt.retry, exc, last_attempt=job.row[ROW_COUNTED] >= jt.max_attempts
+            )
         finished = self._clock.time()
-        text = error_text(exc if decided is exc or retry is not None else decided)
         fields: dict[str, Any] = {
             "job_id": job.id,
             "type": job.type,

@@ -116,6 +116,7 @@ def test_the_query_files_match_queries() -> None:
         "limits",
         "periodic",
         "retention",
+        "pull",
     }
 
 

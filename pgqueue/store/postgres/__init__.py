@@ -18,6 +18,7 @@ from .listen import ListenMixin
 from .migrate import MigrateMixin
 from .periodic import PeriodicMixin
 from .pool import HeldConnection, Pool, connect_error_hint, create_pool, is_unavailable, is_undefined_object
+from .pull import PullMixin
 from .retention import RetentionMixin
 from .runs import RunsMixin
 from .workers import WorkersMixin
@@ -43,5 +44,6 @@ class PostgresStore(
     PeriodicMixin,
     LimitsMixin,
     RetentionMixin,
+    PullMixin,
 ):
     """Every store role on one schema of one PostgreSQL database."""

@@ -107,6 +107,14 @@ class Queries:
     queue_limit_set: str
     queue_limit_remove: str
     queue_limit_list: str
+    consumer_register: str
+    queues_with_jobs: str
+    lease_claim_many: str
+    lease_claim_one: str
+    lease_heartbeat: str
+    lease_get: str
+    leases_release_expired: str
+    consumers_forget: str
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

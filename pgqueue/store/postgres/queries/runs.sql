@@ -26,6 +26,7 @@
 --      last_error, which keeps the last failure. The next run starts with no progress and
 --      with the run's checkpoint, if it made one. A run that ended suspended, or any
 --      put-back run of a job suspend() asked for, leaves the job suspended (worker_id 0).
+--      A pull consumer's failed or requeued lease is put back here too: its deadline goes.
 --      Put-back rows go to the due index (delayed = true) whatever their time: the claim
 --      takes due rows from there in run_at order. Their run row has the run_at the run
 --      was due at ($16, from the claim: the update overwrites it) and the new one as
@@ -91,7 +92,8 @@ WITH done AS MATERIALIZED (
                           ELSE coalesce(b.error, j.last_error) END,
         progress = NULL,
         progress_message = NULL,
-        checkpoint = coalesce(b.checkpoint, j.checkpoint)
+        checkpoint = coalesce(b.checkpoint, j.checkpoint),
+        lease_until = NULL
     FROM back b
     WHERE j.id = b.id AND j.worker_id = b.owner AND j.attempt = b.attempt
     RETURNING j.id, j.inserted_at, b.due_at, j.run_at, j.attempt, j.priority, j.queue, j.type,

@@ -31,14 +31,15 @@ WITH released AS (
 DELETE FROM {schema}.workers WHERE id = $1 RETURNING (SELECT count(*) FROM released);
 
 -- name: worker_reap_lock
--- why: find workers silent for longer than the deadline and lock their rows. A worker with a
+-- why: find workers silent for longer than the deadline and lock their rows (pull
+--      consumers do not heartbeat as a whole: their leases expire one by one instead). A worker with a
 --      claim in flight holds its own row FOR KEY SHARE, so SKIP LOCKED leaves it for the next
 --      round; once locked here, a late claim of the dead worker waits, finds no row and takes
 --      nothing, and the release that follows (a later statement of this transaction, so a
 --      newer snapshot) sees every job the dead workers ever claimed.
 -- params: $1 dead after seconds float8, $2 the reaping worker's id bigint
 SELECT id FROM {schema}.workers
-WHERE heartbeat < now() - make_interval(secs => $1) AND id <> $2
+WHERE heartbeat < now() - make_interval(secs => $1) AND id <> $2 AND kind = 'worker'
 ORDER BY id
 FOR UPDATE SKIP LOCKED;
 
@@ -53,7 +54,8 @@ WITH released AS (
     UPDATE {schema}.jobs j
     SET worker_id = CASE WHEN j.suspend_requested THEN 0 END, suspend_requested = false, delayed = true,
         last_error = format('worker %s (%s pid %s) stopped heartbeating; the run was cut short',
-                            w.id, w.hostname, w.pid)
+                            w.id, w.hostname, w.pid),
+        lease_until = NULL
     FROM {schema}.workers w
     WHERE j.worker_id = w.id AND w.id = ANY($1::bigint[])
     RETURNING j.id, w.id AS wid, j.inserted_at, j.run_at, j.claimed_at, j.timeout_s, j.attempt,

@@ -1,0 +1,440 @@
+"""A scheduler's pull consumer: leases jobs, waits for them, and writes what their holders report.
+
+One per scheduler, created on the first pull call. Its identity is a ``workers`` row of
+kind ``pull`` that owns every job it leases; the row is registered again if it was
+forgotten (a consumer idle for ``FORGET_IDLE_S`` holding nothing is removed by the
+maintenance leader).
+
+How it stays cheap:
+
+- Waiting (:meth:`Consumer.dequeue`) shares one LISTEN subscription among every caller of
+  the scheduler and wakes on the same ``r:<queue>`` / ``d:…`` notifications the workers
+  use; between them it sleeps until the next delayed job is due, or ``RECHECK_S`` at most
+  (the safety net for a lease that expired elsewhere: freeing it sends no notification).
+- Writes (finish, fail, requeue) go through :class:`_Writes`: calls that arrive while a
+  write is in flight join the next one, and each write is the worker's own flush statement
+  (``job_finalize_many``, fenced by owner and attempt), so a consumer finishing a batch
+  of leases at once pays one round trip, and runs, retries and results land in the same
+  log, in the same shape, as a worker's.
+- Expired leases are freed by the maintenance leader's reaping round, and by any consumer
+  that is claiming or waiting, at most every ``SWEEP_S``: the pull API works with no
+  Worker running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
+
+import anyio
+import anyio.lowlevel
+
+from pgqueue._codec import encode
+from pgqueue._config import MAX_ATTEMPTS
+from pgqueue._errors import ErrorWithRetry, JobCancelled, LeaseLost, PgQueueError
+from pgqueue._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_COUNTED, Job, Outcome
+from pgqueue._registry import Registry
+from pgqueue.store import FinalizeResult, Subscription
+from pgqueue.store.pull_rows import HOLDER, LEASE_UNTIL, LEASED_AT, LeaseClaim
+from pgqueue.worker.flusher import build_batch
+from pgqueue.worker.results import RunResult, decide_retry, error_text, new_result, storable
+
+from .lease import Lease, parse_token
+from .store import PullStore
+
+__all__ = ["FORGET_IDLE_S", "RECHECK_S", "SWEEP_S", "Consumer"]
+
+RECHECK_S = 5.0  # a waiting dequeue looks again at least this often, notification or not
+SWEEP_S = 5.0  # expired leases are freed by a claiming consumer at most this often
+SWEEP_BATCH = 1000  # expired leases freed per statement
+FORGET_IDLE_S = 600.0  # a consumer row idle this long and holding nothing is removed
+WRITE_MAX = 1000  # lease writes per statement
+
+
+class _Write:
+    """One lease's report waiting to be written, and who waits for it."""
+
+    __slots__ = ("done", "owner", "result")
+
+    def __init__(self, owner: int, result: RunResult) -> None:
+        self.owner = owner
+        self.result = result
+        self.done: asyncio.Future[FinalizeResult] = asyncio.get_running_loop().create_future()
+
+
+class _Writes:
+    """Lease reports coalesced into the worker's flush statement, one per owner per round.
+
+    The first caller with nothing in flight writes; callers arriving meanwhile wait for the
+    next round, which it also writes. The write is shielded, so a caller that is cancelled
+    does not strand the others' results; a failed write fails every call of its round
+    (nothing was written, or, if the answer was lost after a commit, a repeat is fenced).
+    """
+
+    def __init__(self, store: Callable[[], Awaitable[PullStore]]) -> None:
+        self._store = store
+        self._pending: list[_Write] = []
+        self._writing = False
+
+    async def write(self, owner: int, result: RunResult) -> FinalizeResult:
+        """Write ``result`` for the lease ``owner`` holds; what its statement changed."""
+        entry = _Write(owner, result)
+        self._pending.append(entry)
+        if not self._writing:
+            self._writing = True
+            with anyio.CancelScope(shield=True):
+                try:
+                    while self._pending:
+                        await (
+                            anyio.lowlevel.checkpoint()
+                        )  # callers scheduled in this same tick join the round
+                        await self._round()
+                finally:
+                    self._writing = False
+        return await entry.done
+
+    async def _round(self) -> None:
+        round_: list[_Write] = []
+        later: list[_Write] = []
+        seen: set[int] = set()
+        for w in self._pending:  # one entry per job per statement; a repeat waits a round
+            key = w.result.job.id
+            (later if key in seen or len(round_) >= WRITE_MAX else round_).append(w)
+            seen.add(key)
+        self._pending = later
+        by_owner: dict[int, list[_Write]] = {}
+        for w in round_:
+            by_owner.setdefault(w.owner, []).append(w)
+        store = await self._store()
+        for owner, writes in by_owner.items():
+            try:
+                batch = build_batch([w.result for w in writes], None)
+                done = await store.job_finalize_many(owner, batch)
+            except Exception as exc:  # noqa: BLE001 - handed to every caller of this round
+                for w in writes:
+                    if not w.done.done():
+                        w.done.set_exception(exc)
+                continue
+            for w in writes:
+                if not w.done.done():
+                    w.done.set_result(done)
+
+
+class _Wakeups:
+    """One LISTEN subscription for every dequeue() of a scheduler, opened while any waits."""
+
+    def __init__(self, store: Callable[[], Awaitable[PullStore]]) -> None:
+        self._store = store
+        self._events: dict[anyio.Event, frozenset[str] | None] = {}
+        self._sub: Subscription | None = None
+        self._lock = anyio.Lock()
+
+    def _on_payload(self, payload: str) -> None:
+        kind, _, rest = payload.partition(":")
+        if kind == "r":
+            queue: str | None = rest
+        elif kind == "d":
+            queue = rest.partition(":")[2]
+        else:
+            return
+        for event, queues in self._events.items():
+            if queues is None or queue in queues:
+                event.set()
+
+    async def arm(
+        self, old: anyio.Event | None, queues: frozenset[str] | None
+    ) -> tuple[anyio.Event, Subscription]:
+        """A fresh event, set on new jobs in ``queues`` (None: any), replacing ``old``.
+
+        Armed before each claim, so a job scheduled while the claim runs sets it and the
+        wait after an empty claim returns at once (anyio events cannot be cleared).
+        """
+        if old is not None:
+            self._events.pop(old, None)
+        event = anyio.Event()
+        self._events[event] = queues
+        async with self._lock:
+            if self._sub is not None and self._sub.is_lost():
+                await self._sub.aclose()
+                self._sub = None
+            if self._sub is None:
+                self._sub = await (await self._store()).subscribe(self._on_payload)
+            return event, self._sub
+
+    async def forget(self, event: anyio.Event) -> None:
+        """Stop waking ``event``; the last waiter closes the subscription."""
+        self._events.pop(event, None)
+        if not self._events:
+            await self.close()
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                sub, self._sub = self._sub, None
+                if sub is not None:
+                    await sub.aclose()
+
+
+class Consumer:
+    """The pull side of one scheduler (see the module's docstring)."""
+
+    def __init__(self, store: Callable[[], Awaitable[PullStore]], registry: Registry, schema: str) -> None:
+        self.schema = schema
+        """The schema, for errors translated at the lease's calls."""
+        self._store = store
+        self._registry = registry
+        self._owner = 0  # our workers row (0: not registered yet)
+        self._register_lock = anyio.Lock()
+        self._offset = 0.0  # the database's clock minus ours, from the last claim
+        self._last_sweep = -math.inf
+        self._writes = _Writes(store)
+        self._wakeups = _Wakeups(store)
+
+    # -- claiming -------------------------------------------------------------------------
+
+    async def _registered(self, store: PullStore, queues: Sequence[str]) -> int:
+        async with self._register_lock:
+            if not self._owner:
+                before = time.time()
+                self._owner, server = await store.consumer_register(queues)
+                self._offset = server - (before + time.time()) / 2
+            return self._owner
+
+    async def _claim_with(
+        self, claim: Callable[[PullStore, int], Awaitable[LeaseClaim]], queues: Sequence[str], lease_s: float
+    ) -> list[Lease]:
+        store = await self._store()
+        await self._sweep(store)
+        for _ in range(2):  # a forgotten row: register again, once
+            owner = await self._registered(store, queues)
+            before = time.time()
+            got = await claim(store, owner)
+            if got.registered:
+                self._offset = got.server_time - (before + time.time()) / 2
+                return await self._hand_out(got.rows, owner, lease_s)
+            if self._owner == owner:
+                self._owner = 0
+        return []
+
+    async def claim(
+        self, n: int, types: Sequence[str] | None, queues: Sequence[str] | None, lease_s: float
+    ) -> list[Lease]:
+        """Lease up to ``n`` due jobs now (no waiting)."""
+        store = await self._store()
+        qs = list(queues) if queues is not None else await store.queues_with_jobs()
+        if not qs:
+            return []
+        return await self._claim_with(
+            lambda s, owner: s.lease_claim_many(qs, types, n, owner, lease_s), qs, lease_s
+        )
+
+    async def claim_one(self, job_id: int, lease_s: float) -> tuple[Lease | None, tuple[object, ...] | None]:
+        """Lease the given job if pending: (lease, None), or (None, its row for the error)."""
+        leases = await self._claim_with(
+            lambda s, owner: s.lease_claim_one(job_id, owner, lease_s), (), lease_s
+        )
+        if leases:
+            return leases[0], None
+        return None, await (await self._store()).lease_get(job_id)
+
+    async def dequeue(
+        self,
+        types: Sequence[str] | None,
+        queues: Sequence[str] | None,
+        timeout: float | None,  # noqa: ASYNC109 - the API's deadline, checked between claims
+        lease_s: float,
+    ) -> Lease | None:
+        """Lease one job, waiting up to ``timeout`` seconds (None: forever) for one to be due.
+
+        It claims at least once, so ``timeout=0`` is a plain try.
+        """
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        watched = None if queues is None else frozenset(queues)
+        event: anyio.Event | None = None
+        try:
+            while True:
+                event, sub = await self._wakeups.arm(event, watched)
+                leases = await self.claim(1, types, queues, lease_s)
+                if leases:
+                    return leases[0]
+                left = deadline - anyio.current_time()
+                if left <= 0:
+                    return None
+                await self._sleep(event, sub, queues, left)
+        finally:
+            if event is not None:
+                await self._wakeups.forget(event)
+
+    async def _sleep(
+        self, event: anyio.Event, sub: Subscription, queues: Sequence[str] | None, left: float
+    ) -> None:
+        """Until woken, the next delayed job is due, the subscription is lost, or ``RECHECK_S``."""
+        store = await self._store()
+        qs = list(queues) if queues is not None else await store.queues_with_jobs()
+        due = await store.job_next_due(qs) if qs else None
+        wait = min(left, RECHECK_S if due is None else max(due, 0.0))
+        with anyio.move_on_after(wait):
+            async with anyio.create_task_group() as tg:
+
+                async def lost() -> None:
+                    await sub.wait_lost()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(lost)
+                await event.wait()
+                tg.cancel_scope.cancel()
+
+    async def _hand_out(self, rows: list[tuple[object, ...]], owner: int, lease_s: float) -> list[Lease]:
+        """Leases for the claimed rows; cancelled or exhausted jobs are ended, not handed out."""
+        leases: list[Lease] = []
+        for row in rows:
+            job = Job._from_row(row)  # noqa: SLF001 - the claim's row, as a worker wraps it
+            leased_at, until = row[LEASED_AT], row[LEASE_UNTIL]
+            lease = Lease(self, job, owner, _float(leased_at), _float(until), lease_s)
+            jt = self._registry.get(job.type)
+            limit = MAX_ATTEMPTS if jt is None else jt.max_attempts
+            if row[ROW_CANCEL_REQUESTED]:
+                await self._end(lease, Outcome.CANCELLED, "cancelled before it was leased")
+            elif (counted := cast("int", row[ROW_COUNTED])) > limit:
+                note = f"gave up: this would be run {counted} of a job allowed max_attempts={limit}"
+                await self._end(lease, Outcome.FAILED, f"{note}; the last run ended with: {job.last_error}")
+            else:
+                leases.append(lease)
+        return leases
+
+    async def _sweep(self, store: PullStore) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep >= SWEEP_S:
+            self._last_sweep = now
+            await store.leases_release_expired(SWEEP_BATCH)
+
+    # -- one lease ------------------------------------------------------------------------
+
+    async def lease(self, token: str, lease_s: float) -> Lease:
+        """The lease a token names, if it still holds its job; LeaseLost otherwise.
+
+        ``lease_s`` is the duration its heartbeats extend it by unless told otherwise.
+        """
+        job_id, attempt, owner = parse_token(token)
+        row = await (await self._store()).lease_get(job_id)
+        if row is None or row[HOLDER] != owner or row[ROW_ATTEMPT] != attempt or row[LEASE_UNTIL] is None:
+            raise _lost(token, job_id, row)
+        leased_at, until = _float(row[LEASED_AT]), _float(row[LEASE_UNTIL])
+        return Lease(self, Job._from_row(row), owner, leased_at, until, lease_s)  # noqa: SLF001
+
+    async def heartbeat(self, lease: Lease, duration: float) -> dt.datetime:
+        """Move the lease's deadline to now + ``duration``; the new deadline."""
+        store = await self._store()
+        got = await store.lease_heartbeat(lease.job.id, lease.owner, lease.attempt, duration)
+        if got is None:
+            raise _lost(lease.token, lease.job.id, await store.lease_get(lease.job.id))
+        cancelled, until = got
+        if cancelled:
+            raise JobCancelled(lease.job.id)
+        return dt.datetime.fromtimestamp(until, dt.UTC)
+
+    async def finish(self, lease: Lease, result: object) -> None:
+        """End the leased job as succeeded with ``result``."""
+        encoded = None if result is None else encode(result, what=f"result of job {lease.job.id}")
+        await self._write(lease, Outcome.SUCCEEDED, None, encoded, None, 0)
+
+    async def fail(
+        self,
+        lease: Lease,
+        error: BaseException | str,
+        retry_at: dt.datetime | dt.timedelta | float | None,
+    ) -> dt.datetime | None:
+        """Record a failed run; when the job runs again, or None (see :meth:`Lease.fail`)."""
+        exc = error if isinstance(error, BaseException) else _ReportedError(error)
+        if retry_at is not None:
+            exc = ErrorWithRetry(exc, retry_at)
+        if lease.job.row[ROW_CANCEL_REQUESTED] or await self._cancelled(lease):
+            await self._end(lease, Outcome.CANCELLED, error_text(exc))
+            return None
+        jt = self._registry.get(lease.job.type)
+        limit = MAX_ATTEMPTS if jt is None else jt.max_attempts
+        again, text = decide_retry(
+            lease.job, None if jt is None else jt.retry, exc, last_attempt=lease.job.row[ROW_COUNTED] >= limit
+        )
+        if isinstance(error, str):
+            text = storable(error)
+        return await self._write(lease, Outcome.FAILED, text, None, again, 1)
+
+    async def requeue(self, lease: Lease) -> bool:
+        """Put the job back to run now, or end it (see :meth:`Lease.requeue`)."""
+        if await self._cancelled(lease):
+            await self._end(lease, Outcome.CANCELLED, "requeued after it was cancelled")
+            return False
+        jt = self._registry.get(lease.job.type)
+        limit = MAX_ATTEMPTS if jt is None else jt.max_attempts
+        counted: int = lease.job.row[ROW_COUNTED]
+        if counted >= limit:
+            note = f"requeued at its last allowed attempt ({counted} of max_attempts={limit})"
+            await self._end(lease, Outcome.FAILED, note)
+            return False
+        again = ErrorWithRetry(_ReportedError("requeued by its consumer"), 0)
+        await self._write(lease, Outcome.INTERRUPTED, "requeued by its consumer", None, again, 0)
+        return True
+
+    async def _cancelled(self, lease: Lease) -> bool:
+        """Whether the job was cancelled while leased; LeaseLost if the lease no longer holds it."""
+        row = await (await self._store()).lease_get(lease.job.id)
+        if row is None or row[HOLDER] != lease.owner or row[ROW_ATTEMPT] != lease.attempt:
+            raise _lost(lease.token, lease.job.id, row)
+        return bool(row[ROW_CANCEL_REQUESTED])
+
+    async def _end(self, lease: Lease, outcome: Outcome, note: str) -> None:
+        await self._write(lease, outcome, storable(note), None, None, 0)
+
+    async def _write(  # noqa: PLR0917 - one RunResult's fields, in its order
+        self,
+        lease: Lease,
+        outcome: Outcome,
+        error: str | None,
+        result: str | None,
+        retry: ErrorWithRetry | None,
+        error_inc: int,
+    ) -> dt.datetime | None:
+        """Write one lease's run through the shared flush; LeaseLost when fenced out."""
+        finished = time.time() + self._offset
+        run = new_result((lease.job, outcome, lease.leased_at, finished, error, result, retry, error_inc))
+        done = await self._writes.write(lease.owner, run)
+        job_id = lease.job.id
+        if job_id in done.ended:
+            return None
+        if job_id in done.put_back:
+            return done.put_back[job_id]
+        raise _lost(lease.token, job_id, await (await self._store()).lease_get(job_id))
+
+    async def close(self) -> None:
+        """Drop the wake-up subscription; leases stay held until they finish or expire."""
+        await self._wakeups.close()
+
+
+class _ReportedError(PgQueueError):
+    """An error a consumer reported as text (the HTTP API); stored without a traceback."""
+
+
+def _float(value: object) -> float:
+    """An epoch column the statement always sets for a leased job."""
+    assert isinstance(value, float)  # noqa: S101 - date_part returns float8
+    return value
+
+
+def _lost(token: str, job_id: int, row: tuple[object, ...] | None) -> LeaseLost:
+    """LeaseLost, saying what became of the job."""
+    if row is None:
+        state = "it has ended (or never existed)"
+    elif row[HOLDER] is None:
+        state = "it is waiting to run again"
+    elif row[HOLDER] == 0:
+        state = "it is suspended"
+    else:
+        state = f"it is held by worker {row[HOLDER]} at attempt {row[ROW_ATTEMPT]}"
+    err = LeaseLost(token, job_id)
+    err.add_note(f"job {job_id}: {state}")
+    return err

@@ -1,0 +1,82 @@
+"""Pull consumers' statements (``pull.sql``): registration, leases, their expiry."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+
+import asyncpg
+
+from pgqueue.store.pull_rows import LeaseClaim
+
+from .pool import StoreBase
+
+__all__ = ["PullMixin"]
+
+
+class PullMixin(StoreBase):
+    """One method per statement of ``pull.sql``."""
+
+    async def consumer_register(self, queues: Sequence[str]) -> tuple[int, float]:
+        """Insert this process's pull-consumer row; its id and the server's clock (epoch s)."""
+        row = await self.pool.fetchrow(
+            self.q.consumer_register, os.getpid(), socket.gethostname(), list(queues)
+        )
+        assert row is not None  # noqa: S101 - INSERT ... RETURNING returns its row
+        return int(row[0]), float(row[1])
+
+    async def queues_with_jobs(self) -> list[str]:
+        """Every queue that has unclaimed jobs (due or not)."""
+        queues: list[str] = await self.pool.fetchval(self.q.queues_with_jobs)
+        return queues
+
+    async def lease_claim_many(
+        self, queues: Sequence[str], types: Sequence[str] | None, limit: int, owner: int, lease_s: float
+    ) -> LeaseClaim:
+        """Lease up to ``limit`` due jobs of ``types`` (None: any) in ``queues`` for ``owner``."""
+        rows = await self.pool.fetch(
+            self.q.lease_claim_many,
+            list(queues),
+            None if types is None else list(types),
+            limit,
+            owner,
+            lease_s,
+        )
+        return _claim(rows)
+
+    async def lease_claim_one(self, job_id: int, owner: int, lease_s: float) -> LeaseClaim:
+        """Lease one given job if it is pending (unclaimed, due or not)."""
+        return _claim(await self.pool.fetch(self.q.lease_claim_one, job_id, owner, lease_s))
+
+    async def lease_heartbeat(
+        self, job_id: int, owner: int, attempt: int, lease_s: float
+    ) -> tuple[bool, float] | None:
+        """Move the lease's deadline on: (cancel requested, new deadline), or None if lost."""
+        row = await self.pool.fetchrow(self.q.lease_heartbeat, job_id, owner, attempt, lease_s)
+        return None if row is None else (bool(row[0]), float(row[1]))
+
+    async def lease_get(self, job_id: int) -> tuple[object, ...] | None:
+        """The live job's claim row, lease times and holder (see LEASED_AT), or None."""
+        row = await self.pool.fetchrow(self.q.lease_get, job_id)
+        return None if row is None else tuple(row)
+
+    async def leases_release_expired(self, batch: int) -> int:
+        """Free up to ``batch`` jobs whose lease expired; returns how many."""
+        n: int = await self.pool.fetchval(self.q.leases_release_expired, batch)
+        return n
+
+    async def consumers_forget(self, idle_s: float) -> int:
+        """Remove pull consumers idle for ``idle_s`` seconds that hold nothing; returns how many."""
+        return len(await self.pool.fetch(self.q.consumers_forget, idle_s))
+
+
+def _claim(rows: Sequence[asyncpg.Record]) -> LeaseClaim:
+    """The claim's rows without their first two columns (owner, clock), empty ones dropped."""
+    if not rows:
+        return LeaseClaim(registered=False, server_time=0.0, rows=[])
+    server = rows[0][1]
+    assert isinstance(server, float)  # noqa: S101 - date_part returns float8
+    return LeaseClaim(
+        registered=True, server_time=server, rows=[tuple(r)[2:] for r in rows if r[2] is not None]
+    )

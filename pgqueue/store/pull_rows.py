@@ -1,0 +1,25 @@
+"""What a pull consumer exchanges with a store: claimed leases as plain, backend-neutral rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["HOLDER", "LEASED_AT", "LEASE_UNTIL", "LeaseClaim"]
+
+# A leased job's row is the claim's row (pgqueue._models ROW_*, tenant at 15) followed by
+# these two columns, epoch seconds on the database's clock (NULL when not leased), and, in
+# a row read back by lease_get, the job's holder (worker_id).
+LEASED_AT, LEASE_UNTIL, HOLDER = 16, 17, 18
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseClaim:
+    """One claim of a pull consumer."""
+
+    registered: bool
+    """False when the consumer's row is gone (forgotten or removed): nothing was claimed,
+    and the consumer must register again."""
+    server_time: float
+    """The database's clock during the claim (epoch seconds)."""
+    rows: list[tuple[object, ...]]
+    """The claimed jobs, in claim order (priority, run_at, id)."""
