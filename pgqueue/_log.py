@@ -33,6 +33,7 @@ __all__ = [
     "JOB_STOPPED",
     "LEADER_ELECTED",
     "LEADER_STEPPED_DOWN",
+    "LEASES_EXPIRED",
     "LISTENER_CONNECTED",
     "LISTENER_LOST",
     "PERIODIC_ENQUEUED",
@@ -58,6 +59,7 @@ JOB_STOPPED = "job_stopped"
 JOBS_VACUUMED = "jobs_vacuumed"
 WORKER_REAPED = "worker_reaped"
 WORKERS_REAPED = "workers_reaped"
+LEASES_EXPIRED = "leases_expired"  # pull leases past their deadline freed (warning)
 LEADER_ELECTED = "leader_elected"
 PERIODIC_ENQUEUED = "periodic_enqueued"
 PERIODIC_SKIPPED = "periodic_skipped"

@@ -2,8 +2,8 @@
 
 One per scheduler, created on the first pull call. Its identity is a ``workers`` row of
 kind ``pull`` that owns every job it leases; the row is registered again if it was
-forgotten (a consumer idle for ``FORGET_IDLE_S`` holding nothing is removed by the
-maintenance leader).
+forgotten (a consumer idle for ten minutes holding nothing is removed by the maintenance
+leader's reaping round, ``pgqueue.maintenance.reaper``).
 
 How it stays cheap:
 
@@ -46,12 +46,11 @@ from pgqueue.worker.results import RunResult, decide_retry, error_text, new_resu
 from .lease import Lease, parse_token
 from .store import PullStore
 
-__all__ = ["FORGET_IDLE_S", "RECHECK_S", "SWEEP_S", "Consumer"]
+__all__ = ["RECHECK_S", "SWEEP_S", "Consumer"]
 
 RECHECK_S = 5.0  # a waiting dequeue looks again at least this often, notification or not
 SWEEP_S = 5.0  # expired leases are freed by a claiming consumer at most this often
 SWEEP_BATCH = 1000  # expired leases freed per statement
-FORGET_IDLE_S = 600.0  # a consumer row idle this long and holding nothing is removed
 WRITE_MAX = 1000  # lease writes per statement
 
 

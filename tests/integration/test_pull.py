@@ -23,7 +23,7 @@ from pgqueue import (
     Scheduler,
 )
 from pgqueue.pull import consumer as consumer_module
-from tests._support import pg_store, runs, until
+from tests._support import pg_store, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -376,3 +376,29 @@ async def test_pull_needs_the_postgres_backend() -> None:
     s = Scheduler.in_memory()
     with pytest.raises(ConfigError, match="PostgreSQL"):
         await s.claim(1)
+
+
+async def test_the_maintenance_leader_frees_an_expired_lease_and_a_worker_runs_the_job(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    done = anyio.Event()
+
+    @scheduler.job("work", queue="wq")
+    async def work(job: Job) -> None:
+        done.set()
+
+    job_id = await scheduler.schedule("work", None)
+    lease = await scheduler.dequeue(queues=["wq"], timeout=0)
+    assert lease is not None
+    await _expire(db, scheduler.schema, job_id)
+    async with running(scheduler.worker(["wq"], heartbeat_interval=0.05, dead_after=0.3)):
+        await wait(done)
+        await until(lambda: _ended(scheduler, job_id))
+    outcomes = [(r["attempt"], r["outcome"]) for r in await runs(db, scheduler.schema, job_id)]
+    assert outcomes == [(1, "crashed"), (2, "succeeded")]
+    with pytest.raises(LeaseLost):
+        await lease.finish()
+
+
+async def _ended(scheduler: Scheduler, job_id: int) -> bool:
+    return (await scheduler.get_job(job_id)).state.finished

@@ -29,6 +29,7 @@ from .jobs import JobsMixin
 from .limits import LimitsMixin
 from .manage import ManageMixin
 from .periodic import PeriodicMixin
+from .pull import PullMixin
 from .retention import RetentionMixin
 from .rows import MEMORY_SCHEMA, MemoryClock
 from .workers import WorkersMixin
@@ -36,5 +37,7 @@ from .workers import WorkersMixin
 __all__ = ["MEMORY_SCHEMA", "MemoryClock", "MemoryStore"]
 
 
-class MemoryStore(JobsMixin, WorkersMixin, ManageMixin, PeriodicMixin, LimitsMixin, RetentionMixin):
+class MemoryStore(
+    JobsMixin, WorkersMixin, ManageMixin, PeriodicMixin, LimitsMixin, RetentionMixin, PullMixin
+):
     """Every store role of :mod:`pgqueue.store`, in this process's memory (see the module)."""
