@@ -24,6 +24,7 @@ __all__ = [
     "BATCH_CLAIMED",
     "BATCH_FLUSHED",
     "CLAIM_FAILED",
+    "CONSUMER_LEAVE_FAILED",
     "FLUSH_FAILED",
     "JOBS_VACUUMED",
     "JOB_FAILED",
@@ -60,6 +61,7 @@ JOBS_VACUUMED = "jobs_vacuumed"
 WORKER_REAPED = "worker_reaped"
 WORKERS_REAPED = "workers_reaped"
 LEASES_EXPIRED = "leases_expired"  # pull leases past their deadline freed (warning)
+CONSUMER_LEAVE_FAILED = "consumer_leave_failed"  # a closing scheduler could not remove its pull row
 LEADER_ELECTED = "leader_elected"
 PERIODIC_ENQUEUED = "periodic_enqueued"
 PERIODIC_SKIPPED = "periodic_skipped"

@@ -48,6 +48,7 @@ from ._schedule_api import JobScheduling
 from ._tracing import Tracing
 from ._waiting import Waiters
 from .pull import Consumer
+from .pull.store import PullStore
 from .store import Store
 from .store.memory import MemoryClock, MemoryStore
 from .store.postgres import Pool, PostgresStore, create_pool
@@ -194,7 +195,7 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
         """Close the pool if the scheduler created it."""
         await self._waiters.close(scheduler_closing=True)
         if self._consumer is not None:
-            await self._consumer.close()
+            await self._consumer.close(self._store if isinstance(self._store, PullStore) else None)
         if self._backend is not None:
             return  # a backend given is the caller's: its jobs stay for the test to read
         store, self._store = self._store, None

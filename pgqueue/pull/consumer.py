@@ -35,7 +35,8 @@ import anyio.lowlevel
 
 from pgqueue._codec import encode
 from pgqueue._config import MAX_ATTEMPTS
-from pgqueue._errors import ErrorWithRetry, JobCancelled, LeaseLost, PgQueueError
+from pgqueue._errors import ErrorWithRetry, JobCancelled, LeaseLost, PgQueueError, describe
+from pgqueue._log import CONSUMER_LEAVE_FAILED, get_logger
 from pgqueue._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_COUNTED, Job, Outcome
 from pgqueue._registry import Registry
 from pgqueue.store import FinalizeResult, Subscription
@@ -52,6 +53,8 @@ RECHECK_S = 5.0  # a waiting dequeue looks again at least this often, notificati
 SWEEP_S = 5.0  # expired leases are freed by a claiming consumer at most this often
 SWEEP_BATCH = 1000  # expired leases freed per statement
 WRITE_MAX = 1000  # lease writes per statement
+LEAVE_TIMEOUT_S = 5.0  # closing waits this long at most for the row's removal
+_log = get_logger()
 
 
 class _Write:
@@ -409,9 +412,22 @@ class Consumer:
             return done.put_back[job_id]
         raise _lost(lease.token, job_id, await (await self._store()).lease_get(job_id))
 
-    async def close(self) -> None:
-        """Drop the wake-up subscription; leases stay held until they finish or expire."""
+    async def close(self, store: PullStore | None) -> None:
+        """Drop the wake-up subscription and, holding no lease, the consumer's row.
+
+        Leases still held stay valid (any process can finish them by token) until they
+        finish or expire; the row goes later then. ``store`` is the open store, if any:
+        closing never opens one. An error here is logged, not raised: the scheduler is
+        closing either way.
+        """
         await self._wakeups.close()
+        owner, self._owner = self._owner, 0
+        if owner and store is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(LEAVE_TIMEOUT_S):
+                try:
+                    await store.consumer_leave(owner)
+                except Exception as exc:  # noqa: BLE001 - the row is forgotten later anyway
+                    _log.warning(CONSUMER_LEAVE_FAILED, worker_id=owner, error=describe(exc))
 
 
 class _ReportedError(PgQueueError):

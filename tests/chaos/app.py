@@ -15,6 +15,9 @@ Types (all in the default queue, all retried, and with attempts to spare for cra
 - ``capped`` (queue ``capped``, which the harness limits to ``CAPPED_LIMIT`` running jobs
   across all workers): records its start and end in ``chaos_capped`` around a sleep of a
   few milliseconds, so the limit is reached and the harness can count overlaps.
+- ``pulled`` (queue ``pulled``, which no worker serves): declared for the pull consumer
+  processes (``tests/chaos/pull_consumer.py``), which record it, fail it while
+  ``job.attempt <= params["fail_times"]`` and finish it otherwise.
 - ``tick``: nothing; declared periodic every second (``missed="latest"``) on the workers'
   scheduler only, so the maintenance leader enqueues it; the harness checks one job per tick.
 
@@ -42,6 +45,7 @@ FLAKY_RETRY = LinearBackoff(3, 0.05)
 EXEC_TABLE = "chaos_exec"
 CAPPED_QUEUE = "capped"
 CAPPED_LIMIT = 3
+PULLED_QUEUE = "pulled"
 CAPPED_TABLE = "chaos_capped"  # each capped run's start and end, for the harness's overlap check
 TICK_EVERY = dt.timedelta(seconds=1)
 APP_NAME = "chaos-app"
@@ -130,6 +134,7 @@ def register(s: Scheduler) -> None:
     s.register("later", later, retry=RETRY, max_attempts=MAX_ATTEMPTS)
     s.register("capped", capped, queue=CAPPED_QUEUE, retry=RETRY, max_attempts=MAX_ATTEMPTS)
     s.register("tick", tick, retry=RETRY, max_attempts=MAX_ATTEMPTS)
+    s.declare("pulled", queue=PULLED_QUEUE, retry=RETRY, max_attempts=MAX_ATTEMPTS)
 
 
 class _FieldsFormatter(logging.Formatter):

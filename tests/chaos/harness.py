@@ -135,15 +135,18 @@ class ChaosConfig:
     concurrency: int = 20
     kills: int = 4
     leader_kills: int = 1
+    pull_consumers: int = 2  # processes leasing the `pulled` queue (tests/chaos/pull_consumer.py)
+    pull_kills: int = 2  # SIGKILLs of a pull consumer holding leases (each replaced)
     conn_kills: int = 10
     restart: bool = True
     outage_s: float = 0.0  # > 0: stop, stay down this long, start (instead of pg_ctl restart)
     mix: tuple[tuple[str, float], ...] = (
-        ("fast", 0.65),
+        ("fast", 0.60),
         ("slow", 0.15),
         ("flaky", 0.10),
         ("later", 0.05),
         ("capped", 0.05),
+        ("pulled", 0.05),
     )
     upfront: float = 0.3  # share of the jobs scheduled before the workers start
     dependents: float = (
@@ -169,6 +172,8 @@ class ChaosResult:
     scheduled: int = 0  # every job scheduled, probes included; the checks cover all of them
     kills: int = 0
     leader_kills: int = 0
+    pull_kills: int = 0
+    pulled: int = 0  # `pulled` jobs, leased by the pull consumers
     conn_kills: int = 0
     conn_kills_by_name: dict[str, int] = dataclasses.field(default_factory=dict)
     restarts: int = 0
@@ -208,6 +213,7 @@ class ChaosResult:
     def summary(self) -> str:
         return (
             f"chaos: jobs {self.jobs} kills {self.kills} leader_kills {self.leader_kills} "
+            f"pulled {self.pulled} pull_kills {self.pull_kills} "
             f"conn_kills {self.conn_kills} restarts {self.restarts} dependents {self.dependents} "
             f"ticks {self.ticks} capped_max {self.capped_max} lost {self.lost} stuck {self.stuck} "
             f"duplicate_runs {self.duplicate_runs}"
@@ -339,8 +345,12 @@ class WorkerProc:
 
 
 class Workers:
-    def __init__(self, cfg: ChaosConfig, dsn: str, log_dir: Path) -> None:
+    """Worker processes, or (``pull=True``) pull consumer processes."""
+
+    def __init__(self, cfg: ChaosConfig, dsn: str, log_dir: Path, *, pull: bool = False) -> None:
         self.cfg = cfg
+        self.pull = pull
+        self.name = "pull" if pull else "worker"
         self.env = {
             **os.environ,
             "PGQUEUE_DSN": dsn,
@@ -357,7 +367,7 @@ class Workers:
         self.started += 1
         n = self.started
         queue = f"w{n}"
-        log_path = self.log_dir / f"worker-{n}.log"
+        log_path = self.log_dir / f"{self.name}-{n}.log"
         log = log_path.open("wb")
         cfg = self.cfg
         command = [
@@ -368,6 +378,8 @@ class Workers:
             "--dead-after", str(cfg.dead_after),
             "--shutdown-grace", str(cfg.shutdown_grace),
         ]  # fmt: skip
+        if self.pull:
+            command = [sys.executable, "-m", "tests.chaos.pull_consumer"]
         proc = await anyio.open_process(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env
         )
@@ -393,7 +405,7 @@ class Workers:
             code = w.proc.returncode
             if code is not None:
                 self._retire(w)
-                out.append((f"worker-{w.index}", w.proc.pid, code, _last_error(w.log_path)))
+                out.append((f"{self.name}-{w.index}", w.proc.pid, code, _last_error(w.log_path)))
         return out
 
     async def stop_all(self, deadline_s: float) -> list[tuple[str, int | None, str]]:
@@ -409,9 +421,9 @@ class Workers:
             if code is None:
                 w.proc.kill()
                 await w.proc.wait()
-                bad.append((f"worker-{w.index}", None, "did not exit after SIGTERM; killed"))
+                bad.append((f"{self.name}-{w.index}", None, "did not exit after SIGTERM; killed"))
             elif code != 0:
-                bad.append((f"worker-{w.index}", code, f"exit code {code}: {_last_error(w.log_path)}"))
+                bad.append((f"{self.name}-{w.index}", code, f"exit code {code}: {_last_error(w.log_path)}"))
             self._retire(w)
         return bad
 
@@ -447,6 +459,8 @@ def _plan_jobs(cfg: ChaosConfig, rng: random.Random) -> list[tuple[str, dict[str
             params["ms"] = rng.randint(20, 200)
         elif t == "flaky":
             params["fail_times"] = rng.randint(1, 2)
+        elif t == "pulled":
+            params["fail_times"] = rng.choice((0, 0, 1))
         out.append((t, params))
     return out
 
@@ -465,6 +479,7 @@ class Scenario:
         self.events = (log_dir / "chaos.log").open("w")
         self.admin: Admin
         self.workers: Workers
+        self.pullers: Workers
         self.sched: Scheduler
         self.sched_pool: asyncpg.Pool
 
@@ -493,10 +508,12 @@ class Scenario:
             await self.admin.run(lambda c: c.execute(CAPPED_RUNS))
             await self.sched.set_queue_limit(app.CAPPED_QUEUE, concurrency=app.CAPPED_LIMIT)
             self.workers = Workers(cfg, dsn, self.log_dir)
+            self.pullers = Workers(cfg, dsn, self.log_dir, pull=True)
             try:
                 await self._scenario()
             finally:
                 await self.workers.kill_all()
+                await self.pullers.kill_all()
                 await self.sched_pool.close()
                 await self.admin.close()
         finally:
@@ -514,9 +531,15 @@ class Scenario:
         await self._schedule(plan[:first])
         for _ in range(cfg.workers):
             await self.workers.start()
-        self.note(f"started {cfg.workers} workers; {first} jobs scheduled upfront")
+        for _ in range(cfg.pull_consumers):
+            await self.pullers.start()
+        self.note(
+            f"started {cfg.workers} workers and {cfg.pull_consumers} pull consumers; "
+            f"{first} jobs scheduled upfront"
+        )
 
         faults = ["kill"] * cfg.kills + ["leader"] * cfg.leader_kills + ["conn"] * cfg.conn_kills
+        faults += ["pull"] * (cfg.pull_kills if cfg.pull_consumers else 0)
         self.rng.shuffle(faults)
         if cfg.restart:
             lo, hi = len(faults) * 3 // 10, len(faults) * 7 // 10
@@ -536,6 +559,7 @@ class Scenario:
                 await self._schedule(b)
         res.jobs = sum(1 for t in self.scheduled.values() if t not in ("probe", DEPENDENT))
         res.dependents = sum(1 for t in self.scheduled.values() if t == DEPENDENT)
+        res.pulled = sum(1 for t in self.scheduled.values() if t == "pulled")
 
         t_drain = time.monotonic()
         res.drained = await self._wait(self._hot_empty, cfg.drain_deadline_s)
@@ -546,6 +570,7 @@ class Scenario:
             res.unreaped_workers = await self._wait_reaped()
             res.silent_workers = await self._probe_workers()
         res.bad_exits = await self.workers.stop_all(cfg.stop_deadline_s)
+        res.bad_exits += await self.pullers.stop_all(cfg.stop_deadline_s)
         self.note(f"workers stopped; bad exits {res.bad_exits}")
         await self._check()
 
@@ -626,7 +651,7 @@ class Scenario:
     async def _fault(self, fault: str) -> None:
         res = self.result
         if fault == "kill":
-            victim, held = await self._pick_victim()
+            victim, held = await self._pick_victim(self.workers)
             hot = await self._hot_count()
             await self.workers.kill(victim)
             res.kills += 1
@@ -645,6 +670,15 @@ class Scenario:
             repl = await self.workers.start()
             self.note(
                 f"SIGKILL the leader worker-{leader.index} pid {leader.proc.pid}; started worker-{repl.index}"
+            )
+        elif fault == "pull":
+            victim, held = await self._pick_victim(self.pullers)
+            await self.pullers.kill(victim)
+            res.pull_kills += 1
+            repl = await self.pullers.start()
+            self.note(
+                f"SIGKILL pull-{victim.index} pid {victim.proc.pid} holding {held} leases; "
+                f"started pull-{repl.index}"
             )
         elif fault == "conn":
             await self._kill_connection()
@@ -666,8 +700,8 @@ class Scenario:
             await anyio.sleep(0.05)
         return None
 
-    async def _pick_victim(self) -> tuple[WorkerProc, int]:
-        """A worker process holding claimed jobs (waiting up to 2 s for one), else any registered one."""
+    async def _pick_victim(self, procs: Workers) -> tuple[WorkerProc, int]:
+        """One of ``procs`` holding claimed jobs (waiting up to 2 s for one), else any registered one."""
         deadline = time.monotonic() + 2
         while True:
             rows = await self.admin.fetch(
@@ -675,12 +709,12 @@ class Scenario:
                 f"LEFT JOIN {SCHEMA}.jobs j ON j.worker_id = w.id GROUP BY w.pid"
             )
             held = {r["pid"]: r["held"] for r in rows}
-            busy = [w for w in self.workers.live if held.get(w.proc.pid, 0) > 0]
+            busy = [w for w in procs.live if held.get(w.proc.pid, 0) > 0]
             if busy or time.monotonic() > deadline:
                 break
             await anyio.sleep(0.01)
-        registered = [w for w in self.workers.live if w.proc.pid in held]
-        victim = self.rng.choice(busy or registered or self.workers.live)
+        registered = [w for w in procs.live if w.proc.pid in held]
+        victim = self.rng.choice(busy or registered or procs.live)
         return victim, held.get(victim.proc.pid, 0)
 
     async def _kill_connection(self) -> None:
@@ -719,13 +753,15 @@ class Scenario:
         return await self._hot_count() == 0
 
     async def _check_exits(self) -> None:
-        """A worker that exits on its own is a finding; replace it so the run can go on."""
-        for name, pid, code, error in self.workers.exited():
-            self.result.unexpected_exits.append((name, pid, code, error))
-            repl = await self.workers.start()
-            self.note(
-                f"{name} pid {pid} exited by itself (code {code}: {error}); started worker-{repl.index}"
-            )
+        """A process that exits on its own is a finding; replace it so the run can go on."""
+        for procs in (self.workers, self.pullers):
+            for name, pid, code, error in procs.exited():
+                self.result.unexpected_exits.append((name, pid, code, error))
+                repl = await procs.start()
+                self.note(
+                    f"{name} pid {pid} exited by itself (code {code}: {error}); "
+                    f"started {procs.name}-{repl.index}"
+                )
 
     async def _wait(self, check: Callable[[], Awaitable[bool]], deadline_s: float) -> bool:
         with anyio.move_on_after(deadline_s):
@@ -739,7 +775,9 @@ class Scenario:
         live = {w.proc.pid for w in self.workers.live}
 
         async def dead_rows() -> list[Any]:
-            rows = await self.admin.fetch(f"SELECT id, pid, heartbeat FROM {SCHEMA}.workers ORDER BY id")
+            rows = await self.admin.fetch(
+                f"SELECT id, pid, heartbeat FROM {SCHEMA}.workers WHERE kind = 'worker' ORDER BY id"
+            )
             return [tuple(r) for r in rows if r["pid"] not in live]
 
         async def none_left() -> bool:
@@ -821,6 +859,13 @@ class Scenario:
         )
         execs = await self.admin.fetch(f"SELECT job_id, attempt, pid FROM {SCHEMA}.{app.EXEC_TABLE}")
         hot = await self.admin.fetch(f"SELECT id, worker_id, attempt, type FROM {SCHEMA}.jobs ORDER BY id")
+        # Killed pull consumers' rows hold nothing once their leases expired: the maintenance
+        # leader forgets such rows after ten idle minutes; forgetting them now must leave none.
+        forgotten = await self.admin.fetch(
+            f"DELETE FROM {SCHEMA}.workers w WHERE kind = 'pull' "
+            f"AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.jobs j WHERE j.worker_id = w.id) RETURNING id"
+        )
+        self.note(f"pull consumer rows forgotten at the end: {len(forgotten)}")
         res.workers_left = [tuple(r) for r in await self.admin.fetch(f"SELECT id, pid FROM {SCHEMA}.workers")]
         res.scheduled = len(self.scheduled)
         res.runs, res.executions = len(runs), len(execs)

@@ -402,3 +402,27 @@ async def test_the_maintenance_leader_frees_an_expired_lease_and_a_worker_runs_t
 
 async def _ended(scheduler: Scheduler, job_id: int) -> bool:
     return (await scheduler.get_job(job_id)).state.finished
+
+
+async def test_closing_removes_the_consumer_row_unless_it_holds_leases(
+    dsn: str, scheduler: Scheduler, other: Scheduler, db: asyncpg.Connection
+) -> None:
+    pulls = f"SELECT count(*) FROM \"{scheduler.schema}\".workers WHERE kind = 'pull'"
+    a = Scheduler(dsn, schema=scheduler.schema)
+    a.declare("t")
+    await scheduler.schedule("t", None, queue="q")
+    await scheduler.schedule("t", None, queue="q")
+    kept = await a.dequeue(queues=["q"], timeout=0)
+    assert kept is not None
+    await a.close()
+    assert await db.fetchval(pulls) == 1  # its lease is still good, and so its row
+    same = await other.get_lease(kept.token)
+    await same.finish()
+
+    b = Scheduler(dsn, schema=scheduler.schema)
+    b.declare("t")
+    done = await b.dequeue(queues=["q"], timeout=0)
+    assert done is not None
+    await done.finish()
+    await b.close()
+    assert await db.fetchval(pulls) == 1  # b's row went; a's stays until forgotten

@@ -70,6 +70,11 @@ class PullMixin(StoreBase):
         """Remove pull consumers idle for ``idle_s`` seconds that hold nothing; returns how many."""
         return len(await self.pool.fetch(self.q.consumers_forget, idle_s))
 
+    async def consumer_leave(self, owner: int) -> bool:
+        """Remove this consumer's row unless it holds leases; whether it was removed."""
+        status: str = await self.pool.execute(self.q.consumer_leave, owner)
+        return status.endswith(" 1")
+
 
 def _claim(rows: Sequence[asyncpg.Record]) -> LeaseClaim:
     """The claim's rows without their first two columns (owner, clock), empty ones dropped."""

@@ -115,6 +115,7 @@ class Queries:
     lease_get: str
     leases_release_expired: str
     consumers_forget: str
+    consumer_leave: str
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -174,3 +174,11 @@ DELETE FROM {schema}.workers w
 WHERE w.kind = 'pull' AND w.heartbeat < now() - make_interval(secs => $1)
   AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.worker_id = w.id)
 RETURNING w.id;
+
+-- name: consumer_leave
+-- why: a scheduler that closes removes its pull-consumer row unless it still holds leases
+--      (they stay valid until they finish or expire; the row goes later, when forgotten).
+-- params: $1 owner bigint
+DELETE FROM {schema}.workers w
+WHERE w.id = $1 AND w.kind = 'pull'
+  AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.worker_id = w.id);
