@@ -90,6 +90,9 @@ def _rows(line: JsonObject) -> list[tuple[str, str, str]]:
     from ._limits import limits_rows  # noqa: PLC0415 - _limits reads this module's helpers
 
     rows += limits_rows(line)
+    from ._pull import pull_rows  # noqa: PLC0415 - _pull reads this module's helpers
+
+    rows += pull_rows(line)
     if "big_drain" in line:
         big = _drain_rows(line, "big_drain")
         big[0] = (big[0][0], big[0][1], f"{f('big_vs_20k')}× the small drain; {big[0][2]}")

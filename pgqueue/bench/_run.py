@@ -8,10 +8,10 @@ for, each compared with the plain drain), ``memory`` (j: pgqueue.testing.drain o
 in-memory backend against PostgreSQL), ``manage`` (h: get_job, list_jobs and stats on 1,000,000
 finished and 100,000 live jobs), ``churn`` (l: 1,000,000 jobs through the hot table with
 10,000 kept queued, then its size and the claim's plan), ``limits`` (m: the drain of a queue
-with a concurrency limit of 50 against the unlimited one, at C=50, interleaved) and, opt-in
-because it takes
-minutes, ``big`` (d): the
-drain of a 1,000,000-job backlog, whose rate is compared with the small drain's.
+with a concurrency limit of 50 against the unlimited one, at C=50, interleaved), ``pull``
+(p: a pull consumer's ``claim(100)`` + ``finish`` drain against the worker's at C=50,
+interleaved) and, opt-in because it takes minutes, ``big`` (d): the drain of a
+1,000,000-job backlog, whose rate is compared with the small drain's.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ._limits import bench_limits
 from ._manage import bench_manage
 from ._memory import bench_memory
 from ._metrics import bench_metrics
+from ._pull import bench_pull
 from ._report import JsonObject, emit, get_num
 from ._server import DB_NAME, default_dsn, machine_info, server_info
 from ._two import bench_two_workers
@@ -53,6 +54,7 @@ DEFAULT_PHASES = (
     "metrics",
     "churn",
     "limits",
+    "pull",
 )
 ALL_PHASES = (*DEFAULT_PHASES, "big")
 
@@ -95,6 +97,8 @@ async def _other_phases(target: str, params: Params, phases: tuple[str, ...]) ->
         out["churn"] = await bench_churn(target, params)
     if "limits" in phases:
         out["limits"] = await bench_limits(target, params, bench_drain)
+    if "pull" in phases:
+        out["pull"] = await bench_pull(target, params, bench_drain)
     return out
 
 

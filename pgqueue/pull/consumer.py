@@ -28,7 +28,6 @@ import datetime as dt
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import cast
 
 import anyio
 import anyio.lowlevel
@@ -37,7 +36,7 @@ from pgqueue._codec import encode
 from pgqueue._config import MAX_ATTEMPTS
 from pgqueue._errors import ErrorWithRetry, JobCancelled, LeaseLost, PgQueueError, describe
 from pgqueue._log import CONSUMER_LEAVE_FAILED, get_logger
-from pgqueue._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_COUNTED, Job, Outcome
+from pgqueue._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_TYPE, Job, Outcome, Row
 from pgqueue._registry import Registry
 from pgqueue.store import FinalizeResult, Subscription
 from pgqueue.store.pull_rows import HOLDER, LEASE_UNTIL, LEASED_AT, LeaseClaim
@@ -234,7 +233,7 @@ class Consumer:
             lambda s, owner: s.lease_claim_many(qs, types, n, owner, lease_s), qs, lease_s
         )
 
-    async def claim_one(self, job_id: int, lease_s: float) -> tuple[Lease | None, tuple[object, ...] | None]:
+    async def claim_one(self, job_id: int, lease_s: float) -> tuple[Lease | None, Row | None]:
         """Lease the given job if pending: (lease, None), or (None, its row for the error)."""
         leases = await self._claim_with(
             lambda s, owner: s.lease_claim_one(job_id, owner, lease_s), (), lease_s
@@ -290,22 +289,30 @@ class Consumer:
                 await event.wait()
                 tg.cancel_scope.cancel()
 
-    async def _hand_out(self, rows: list[tuple[object, ...]], owner: int, lease_s: float) -> list[Lease]:
-        """Leases for the claimed rows; cancelled or exhausted jobs are ended, not handed out."""
+    async def _hand_out(self, rows: Sequence[Row], owner: int, lease_s: float) -> list[Lease]:
+        """Leases for the claimed rows; cancelled or exhausted jobs are ended, not handed out.
+
+        Once per leased job: the row is wrapped as it came (no copy), and the checks read
+        it by position.
+        """
         leases: list[Lease] = []
+        refused: list[tuple[Lease, Outcome, str]] = []
+        get_type = self._registry.get
         for row in rows:
-            job = Job._from_row(row)  # noqa: SLF001 - the claim's row, as a worker wraps it
-            leased_at, until = row[LEASED_AT], row[LEASE_UNTIL]
-            lease = Lease(self, job, owner, _float(leased_at), _float(until), lease_s)
-            jt = self._registry.get(job.type)
+            lease = Lease(self, Job._from_row(row), owner, row[LEASED_AT], row[LEASE_UNTIL], lease_s)  # noqa: SLF001 - the claim's row, as a worker wraps it
+            jt = get_type(row[ROW_TYPE])
             limit = MAX_ATTEMPTS if jt is None else jt.max_attempts
             if row[ROW_CANCEL_REQUESTED]:
-                await self._end(lease, Outcome.CANCELLED, "cancelled before it was leased")
-            elif (counted := cast("int", row[ROW_COUNTED])) > limit:
-                note = f"gave up: this would be run {counted} of a job allowed max_attempts={limit}"
-                await self._end(lease, Outcome.FAILED, f"{note}; the last run ended with: {job.last_error}")
+                refused.append((lease, Outcome.CANCELLED, "cancelled before it was leased"))
+            elif row[ROW_COUNTED] > limit:
+                note = f"gave up: this would be run {row[ROW_COUNTED]} of a job allowed max_attempts={limit}"
+                refused.append(
+                    (lease, Outcome.FAILED, f"{note}; the last run ended with: {lease.job.last_error}")
+                )
             else:
                 leases.append(lease)
+        if refused:
+            await asyncio.gather(*(self._end(*r) for r in refused))
         return leases
 
     async def _sweep(self, store: PullStore) -> None:
@@ -325,11 +332,10 @@ class Consumer:
         row = await (await self._store()).lease_get(job_id)
         if row is None or row[HOLDER] != owner or row[ROW_ATTEMPT] != attempt or row[LEASE_UNTIL] is None:
             raise _lost(token, job_id, row)
-        leased_at, until = _float(row[LEASED_AT]), _float(row[LEASE_UNTIL])
-        return Lease(self, Job._from_row(row), owner, leased_at, until, lease_s)  # noqa: SLF001
+        return Lease(self, Job._from_row(row), owner, row[LEASED_AT], row[LEASE_UNTIL], lease_s)  # noqa: SLF001
 
-    async def heartbeat(self, lease: Lease, duration: float) -> dt.datetime:
-        """Move the lease's deadline to now + ``duration``; the new deadline."""
+    async def heartbeat(self, lease: Lease, duration: float) -> float:
+        """Move the lease's deadline to now + ``duration``; the new deadline (epoch seconds)."""
         store = await self._store()
         got = await store.lease_heartbeat(lease.job.id, lease.owner, lease.attempt, duration)
         if got is None:
@@ -337,7 +343,7 @@ class Consumer:
         cancelled, until = got
         if cancelled:
             raise JobCancelled(lease.job.id)
-        return dt.datetime.fromtimestamp(until, dt.UTC)
+        return until
 
     async def finish(self, lease: Lease, result: object) -> None:
         """End the leased job as succeeded with ``result``."""
@@ -434,13 +440,7 @@ class _ReportedError(PgQueueError):
     """An error a consumer reported as text (the HTTP API); stored without a traceback."""
 
 
-def _float(value: object) -> float:
-    """An epoch column the statement always sets for a leased job."""
-    assert isinstance(value, float)  # noqa: S101 - date_part returns float8
-    return value
-
-
-def _lost(token: str, job_id: int, row: tuple[object, ...] | None) -> LeaseLost:
+def _lost(token: str, job_id: int, row: Row | None) -> LeaseLost:
     """LeaseLost, saying what became of the job."""
     if row is None:
         state = "it has ended (or never existed)"

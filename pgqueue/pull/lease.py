@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from pgqueue._boundary import translated
+from pgqueue._boundary import translate
 from pgqueue._errors import ConfigError, check_delay
 from pgqueue._models import Job
 
@@ -63,23 +63,33 @@ class Lease:
     holds the job, it raises :class:`~pgqueue.LeaseLost` and changes nothing.
     """
 
-    __slots__ = ("_consumer", "duration", "expires_at", "job", "leased_at", "owner", "token")
+    __slots__ = ("_consumer", "_until", "duration", "job", "leased_at", "owner")
 
     def __init__(  # noqa: PLR0917 - built by the consumer only
-        self, consumer: Consumer, job: Job, owner: int, leased_at: float, expires_at: float, duration: float
+        self, consumer: Consumer, job: Job, owner: int, leased_at: float, until: float, duration: float
     ) -> None:
+        # Once per leased job: plain assignments; the token and the datetime are made on
+        # first use, since a consumer that finishes at once never reads them.
         self._consumer = consumer
         self.job = job
         """The leased job (``job.attempt`` is this lease's attempt)."""
-        self.token = lease_token(job.id, job.attempt, owner)
-        """The lease's token: ``scheduler.get_lease(token)`` gives the lease back anywhere."""
         self.owner = owner
         """The id of the pull consumer (its ``workers`` row) that holds the lease."""
         self.leased_at = leased_at
         """When the lease was taken (epoch seconds, the database's clock): the run's start."""
-        self.expires_at = dt.datetime.fromtimestamp(expires_at, dt.UTC)
+        self._until = until
         self.duration = duration
         """Seconds a heartbeat extends the lease by (the ``lease`` it was taken with)."""
+
+    @property
+    def token(self) -> str:
+        """The lease's token: ``scheduler.get_lease(token)`` gives the lease back anywhere."""
+        return lease_token(self.job.id, self.job.attempt, self.owner)
+
+    @property
+    def expires_at(self) -> dt.datetime:
+        """The lease's deadline on the database's clock (aware, UTC)."""
+        return dt.datetime.fromtimestamp(self._until, dt.UTC)
 
     @property
     def attempt(self) -> int:
@@ -97,14 +107,18 @@ class Lease:
         (stop working on it; ``fail()`` or ``requeue()`` then ends it as cancelled).
         """
         duration = self.duration if lease is None else check_lease(lease)
-        async with translated("lease heartbeat", self._consumer.schema):
-            self.expires_at = await self._consumer.heartbeat(self, duration)
+        try:
+            self._until = await self._consumer.heartbeat(self, duration)
+        except Exception as exc:  # noqa: BLE001 - re-raised, translated when it is the driver's
+            _reraise("lease heartbeat", self._consumer.schema, exc)
         return self.expires_at
 
     async def finish(self, result: object = None) -> None:
         """End the job as succeeded with ``result`` (JSON-encodable, stored with the run)."""
-        async with translated("lease finish", self._consumer.schema):
+        try:
             await self._consumer.finish(self, result)
+        except Exception as exc:  # noqa: BLE001 - re-raised, translated when it is the driver's
+            _reraise("lease finish", self._consumer.schema, exc)
 
     async def fail(
         self, error: BaseException | str, retry_at: dt.datetime | dt.timedelta | float | None = None
@@ -116,8 +130,10 @@ class Lease:
         did not register has none: the failure is final). A job at its last allowed attempt
         (``max_attempts``) fails for good either way; a cancelled job ends as cancelled.
         """
-        async with translated("lease fail", self._consumer.schema):
+        try:
             return await self._consumer.fail(self, error, retry_at)
+        except Exception as exc:  # noqa: BLE001 - re-raised, translated when it is the driver's
+            _reraise("lease fail", self._consumer.schema, exc)
 
     async def requeue(self) -> bool:
         """Give the job back to run again now; False when that was its last allowed attempt.
@@ -125,5 +141,19 @@ class Lease:
         The run counts as an attempt (osbuild's ``RequeueOrFinishJob``): a job requeued at
         its last attempt ends as failed instead, and a cancelled job as cancelled.
         """
-        async with translated("lease requeue", self._consumer.schema):
+        try:
             return await self._consumer.requeue(self)
+        except Exception as exc:  # noqa: BLE001 - re-raised, translated when it is the driver's
+            _reraise("lease requeue", self._consumer.schema, exc)
+
+
+def _reraise(action: str, schema: str, exc: Exception) -> NoReturn:
+    """Raise pgqueue's error for a driver error (see ``translate``), else the error itself.
+
+    The lease's calls use this instead of ``translated()``: an async context manager per
+    call is a visible share of a finish when thousands are written a second.
+    """
+    err = translate(action, schema, exc)
+    if err is None:
+        raise exc
+    raise err from exc

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
-__all__ = ["HOLDER", "LEASED_AT", "LEASE_UNTIL", "LeaseClaim"]
+from pgqueue._models import Row
+
+__all__ = ["CLAIM_CLOCK", "HOLDER", "LEASED_AT", "LEASE_UNTIL", "LeaseClaim"]
 
 # A leased job's row is the claim's row (pgqueue._models ROW_*, tenant at 15) followed by
-# these two columns, epoch seconds on the database's clock (NULL when not leased), and, in
-# a row read back by lease_get, the job's holder (worker_id).
-LEASED_AT, LEASE_UNTIL, HOLDER = 16, 17, 18
+# these two columns, epoch seconds on the database's clock (NULL when not leased), then
+# the job's holder (worker_id), and in a claim's rows the database's clock.
+LEASED_AT, LEASE_UNTIL, HOLDER, CLAIM_CLOCK = 16, 17, 18, 19
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -21,5 +24,5 @@ class LeaseClaim:
     and the consumer must register again."""
     server_time: float
     """The database's clock during the claim (epoch seconds)."""
-    rows: list[tuple[object, ...]]
+    rows: Sequence[Row]
     """The claimed jobs, in claim order (priority, run_at, id)."""

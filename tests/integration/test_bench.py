@@ -77,7 +77,7 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     """``python -m pgqueue.bench`` with all phases prints one JSON line with every key."""
     env = {**os.environ, "BENCH_SINGLE_N": "20", "BENCH_LAT_N": "10", "BENCH_LAT_SPACING_MS": "5"}
     env |= {"BENCH_MANAGE_RUNS": "2000", "BENCH_MANAGE_LIVE": "600", "BENCH_MEMORY_N": "300"}
-    env |= {"BENCH_CHURN_N": "3000", "BENCH_CHURN_BACKLOG": "500"}
+    env |= {"BENCH_CHURN_N": "3000", "BENCH_CHURN_BACKLOG": "500", "BENCH_PULL_REPEATS": "1"}
     command = [sys.executable, "-m", "pgqueue.bench", "--dsn", bench_dsn, "-n", "200", "-c", "10,20"]
     command += [
         "--big",
@@ -122,6 +122,9 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     assert (churn["jobs"], churn["backlog"]) == (3000, 500)
     assert churn["claim_scans"]  # on 500 queued jobs a sequential scan may be the cheaper plan
     assert churn["within_bound"] is True
+    pull = line["pull"]
+    assert (pull["repeats"], pull["done"]) == (1, [200])  # the pull consumer drained every job
+    assert isinstance(pull["pull_vs_worker"], float)
     assert "phase" in done.stderr.decode()  # the table
 
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from pgqueue.store.pull_rows import LeaseClaim
+from pgqueue._models import Row
+from pgqueue.store.pull_rows import CLAIM_CLOCK, LeaseClaim
 
 from .pool import StoreBase
 
@@ -56,10 +57,10 @@ class PullMixin(StoreBase):
         row = await self.pool.fetchrow(self.q.lease_heartbeat, job_id, owner, attempt, lease_s)
         return None if row is None else (bool(row[0]), float(row[1]))
 
-    async def lease_get(self, job_id: int) -> tuple[object, ...] | None:
+    async def lease_get(self, job_id: int) -> Row | None:
         """The live job's claim row, lease times and holder (see LEASED_AT), or None."""
-        row = await self.pool.fetchrow(self.q.lease_get, job_id)
-        return None if row is None else tuple(row)
+        row: Row | None = await self.pool.fetchrow(self.q.lease_get, job_id)
+        return row
 
     async def leases_release_expired(self, batch: int) -> int:
         """Free up to ``batch`` jobs whose lease expired; returns how many."""
@@ -76,12 +77,10 @@ class PullMixin(StoreBase):
         return status.endswith(" 1")
 
 
-def _claim(rows: Sequence[asyncpg.Record]) -> LeaseClaim:
-    """The claim's rows without their first two columns (owner, clock), empty ones dropped."""
+def _claim(rows: list[asyncpg.Record]) -> LeaseClaim:
+    """The claim's rows (no row: the consumer's row is gone; a NULL job: nothing was due)."""
     if not rows:
         return LeaseClaim(registered=False, server_time=0.0, rows=[])
-    server = rows[0][1]
+    server = rows[0][CLAIM_CLOCK]
     assert isinstance(server, float)  # noqa: S101 - date_part returns float8
-    return LeaseClaim(
-        registered=True, server_time=server, rows=[tuple(r)[2:] for r in rows if r[2] is not None]
-    )
+    return LeaseClaim(registered=True, server_time=server, rows=rows if rows[0][0] is not None else [])

@@ -39,9 +39,9 @@ SELECT coalesce(array_agg(DISTINCT queue), '{}') FROM (
 --      branches per queue, same columns back, tenant at the end), restricted to some job
 --      types, with a lease deadline on each claimed job, and the consumer's row touched
 --      instead of share-locked: a concurrent consumers_forget then waits for this claim and
---      sees the fresh heartbeat. The first column is the owner (NULL row: the consumer's
---      row is gone, it must register again), then the server's clock, then the job (NULL
---      when nothing was due), then when the lease was taken and when it expires.
+--      sees the fresh heartbeat. Each row is a job (NULL when nothing was due: one row),
+--      when the lease was taken and when it expires, then the owner and the server's
+--      clock; no row at all: the consumer's row is gone, and it must register again.
 -- params: $1 queues text[], $2 types text[] (NULL = any), $3 limit int, $4 owner bigint,
 --         $5 lease seconds float8
 WITH w AS (
@@ -82,7 +82,7 @@ WITH w AS (
               j.trace_context, j.tenant, date_part('epoch', j.claimed_at) AS leased_at,
               date_part('epoch', j.lease_until) AS lease_until
 )
-SELECT w.id AS owner, date_part('epoch', clock_timestamp()) AS server_time, c.*
+SELECT c.*, w.id AS owner, date_part('epoch', clock_timestamp()) AS server_time
 FROM w LEFT JOIN claimed c ON true
 ORDER BY c.priority, c.run_at, c.id;
 
@@ -106,7 +106,7 @@ WITH w AS (
               j.trace_context, j.tenant, date_part('epoch', j.claimed_at) AS leased_at,
               date_part('epoch', j.lease_until) AS lease_until
 )
-SELECT w.id AS owner, date_part('epoch', clock_timestamp()) AS server_time, c.*
+SELECT c.*, w.id AS owner, date_part('epoch', clock_timestamp()) AS server_time
 FROM w LEFT JOIN claimed c ON true;
 
 -- name: lease_heartbeat
