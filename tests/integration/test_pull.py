@@ -20,6 +20,7 @@ from pgqueue import (
     LeaseLost,
     LinearBackoff,
     NotPending,
+    ParamsEncodeError,
     Scheduler,
 )
 from pgqueue.pull import consumer as consumer_module
@@ -426,3 +427,16 @@ async def test_closing_removes_the_consumer_row_unless_it_holds_leases(
     await done.finish()
     await b.close()
     assert await db.fetchval(pulls) == 1  # b's row went; a's stays until forgotten
+
+
+async def test_a_result_that_cannot_be_encoded_writes_nothing_and_the_lease_still_holds(
+    scheduler: Scheduler,
+) -> None:
+    job_id = await scheduler.schedule("t", None, queue="q")
+    lease = await scheduler.dequeue(queues=["q"], timeout=0)
+    assert lease is not None
+    with pytest.raises(ParamsEncodeError):
+        await lease.finish(object())
+    assert (await scheduler.get_job(job_id)).state is JobState.RUNNING
+    await lease.finish([1, 2])
+    assert (await scheduler.get_job(job_id)).result == [1, 2]
