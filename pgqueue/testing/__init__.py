@@ -160,7 +160,7 @@ async def drain(
     qs = list(queues) if queues is not None else list(scheduler.registry.queues())
     if not qs:
         raise ConfigError("drain: no queues (register a job type first, or pass queues=[...])")
-    worker_id, server_time = await store.worker_register(qs)
+    worker_id, server_time = await store.worker_register(qs, 1)  # one run at a time
     offset = server_time - time.time()  # run times go on the store's clock, as a worker's do
     watchdog = Watchdog(SystemClock())
     runner = _runner(scheduler.registry, watchdog)

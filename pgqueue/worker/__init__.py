@@ -70,7 +70,7 @@ class Worker:
         self._done = anyio.Event()
         self._grace = config.shutdown_grace
         self._running = False
-        self._identity = Identity()
+        self._identity = Identity(config.concurrency)
         self._stages: Stages | None = None
         self.stats = RunStats()
         """Counters the stages keep (jobs outstanding and finished)."""
