@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from pgqueue._config import SCHEMA
+from pgqueue._errors import PgQueueError, WorkerHasActiveJobs
 from pgqueue._jsonable import worker_json
 from pgqueue._records import WorkerInfo
 from pgqueue._scheduler import Scheduler
@@ -80,7 +81,12 @@ def remove(
     async def work(scheduler: Scheduler) -> int:
         return await scheduler.remove_worker(worker_id, force=force)
 
-    released = run_with(dsn, schema, work)
+    try:
+        released = run_with(dsn, schema, work)
+    except WorkerHasActiveJobs as exc:
+        raise PgQueueError(
+            f"worker {worker_id} holds {exc.held} running job(s); --force releases them (as reaping does)"
+        ) from None
     if as_json:
         emit_json({"id": worker_id, "removed": True, "jobs_released": released})
     else:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute, Route
 
+from pgqueue._errors import WorkerHasActiveJobs
+
 from . import api_jobs
 from ._context import web_context
 from ._responses import ApiError, json_response
@@ -40,7 +42,11 @@ async def remove(request: Request) -> Response:
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise ApiError(400, "bad_request", f"force must be true or false, got {force!r}")
-    released = await web_context(request).scheduler.remove_worker(worker_id, force=force)
+    try:
+        released = await web_context(request).scheduler.remove_worker(worker_id, force=force)
+    except WorkerHasActiveJobs as exc:
+        message = f'worker {worker_id} holds {exc.held} running job(s); {{"force": true}} releases them'
+        raise ApiError(409, "has_active_jobs", message) from None
     return json_response({"id": worker_id, "removed": True, "jobs_released": released})
 
 
