@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import suppress as _suppress
 
+from ._context import ContextNotSetError, current_job, current_scheduler
 from ._enqueue import JobId
 from ._errors import (
     ConfigError,
@@ -65,6 +66,7 @@ __all__ = [
     "CancelCounts",
     "CancelResult",
     "ConfigError",
+    "ContextNotSetError",
     "DatabaseUnavailableError",
     "ErrorFilter",
     "ErrorWithRetry",
@@ -108,6 +110,8 @@ __all__ = [
     "WorkerInfo",
     "WorkerNotFound",
     "chain",
+    "current_job",
+    "current_scheduler",
     "log_final_runs",
 ]
 

@@ -16,6 +16,8 @@
     ├── ParamsEncodeError           (also TypeError)  params orjson cannot encode
     ├── ParamsValidationError (_params.py) (also ValueError) params the type's model refuses
     ├── WaitTimeoutError (_waiting.py)     (also TimeoutError) wait()'s deadline passed
+    ├── ContextNotSetError (_context.py)   (also LookupError) current_scheduler() or
+    │                               current_job() where nothing set them
     ├── DatabaseUnavailableError    (also ConnectionError) the server could not be reached;
     │                               nothing was written
     ├── SchemaError                 the database schema does not match this code

@@ -88,14 +88,17 @@ def stats_json(stats: JobStats) -> dict[str, Any]:
 
 
 def worker_json(worker: WorkerInfo) -> dict[str, Any]:
-    """A registered worker."""
+    """A registered worker (``workers --json``, ``GET /api/workers``)."""
     return {
         "id": worker.id,
         "hostname": worker.hostname,
         "pid": worker.pid,
         "queues": list(worker.queues),
+        "kind": worker.kind,
+        "concurrency": worker.concurrency,
         "started_at": worker.started_at,
         "heartbeat": worker.heartbeat,
+        "jobs_held": worker.jobs_held,
     }
 
 

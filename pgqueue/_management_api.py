@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ._boundary import translated
 from ._config import check_name
-from ._errors import JobNotFound
+from ._errors import ConfigError, JobNotFound, WorkerNotFound
 from ._manage import DEFAULT_PAGE, Management, check_id
 from ._models import CancelResult
 from ._records import Activity, CancelCounts, JobRecord, JobState, JobStats, Page, WorkerInfo
@@ -19,6 +19,8 @@ from ._waiting import Waiters
 from .store import Store
 
 __all__ = ["JobManagement"]
+
+MAX_ID = 2**63 - 1  # a bigint: a larger id names no worker (and must not reach the driver)
 
 
 class JobManagement:
@@ -82,10 +84,40 @@ class JobManagement:
         """
         return await self._manage.activity(window_s=window_s, bucket_s=bucket_s)
 
-    async def workers(self) -> list[WorkerInfo]:
-        """The registered workers (id, host, pid, queues, start, last heartbeat), oldest first."""
-        async with translated("workers", self.schema):
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The registered workers and pull consumers, oldest first, as :class:`WorkerInfo`.
+
+        Each carries its id, host, pid, queues, kind, concurrency, start, last heartbeat and
+        the jobs it holds now. The held jobs are counted by one grouped scan of the hot table
+        for all workers (``jobs`` has no index on ``worker_id``, so that claims never pay for
+        one): fine for an admin call or a dashboard refresh, not for a tight loop.
+        """
+        async with translated("list_workers", self.schema):
             return await (await self._open()).worker_list()
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The same list as :meth:`list_workers`, under its first name."""
+        return await self.list_workers()
+
+    async def remove_worker(self, worker_id: int, *, force: bool = False) -> int:
+        """Remove a worker's row; returns the number of jobs released (0 without ``force``).
+
+        For the row of a worker that is gone (or stuck) without waiting for the reaper.
+        While the worker holds jobs it raises :class:`WorkerHasActiveJobs` (``.held``),
+        unless ``force=True``: its jobs are then released exactly as reaping releases a dead
+        worker's (a ``crashed`` run each, the attempt counted, claimable again at once, their
+        queues told). An unknown id raises :class:`WorkerNotFound`. Refused, it changes
+        nothing. A live worker whose row was removed finds out at its next heartbeat, as a
+        reaped one does: it interrupts what it runs and registers again under a new id.
+        """
+        if isinstance(worker_id, bool) or not isinstance(worker_id, int):
+            raise ConfigError(f"worker_id must be an integer, got {worker_id!r}")
+        if not isinstance(force, bool):
+            raise ConfigError(f"force must be True or False, got {force!r}")
+        if not 1 <= worker_id <= MAX_ID:
+            raise WorkerNotFound(f"no registered worker has id {worker_id}")
+        async with translated("remove_worker", self.schema):
+            return await (await self._open()).worker_remove(worker_id, force=force)
 
     async def retry(self, job_id: int) -> None:
         """Run a failed or cancelled job again now, same id, runs numbered on, budget afresh."""

@@ -202,18 +202,26 @@ class JobTypeInfo:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WorkerInfo:
-    """A registered worker, as :meth:`Scheduler.workers` lists it."""
+    """A registered worker, as :meth:`Scheduler.list_workers` lists it."""
 
     id: int
     """Its id (never reused)."""
     hostname: str
+    """The host it runs on."""
     pid: int
+    """Its process id on that host."""
     queues: tuple[str, ...]
     """The queues it claims from."""
     started_at: dt.datetime
     """When it registered (the database's clock)."""
     heartbeat: dt.datetime
     """Its last heartbeat (the database's clock): a worker silent for ``dead_after`` is reaped."""
+    kind: str = "worker"
+    """``"worker"``: a :class:`Worker`; ``"pull"``: a scheduler leasing jobs (dequeue, claim)."""
+    concurrency: int | None = None
+    """The worker's ``concurrency`` option; None for a pull consumer."""
+    jobs_held: int = 0
+    """Jobs it holds now (running, or claimed and not started), when the list was read."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

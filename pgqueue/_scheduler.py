@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
 
@@ -31,6 +32,7 @@ from ._config import (
     SchedulerConfig,
     WorkerConfig,
 )
+from ._context import CURRENT_SCHEDULER, reset_scheduler
 from ._errors import (
     ConfigError,
 )
@@ -131,6 +133,8 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
         if backend is not None:
             self.schema = backend.schema
         self._open_lock = anyio.Lock()
+        # current_scheduler() tokens of the `async with` blocks in progress, innermost last.
+        self._context_tokens: list[Token[Scheduler]] = []
         self.registry = Registry()
         self._manage = Management(self.open, schema, self.registry.suspendable)
         # No LISTEN through a transaction-mode pooler: waits poll there.
@@ -206,12 +210,16 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
                 self._pool = None
 
     async def __aenter__(self) -> Self:
+        """Open the scheduler and make it :func:`pgqueue.current_scheduler` for the block."""
         await self.open()
+        self._context_tokens.append(CURRENT_SCHEDULER.set(self))
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._context_tokens:
+            reset_scheduler(self._context_tokens.pop())
         await self.close()
 
     async def migrate(self) -> list[int]:
@@ -314,4 +322,4 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
         if overrides.get("metrics") is None:  # None is the default, as for every option: the scheduler's
             overrides["metrics"] = self.metrics
         config = WorkerConfig.build(qs, self.pgbouncer, **overrides)
-        return Worker(open_store=self._open, registry=self.registry, config=config)
+        return Worker(open_store=self._open, registry=self.registry, config=config, scheduler=self)

@@ -1,8 +1,8 @@
 """The ``pgqueue`` command: one module per command family.
 
 ``migrate``, ``worker``, ``jobs`` (with ``schedule``; ``bulk``: retry-failed, cancel-all),
-``overview`` (``stats``, ``queues``, ``types``, ``workers``), ``periodic``, ``limits``,
-``prune``, ``dashboard`` and ``bench``.
+``overview`` (``stats``, ``queues``, ``types``), ``workers`` (list, remove), ``periodic``,
+``limits``, ``prune``, ``dashboard`` and ``bench``.
 
 Errors print one line on stderr, ``error: <what> (<what to check>)``, and exit 1; usage
 errors (a bad option, a missing DSN, a target that does not import) exit 2. No traceback
@@ -22,7 +22,7 @@ import typer
 from pgqueue._errors import PgQueueError, describe, unwrap_group
 from pgqueue.store.postgres import connect_error_hint
 
-from . import bench, bulk, dashboard, jobs, limits, migrate, overview, periodic, prune, worker
+from . import bench, bulk, dashboard, jobs, limits, migrate, overview, periodic, prune, worker, workers
 from ._app import app
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "periodic",
     "prune",
     "worker",
+    "workers",
 ]
 
 

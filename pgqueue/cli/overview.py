@@ -1,4 +1,7 @@
-"""``pgqueue stats``, ``queues``, ``types`` and ``workers``: what the queues hold and who serves them."""
+"""``pgqueue stats``, ``queues`` and ``types``: what the queues hold and what runs there.
+
+``pgqueue workers`` (who serves them) lives in ``workers.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,14 @@ import typer
 from rich.table import Table
 
 from pgqueue._config import SCHEMA
-from pgqueue._jsonable import LIVE_STATES, job_type_json, state_counts_json, stats_json, worker_json
+from pgqueue._jsonable import LIVE_STATES, job_type_json, state_counts_json, stats_json
 from pgqueue._records import JobState, JobStats
 from pgqueue._scheduler import Scheduler
 
 from ._app import AppOption, DsnOption, JsonOption, SchemaOption, app, emit_json, run_with, stdout
-from .jobs import _when
 from .worker import load_scheduler
 
-__all__ = ["queues", "stats", "types", "workers"]
+__all__ = ["queues", "stats", "types"]
 
 
 def _counts_table(title: str, counts: dict[str, dict[JobState, int]]) -> Table:
@@ -44,21 +46,6 @@ def queues(dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOp
         emit_json(state_counts_json(result.by_queue))
         return
     stdout.print(_counts_table("queue", result.by_queue))
-
-
-@app.command()
-def workers(dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False) -> None:
-    """The registered workers and their last heartbeat."""
-    found = run_with(dsn, schema, Scheduler.workers)
-    if as_json:
-        emit_json([worker_json(w) for w in found])
-        return
-    table = Table("id", "host", "pid", "queues", "started (UTC)", "heartbeat (UTC)")
-    for w in found:
-        table.add_row(
-            str(w.id), w.hostname, str(w.pid), ", ".join(w.queues), _when(w.started_at), _when(w.heartbeat)
-        )
-    stdout.print(table)
 
 
 @app.command()

@@ -270,8 +270,10 @@ class WorkerStore(Faults, Protocol):
         """Which of these jobs were flagged by cancel() (True) or, if not, by suspend() (False)."""
         ...
 
-    async def worker_register(self, queues: Sequence[str]) -> tuple[int, float]:
-        """Insert this worker's row; its id and the database's clock (epoch seconds)."""
+    async def worker_register(
+        self, queues: Sequence[str], concurrency: int | None = None
+    ) -> tuple[int, float]:
+        """Insert this worker's row (with its concurrency); its id and the database's clock (epoch s)."""
         ...
 
     async def worker_heartbeat(self, worker_id: int) -> float | None:
@@ -363,7 +365,15 @@ class ManageStore(Notifications, Protocol):
         ...
 
     async def worker_list(self) -> list[WorkerInfo]:
-        """The registered workers, oldest first."""
+        """The registered workers, oldest first, with the jobs each holds."""
+        ...
+
+    async def worker_remove(self, worker_id: int, *, force: bool) -> int:
+        """Drop a worker's row, releasing its jobs as reaping does when ``force``; jobs released.
+
+        Raises WorkerNotFound for an unknown id and WorkerHasActiveJobs while it holds jobs
+        and ``force`` is False; either way nothing changed.
+        """
         ...
 
     async def job_runs_activity(self, bucket_s: float, buckets: int) -> ActivityRows:

@@ -29,6 +29,7 @@ import orjson
 
 from pgqueue._clock import SystemClock
 from pgqueue._codec import decode, encode
+from pgqueue._context import CURRENT_SCHEDULER, reset_scheduler
 from pgqueue._errors import ConfigError, PgQueueError, unwrap_group
 from pgqueue._models import Job, JobHandler, Outcome
 from pgqueue._records import JobRecord
@@ -154,17 +155,19 @@ async def drain(
     retries or snoozes due at once, run in the same call; a retry due later runs after
     :func:`advance` (in-memory backend) and another ``drain``. Each result is written as
     the worker writes it. Raises :class:`~pgqueue.PgQueueError` after ``max_runs`` runs
-    (jobs that keep scheduling more).
+    (jobs that keep scheduling more). Handlers see ``scheduler`` as ``current_scheduler()``
+    and their job as ``current_job()``, as in a worker.
     """
     store = await scheduler.open()
     qs = list(queues) if queues is not None else list(scheduler.registry.queues())
     if not qs:
         raise ConfigError("drain: no queues (register a job type first, or pass queues=[...])")
-    worker_id, server_time = await store.worker_register(qs)
+    worker_id, server_time = await store.worker_register(qs, 1)  # one run at a time
     offset = server_time - time.time()  # run times go on the store's clock, as a worker's do
     watchdog = Watchdog(SystemClock())
     runner = _runner(scheduler.registry, watchdog)
     ran: list[DrainedRun] = []
+    current = CURRENT_SCHEDULER.set(scheduler)  # handlers see it, as a worker's see its own
     try:
         async with _watched(runner, watchdog):
             while True:
@@ -176,6 +179,7 @@ async def drain(
                     raise PgQueueError(f"drain stopped after {max_runs} runs: jobs keep coming")
                 ran.append(await _run_one(store, runner, worker_id, offset, Job._from_row(rows[0])))  # noqa: SLF001 - the worker's own path
     finally:
+        reset_scheduler(current)
         with anyio.CancelScope(shield=True):
             await store.worker_deregister(worker_id)
 
@@ -233,7 +237,9 @@ async def run_job(
     what it would see in production. ``attempt``, ``errors`` and ``checkpoint`` set the
     Job's fields (a retry's view); ``suspend_requested`` makes ``job.checkpoint()`` stop
     the run. The type's retry filter, ``max_attempts`` and timeout apply. Nothing is
-    stored: the outcome is returned.
+    stored: the outcome is returned. In the handler, ``current_job()`` is that Job, and
+    ``current_scheduler()`` is ``scheduler`` when given (else whatever the caller's context
+    holds).
     """
     registry, jt = _resolve(handler_or_type, scheduler)
     if jt.params is not None:
@@ -253,8 +259,13 @@ async def run_job(
     recorder = _Progress()
     watchdog = Watchdog(SystemClock())
     runner = _runner(registry, watchdog, recorder)
-    async with _watched(runner, watchdog):
-        result = await runner.run_inline(job)
+    current = None if scheduler is None else CURRENT_SCHEDULER.set(scheduler)
+    try:
+        async with _watched(runner, watchdog):
+            result = await runner.run_inline(job)
+    finally:
+        if current is not None:
+            reset_scheduler(current)
     retry = None if result.outcome is Outcome.SUSPENDED else result.retry  # runs again on resume() only
     return JobOutcome(
         outcome=result.outcome,

@@ -24,6 +24,8 @@ from pgqueue._errors import (
     ParamsEncodeError,
     SchemaError,
     UnknownJobTypeError,
+    WorkerHasActiveJobs,
+    WorkerNotFound,
 )
 from pgqueue._params import ParamsValidationError
 
@@ -65,8 +67,9 @@ _HTTP_CODES = {
 
 
 _ERROR_TABLE: tuple[tuple[tuple[type[Exception], ...], int, str], ...] = (
-    ((JobNotFound,), 404, "not_found"),
+    ((JobNotFound, WorkerNotFound), 404, "not_found"),
     ((InvalidStateError,), 409, "invalid_state"),
+    ((WorkerHasActiveJobs,), 409, "has_active_jobs"),
     ((ParamsValidationError, ParamsEncodeError), 400, "invalid_params"),
     ((UnknownJobTypeError,), 400, "unknown_type"),
     ((ConfigError,), 400, "bad_request"),
@@ -108,9 +111,10 @@ def html_error(status: int, title: str, message: str, headers: dict[str, str] | 
 def error_for(exc: Exception) -> ApiError | None:
     """The API error for what a route raised; None for a bug (answered as a 500).
 
-    Bad input is a 400 whatever layer found it; an unknown job a 404; a state that forbids
-    the action a 409; a database that cannot be reached, or a schema that does not match
-    this pgqueue, a 503 (nothing was written either way).
+    Bad input is a 400 whatever layer found it; an unknown job or worker a 404; a state
+    that forbids the action, or a worker that still holds jobs, a 409; a database that
+    cannot be reached, or a schema that does not match this pgqueue, a 503 (nothing was
+    written either way).
     """
     if isinstance(exc, ApiError):
         return exc
@@ -178,4 +182,6 @@ def exception_handlers() -> dict[type[Exception] | int, ExceptionHandler]:
         ParamsEncodeError: _on_error,
         DatabaseUnavailableError: _on_error,
         SchemaError: _on_error,
+        WorkerNotFound: _on_error,
+        WorkerHasActiveJobs: _on_error,
     }

@@ -1,11 +1,12 @@
 """The dashboard's JSON API, mounted at ``/api``: what the pages show, for scripts.
 
 Read routes (stats, queues, types, workers, activity, the OpenAPI document) live here; the
-job routes, which also act, in ``api_jobs.py``. Every route goes through the Scheduler's
-public API and answers JSON (orjson: datetimes in ISO 8601 with their offset) in the shapes
-of ``pgqueue ... --json`` (``pgqueue/_jsonable.py``). Errors are ``{"error", "message"}``
-with the status table of ``_responses.error_for``; the guard in front (``_security.py``)
-answers 401, 403 and 415 before a route runs.
+job routes, which also act, in ``api_jobs.py``; removing a worker in ``api_workers.py``.
+Every route goes through the Scheduler's public API and answers JSON (orjson: datetimes in
+ISO 8601 with their offset) in the shapes of ``pgqueue ... --json``
+(``pgqueue/_jsonable.py``). Errors are ``{"error", "message"}`` with the status table of
+``_responses.error_for``; the guard in front (``_security.py``) answers 401, 403 and 415
+before a route runs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pgqueue._jsonable import (
 from pgqueue._jsonable import worker_json as _worker_json
 from pgqueue.periodic.records import periodic_json
 
-from . import api_jobs, openapi
+from . import api_jobs, api_workers, openapi
 from ._context import web_context
 from ._responses import ApiError, json_response
 
@@ -87,8 +88,8 @@ async def types(request: Request) -> Response:
 
 
 async def workers(request: Request) -> Response:
-    """The registered workers, oldest first."""
-    return json_response([_worker_json(w) for w in await web_context(request).scheduler.workers()])
+    """The registered workers, oldest first, with their concurrency, kind and jobs held."""
+    return json_response([_worker_json(w) for w in await web_context(request).scheduler.list_workers()])
 
 
 async def activity(request: Request) -> Response:
@@ -118,6 +119,7 @@ def routes() -> list[BaseRoute]:
         Route("/queues", queues, methods=["GET"], name="queues"),
         Route("/types", types, methods=["GET"], name="types"),
         Route("/workers", workers, methods=["GET"], name="workers"),
+        *api_workers.routes(),
         Route("/activity", activity, methods=["GET"], name="activity"),
         Route("/periodic", periodic, methods=["GET"], name="periodic"),
         Route("/openapi.json", openapi_document, methods=["GET"], name="openapi"),

@@ -19,8 +19,9 @@ ERROR_STATUSES: Final = {
     "a bad cursor, params the job type's model refuses, an unregistered job type.",
     "401": "A token is configured and the request does not carry it (Authorization: Bearer <token>).",
     "403": "The dashboard is read-only, or a cross-origin write.",
-    "404": "No such job (or route).",
-    "409": "The job's state does not allow the action.",
+    "404": "No such job or worker (or route).",
+    "409": "The job's state does not allow the action, or the worker to remove holds jobs "
+    "(force releases them).",
     "413": "The body is larger than 1 MiB.",
     "415": "A write without Content-Type: application/json.",
     "503": "The database cannot be reached, or its schema does not match this pgqueue; nothing was written.",
@@ -201,6 +202,23 @@ _PATHS: dict[str, Any] = {
             "The registered workers.",
             _json({"type": "array", "items": ref("Worker")}, "The workers."),
             _READ_ERRORS,
+        )
+    },
+    "/workers/{worker_id}/remove": {
+        "post": _op(
+            "removeWorker",
+            "Remove a worker's row; with force, release the jobs it holds as reaping does.",
+            _json(ref("WorkerRemoved"), "Removed."),
+            (*_WRITE_ERRORS, "404", "409"),
+            params=[
+                {
+                    "name": "worker_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                }
+            ],
+            body="WorkerRemove",
         )
     },
     "/activity": {

@@ -128,8 +128,8 @@ async def overview(request: Request) -> Response:
 
 @page
 async def workers(request: Request) -> Response:
-    """The registered workers and how long ago each one last reported."""
-    found = await web_context(request).scheduler.workers()
+    """The registered workers, the jobs each holds, and how long ago each one last reported."""
+    found = await web_context(request).scheduler.list_workers()
     context = {"workers": found, "now": dt.datetime.now(dt.UTC)}
     return render(request, "workers.html", context, nav="workers")
 

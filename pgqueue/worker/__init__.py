@@ -26,12 +26,14 @@ the same clean-up runs shielded, with a deadline.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import anyio
 
 from pgqueue._backoff import Backoff
 from pgqueue._clock import Clock, SystemClock
 from pgqueue._config import WorkerConfig
+from pgqueue._context import CURRENT_SCHEDULER, reset_scheduler
 from pgqueue._errors import SchemaError, describe, unwrap_group
 from pgqueue._log import WORKER_ERROR, WORKER_REGISTERED, WORKER_STOPPED, get_logger
 from pgqueue._models import Job, Outcome
@@ -44,6 +46,9 @@ from .lease import Identity
 from .results import RunStats
 from .runner import Runner
 from .stages import Stages, build
+
+if TYPE_CHECKING:
+    from pgqueue._scheduler import Scheduler
 
 __all__ = ["Worker"]
 
@@ -61,8 +66,10 @@ class Worker:
         registry: Registry,
         config: WorkerConfig,
         clock: Clock | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.config = config
+        self._scheduler = scheduler  # what current_scheduler() returns in its handlers
         self._open_store = open_store
         self._registry = registry
         self._clock: Clock = clock or SystemClock()
@@ -70,7 +77,7 @@ class Worker:
         self._done = anyio.Event()
         self._grace = config.shutdown_grace
         self._running = False
-        self._identity = Identity()
+        self._identity = Identity(config.concurrency)
         self._stages: Stages | None = None
         self.stats = RunStats()
         """Counters the stages keep (jobs outstanding and finished)."""
@@ -208,6 +215,9 @@ class Worker:
         if self._running or self._done.is_set():
             raise RuntimeError("a Worker runs once; build a new one with scheduler.worker()")
         self._running = True
+        # Once for the worker: every stage task started below inherits this context, so
+        # handlers see it with no per-job cost (current_scheduler()).
+        scheduler = None if self._scheduler is None else CURRENT_SCHEDULER.set(self._scheduler)
         try:
             store = await self._open_store()
             if not await self._register_with_retry(store):
@@ -242,6 +252,8 @@ class Worker:
             # The stages' task groups wrap what they raise; callers get the error itself.
             raise unwrap_group(group) from None
         finally:
+            if scheduler is not None:
+                reset_scheduler(scheduler)
             self._running = False
             self._done.set()
 

@@ -39,18 +39,20 @@ class Identity:
     the flusher read it on every claim and flush, so a new id takes effect at once.
     """
 
-    __slots__ = ("clock_offset", "id")
+    __slots__ = ("clock_offset", "concurrency", "id")
 
-    def __init__(self) -> None:
+    def __init__(self, concurrency: int | None = None) -> None:
         self.id = 0
         """The worker row's id (0 before registration); it fences every write."""
         self.clock_offset = 0.0
         """Seconds from this worker's clock to the database's (server minus worker)."""
+        self.concurrency = concurrency
+        """The worker's concurrency, stored in its row for list_workers()."""
 
     async def register(self, store: WorkerStore, queues: Sequence[str], clock: Clock) -> None:
         """Insert a worker row and take its id; measure the clock offset on the way."""
         before = clock.time()
-        self.id, server = await store.worker_register(queues)
+        self.id, server = await store.worker_register(queues, self.concurrency)
         self.measure(before, server, clock)
 
     def measure(self, before: float, server: float, clock: Clock) -> None:

@@ -39,6 +39,7 @@ import anyio
 
 from pgqueue._clock import Clock
 from pgqueue._codec import encode
+from pgqueue._context import CURRENT_JOB
 from pgqueue._errors import ErrorWithRetry, describe
 from pgqueue._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
 from pgqueue._models import ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
@@ -186,7 +187,7 @@ class Runner:
             stats.outstanding -= 1
             on_capacity()
 
-    async def _run_one(self, job: Job, started: float) -> RunResult:  # noqa: C901, PLR0911, PLR0912 - one hot function on purpose: every call costs per job
+    async def _run_one(self, job: Job, started: float) -> RunResult:  # noqa: C901, PLR0911, PLR0912, PLR0915 - one hot function on purpose: every call costs per job
         row = job.row
         jt = self._types.get(row[ROW_TYPE])
         if jt is None:
@@ -214,6 +215,7 @@ class Runner:
         if debug:
             _log.debug(JOB_STARTED, job_id=job.id, type=job.type, queue=job.queue, attempt=job.attempt)
         self.job = job
+        current = CURRENT_JOB.set(job)  # current_job(): the one per-run cost, ~0.1 µs with the reset
         try:
             if jt.params is not None:
                 job._set_params(jt.params.validate(job.params))  # noqa: SLF001 - typed params, the runner's step
@@ -247,6 +249,7 @@ class Runner:
                 return self._verdict(job, exc, started)
             return self._failed(job, jt, exc.error if isinstance(exc, _FromThread) else exc, started)
         finally:
+            CURRENT_JOB.reset(current)
             self.job = None
             self.deadline = None
         if self._reason is not None and self._take_reason() is not None:

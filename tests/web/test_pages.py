@@ -107,6 +107,8 @@ async def test_workers_page_lists_a_running_worker(
     assert f'<td class="num">{worker.id}</td>' in page
     assert f'<td class="num">{worker.pid}</td>' in page
     assert html.escape(worker.hostname) in page
+    assert '<th class="num">concurrency</th><th class="num">jobs held</th>' in page
+    assert f'<td class="num">{worker.concurrency}</td>\n    <td class="num">0</td>' in page
 
 
 async def test_types_page_shows_the_params_schema(page_client: httpx.AsyncClient) -> None:

@@ -64,7 +64,8 @@ class MemoryBase:
         self.jobs: dict[int, LiveJob] = {}
         self.runs: dict[int, list[LoggedRun]] = {}
         self._workers: dict[int, float] = {}  # worker id -> last heartbeat
-        self._worker_info: dict[int, tuple[tuple[str, ...], float]] = {}  # id -> (queues, started)
+        # id -> (queues, started, concurrency)
+        self._worker_info: dict[int, tuple[tuple[str, ...], float, int | None]] = {}
         self._kept_keys: dict[str, tuple[int, float]] = {}  # key -> (job id, until)
         self._deps: dict[int, list[int]] = {}  # job -> its dependencies
         self._dependents: dict[int, list[int]] = {}  # job -> the jobs that depend on it

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from collections.abc import Sequence
 
+from pgqueue._errors import WorkerHasActiveJobs, WorkerNotFound
 from pgqueue._records import WorkerInfo
 
 from .base import MemoryBase
@@ -21,12 +23,14 @@ class WorkersMixin(MemoryBase):
 
     # -- workers and maintenance -------------------------------------------------------------
 
-    async def worker_register(self, queues: Sequence[str]) -> tuple[int, float]:
+    async def worker_register(
+        self, queues: Sequence[str], concurrency: int | None = None
+    ) -> tuple[int, float]:
         """A new worker id and this store's clock."""
         wid = next(self._worker_ids)
         now = self.clock.time()
         self._workers[wid] = now
-        self._worker_info[wid] = (tuple(queues), now)
+        self._worker_info[wid] = (tuple(queues), now, concurrency)
         return wid, now
 
     async def worker_heartbeat(self, worker_id: int) -> float | None:
@@ -50,12 +54,63 @@ class WorkersMixin(MemoryBase):
         return released
 
     async def worker_list(self) -> list[WorkerInfo]:
-        """The registered workers, oldest first (all of this process)."""
+        """The registered workers, oldest first (all of this process), with the jobs each holds."""
         host, pid = socket.gethostname(), os.getpid()
+        held = Counter(j.worker_id for j in self.jobs.values() if (j.worker_id or 0) > 0)
         return [
-            WorkerInfo(wid, host, pid, queues, to_datetime(started), to_datetime(self._workers[wid]))
-            for wid, (queues, started) in sorted(self._worker_info.items())
+            WorkerInfo(
+                wid,
+                host,
+                pid,
+                queues,
+                to_datetime(started),
+                to_datetime(self._workers[wid]),
+                "worker",
+                concurrency,
+                held[wid],
+            )
+            for wid, (queues, started, concurrency) in sorted(self._worker_info.items())
         ]
+
+    async def worker_remove(self, worker_id: int, *, force: bool) -> int:
+        """As ``worker_remove`` on PostgreSQL: refuse, or release as reaping does; jobs released.
+
+        Each held job gets the reaper's ``crashed`` run (``timeout`` past its deadline), keeps
+        the attempt its claim counted, and is claimable again (suspended, if asked); its
+        queue is told. A live worker whose row this removes finds out at its next heartbeat.
+        """
+        if worker_id not in self._workers:
+            raise WorkerNotFound(f"no registered worker has id {worker_id}")
+        held = [j for j in self.jobs.values() if j.worker_id == worker_id]
+        if held and not force:
+            raise WorkerHasActiveJobs(worker_id, len(held))
+        now = self.clock.time()
+        note = (
+            f"worker {worker_id} ({socket.gethostname()} pid {os.getpid()}) stopped heartbeating; "
+            "the run was cut short"
+        )
+        for job in held:
+            started = job.claimed_at if job.claimed_at is not None else now
+            late = job.timeout_s is not None and started + job.timeout_s < now
+            job.last_error = note
+            self._log(
+                job,
+                worker_id=worker_id,
+                run_at=job.run_at,
+                started_at=started,
+                finished_at=now,
+                retry_at=now,
+                attempt=job.attempt,
+                outcome="timeout" if late else "crashed",
+                error=note,
+            )
+            job.delayed = True
+            self._hand_back(job)
+        del self._workers[worker_id]
+        del self._worker_info[worker_id]
+        for queue in sorted({j.queue for j in held if j.worker_id is None}):
+            self.notify(f"r:{queue}")
+        return len(held)
 
     async def worker_reap(self, dead_after: float, self_id: int) -> tuple[int, int]:  # noqa: ARG002
         """Nothing to reap: every worker of this store lives in this process (see the module)."""

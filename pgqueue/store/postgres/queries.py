@@ -53,6 +53,9 @@ class Queries:
     worker_heartbeat: str
     worker_deregister: str
     worker_list: str
+    worker_lock: str
+    worker_jobs_held: str
+    worker_queues_notify: str
     listen_probe: str
     job_lock: str
     job_cancel_pending: str

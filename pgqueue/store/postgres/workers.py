@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from pgqueue._errors import WorkerHasActiveJobs, WorkerNotFound
 from pgqueue._records import WorkerInfo
 
 from .pool import CONNECT_TIMEOUT_S, StoreBase
@@ -19,18 +20,41 @@ __all__ = ["WorkersMixin"]
 class WorkersMixin(StoreBase):
     """``workers.sql`` and ``maintenance.sql``: one method per task."""
 
-    async def worker_register(self, queues: Sequence[str]) -> tuple[int, float]:
+    async def worker_register(
+        self, queues: Sequence[str], concurrency: int | None = None
+    ) -> tuple[int, float]:
         """Insert this process's worker row; returns its id and the server's clock (epoch s)."""
         row = await self.pool.fetchrow(
-            self.q.worker_register, os.getpid(), socket.gethostname(), list(queues)
+            self.q.worker_register, os.getpid(), socket.gethostname(), list(queues), concurrency
         )
         assert row is not None  # noqa: S101 - INSERT ... RETURNING returns its row
         return int(row[0]), float(row[1])
 
     async def worker_list(self) -> list[WorkerInfo]:
-        """The registered workers, oldest first."""
+        """The registered workers, oldest first, with the jobs each holds (one grouped scan)."""
         rows = await self.pool.fetch(self.q.worker_list)
-        return [WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5]) for r in rows]
+        return [WorkerInfo(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7], int(r[8])) for r in rows]
+
+    async def worker_remove(self, worker_id: int, *, force: bool) -> int:
+        """Drop a worker's row; with ``force``, release its jobs as reaping does. Jobs released.
+
+        One transaction: lock the row (a claim in flight commits first), count what it holds
+        (a later statement, so a newer snapshot), refuse or release with the reaper's own
+        statement (a ``crashed`` run per job, the attempt counted), then wake the queues of
+        the freed jobs. Raises WorkerNotFound or WorkerHasActiveJobs (nothing changed).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(self.q.worker_lock, worker_id) is None:
+                raise WorkerNotFound(f"no registered worker has id {worker_id}")
+            held = {r[0]: int(r[1]) for r in await conn.fetch(self.q.worker_jobs_held, worker_id)}
+            if held and not force:
+                raise WorkerHasActiveJobs(worker_id, sum(held.values()))
+            row = await conn.fetchrow(self.q.worker_reap_release, [worker_id])
+            assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
+            released = int(row[0])
+            if released:
+                await conn.fetchval(self.q.worker_queues_notify, sorted(held), self.channel)
+            return released
 
     async def worker_heartbeat(self, worker_id: int) -> float | None:
         """Refresh the heartbeat; returns the server's clock, or None once this worker was reaped.

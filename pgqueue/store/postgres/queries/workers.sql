@@ -5,9 +5,9 @@
 -- why: a worker's identity; its row is the lease on every job it claims. The server's
 --      clock comes back too (epoch seconds): the worker measures its own clock's offset
 --      from it, and the run log's start and finish times are written on the database's
---      clock.
--- params: $1 pid int, $2 hostname text, $3 queues text[]
-INSERT INTO {schema}.workers (pid, hostname, queues) VALUES ($1, $2, $3)
+--      clock. Its concurrency is stored for list_workers() (kind stays 'worker').
+-- params: $1 pid int, $2 hostname text, $3 queues text[], $4 concurrency int (NULL: not said)
+INSERT INTO {schema}.workers (pid, hostname, queues, concurrency) VALUES ($1, $2, $3, $4)
 RETURNING id, date_part('epoch', clock_timestamp()) AS server_time;
 
 -- name: worker_heartbeat
@@ -75,6 +75,35 @@ WITH released AS (
 SELECT (SELECT count(*) FROM logged) AS jobs_released, (SELECT count(*) FROM dropped) AS workers_reaped;
 
 -- name: worker_list
--- why: Scheduler.workers() and `pgqueue workers`: the registered workers, oldest first.
+-- why: Scheduler.list_workers() and `pgqueue workers`: the registered workers, oldest first,
+--      each with the number of jobs it holds. The count scans the hot table once, grouped,
+--      for all workers (no index on worker_id, on purpose: see worker_deregister); an admin
+--      read, never on a worker's path.
 -- params: none
-SELECT id, hostname, pid, queues, started_at, heartbeat FROM {schema}.workers ORDER BY id;
+SELECT w.id, w.hostname, w.pid, w.queues, w.started_at, w.heartbeat, w.kind, w.concurrency,
+       coalesce(h.held, 0) AS jobs_held
+FROM {schema}.workers w
+LEFT JOIN (SELECT worker_id, count(*) AS held FROM {schema}.jobs WHERE worker_id > 0 GROUP BY worker_id) h
+       ON h.worker_id = w.id
+ORDER BY w.id;
+
+-- name: worker_lock
+-- why: remove_worker(): lock one worker's row before counting what it holds. A claim in
+--      flight holds the row FOR KEY SHARE, so this waits for it to commit; once locked, a
+--      later claim of that worker waits, then finds no row and takes nothing. No row: no
+--      such worker.
+-- params: $1 worker_id bigint
+SELECT id FROM {schema}.workers WHERE id = $1 FOR UPDATE;
+
+-- name: worker_jobs_held
+-- why: remove_worker(): the jobs the locked worker holds, per queue (a later statement than
+--      the lock, so its snapshot sees every claim that committed before it). A scan of the
+--      hot table (no index on worker_id): an admin call.
+-- params: $1 worker_id bigint
+SELECT queue, count(*) AS held FROM {schema}.jobs WHERE worker_id = $1 GROUP BY queue ORDER BY queue;
+
+-- name: worker_queues_notify
+-- why: remove_worker(force=True) freed jobs of these queues: wake their workers as a new
+--      job would (delivered on commit), instead of leaving the jobs to the next poll.
+-- params: $1 queues text[], $2 channel text
+SELECT count(pg_notify($2::text, 'r:' || q)) FROM unnest($1::text[]) AS q;
