@@ -22,6 +22,7 @@ from pgqueue import (
     NotPending,
     ParamsEncodeError,
     Scheduler,
+    WorkerHasActiveJobs,
 )
 from pgqueue.pull import consumer as consumer_module
 from tests._support import pg_store, running, runs, until, wait
@@ -440,3 +441,24 @@ async def test_a_result_that_cannot_be_encoded_writes_nothing_and_the_lease_stil
     assert (await scheduler.get_job(job_id)).state is JobState.RUNNING
     await lease.finish([1, 2])
     assert (await scheduler.get_job(job_id)).result == [1, 2]
+
+
+async def test_a_pull_consumer_is_listed_and_removing_it_releases_its_leases(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    job_id = await scheduler.schedule("t", None, queue="q")
+    lease = await scheduler.dequeue(queues=["q"], timeout=0)
+    assert lease is not None
+    [info] = [w for w in await scheduler.list_workers() if w.id == lease.owner]
+    assert (info.kind, info.concurrency, info.jobs_held, info.queues) == ("pull", None, 1, ("q",))
+    with pytest.raises(WorkerHasActiveJobs):
+        await scheduler.remove_worker(lease.owner)
+    assert await scheduler.remove_worker(lease.owner, force=True) == 1
+    row = await _job_row(db, scheduler.schema, job_id)
+    assert row is not None
+    assert (row["worker_id"], row["lease_until"]) == (None, None)
+    with pytest.raises(LeaseLost):
+        await lease.finish()
+    again = await scheduler.dequeue(queues=["q"], timeout=0)  # registers a new consumer
+    assert again is not None
+    assert (again.attempt, again.owner != lease.owner) == (2, True)
