@@ -30,7 +30,7 @@ from ._errors import (
     WorkerHasActiveJobs,
     WorkerNotFound,
 )
-from ._limits import QueueLimit, RateLimit
+from ._limits import TENANT, QueueLimit, RateLimit
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
 from ._params import ParamsValidationError
 from ._records import (
@@ -57,6 +57,7 @@ from .worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "TENANT",
     "Activity",
     "ActivityBucket",
     "ActivityCounts",
