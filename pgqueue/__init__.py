@@ -56,8 +56,7 @@ from .worker import Worker
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "TENANT",
+__all__ = [  # noqa: RUF022 - plain sorted(), which the public-API test checks (not isort-style)
     "Activity",
     "ActivityBucket",
     "ActivityCounts",
@@ -100,6 +99,7 @@ __all__ = [
     "Skip",
     "Snooze",
     "Suspended",
+    "TENANT",
     "UnknownJobTypeError",
     "WaitTimeoutError",
     "Worker",
