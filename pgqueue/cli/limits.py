@@ -98,7 +98,7 @@ def set_limit(  # noqa: PLR0917 - typer passes options by keyword; they are set_
     ] = None,
     per_key: Annotated[int | None, typer.Option(help="Jobs held at once per value of --key.")] = None,
     key: Annotated[
-        str | None, typer.Option(help="The params field whose value is a job's key; @tenant: the job's tenant.")
+        str | None, typer.Option(help="The params field that keys a job; @tenant: the job's tenant.")
     ] = None,
     rate: Annotated[
         str | None, typer.Option(help="At most COUNT starts per PERIOD: 100/1m, 10/500ms.")
