@@ -18,10 +18,20 @@ from ._params import ParamsAdapter
 from ._registry import Registry
 from .store import NewJobs
 
-__all__ = ["MAX_DEPENDENCIES", "JobId", "Target", "check_depends_on", "prepare"]
+__all__ = [
+    "MAX_DEPENDENCIES",
+    "MAX_TENANT",
+    "JobId",
+    "Target",
+    "check_depends_on",
+    "check_tenant",
+    "check_tenants",
+    "prepare",
+]
 
 
 MAX_DEPENDENCIES = 1000  # dependencies one job may have
+MAX_TENANT = 200  # characters in a tenant, as in queue and type names
 
 
 class JobId(int):
@@ -92,3 +102,38 @@ def check_depends_on(depends_on: Iterable[int] | None) -> list[int]:
     if len(unique) > MAX_DEPENDENCIES:
         raise ConfigError(f"depends_on holds {len(unique)} jobs; at most {MAX_DEPENDENCIES}")
     return unique
+
+
+def check_tenant(tenant: object, what: str = "tenant") -> str:
+    """A tenant as given, or ConfigError: a non-empty str of at most 200 characters, no NUL.
+
+    Shared by ``schedule(tenant=)`` and the ``tenant=`` filters of listing and stats, so a
+    filter that no stored tenant could match is refused with the same message.
+    """
+    if not isinstance(tenant, str) or not tenant or len(tenant) > MAX_TENANT or "\x00" in tenant:
+        raise ConfigError(
+            f"{what} must be a non-empty string of at most {MAX_TENANT} characters without NUL, "
+            f"got {tenant!r:.80}"
+        )
+    return tenant
+
+
+def check_tenants(tenant: object, count: int) -> list[str | None] | None:
+    """``schedule_many``'s ``tenant=``: one str for every job, or one str or None per job.
+
+    None (or every entry None) is None: the insert then sends a NULL array, no tenants.
+    A sequence must hold exactly ``count`` entries, one per params value.
+    """
+    if tenant is None:
+        return None
+    if isinstance(tenant, str):
+        return [check_tenant(tenant)] * count
+    if isinstance(tenant, bytes | dict) or not isinstance(tenant, Iterable):
+        raise ConfigError(
+            f"tenant must be a string or an iterable of strings (one per job), got {tenant!r:.80}"
+        )
+    each = list(tenant)
+    if len(each) != count:
+        raise ConfigError(f"tenant holds {len(each)} entries for {count} jobs: give one per params value")
+    checked = [None if t is None else check_tenant(t, f"tenant[{i}]") for i, t in enumerate(each)]
+    return checked if any(t is not None for t in checked) else None

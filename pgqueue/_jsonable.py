@@ -59,6 +59,7 @@ def job_json(record: JobRecord) -> dict[str, Any]:
         "state": record.state.value,
         "params": record.params,
         "priority": record.priority,
+        "tenant": record.tenant,
         "attempts": record.attempts,
         "errors": record.errors,
         "last_error": record.last_error,

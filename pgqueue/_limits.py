@@ -11,6 +11,9 @@ claim enforces it in the database (``sql/011_queue_limits.sql``, ``claim_limited
 - ``per_key`` with ``key``: at most that many held jobs per value of the params field
   ``key`` (a top-level field, compared as text: 42 and "42" are one key); a job whose
   params lack the field has no key, and only the other limits apply to it;
+- ``per_key`` with ``key=TENANT``: the same, per job tenant (``schedule(..., tenant=)``)
+  instead of a params field; a job without a tenant has no key. :data:`TENANT` is a
+  reserved key name ("@tenant"), so a params field of that exact name cannot be a key;
 - ``rate``: at most ``count`` claims in any window of ``per``.
 
 A claim is a start: a job handed back unstarted at shutdown still used a start of the window.
@@ -28,9 +31,11 @@ from ._config import check_name
 from ._errors import MAX_DELAY_S, ConfigError
 from ._models import Row
 
-__all__ = ["MAX_LIMIT", "LimitSeen", "LimitedClaim", "QueueLimit", "RateLimit", "check_limit"]
+__all__ = ["MAX_LIMIT", "TENANT", "LimitSeen", "LimitedClaim", "QueueLimit", "RateLimit", "check_limit"]
 
 MAX_LIMIT = 2**31 - 1  # the integer columns' range
+TENANT = "@tenant"
+"""``set_queue_limit(key=TENANT)``: key a per-key limit by the job's tenant (sql/014 reserves it)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,7 +67,8 @@ class QueueLimit:
     per_key: int | None = None
     """Jobs held at once per value of the params field ``key``; None: no such limit."""
     key: str | None = None
-    """The top-level params field whose value is a job's key (with ``per_key``)."""
+    """The top-level params field whose value is a job's key (with ``per_key``); :data:`TENANT`:
+    the job's tenant."""
     rate: RateLimit | None = None
     """Starts allowed per window; None: no rate limit."""
     updated_at: dt.datetime | None = None

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ._boundary import translated
 from ._config import check_name
+from ._enqueue import check_tenant
 from ._errors import ConfigError, InvalidStateError, JobNotFound, check_delay
 from ._records import (
     Activity,
@@ -150,20 +151,23 @@ class Management:
         type_: str | None,
         limit: int,
         cursor: str | None,
+        tenant: str | None = None,
     ) -> Page:
         """A page of jobs (``limit`` from 1 to 500), newest first, below ``cursor``'s job.
 
-        Filters combine; a finished job is filtered by how its last run ended. Items carry
-        their runs, as get_job's do.
+        Filters combine; a finished job is filtered by how its last run ended (and by the
+        tenant its runs carry). Items carry their runs, as get_job's do.
         """
         wanted = _check_state(state)
         _check_filters(queue, type_)
+        if tenant is not None:
+            check_tenant(tenant)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ConfigError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
         below = decode_cursor(cursor)
         async with translated("list_jobs", self._schema):
             items = await (await self._open()).job_list(
-                below=below, queue=queue, type_=type_, state=wanted, limit=limit + 1
+                below=below, queue=queue, type_=type_, state=wanted, limit=limit + 1, tenant=tenant
             )
         page = tuple(items[:limit])  # one more was read only to know whether a next page exists
         return Page(page, encode_cursor(page[-1].id) if len(items) > limit else None)
@@ -175,11 +179,13 @@ class Management:
         counts = await self._counts()
         return sum(n for q, _, s, n in counts if s is JobState.PENDING and (queue is None or q == queue))
 
-    async def stats(self) -> JobStats:
-        """Live jobs by queue × state and by type × state."""
+    async def stats(self, tenant: str | None = None) -> JobStats:
+        """Live jobs (of ``tenant``, when given) by queue × state and by type × state."""
+        if tenant is not None:
+            check_tenant(tenant)
         by_queue: dict[str, dict[JobState, int]] = {}
         by_type: dict[str, dict[JobState, int]] = {}
-        for queue, type_, state, n in await self._counts():
+        for queue, type_, state, n in await self._counts(tenant):
             for table, key in ((by_queue, queue), (by_type, type_)):
                 row = table.setdefault(key, dict.fromkeys(_LIVE, 0))
                 row[state] += n
@@ -261,9 +267,9 @@ class Management:
             raise _not_found(job_id)
         raise InvalidStateError(job_id, record.state.value, action)
 
-    async def _counts(self) -> list[tuple[str, str, JobState, int]]:
+    async def _counts(self, tenant: str | None = None) -> list[tuple[str, str, JobState, int]]:
         async with translated("stats", self._schema):
-            return await (await self._open()).job_stats()
+            return await (await self._open()).job_stats(tenant)
 
 
 _LIVE = (JobState.PENDING, JobState.SCHEDULED, JobState.RUNNING, JobState.SUSPENDED, JobState.WAITING)

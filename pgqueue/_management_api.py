@@ -61,17 +61,23 @@ class JobManagement:
         type: str | None = None,  # noqa: A002 - the job type's name, as in schedule()
         limit: int = DEFAULT_PAGE,
         cursor: str | None = None,
+        tenant: str | None = None,
     ) -> Page:
-        """One page of jobs, live and finished, newest first (see :meth:`Management.list_jobs`)."""
-        return await self._manage.list_jobs(state=state, queue=queue, type_=type, limit=limit, cursor=cursor)
+        """One page of jobs, live and finished, newest first (see :meth:`Management.list_jobs`).
+
+        ``tenant``: only the jobs scheduled with that tenant.
+        """
+        return await self._manage.list_jobs(
+            state=state, queue=queue, type_=type, limit=limit, cursor=cursor, tenant=tenant
+        )
 
     async def queue_depth(self, queue: str | None = None) -> int:
         """Jobs due now and waiting for a worker (state ``pending``), in ``queue`` or all queues."""
         return await self._manage.queue_depth(queue)
 
-    async def stats(self) -> JobStats:
-        """Live jobs counted by queue and state, and by type and state."""
-        return await self._manage.stats()
+    async def stats(self, *, tenant: str | None = None) -> JobStats:
+        """Live jobs counted by queue and state, and by type and state (of ``tenant``, when given)."""
+        return await self._manage.stats(tenant)
 
     async def activity(self, *, window_s: float = 3600.0, bucket_s: float = 60.0) -> Activity:
         """Runs that ended in the last ``window_s`` seconds, counted per ``bucket_s`` and per queue.

@@ -34,7 +34,7 @@ __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLog
 # seconds (see the query): the properties build the datetimes when asked.
 ROW_ID, ROW_QUEUE, ROW_TYPE, ROW_PARAMS, ROW_PRIORITY, ROW_ATTEMPT, ROW_ERRORS, ROW_LAST_ERROR = range(8)
 ROW_RUN_AT, ROW_INSERTED_AT, ROW_TIMEOUT, ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_CHECKPOINT = range(8, 14)
-ROW_TRACE = 14
+ROW_TRACE, ROW_TENANT = 14, 15
 _UTC = dt.UTC
 _FROMTS = dt.datetime.fromtimestamp
 _UNSET: Any = object()
@@ -71,6 +71,7 @@ class Job:
         inserted_at: dt.datetime | None = None,
         timeout: float | None = None,
         checkpoint: object = None,
+        tenant: str | None = None,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         for name, when in (("run_at", run_at), ("inserted_at", inserted_at)):
@@ -89,7 +90,7 @@ class Job:
             (inserted_at or now).timestamp(),
         )
         saved = None if checkpoint is None else encode(checkpoint, what="checkpoint")
-        self._row: Row = (*row, timeout, False, attempt, saved, None)
+        self._row: Row = (*row, timeout, False, attempt, saved, None, tenant)
         self._params = params
         self._control: _Control | None = None
 
@@ -155,6 +156,12 @@ class Job:
         """
         trace: str | None = self._row[ROW_TRACE]
         return trace
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant the job was scheduled with (``schedule(..., tenant=)``), or None."""
+        tenant: str | None = self._row[ROW_TENANT]
+        return tenant
 
     def _request_suspend(self) -> None:
         """Note a suspend request (the worker's step, on a notification or a heartbeat)."""

@@ -144,6 +144,8 @@ class JobRecord:
     """The jobs it was scheduled to wait for (``depends_on``), ascending."""
     dependents: tuple[int, ...] = ()
     """The jobs scheduled to wait for it, ascending."""
+    tenant: str | None = None
+    """The tenant it was scheduled with (``schedule(..., tenant=)``); None: none."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ._boundary import translate, translated
 from ._config import check_name
-from ._enqueue import JobId, Target, check_depends_on, prepare
+from ._enqueue import JobId, Target, check_depends_on, check_tenant, check_tenants, prepare
 from ._errors import ConfigError, InvalidStateError, JobNotFound
 from ._registry import Registry
 from ._tracing import Tracing
@@ -49,6 +49,7 @@ class JobScheduling:
         conn: CallerConnection | None = None,
         unique_key: str | None = None,
         depends_on: Iterable[int] | None = None,
+        tenant: str | None = None,
     ) -> JobId:
         """Schedule one job and return its id (an ``int``; ``.inserted`` says if this call made it).
 
@@ -58,8 +59,12 @@ class JobScheduling:
         connection's current transaction. ``unique_key``: return the job that holds this key
         instead of inserting another (see the README). ``depends_on``: ids of jobs that must
         succeed first; the job is ``waiting`` until then, and cancelled if one does not.
+        ``tenant``: the job's owner (a non-empty string, at most 200 characters, no NUL), for
+        listing, stats and per-tenant limits; ``job.tenant`` in the handler.
         """
         t = prepare(self.registry, type, queue, run_at, priority, timeout)
+        if tenant is not None:
+            t = t._replace(jobs=t.jobs._replace(tenant=check_tenant(tenant)))
         encoded = t.encode(params)
         if unique_key is not None:
             check_name("unique_key", unique_key)
@@ -129,12 +134,14 @@ class JobScheduling:
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
         conn: CallerConnection | None = None,
         chunk_size: int = CHUNK_SIZE,
+        tenant: str | Iterable[str | None] | None = None,
     ) -> list[int]:
         """Schedule many jobs of one type; returns their ids in input order.
 
         One statement (and one notification) per ``chunk_size`` jobs. Every params value
         is encoded before the first insert, so a bad one writes nothing. Without ``conn``
         the chunks commit separately; pass ``conn`` inside a transaction for all-or-nothing.
+        ``tenant``: one tenant for every job, or one (or None) per params value, in order.
         """
         t = prepare(self.registry, type, queue, run_at, priority, timeout)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -142,25 +149,33 @@ class JobScheduling:
         if isinstance(params, str | bytes | dict):
             raise ConfigError("params must be an iterable of params values, one per job (not a single value)")
         encoded = [t.encode(p, what=f"params[{i}]") for i, p in enumerate(params)]
+        tenants = check_tenants(tenant, len(encoded))
         if not encoded:
             return []
         if self.tracing is not None:
             with self.tracing.scheduling(type, t.jobs.queue) as span:
                 t = t._replace(jobs=t.jobs._replace(trace=span.traceparent))
-                ids = await self._insert_many(conn, t, encoded, chunk_size)
+                ids = await self._insert_many(conn, t, encoded, chunk_size, tenants)
                 span.scheduled(ids)
             return ids
-        return await self._insert_many(conn, t, encoded, chunk_size)
+        return await self._insert_many(conn, t, encoded, chunk_size, tenants)
 
     async def _insert_many(
-        self, conn: CallerConnection | None, t: Target, encoded: list[str], chunk_size: int
+        self,
+        conn: CallerConnection | None,
+        t: Target,
+        encoded: list[str],
+        chunk_size: int,
+        tenants: list[str | None] | None,
     ) -> list[int]:
         """schedule_many()'s writes: one statement per chunk."""
         ids: list[int] = []
         async with translated("schedule_many", self.schema):
             store = await self.open()
             for start in range(0, len(encoded), chunk_size):
-                chunk = await store.job_insert_many(conn, t.jobs, encoded[start : start + chunk_size])
+                end = start + chunk_size
+                part = None if tenants is None else tenants[start:end]
+                chunk = await store.job_insert_many(conn, t.jobs, encoded[start:end], part)
                 ids += chunk
                 if self.metrics is not None:  # per chunk: each one commits on its own
                     self.metrics.scheduled(t.jobs.type, t.jobs.queue, len(chunk))

@@ -80,6 +80,7 @@ def schedule(  # noqa: PLR0917 - typer passes options by keyword; they are sched
     unique_key: Annotated[
         str | None, typer.Option(help="Return the job that holds this key instead.")
     ] = None,
+    tenant: Annotated[str | None, typer.Option(help="The job's tenant.")] = None,
     app_target: AppOption = None,
     dsn: DsnOption = None,
     schema: SchemaOption = SCHEMA,
@@ -95,7 +96,13 @@ def schedule(  # noqa: PLR0917 - typer passes options by keyword; they are sched
             scheduler.register(type_, _not_here)  # no application: the type is taken as given
         with acting_as(owner, scheduler) as target:
             job_id = await target.schedule(
-                type_, value, queue=queue, run_at=when, priority=priority, unique_key=unique_key
+                type_,
+                value,
+                queue=queue,
+                run_at=when,
+                priority=priority,
+                unique_key=unique_key,
+                tenant=tenant,
             )
         return int(job_id), job_id.inserted
 
@@ -119,6 +126,7 @@ def list_jobs(  # noqa: PLR0917 - typer passes options by keyword; they are list
     state: Annotated[str | None, typer.Option(help="pending, scheduled, running, succeeded, failed…")] = None,
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     type_: Annotated[str | None, typer.Option("--type", help="Only this job type.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only jobs scheduled with this tenant.")] = None,
     limit: Annotated[int, typer.Option(help="Jobs per page (1 to 500).")] = 50,
     cursor: Annotated[str | None, typer.Option(help="The cursor a previous page printed.")] = None,
     all_pages: Annotated[
@@ -131,7 +139,9 @@ def list_jobs(  # noqa: PLR0917 - typer passes options by keyword; they are list
     """List jobs, newest first, one page at a time (or every page with --all)."""
 
     async def work(scheduler: Scheduler) -> Page:
-        page = await scheduler.list_jobs(state=state, queue=queue, type=type_, limit=limit, cursor=cursor)
+        page = await scheduler.list_jobs(
+            state=state, queue=queue, type=type_, limit=limit, cursor=cursor, tenant=tenant
+        )
         if not all_pages:
             return page
         items = list(page.items)
@@ -139,7 +149,7 @@ def list_jobs(  # noqa: PLR0917 - typer passes options by keyword; they are list
             task = bar.add_task("reading jobs", total=None, completed=len(items))
             while page.cursor is not None:
                 page = await scheduler.list_jobs(
-                    state=state, queue=queue, type=type_, limit=limit, cursor=page.cursor
+                    state=state, queue=queue, type=type_, limit=limit, cursor=page.cursor, tenant=tenant
                 )
                 items += page.items
                 bar.update(task, completed=len(items))
@@ -179,6 +189,7 @@ def show(
     for label, value in (
         ("params", orjson.dumps(record.params).decode()),
         ("priority", record.priority),
+        ("tenant", record.tenant or ""),
         ("attempts", record.attempts),
         ("errors", record.errors),
         ("scheduled", _when(record.inserted_at)),

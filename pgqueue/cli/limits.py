@@ -97,7 +97,9 @@ def set_limit(  # noqa: PLR0917 - typer passes options by keyword; they are set_
         int | None, typer.Option(help="Jobs of the queue held at once, by all workers.")
     ] = None,
     per_key: Annotated[int | None, typer.Option(help="Jobs held at once per value of --key.")] = None,
-    key: Annotated[str | None, typer.Option(help="The params field whose value is a job's key.")] = None,
+    key: Annotated[
+        str | None, typer.Option(help="The params field that keys a job; @tenant: the job's tenant.")
+    ] = None,
     rate: Annotated[
         str | None, typer.Option(help="At most COUNT starts per PERIOD: 100/1m, 10/500ms.")
     ] = None,

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.table import Table
 
@@ -28,9 +30,14 @@ def _counts_table(title: str, counts: dict[str, dict[JobState, int]]) -> Table:
 
 
 @app.command()
-def stats(dsn: DsnOption = None, schema: SchemaOption = SCHEMA, as_json: JsonOption = False) -> None:
-    """Live jobs counted by state, per queue and per type."""
-    result: JobStats = run_with(dsn, schema, Scheduler.stats)
+def stats(
+    tenant: Annotated[str | None, typer.Option(help="Only the live jobs of this tenant.")] = None,
+    dsn: DsnOption = None,
+    schema: SchemaOption = SCHEMA,
+    as_json: JsonOption = False,
+) -> None:
+    """Live jobs counted by state, per queue and per type (of one tenant with --tenant)."""
+    result: JobStats = run_with(dsn, schema, lambda s: s.stats(tenant=tenant))
     if as_json:
         emit_json(stats_json(result))
         return

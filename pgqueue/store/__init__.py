@@ -163,9 +163,16 @@ class EnqueueStore(Protocol):
         ...
 
     async def job_insert_many(
-        self, conn: CallerConnection | None, jobs: NewJobs, params: list[str]
+        self,
+        conn: CallerConnection | None,
+        jobs: NewJobs,
+        params: list[str],
+        tenants: Sequence[str | None] | None = None,
     ) -> list[int]:
-        """Insert jobs of one type and queue; ids in input order."""
+        """Insert jobs of one type and queue; ids in input order.
+
+        ``tenants``: each job's tenant, one per params value (never more); None: none.
+        """
         ...
 
     async def job_cancel(self, job_id: int) -> CancelResult:
@@ -329,13 +336,20 @@ class ManageStore(Notifications, Protocol):
         ...
 
     async def job_list(
-        self, *, below: int, queue: str | None, type_: str | None, state: JobState | None, limit: int
+        self,
+        *,
+        below: int,
+        queue: str | None,
+        type_: str | None,
+        state: JobState | None,
+        limit: int,
+        tenant: str | None = None,
     ) -> list[JobRecord]:
         """Up to ``limit`` jobs with ids below ``below``, newest first, live and finished."""
         ...
 
-    async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
-        """Live jobs counted by (queue, type, state)."""
+    async def job_stats(self, tenant: str | None = None) -> list[tuple[str, str, JobState, int]]:
+        """Live jobs (of ``tenant``, when given) counted by (queue, type, state)."""
         ...
 
     async def job_retry_many(

@@ -116,3 +116,5 @@ class NewJobs(NamedTuple):
     delay_s: float | None = None
     trace: str | None = None
     """The W3C traceparent of the scheduling span (pgqueue.otel); None: not traced."""
+    tenant: str | None = None
+    """The job's tenant (single inserts; ``job_insert_many`` takes one per job); None: none."""

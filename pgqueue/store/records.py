@@ -92,6 +92,7 @@ def job_record(job_id: int, live: Row | None, run_rows: Sequence[Row], edges: Ed
             checkpoint=decode(live["checkpoint"]),
             depends_on=edges.depends_on(job_id),
             dependents=edges.dependents(job_id),
+            tenant=live["tenant"],
         )
     if not run_rows or runs[-1].retry_at is not None:
         return None  # a last run that put the job back does not say how it ended: gone
@@ -117,6 +118,7 @@ def job_record(job_id: int, live: Row | None, run_rows: Sequence[Row], edges: Ed
         runs=runs,
         depends_on=edges.depends_on(job_id),
         dependents=edges.dependents(job_id),
+        tenant=last_row["tenant"],
     )
 
 

@@ -30,6 +30,7 @@ import orjson
 from pgqueue._clock import SystemClock
 from pgqueue._codec import decode, encode
 from pgqueue._context import CURRENT_SCHEDULER, reset_scheduler
+from pgqueue._enqueue import check_tenant
 from pgqueue._errors import ConfigError, PgQueueError, unwrap_group
 from pgqueue._models import Job, JobHandler, Outcome
 from pgqueue._records import JobRecord
@@ -228,18 +229,19 @@ async def run_job(
     checkpoint: object = None,
     suspend_requested: bool = False,
     job_id: int = 1,
+    tenant: str | None = None,
 ) -> JobOutcome:
     """Run one handler inline on a realistic :class:`~pgqueue.Job` and return what it decided.
 
     ``handler_or_type``: a handler function, a registered type's name (with
     ``scheduler=``, whose registry has it) or a ``JobType``. ``params`` go through the
     same encoding (and the type's params model) as ``schedule()``, so the handler sees
-    what it would see in production. ``attempt``, ``errors`` and ``checkpoint`` set the
-    Job's fields (a retry's view); ``suspend_requested`` makes ``job.checkpoint()`` stop
-    the run. The type's retry filter, ``max_attempts`` and timeout apply. Nothing is
-    stored: the outcome is returned. In the handler, ``current_job()`` is that Job, and
-    ``current_scheduler()`` is ``scheduler`` when given (else whatever the caller's context
-    holds).
+    what it would see in production. ``attempt``, ``errors``, ``checkpoint`` and
+    ``tenant`` set the Job's fields (a retry's view, a tenant's job);
+    ``suspend_requested`` makes ``job.checkpoint()`` stop the run. The type's retry
+    filter, ``max_attempts`` and timeout apply. Nothing is stored: the outcome is returned.
+    In the handler, ``current_job()`` is that Job, and ``current_scheduler()`` is
+    ``scheduler`` when given (else whatever the caller's context holds).
     """
     registry, jt = _resolve(handler_or_type, scheduler)
     if jt.params is not None:
@@ -253,6 +255,7 @@ async def run_job(
         attempt=attempt,
         errors=errors,
         checkpoint=checkpoint,
+        tenant=None if tenant is None else check_tenant(tenant),
     )
     if suspend_requested:
         job._request_suspend()  # noqa: SLF001 - what the worker does on suspend()

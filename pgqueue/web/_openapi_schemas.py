@@ -87,6 +87,7 @@ SCHEMAS: dict[str, Any] = {
             "state": {"enum": STATES},
             "params": ANY,
             "priority": {"type": "integer"},
+            "tenant": nullable("string"),
             "attempts": {"type": "integer", "minimum": 0},
             "errors": {"type": "integer", "minimum": 0},
             "last_error": nullable("string"),
@@ -120,6 +121,9 @@ SCHEMAS: dict[str, Any] = {
             "delay_s": nullable("number", minimum=0, description="Seconds from now (not with run_at)."),
             "priority": {"type": "integer", "description": "Lower runs first.", "default": 0},
             "unique_key": nullable("string", description="Return the job holding this key instead."),
+            "tenant": nullable(
+                "string", description="The job's tenant: non-empty, at most 200 characters, no NUL."
+            ),
         },
         "required": ["type"],
         "additionalProperties": False,

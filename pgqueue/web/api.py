@@ -56,8 +56,9 @@ def query_float(request: Request, name: str, default: float) -> float:
 
 
 async def stats(request: Request) -> Response:
-    """Live jobs by queue and by type, per state."""
-    return json_response(stats_json(await web_context(request).scheduler.stats()))
+    """Live jobs by queue and by type, per state (``?tenant=``: of that tenant only)."""
+    tenant = request.query_params.get("tenant")
+    return json_response(stats_json(await web_context(request).scheduler.stats(tenant=tenant)))
 
 
 async def queues(request: Request) -> Response:

@@ -35,7 +35,9 @@ MAX_LIMIT = 500  # list_jobs' largest page
 MAX_BODY_BYTES = 1 << 20  # a job's params fit; a larger body is refused before it is parsed
 _MAX_ID = 2**63 - 1  # a bigint: a larger id is a bad request, never a database error
 _ACTIONS = ("cancel", "retry", "suspend", "resume")
-_SCHEDULE_FIELDS = frozenset({"type", "params", "queue", "run_at", "delay_s", "priority", "unique_key"})
+_SCHEDULE_FIELDS = frozenset(
+    {"type", "params", "queue", "run_at", "delay_s", "priority", "unique_key", "tenant"}
+)
 _FILTER_FIELDS = frozenset({"queue", "type"})
 
 
@@ -136,6 +138,7 @@ async def list_jobs(request: Request) -> Response:
         type=q.get("type"),
         limit=_limit(request),
         cursor=q.get("cursor"),
+        tenant=q.get("tenant"),
     )
     return json_response({"items": [job_json(r) for r in page.items], "cursor": page.cursor})
 
@@ -161,6 +164,7 @@ async def schedule(request: Request) -> Response:
         run_at=_when(body),
         priority=priority,
         unique_key=_optional_str(body, "unique_key"),
+        tenant=_optional_str(body, "tenant"),
     )
     return json_response({"id": int(job_id), "inserted": job_id.inserted}, 201 if job_id.inserted else 200)
 

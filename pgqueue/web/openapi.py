@@ -92,6 +92,7 @@ _PATHS: dict[str, Any] = {
                 _query("state", {"enum": STATES}, "Only jobs in this state."),
                 _query("queue", {"type": "string"}, "Only this queue."),
                 _query("type", {"type": "string"}, "Only this job type."),
+                _query("tenant", {"type": "string"}, "Only jobs scheduled with this tenant."),
                 _query(
                     "limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Page size."
                 ),
@@ -177,7 +178,13 @@ _PATHS: dict[str, Any] = {
         )
     },
     "/stats": {
-        "get": _op("getStats", "Live jobs by queue and type.", _json(ref("Stats"), "Counts."), _READ_ERRORS)
+        "get": _op(
+            "getStats",
+            "Live jobs by queue and type.",
+            _json(ref("Stats"), "Counts."),
+            _READ_ERRORS,
+            params=[_query("tenant", {"type": "string"}, "Only the live jobs of this tenant.")],
+        )
     },
     "/queues": {
         "get": _op(

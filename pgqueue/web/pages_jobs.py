@@ -82,11 +82,11 @@ async def jobs(request: Request) -> Response:
     """The job list: filters, one page newest first, a link to the next, bulk retry."""
     ctx = web_context(request)
     state, queue, type_ = _filter(request, "state"), _filter(request, "queue"), _filter(request, "type")
-    cursor, limit = _filter(request, "cursor"), _limit(request)
+    tenant, cursor, limit = _filter(request, "tenant"), _filter(request, "cursor"), _limit(request)
     if state is not None and state not in _STATES:
         raise BadRequest(f"unknown job state {state!r} (states: {', '.join(_STATES)})")
     found = await ctx.scheduler.list_jobs(
-        state=state, queue=queue, type=type_, limit=limit or PAGE_SIZE, cursor=cursor
+        state=state, queue=queue, type=type_, limit=limit or PAGE_SIZE, cursor=cursor, tenant=tenant
     )
     described = ctx.scheduler.job_types()
     flash = None
@@ -98,11 +98,20 @@ async def jobs(request: Request) -> Response:
         flash = f"Job {deleted} deleted."
     context = {
         "page": found,
-        "filters": {"state": state, "queue": queue, "type": type_, "cursor": cursor, "limit": limit},
+        "filters": {
+            "state": state,
+            "queue": queue,
+            "type": type_,
+            "tenant": tenant,
+            "cursor": cursor,
+            "limit": limit,
+        },
         "states": _STATES,
         "known_queues": sorted({t.queue for t in described}),
         "known_types": [t.name for t in described],
-        "show_bulk_retry": not ctx.read_only and state in {None, JobState.FAILED.value},
+        # Bulk retry filters by queue and type only: offered under a tenant filter, it would
+        # retry the failed jobs of every tenant.
+        "show_bulk_retry": not ctx.read_only and tenant is None and state in {None, JobState.FAILED.value},
         "flash": flash,
     }
     return render(request, "jobs.html", context, nav="jobs")

@@ -175,3 +175,30 @@ def test_jobs_list_renders_a_table_in_a_terminal(cli_env: dict[str, str]) -> Non
     row = next(line for line in screen.splitlines() if "report" in line)
     assert "│ 1 " in row
     assert "pending" in row
+
+
+def test_tenants_schedule_list_and_stats(cli_env: dict[str, str]) -> None:
+    for tenant in ("acme", "acme", "globex"):
+        assert _run("schedule", "t", "null", "--tenant", tenant, env=cli_env).returncode == 0
+    assert _run("schedule", "t", env=cli_env).returncode == 0
+    page = _json(_run("jobs", "list", "--tenant", "acme", "--json", env=cli_env))
+    assert isinstance(page, dict)
+    assert [(j["id"], j["tenant"]) for j in page["items"]] == [(2, "acme"), (1, "acme")]
+    stats = _json(_run("stats", "--tenant", "globex", "--json", env=cli_env))
+    assert stats == {"by_queue": {"default": _pending(1)}, "by_type": {"t": _pending(1)}}
+    shown = _run("jobs", "show", "3", env=cli_env)
+    assert "tenant: globex" in shown.stdout
+    for args in (
+        ("jobs", "list", "--tenant", ""),
+        ("stats", "--tenant", "x" * 201),
+        ("schedule", "t", "--tenant", ""),
+    ):
+        bad = _run(*args, env=cli_env)
+        assert bad.returncode == 1, (args, bad.stderr)
+        assert bad.stderr.count("\n") == 1, bad.stderr  # one line, no traceback
+        assert "tenant must be a non-empty string of at most 200 characters" in bad.stderr
+    assert len(_json(_run("jobs", "list", "--json", env=cli_env))["items"]) == 4  # type: ignore[index]
+
+
+def _pending(n: int) -> dict[str, int]:
+    return {"pending": n, "scheduled": 0, "running": 0, "suspended": 0, "waiting": 0}

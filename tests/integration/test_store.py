@@ -358,6 +358,7 @@ CLAIM_COLUMNS = {
     "ROW_COUNTED": "counted",
     "ROW_CHECKPOINT": "checkpoint",
     "ROW_TRACE": "trace_context",
+    "ROW_TENANT": "tenant",
 }
 
 
@@ -370,7 +371,7 @@ async def test_the_claim_returns_each_column_at_its_row_index(
     scheduler.register("send", lambda job: None)
     run_at = dt.datetime(2020, 1, 2, 3, 4, 5, 678_901, tzinfo=dt.UTC)  # due, and unlike inserted_at
     job_id = await scheduler.schedule(
-        "send", {"to": "ada"}, run_at=run_at, queue="mail", priority=-3, timeout=2.5
+        "send", {"to": "ada"}, run_at=run_at, queue="mail", priority=-3, timeout=2.5, tenant="acme"
     )
     # Values a fresh job does not have, so that two swapped columns cannot read back alike.
     await db.execute(
@@ -400,6 +401,7 @@ async def test_the_claim_returns_each_column_at_its_row_index(
     assert (job.run_at, job.inserted_at) == (run_at, inserted_at)
     assert job.timeout == 2.5
     assert job.cancel_requested is True
+    assert job.tenant == "acme"
 
 
 async def test_the_run_log_accepts_exactly_the_outcomes_of_the_code(

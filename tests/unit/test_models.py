@@ -70,9 +70,11 @@ def test_constructor_fields_are_readable() -> None:
         last_error="e",
         run_at=RUN_AT,
         inserted_at=INSERTED_AT,
+        tenant="acme",
     )
     assert (job.id, job.type, job.queue, job.priority, job.attempt, job.errors) == (7, "t", "q", 5, 3, 2)
     assert job.last_error == "e"
+    assert job.tenant == "acme"
     assert job.run_at == RUN_AT
     assert job.inserted_at == INSERTED_AT
 
@@ -82,6 +84,7 @@ def test_constructor_defaults() -> None:
     assert job.queue == "default"
     assert (job.priority, job.attempt, job.errors) == (0, 1, 0)
     assert job.last_error is None
+    assert job.tenant is None
     assert job.params is None
     assert job.params_json is None
     assert job.run_at.tzinfo is not None

@@ -307,3 +307,13 @@ async def test_using_sends_an_apps_scheduler_to_another_backend_for_the_block_on
     assert app.schema == "pgqueue"
     assert app._store is None  # back to its own (unopened) backend
     assert (await memory.get_job(job_id)).params == {"n": 1}
+
+
+async def test_run_job_gives_the_job_its_tenant_and_checks_it() -> None:
+    async def handler(job: Job) -> object:
+        return job.tenant
+
+    assert (await run_job(handler, tenant="acme")).result == "acme"
+    assert (await run_job(handler)).result is None
+    with pytest.raises(ConfigError, match="tenant must be a non-empty string"):
+        await run_job(handler, tenant="")

@@ -176,7 +176,8 @@ class MemoryBase:
     def hold(self) -> None:
         """No connections to hold."""
 
-    def _new_job(self, jobs: NewJobs, params: str) -> LiveJob:
+    def _new_job(self, jobs: NewJobs, params: str, tenant: str | None = None) -> LiveJob:
+        """Store a new job; ``tenant`` (one of ``job_insert_many``'s) stands in for ``jobs.tenant``."""
         now = self.clock.time()
         run_at = jobs.run_at.timestamp() if jobs.run_at is not None else now + (jobs.delay_s or 0.0)
         job = LiveJob(
@@ -190,6 +191,7 @@ class MemoryBase:
             timeout_s=jobs.timeout_s,
             delayed=run_at > now,
             trace_context=jobs.trace,
+            tenant=jobs.tenant if tenant is None else tenant,
         )
         self.jobs[job.id] = job
         self._queue_up(job)  # a waiting job's entry is stale at once: it is indexed on release
@@ -203,6 +205,7 @@ class MemoryBase:
             queue=job.queue,
             type=job.type,
             params=job.params,
+            tenant=job.tenant,
             **fields,
         )
         self.runs.setdefault(job.id, []).append(run)

@@ -33,9 +33,17 @@ class JobsMixin(MemoryBase):
         self._tell_queue(job.queue, job.run_at)
         return job.id
 
-    async def job_insert_many(self, conn: object, jobs: NewJobs, params: list[str]) -> list[int]:  # noqa: ARG002
+    async def job_insert_many(
+        self,
+        conn: object,  # noqa: ARG002
+        jobs: NewJobs,
+        params: list[str],
+        tenants: Sequence[str | None] | None = None,
+    ) -> list[int]:
         """Store jobs of one type and queue; one notification for the lot."""
-        made = [self._new_job(jobs, p) for p in params]
+        each = list(tenants or ())
+        each += [None] * (len(params) - len(each))  # as unnest pads the shorter array
+        made = [self._new_job(jobs, p, t) for p, t in zip(params, each, strict=True)]
         if made:
             self._tell_queue(jobs.queue, min(j.run_at for j in made))
         return [j.id for j in made]

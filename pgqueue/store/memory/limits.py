@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from pgqueue._codec import decode, encode
-from pgqueue._limits import LimitedClaim, LimitSeen, QueueLimit
+from pgqueue._limits import TENANT, LimitedClaim, LimitSeen, QueueLimit
 
 from .base import MemoryBase
 from .rows import LiveJob, to_datetime
@@ -43,7 +43,12 @@ def _leased(limit: QueueLimit) -> bool:
 
 
 def key_of(job: LiveJob, field: str | None) -> str | None:
-    """``params ->> field``: the field's value as text (JSON text for a number or an object)."""
+    """As ``job_limit_key`` (sql/014): the tenant for :data:`TENANT`, else ``params ->> field``.
+
+    A params field's value is its text (JSON text for a number or an object).
+    """
+    if field == TENANT:
+        return job.tenant
     if field is None or job.params is None:
         return None
     params = decode(job.params)

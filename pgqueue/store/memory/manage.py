@@ -77,6 +77,7 @@ class ManageMixin(MemoryBase):
             "progress_message": job.progress_message,
             "suspend_requested": job.suspend_requested,
             "checkpoint": job.checkpoint,
+            "tenant": job.tenant,
             "state": job.state(now),
         }
 
@@ -97,7 +98,14 @@ class ManageMixin(MemoryBase):
         return self._record(job_id, self.clock.time(), self._edges([job_id]))
 
     async def job_list(
-        self, *, below: int, queue: str | None, type_: str | None, state: JobState | None, limit: int
+        self,
+        *,
+        below: int,
+        queue: str | None,
+        type_: str | None,
+        state: JobState | None,
+        limit: int,
+        tenant: str | None = None,
     ) -> list[JobRecord]:
         """Up to ``limit`` jobs with ids below ``below``, newest first, live and finished."""
         now = self.clock.time()
@@ -107,13 +115,14 @@ class ManageMixin(MemoryBase):
                 continue
             job = self.jobs.get(job_id)
             if job is not None:
-                fields, current = (job.queue, job.type), job.state(now)
+                fields, current = (job.queue, job.type, job.tenant), job.state(now)
             else:
                 last = self.runs[job_id][-1]
-                fields, current = (last.queue, last.type), end_state(last)
+                fields, current = (last.queue, last.type, last.tenant), end_state(last)
                 if current == "gone":
                     continue
-            if queue not in (None, fields[0]) or type_ not in (None, fields[1]):
+            wanted = (queue, type_, tenant)
+            if any(w not in (None, have) for w, have in zip(wanted, fields, strict=True)):
                 continue
             if state is not None and current != state.value:
                 continue
@@ -124,11 +133,13 @@ class ManageMixin(MemoryBase):
         records = [self._record(i, now, edges) for i in found]
         return [r for r in records if r is not None]
 
-    async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
-        """Live jobs counted by (queue, type, state)."""
+    async def job_stats(self, tenant: str | None = None) -> list[tuple[str, str, JobState, int]]:
+        """Live jobs (of ``tenant``, when given) counted by (queue, type, state)."""
         now = self.clock.time()
         counts: dict[tuple[str, str], dict[JobState, int]] = {}
         for job in self.jobs.values():
+            if tenant is not None and job.tenant != tenant:
+                continue
             row = counts.setdefault((job.queue, job.type), dict.fromkeys(LIVE_STATES, 0))
             row[JobState(job.state(now))] += 1
         return [(q, t, s, n) for (q, t), row in counts.items() for s, n in row.items()]
@@ -164,6 +175,7 @@ class ManageMixin(MemoryBase):
                 attempt=last.attempt,
                 attempt_base=last.attempt,
                 last_error=next((r.error for r in reversed(runs) if r.outcome in FAILED_OUTCOMES), None),
+                tenant=last.tenant,
             )
             self._queue_up(self.jobs[job_id])
             back.append(job_id)

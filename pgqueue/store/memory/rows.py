@@ -88,6 +88,7 @@ class LiveJob:
     suspend_requested: bool = False
     checkpoint: str | None = None
     trace_context: str | None = None
+    tenant: str | None = None
 
     def claim_row(self) -> Row:
         """What a claim returns for this job, in ``job_claim_many``'s order (``ROW_*``)."""
@@ -107,6 +108,7 @@ class LiveJob:
             self.attempt - self.attempt_base,
             self.checkpoint,
             self.trace_context,
+            self.tenant,
         )
 
     def state(self, now: float) -> str:
@@ -143,6 +145,7 @@ class LoggedRun:
     error: str | None
     params: str | None
     result: str | None = None
+    tenant: str | None = None
 
     def row(self) -> dict[str, Any]:
         """The row as job_runs_get_many returns it."""
@@ -162,6 +165,7 @@ class LoggedRun:
             "params": self.params,
             "priority": self.priority,
             "inserted_at": to_datetime(self.inserted_at),
+            "tenant": self.tenant,
         }
 
 

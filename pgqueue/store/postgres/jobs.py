@@ -36,7 +36,7 @@ class JobsMixin(StoreBase):
 
     async def job_insert(self, conn: CallerConnection | None, jobs: NewJobs, params: str) -> int:
         """Insert one job and notify its queue, in one statement."""
-        args = (*self._insert_args(jobs, params), jobs.trace)
+        args = (*self._insert_args(jobs, params), jobs.trace, jobs.tenant)
         lane = self._lane
         if conn is None and lane is not None and not self._lane_busy:
             self._lane_busy = True
@@ -49,8 +49,8 @@ class JobsMixin(StoreBase):
         return cast("int", job_id)
 
     def _insert_args(self, jobs: NewJobs, params: str | list[str]) -> tuple[object, ...]:
-        """$1..$8 of every insert (job_insert and job_insert_many add the trace as $9)."""
-        q, t, at, prio, timeout_s, delay_s, _ = jobs
+        """$1..$8 of every insert (each adds the trace and the tenant after its own)."""
+        q, t, at, prio, timeout_s, delay_s, _, _ = jobs
         return (q, t, params, at, prio, self.channel, timeout_s, delay_s)
 
     async def job_insert_unique(
@@ -69,7 +69,7 @@ class JobsMixin(StoreBase):
         key, then the check and insert with a newer snapshot, so concurrent schedulers of
         one key make one job.
         """
-        args = (*self._insert_args(jobs, params), key, keep_s, list(keep_after), jobs.trace)
+        args = (*self._insert_args(jobs, params), key, keep_s, list(keep_after), jobs.trace, jobs.tenant)
         row: object
         if conn is None:
             async with self.pool.acquire() as own, own.transaction():
@@ -102,11 +102,11 @@ class JobsMixin(StoreBase):
         try:
             if conn is not None:  # the caller's transaction: a deadlock is the caller's to retry
                 async with conn.transaction():
-                    return await self._insert_dependent(conn, args, deps, jobs.trace)
+                    return await self._insert_dependent(conn, args, deps, jobs)
             for attempt in range(1, DEADLOCK_RETRIES + 1):
                 try:
                     async with self.pool.acquire() as own, own.transaction():
-                        return await self._insert_dependent(own, args, deps, jobs.trace)
+                        return await self._insert_dependent(own, args, deps, jobs)
                 except asyncpg.DeadlockDetectedError:
                     # Our locks (in id order) crossed a flush ending the dependencies in
                     # another order; PostgreSQL rolled this back: nothing was written.
@@ -117,10 +117,10 @@ class JobsMixin(StoreBase):
             return None, refused.blocked
 
     async def _insert_dependent(
-        self, conn: CallerConnection, args: tuple[object, ...], deps: list[int], trace: str | None
+        self, conn: CallerConnection, args: tuple[object, ...], deps: list[int], jobs: NewJobs
     ) -> tuple[int | None, dict[int, str]]:
         live = [r[0] for r in await conn.fetch(self.q.job_depend_lock, deps)]
-        rows = await conn.fetch(self.q.job_insert_dependent, *args, live, deps, trace)
+        rows = await conn.fetch(self.q.job_insert_dependent, *args, live, deps, jobs.trace, jobs.tenant)
         blocked = {int(r[0]): str(r[1]) for r in rows if r[1] is not None}
         if blocked:
             raise _Refused(blocked)  # leaves the transaction: its marks are rolled back
@@ -137,10 +137,17 @@ class JobsMixin(StoreBase):
         return found
 
     async def job_insert_many(
-        self, conn: CallerConnection | None, jobs: NewJobs, params: list[str]
+        self,
+        conn: CallerConnection | None,
+        jobs: NewJobs,
+        params: list[str],
+        tenants: Sequence[str | None] | None = None,
     ) -> list[int]:
-        """Insert jobs of one type and queue, one notification for the lot."""
-        args = (*self._insert_args(jobs, params), jobs.trace)
+        """Insert jobs of one type and queue, one notification for the lot.
+
+        ``tenants``: one per params value, or None (a NULL array: no tenants).
+        """
+        args = (*self._insert_args(jobs, params), jobs.trace, None if tenants is None else list(tenants))
         row = cast(
             "asyncpg.Record",
             await (self.pool if conn is None else conn).fetchrow(self.q.job_insert_many, *args),
@@ -218,7 +225,14 @@ class JobsMixin(StoreBase):
         return job_record(job_id, live, runs, Edges(edges))
 
     async def job_list(
-        self, *, below: int, queue: str | None, type_: str | None, state: JobState | None, limit: int
+        self,
+        *,
+        below: int,
+        queue: str | None,
+        type_: str | None,
+        state: JobState | None,
+        limit: int,
+        tenant: str | None = None,
     ) -> list[JobRecord]:
         """Up to ``limit`` jobs with ids below ``below``, newest first, live and finished.
 
@@ -234,12 +248,14 @@ class JobsMixin(StoreBase):
             live = (
                 []
                 if done_state
-                else await conn.fetch(self.q.job_list_live, below, queue, type_, live_state, limit)
+                else await conn.fetch(self.q.job_list_live, below, queue, type_, live_state, limit, tenant)
             )
             done = (
                 []
                 if live_state
-                else await conn.fetch(self.q.job_list_finished, below, queue, type_, done_state, limit)
+                else await conn.fetch(
+                    self.q.job_list_finished, below, queue, type_, done_state, limit, tenant
+                )
             )
             by_id = {r["id"]: r for r in live}
             ids = sorted([*by_id, *(r[0] for r in done)], reverse=True)[:limit]
@@ -300,9 +316,9 @@ class JobsMixin(StoreBase):
         """Mark a live job so that its end is notified; False when it is not live."""
         return await self.pool.fetchrow(self.q.job_await, job_id, self.channel) is not None
 
-    async def job_stats(self) -> list[tuple[str, str, JobState, int]]:
-        """Live jobs counted by (queue, type, state)."""
-        rows = await self.pool.fetch(self.q.job_stats)
+    async def job_stats(self, tenant: str | None = None) -> list[tuple[str, str, JobState, int]]:
+        """Live jobs (of ``tenant``, when given) counted by (queue, type, state)."""
+        rows = await self.pool.fetch(self.q.job_stats, tenant)
         states = (
             JobState.PENDING,
             JobState.SCHEDULED,

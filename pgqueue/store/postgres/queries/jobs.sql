@@ -12,10 +12,11 @@
 -- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
 --         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
 --         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8),
---         $9 trace context text (NULL: the scheduler does not trace)
+--         $9 trace context text (NULL: the scheduler does not trace), $10 tenant text (NULL: none)
 WITH ins AS (
-    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, trace_context)
-    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9::text
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, trace_context,
+                               tenant)
+    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9::text, $10::text
     FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
     RETURNING id, run_at, delayed
 )
@@ -30,12 +31,15 @@ FROM ins;
 -- params: $1 queue text, $2 type text, $3 params json[], $4 run_at timestamptz (NULL = now),
 --         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
 --         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8),
---         $9 trace context text of every job (NULL: the scheduler does not trace)
+--         $9 trace context text of every job (NULL: the scheduler does not trace),
+--         $10 tenants text[], one per params value, never longer than $3 (NULL, or shorter:
+--         unnest pads it with NULL, no tenant)
 WITH ins AS (
-    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, trace_context)
-    SELECT $1, $2, u.p, t.at, $5, t.at > now(), $7, $9::text
+    INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, trace_context,
+                               tenant)
+    SELECT $1, $2, u.p, t.at, $5, t.at > now(), $7, $9::text, u.tenant
     FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t,
-         unnest($3::json[]) WITH ORDINALITY AS u(p, n)
+         unnest($3::json[], $10::text[]) WITH ORDINALITY AS u(p, tenant, n)
     ORDER BY u.n
     RETURNING id, run_at, delayed
 )
@@ -59,7 +63,8 @@ FROM ins;
 --      arithmetic, 1.4 µs per value, and most handlers never read them (Job converts on
 --      access). counted is the run's number within its budget (max_attempts): runs before
 --      a retry() do not count. checkpoint is NULL but for a job whose earlier run saved one;
---      trace_context is NULL but for a job scheduled under tracing (pgqueue.otel).
+--      trace_context is NULL but for a job scheduled under tracing (pgqueue.otel), tenant
+--      but for a job scheduled with one.
 --      The rows come back in the order the update met them, not in claim order: the
 --      fetcher sorts them, because a sort here (over a materialized RETURNING) costs the
 --      database, the busier side of the pipeline, a visible share of the statement.
@@ -96,7 +101,7 @@ AND EXISTS (SELECT 1 FROM w)
 RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
           date_part('epoch', j.run_at) AS run_at, date_part('epoch', j.inserted_at) AS inserted_at,
           j.timeout_s, j.cancel_requested, j.attempt - j.attempt_base AS counted, j.checkpoint,
-          j.trace_context;
+          j.trace_context, j.tenant;
 
 -- name: job_next_due
 -- why: when the queues are drained the fetcher sleeps until the next delayed job is due
@@ -146,7 +151,7 @@ FOR UPDATE;
 WITH gone AS (
     DELETE FROM {schema}.jobs WHERE id = ANY($1::bigint[]) AND coalesce(worker_id, 0) <= 0
     RETURNING id, inserted_at, run_at, attempt, priority, queue, type, params, awaited, has_dependents,
-              unique_key, unique_hold, unique_ends
+              unique_key, unique_hold, unique_ends, tenant
 ), kept AS (
     INSERT INTO {schema}.unique_keys (key, job_id, until)
     SELECT unique_key, id, now() + make_interval(secs => unique_hold)
@@ -160,8 +165,9 @@ WITH gone AS (
     FROM gone WHERE has_dependents HAVING count(*) > 0
 ), logged AS (
     INSERT INTO {schema}.job_runs (job_id, inserted_at, run_at, started_at, finished_at, attempt,
-                                   priority, queue, type, outcome, error, params)
-    SELECT id, inserted_at, run_at, now(), now(), attempt + 1, priority, queue, type, 'cancelled', $2, params
+                                   priority, queue, type, outcome, error, params, tenant)
+    SELECT id, inserted_at, run_at, now(), now(), attempt + 1, priority, queue, type, 'cancelled', $2, params,
+           tenant
     FROM gone
     RETURNING 1
 )
@@ -201,7 +207,7 @@ SELECT pg_notify($3::text, 's:' || id::text) FROM flagged;
 -- params: $1 job id bigint
 SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error, inserted_at,
        run_at, claimed_at, progress, progress_message, suspend_requested, checkpoint::text AS checkpoint,
-       {schema}.job_state(worker_id, delayed, run_at) AS state
+       tenant, {schema}.job_state(worker_id, delayed, run_at) AS state
 FROM {schema}.jobs
 WHERE id = $1;
 
@@ -209,13 +215,14 @@ WHERE id = $1;
 -- why: list_jobs(), live side: newest first from the cursor, by the primary key backwards,
 --      filtered on the way; the caller merges it with the finished side.
 -- params: $1 below this id bigint, $2 queue text (NULL = any), $3 type text (NULL = any),
---         $4 state text (NULL = any live state), $5 limit int
+--         $4 state text (NULL = any live state), $5 limit int, $6 tenant text (NULL = any)
 SELECT * FROM (
     SELECT id, queue, type, params::text AS params, priority, attempt, errors, last_error,
            inserted_at, run_at, claimed_at, progress, progress_message, suspend_requested, checkpoint::text AS checkpoint,
-           {schema}.job_state(worker_id, delayed, run_at) AS state
+           tenant, {schema}.job_state(worker_id, delayed, run_at) AS state
     FROM {schema}.jobs
     WHERE id < $1 AND ($2::text IS NULL OR queue = $2::text) AND ($3::text IS NULL OR type = $3::text)
+      AND ($6::text IS NULL OR tenant = $6::text)
     ORDER BY id DESC
 ) AS live
 WHERE $4::text IS NULL OR state = $4::text
@@ -224,7 +231,7 @@ LIMIT $5;
 -- name: job_stats
 -- why: stats() and queue_depth(): live jobs counted by queue and type, each state as a
 --      filtered count, in one pass over the hot table (which holds live jobs only).
--- params: none
+-- params: $1 tenant text (NULL = any: every live job)
 SELECT queue, type,
        count(*) FILTER (WHERE worker_id IS NULL AND NOT (delayed AND run_at > now())) AS pending,
        count(*) FILTER (WHERE worker_id IS NULL AND delayed AND run_at > now()) AS scheduled,
@@ -232,6 +239,7 @@ SELECT queue, type,
        count(*) FILTER (WHERE worker_id = 0) AS suspended,
        count(*) FILTER (WHERE worker_id = -1) AS waiting
 FROM {schema}.jobs
+WHERE $1::text IS NULL OR tenant = $1::text
 GROUP BY queue, type;
 
 -- name: job_retry_many
@@ -241,13 +249,14 @@ GROUP BY queue, type;
 --      live (retried twice at once) is left alone. One notification per queue wakes the
 --      workers. A job's own timeout from schedule() is not in the run log: a retried job
 --      runs with its type's timeout. last_error is the error of its last failed run (a
---      cancel's note is not an error), as get_job reports it for the finished job.
+--      cancel's note is not an error), as get_job reports it for the finished job. Its
+--      tenant comes back from the last run too.
 -- params: $1 job ids bigint[] (NULL = any), $2 queue text (NULL = any), $3 type text
 --         (NULL = any), $4 states of the last run to retry text[] ('failed', 'cancelled'),
 --         $5 channel text
 WITH last AS (
     SELECT DISTINCT ON (r.job_id) r.job_id, r.queue, r.type, r.params, r.priority,
-           r.inserted_at, r.attempt,
+           r.inserted_at, r.attempt, r.tenant,
            {schema}.run_end_state(r.retry_at, r.outcome) AS state
     FROM {schema}.job_runs r
     WHERE ($1::bigint[] IS NULL OR r.job_id = ANY($1::bigint[]))
@@ -256,11 +265,12 @@ WITH last AS (
     ORDER BY r.job_id, r.attempt DESC, r.started_at DESC
 ), back AS (
     INSERT INTO {schema}.jobs (id, queue, type, params, priority, inserted_at, run_at, attempt,
-                               attempt_base, errors, last_error)
+                               attempt_base, errors, last_error, tenant)
     SELECT job_id, queue, type, params, priority, inserted_at, now(), attempt, attempt, 0,
            (SELECT e.error FROM {schema}.job_runs e
             WHERE e.job_id = last.job_id AND e.outcome IN ('failed', 'timeout', 'crashed')
-            ORDER BY e.attempt DESC, e.started_at DESC LIMIT 1)
+            ORDER BY e.attempt DESC, e.started_at DESC LIMIT 1),
+           tenant
     FROM last
     WHERE state = ANY($4::text[])
     ON CONFLICT (id) DO NOTHING
@@ -359,7 +369,8 @@ DELETE FROM {schema}.unique_keys WHERE until <= now();
 -- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
 --         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
 --         $8 delay seconds float8, $9 key text, $10 seconds the key is kept after the job
---         ends real, $11 the end states that keep it text[], $12 trace context text
+--         ends real, $11 the end states that keep it text[], $12 trace context text,
+--         $13 tenant text (NULL: none)
 WITH expired AS (
     DELETE FROM {schema}.unique_keys WHERE key = $9 AND until <= now()
 ), holder AS (
@@ -369,8 +380,8 @@ WITH expired AS (
     LIMIT 1
 ), ins AS (
     INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, unique_key,
-                               unique_hold, unique_ends, trace_context)
-    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9, $10, $11::text[], $12::text
+                               unique_hold, unique_ends, trace_context, tenant)
+    SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7, $9, $10, $11::text[], $12::text, $13::text
     FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
     WHERE NOT EXISTS (SELECT 1 FROM holder)
     RETURNING id, run_at, delayed
@@ -416,7 +427,7 @@ RETURNING j.id;
 --      the only one its notification caused: the queues of such dependencies are told
 --      again, which reaches the workers when the lock is gone (on commit).
 -- params: $1..$8 as job_insert, $9 live dependency ids bigint[], $10 all dependency ids bigint[],
---         $11 trace context text
+--         $11 trace context text, $12 tenant text (NULL: none)
 WITH ended AS (
     SELECT e.id,
            coalesce((SELECT {schema}.run_end_state(r.retry_at, r.outcome) FROM {schema}.job_runs r
@@ -426,10 +437,10 @@ WITH ended AS (
     WHERE e.id <> ALL($9::bigint[])
 ), ins AS (
     INSERT INTO {schema}.jobs (queue, type, params, run_at, priority, delayed, timeout_s, worker_id,
-                               waiting_on, trace_context)
+                               waiting_on, trace_context, tenant)
     SELECT $1, $2, $3::json, t.at, $5, t.at > now(), $7,
            CASE WHEN cardinality($9::bigint[]) > 0 THEN -1 END, nullif(cardinality($9::bigint[]), 0),
-           $11::text
+           $11::text, $12::text
     FROM (SELECT coalesce($4::timestamptz, now() + make_interval(secs => coalesce($8::float8, 0))) AS at) AS t
     WHERE NOT EXISTS (SELECT 1 FROM ended WHERE state <> 'succeeded')
     RETURNING id, run_at, delayed, worker_id

@@ -7,12 +7,12 @@
 --      (sql/011) serialises the claims of the queue and counts its held jobs. Its last row
 --      has a NULL id and says whether a limit held the claim back (capped) and when the
 --      rate window frees a start (free_in, seconds); the others are claimed jobs, in
---      job_claim_many's column order.
+--      job_claim_many's column order (tenant last, sql/014).
 -- params: $1 queue text, $2 limit int, $3 worker_id bigint, $4 done ids (bigint[] as text),
 --         $5 done attempts (int[] as text): this worker's finished runs whose results are
 --         unwritten, as array literals (cheaper for the driver to send than arrays)
 SELECT id, queue, type, params, priority, attempt, errors, last_error, run_at, inserted_at, timeout_s,
-       cancel_requested, counted, checkpoint, trace_context, capped, free_in
+       cancel_requested, counted, checkpoint, trace_context, tenant, capped, free_in
 FROM {schema}.claim_limited($1::text, $2::int, $3::bigint, $4::text::bigint[], $5::text::int[]);
 
 -- name: queue_limited
@@ -34,10 +34,11 @@ SELECT {schema}.lease_slots($1::text, $2::bigint, $3::int);
 -- name: queue_limit_adopt
 -- why: jobs this worker claimed with the plain claim before it saw a new limit count
 --      against it from now on. Runs only when a worker sees a queue become limited: it
---      scans the small hot table (no index on worker_id, on purpose: see sql/001).
+--      scans the small hot table (no index on worker_id, on purpose: see sql/001). The key
+--      is the tenant for a limit keyed by '@tenant' (sql/014 job_limit_key).
 -- params: $1 queues text[], $2 worker_id bigint
 UPDATE {schema}.jobs j
-SET slot = true, limit_key = CASE WHEN l.key_param IS NULL THEN NULL ELSE j.params ->> l.key_param END
+SET slot = true, limit_key = {schema}.job_limit_key(l.key_param, j.params, j.tenant)
 FROM {schema}.queue_limits l
 WHERE l.queue = ANY($1::text[]) AND j.queue = l.queue AND j.worker_id = $2 AND NOT j.slot
   AND (l.concurrency IS NOT NULL OR l.per_key IS NOT NULL);

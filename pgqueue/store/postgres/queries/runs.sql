@@ -67,7 +67,7 @@ WITH done AS MATERIALIZED (
     WHERE j.id = d.id AND j.worker_id = d.owner AND j.attempt = d.attempt
     RETURNING j.id, j.inserted_at, j.run_at, j.attempt, j.priority, j.queue, j.type, j.params,
               j.awaited, j.unique_key, j.unique_hold, j.unique_ends, j.has_dependents, d.started, d.finished,
-              d.outcome, d.error, d.result, d.log
+              d.outcome, d.error, d.result, d.log, j.tenant
 ), settled AS (
     SELECT {schema}.settle_dependents(array_agg(id), array_agg(coalesce(outcome, 'succeeded')), $23::text)
     FROM ended WHERE has_dependents HAVING count(*) > 0
@@ -97,19 +97,19 @@ WITH done AS MATERIALIZED (
     FROM back b
     WHERE j.id = b.id AND j.worker_id = b.owner AND j.attempt = b.attempt
     RETURNING j.id, j.inserted_at, b.due_at, j.run_at, j.attempt, j.priority, j.queue, j.type,
-              j.params, b.started, b.finished, b.outcome, b.error, b.log
+              j.params, b.started, b.finished, b.outcome, b.error, b.log, j.tenant
 ), logged AS (
     INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
                                    retry_at, attempt, priority, queue, type, outcome, error, params,
-                                   result)
+                                   result, tenant)
     SELECT id, $1, inserted_at, run_at, to_timestamp(started + $22::float8), to_timestamp(finished + $22::float8), NULL,
-           attempt, priority, queue, type, coalesce(outcome, 'succeeded'), error, params, result
+           attempt, priority, queue, type, coalesce(outcome, 'succeeded'), error, params, result, tenant
     FROM ended
     WHERE log IS NOT false
     UNION ALL
     SELECT id, $1, inserted_at, to_timestamp(due_at), to_timestamp(started + $22::float8),
            to_timestamp(finished + $22::float8),
-           run_at, attempt, priority, queue, type, outcome, error, params, NULL
+           run_at, attempt, priority, queue, type, outcome, error, params, NULL, tenant
     FROM put_back
     WHERE log
     RETURNING 1
@@ -127,7 +127,7 @@ SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
 --      job_id index), with the job's own fields, which a finished job has nowhere else.
 -- params: $1 job ids bigint[]
 SELECT job_id, attempt, outcome, worker_id, run_at, started_at, finished_at, retry_at, error,
-       result::text AS result, queue, type, params::text AS params, priority, inserted_at
+       result::text AS result, queue, type, params::text AS params, priority, inserted_at, tenant
 FROM {schema}.job_runs
 WHERE job_id = ANY($1::bigint[])
 ORDER BY job_id, attempt, started_at;
@@ -139,13 +139,13 @@ ORDER BY job_id, attempt, started_at;
 --      (retry_at set: the job was deleted afterwards, or its final run was not logged) does
 --      not say how it ended: such a job is 'gone' and listed under no state.
 -- params: $1 below this id bigint, $2 queue text (NULL = any), $3 type text (NULL = any),
---         $4 state text (NULL = any finished state), $5 limit int
+--         $4 state text (NULL = any finished state), $5 limit int, $6 tenant text (NULL = any)
 SELECT job_id FROM (
     SELECT DISTINCT ON (r.job_id) r.job_id,
            {schema}.run_end_state(r.retry_at, r.outcome) AS state
     FROM {schema}.job_runs r
     WHERE r.job_id < $1 AND ($2::text IS NULL OR r.queue = $2::text)
-      AND ($3::text IS NULL OR r.type = $3::text)
+      AND ($3::text IS NULL OR r.type = $3::text) AND ($6::text IS NULL OR r.tenant = $6::text)
       AND NOT EXISTS (SELECT 1 FROM {schema}.jobs j WHERE j.id = r.job_id)
     ORDER BY r.job_id DESC, r.attempt DESC, r.started_at DESC
 ) AS finished

@@ -59,14 +59,15 @@ WITH released AS (
     FROM {schema}.workers w
     WHERE j.worker_id = w.id AND w.id = ANY($1::bigint[])
     RETURNING j.id, w.id AS wid, j.inserted_at, j.run_at, j.claimed_at, j.timeout_s, j.attempt,
-              j.priority, j.queue, j.type, j.params, j.last_error
+              j.priority, j.queue, j.type, j.params, j.last_error, j.tenant
 ), logged AS (
     INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
-                                   retry_at, attempt, priority, queue, type, outcome, error, params)
+                                   retry_at, attempt, priority, queue, type, outcome, error, params,
+                                   tenant)
     SELECT id, wid, inserted_at, run_at, coalesce(claimed_at, now()), now(), now(), attempt, priority,
            queue, type,
            CASE WHEN claimed_at + make_interval(secs => timeout_s) < now() THEN 'timeout' ELSE 'crashed' END,
-           last_error, params
+           last_error, params, tenant
     FROM released
     RETURNING job_id
 ), dropped AS (
