@@ -462,3 +462,23 @@ async def test_a_pull_consumer_is_listed_and_removing_it_releases_its_leases(
     again = await scheduler.dequeue(queues=["q"], timeout=0)  # registers a new consumer
     assert again is not None
     assert (again.attempt, again.owner != lease.owner) == (2, True)
+
+
+async def test_a_lease_carries_the_jobs_tenant_into_its_job_and_its_runs(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    job_id = await scheduler.schedule("t", None, queue="q", tenant="acme")
+    lease = await scheduler.dequeue(queues=["q"], timeout=0)
+    assert lease is not None
+    assert lease.job.tenant == "acme"
+    await _expire(db, scheduler.schema, job_id)
+    assert await (await pg_store(scheduler)).leases_release_expired(10) == 1
+    again = await scheduler.dequeue_by_id(job_id)
+    await again.finish()
+    tenants = [
+        r["tenant"]
+        for r in await db.fetch(
+            f'SELECT tenant FROM "{scheduler.schema}".job_runs WHERE job_id = $1 ORDER BY attempt', job_id
+        )
+    ]
+    assert tenants == ["acme", "acme"]
