@@ -25,7 +25,7 @@ from pgqueue._jsonable import (
 from pgqueue._jsonable import worker_json as _worker_json
 from pgqueue.periodic.records import periodic_json
 
-from . import api_jobs, openapi
+from . import api_jobs, api_pull, openapi
 from ._context import web_context
 from ._responses import ApiError, json_response
 
@@ -113,6 +113,7 @@ async def openapi_document(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     """The API's routes, relative to ``/api`` (``openapi.py`` describes each; a test checks)."""
     return [
+        *api_pull.routes(),  # the leases (api_pull.py); first: its /jobs/{job_id}/dequeue beats {action}
         *api_jobs.routes(),
         Route("/stats", stats, methods=["GET"], name="stats"),
         Route("/queues", queues, methods=["GET"], name="queues"),
