@@ -191,7 +191,7 @@ PULL_PATHS: Final[dict[str, Any]] = {
     "/leases/{token}/heartbeat": {
         "post": _op(
             "heartbeatLease",
-            "Move the lease's deadline to now + lease seconds (default: its own duration); "
+            "Move the lease's deadline to now + lease seconds (default 30, whatever it was taken for); "
             "409 job_cancelled when the job was cancelled." + _LOST,
             ("Heartbeat", "The new deadline."),
             "LeaseRequest",

@@ -239,7 +239,7 @@ async def _held(request: Request, fields: frozenset[str]) -> tuple[Lease, dict[s
 
 
 async def heartbeat(request: Request) -> Response:
-    """Extend the lease to now + ``lease`` (default: the duration it was taken for)."""
+    """Extend the lease to now + ``lease`` seconds (default 30: the database keeps no duration)."""
     lease, _ = await _held(request, _LEASE_FIELDS)
     async with _pull_errors():
         until = await lease.heartbeat()

@@ -402,3 +402,16 @@ async def test_the_maintenance_leader_frees_an_expired_lease_and_a_worker_runs_t
 
 async def _ended(scheduler: Scheduler, job_id: int) -> bool:
     return (await scheduler.get_job(job_id)).state.finished
+
+
+async def test_a_dequeue_without_queues_frees_an_expired_lease_in_a_queue_with_no_other_job(
+    scheduler: Scheduler, other: Scheduler, db: asyncpg.Connection
+) -> None:
+    # The expired lease's queue has no unclaimed job, so only the sweep can bring it back.
+    job_id = await scheduler.schedule("t", None, queue="lonely")
+    first = await scheduler.dequeue(timeout=0)
+    assert first is not None
+    await _expire(db, scheduler.schema, job_id)
+    second = await other.dequeue(timeout=0)
+    assert second is not None
+    assert (second.job.id, second.attempt) == (job_id, 2)
