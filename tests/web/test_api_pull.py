@@ -16,7 +16,7 @@ import asyncpg
 import httpx2
 import orjson
 import pytest
-from starlette.types import Message
+from starlette.types import ASGIApp, Message
 
 from pgqueue import JobState, Scheduler
 from pgqueue.pull import consumer as consumer_module
@@ -159,12 +159,9 @@ async def test_dequeue_with_n_claims_the_due_jobs_at_once_or_waits_for_the_first
     assert [lease["id"] for lease in answers[0].json()["leases"]] == [job_id]
 
 
-async def test_a_client_gone_while_waiting_cancels_the_wait_and_leases_nothing(
-    scheduler: Scheduler, other: Scheduler, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(consumer_module, "RECHECK_S", 3600.0)
-    app = create_app(scheduler)
-    body = orjson.dumps({"queues": ["q"], "timeout": 60})
+async def _dequeue_raw(app: ASGIApp, body: dict[str, object], gone: anyio.Event) -> list[Message]:
+    """POST /api/dequeue as raw ASGI: the client sends ``body``, then goes away once ``gone`` is set."""
+    raw = orjson.dumps(body)
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -178,12 +175,11 @@ async def test_a_client_gone_while_waiting_cancels_the_wait_and_leases_nothing(
         "headers": [
             (b"host", b"testserver"),
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
+            (b"content-length", str(len(raw)).encode()),
         ],
         "client": ("127.0.0.1", 5000),
         "server": ("testserver", 80),
     }
-    gone = anyio.Event()
     body_sent = False
     sent: list[Message] = []
 
@@ -191,16 +187,25 @@ async def test_a_client_gone_while_waiting_cancels_the_wait_and_leases_nothing(
         nonlocal body_sent
         if not body_sent:
             body_sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": raw, "more_body": False}
         await gone.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         sent.append(message)
 
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_client_gone_while_waiting_cancels_the_wait_and_leases_nothing(
+    scheduler: Scheduler, other: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer_module, "RECHECK_S", 3600.0)
+    gone = anyio.Event()
     with anyio.fail_after(WAIT):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(app, scope, receive, send)
+            tg.start_soon(_dequeue_raw, create_app(scheduler), {"queues": ["q"], "timeout": 60}, gone)
             await until(lambda: bool(scheduler._consumer and scheduler._consumer._wakeups._events))
             gone.set()
     assert scheduler._consumer is not None
@@ -208,6 +213,33 @@ async def test_a_client_gone_while_waiting_cancels_the_wait_and_leases_nothing(
     assert scheduler._consumer._wakeups._sub is None
     job_id = await other.schedule("t", None)
     assert (await scheduler.get_job(job_id)).state is JobState.PENDING  # nothing took it
+
+
+async def test_a_job_leased_for_a_client_that_went_away_is_requeued(
+    scheduler: Scheduler, other: Scheduler, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # n=2 with nothing due: the request waits for a first job, then claims more. The client
+    # goes away during that second claim, with the first job leased and no one to answer.
+    gone = anyio.Event()
+    real_claim = scheduler.claim
+
+    async def claim(n: int, **options: object) -> object:
+        if n == 1:  # the claim after the first lease
+            gone.set()
+            await anyio.Event().wait()  # until the disconnect cancels it
+        return await real_claim(n, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scheduler, "claim", claim)
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            ask: dict[str, object] = {"n": 2, "timeout": 60}
+            tg.start_soon(_dequeue_raw, create_app(scheduler), ask, gone)
+            await until(lambda: bool(scheduler._consumer and scheduler._consumer._wakeups._events))
+            job_id = await other.schedule("t", None)
+    record = await scheduler.get_job(job_id)
+    assert record.state is JobState.PENDING
+    logged = await runs(db, scheduler.schema)
+    assert [(r["job_id"], r["attempt"], r["outcome"]) for r in logged] == [(job_id, 1, "interrupted")]
 
 
 # -- leases --------------------------------------------------------------------------------
