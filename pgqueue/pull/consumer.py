@@ -226,6 +226,7 @@ class Consumer:
     ) -> list[Lease]:
         """Lease up to ``n`` due jobs now (no waiting)."""
         store = await self._store()
+        await self._sweep(store)  # first: a job freed from an expired lease puts its queue in the list
         qs = list(queues) if queues is not None else await store.queues_with_jobs()
         if not qs:
             return []

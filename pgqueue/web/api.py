@@ -26,7 +26,7 @@ from pgqueue._jsonable import (
 from pgqueue._jsonable import worker_json as _worker_json
 from pgqueue.periodic.records import periodic_json
 
-from . import api_jobs, api_workers, openapi
+from . import api_jobs, api_pull, api_workers, openapi
 from ._context import web_context
 from ._responses import ApiError, json_response
 
@@ -115,6 +115,7 @@ async def openapi_document(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     """The API's routes, relative to ``/api`` (``openapi.py`` describes each; a test checks)."""
     return [
+        *api_pull.routes(),  # the leases (api_pull.py); first: its /jobs/{job_id}/dequeue beats {action}
         *api_jobs.routes(),
         Route("/stats", stats, methods=["GET"], name="stats"),
         Route("/queues", queues, methods=["GET"], name="queues"),

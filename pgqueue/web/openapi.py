@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ._openapi_pull import PULL_PATHS, PULL_SCHEMAS
 from ._openapi_schemas import SCHEMAS, STATES, ref
 
 __all__ = ["ERROR_STATUSES", "document"]
@@ -21,9 +22,11 @@ ERROR_STATUSES: Final = {
     "403": "The dashboard is read-only, or a cross-origin write.",
     "404": "No such job or worker (or route).",
     "409": "The job's state does not allow the action, or the worker to remove holds jobs "
-    "(force releases them).",
+    "(force releases them); for the pull API: lease_lost (the lease no longer holds its job), "
+    "job_cancelled, not_pending.",
     "413": "The body is larger than 1 MiB.",
     "415": "A write without Content-Type: application/json.",
+    "501": "The pull API on a scheduler whose backend cannot lease jobs (the in-memory one).",
     "503": "The database cannot be reached, or its schema does not match this pgqueue; nothing was written.",
 }
 """Every error status the API answers, and when."""
@@ -82,6 +85,7 @@ def _op(
 
 
 _PATHS: dict[str, Any] = {
+    **PULL_PATHS,
     "/jobs": {
         "get": _op(
             "listJobs",
@@ -276,7 +280,7 @@ def document(server: str = "/api") -> dict[str, Any]:
         "security": [{"bearer": []}, {}],
         "paths": _PATHS,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **PULL_SCHEMAS},
             "responses": {f"E{s}": _json(ref("Error"), text) for s, text in ERROR_STATUSES.items()},
             "securitySchemes": {
                 "bearer": {

@@ -482,3 +482,16 @@ async def test_a_lease_carries_the_jobs_tenant_into_its_job_and_its_runs(
         )
     ]
     assert tenants == ["acme", "acme"]
+
+
+async def test_a_dequeue_without_queues_frees_an_expired_lease_in_a_queue_with_no_other_job(
+    scheduler: Scheduler, other: Scheduler, db: asyncpg.Connection
+) -> None:
+    # The expired lease's queue has no unclaimed job, so only the sweep can bring it back.
+    job_id = await scheduler.schedule("t", None, queue="lonely")
+    first = await scheduler.dequeue(timeout=0)
+    assert first is not None
+    await _expire(db, scheduler.schema, job_id)
+    second = await other.dequeue(timeout=0)
+    assert second is not None
+    assert (second.job.id, second.attempt) == (job_id, 2)

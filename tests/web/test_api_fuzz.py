@@ -22,6 +22,8 @@ from pgqueue.web import create_app
 pytestmark = pytest.mark.pg
 
 _FIELDS = ["type", "params", "queue", "run_at", "delay_s", "priority", "unique_key"]
+_PULL_FIELDS = ["types", "queues", "timeout", "lease", "n"]
+_LEASE_FIELDS = ["lease", "result", "error", "retry_at", "retry_in"]
 _REQUESTS = 600
 _NUMBERS = [0, -1, 1, 2**15, -(2**15) - 1, 2**31, 2**63, -(2**63) - 1, 2**64 + 5, 10**30]
 _FLOATS = [0.5, -1e308, 1e308, 1e-300, 3.0]
@@ -63,9 +65,9 @@ def _segment(value: object) -> str:
     return urllib.parse.quote(str(value), safe="")
 
 
-async def _one(c: httpx2.AsyncClient, rnd: random.Random) -> httpx2.Response | None:
+async def _one(c: httpx2.AsyncClient, rnd: random.Random) -> httpx2.Response | None:  # noqa: PLR0911 - one return per kind of request
     json_type = {"Content-Type": "application/json"}
-    kind = rnd.randrange(5)
+    kind = rnd.randrange(6)
     if kind == 0:
         body = {f: _value(rnd) for f in rnd.sample(_FIELDS, rnd.randrange(1, len(_FIELDS)))}
         if rnd.random() < 0.7:
@@ -85,9 +87,35 @@ async def _one(c: httpx2.AsyncClient, rnd: random.Random) -> httpx2.Response | N
         job = _segment(rnd.choice([1, 2, 3, 2**62, _value(rnd)]))
         action = rnd.choice(["cancel", "retry", "suspend", "resume", "x"])
         return await c.post(f"/api/jobs/{job}/{action}", headers=json_type)
+    if kind == 5:
+        return await _pull(c, rnd)
     keys = rnd.sample(["window_s", "bucket_s"], rnd.randrange(1, 3))
     path = rnd.choice(["/api/activity", "/api/queues"])
     return await c.get(path, params={k: str(_value(rnd)) for k in keys})
+
+
+async def _pull(c: httpx2.AsyncClient, rnd: random.Random) -> httpx2.Response | None:
+    """The pull routes: dequeue bodies (a valid wait is made 0: no request waits), lease paths."""
+    json_type = {"Content-Type": "application/json"}
+    if rnd.random() < 0.4:
+        body = {f: _value(rnd) for f in rnd.sample(_PULL_FIELDS, rnd.randrange(1, len(_PULL_FIELDS)))}
+        wait = body.get("timeout")
+        if isinstance(wait, int | float) and not isinstance(wait, bool) and 0 < wait <= 60:
+            body["timeout"] = 0
+        body.setdefault("timeout", 0)
+        if rnd.random() < 0.3:  # a valid one now and then: it leases the jobs the others scheduled
+            body = {"timeout": 0, "n": rnd.choice([1, 2, 5])}
+        path = rnd.choice(["/api/dequeue", f"/api/jobs/{_segment(rnd.choice([1, 2, _value(rnd)]))}/dequeue"])
+    else:
+        body = {f: _value(rnd) for f in rnd.sample(_LEASE_FIELDS, rnd.randrange(len(_LEASE_FIELDS)))}
+        token = rnd.choice(["1-1-1", "2-1-1", "1-2-3", f"{2**63}-1-1", "1-1", _value(rnd)])
+        action = rnd.choice(["heartbeat", "finish", "fail", "requeue", "x"])
+        path = f"/api/leases/{_segment(token)}/{action}"
+    try:
+        raw = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return None
+    return await c.post(path, content=raw, headers=json_type)
 
 
 async def test_random_requests_never_get_a_500(scheduler: Scheduler) -> None:
