@@ -83,7 +83,9 @@ async def test_dequeue_leases_a_job_and_finish_ends_it_with_its_result(
         "priority",
         "expires_at",
         "lease_s",
+        "tenant",
     }
+    assert lease["tenant"] is None
     assert (lease["id"], lease["type"], lease["queue"], lease["params"]) == (
         job_id,
         "t",
