@@ -158,13 +158,18 @@ class _Wakeups:
             self._events.pop(old, None)
         event = anyio.Event()
         self._events[event] = queues
-        async with self._lock:
-            if self._sub is not None and self._sub.is_lost():
-                await self._sub.aclose()
-                self._sub = None
-            if self._sub is None:
-                self._sub = await (await self._store()).subscribe(self._on_payload)
-            return event, self._sub
+        try:
+            async with self._lock:
+                if self._sub is not None and self._sub.is_lost():
+                    await self._sub.aclose()
+                    self._sub = None
+                if self._sub is None:
+                    self._sub = await (await self._store()).subscribe(self._on_payload)
+                return event, self._sub
+        except BaseException:  # cancelled or failed: the caller never learns of this event
+            with anyio.CancelScope(shield=True):
+                await self.forget(event)
+            raise
 
     async def forget(self, event: anyio.Event) -> None:
         """Stop waking ``event``; the last waiter closes the subscription."""
