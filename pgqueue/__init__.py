@@ -30,6 +30,7 @@ from ._errors import (
     WorkerHasActiveJobs,
     WorkerNotFound,
 )
+from ._joblog import JobLog, LogLine
 from ._limits import QueueLimit, RateLimit
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
 from ._params import ParamsValidationError
@@ -72,6 +73,7 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobId",
+    "JobLog",
     "JobNotFound",
     "JobRecord",
     "JobState",
@@ -79,6 +81,7 @@ __all__ = [
     "JobTypeInfo",
     "LeaseLost",
     "LinearBackoff",
+    "LogLine",
     "NotPending",
     "NotRunning",
     "Outcome",

@@ -143,9 +143,11 @@ class LoggedRun:
     error: str | None
     params: str | None
     result: str | None = None
+    log: str | None = None
+    """The lines the handler wrote through job.log (a JSON array), or None."""
 
-    def row(self) -> dict[str, Any]:
-        """The row as job_runs_get_many returns it."""
+    def row(self, *, with_log: bool = True) -> dict[str, Any]:
+        """The row as job_runs_get_many returns it (its log only ``with_log``, as there)."""
         return {
             "job_id": self.job_id,
             "attempt": self.attempt,
@@ -162,6 +164,7 @@ class LoggedRun:
             "params": self.params,
             "priority": self.priority,
             "inserted_at": to_datetime(self.inserted_at),
+            "log": self.log if with_log else None,
         }
 
 
