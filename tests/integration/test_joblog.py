@@ -49,8 +49,8 @@ async def test_finalize_stores_the_lines_of_ended_and_put_back_runs(
     batch.back_log, batch.back_checkpoint = [True, True], [None, None]
     batch.back_lines = [lines]
     res = await store.job_finalize_many(wid, batch)
-    assert (res.ended, set(res.put_back), res.runs_logged) == ({a, b, c}, {d, e}, 5)
-    stored = dict(await db.fetch(f'SELECT job_id, log::text FROM "{schema}".job_runs'))
+    assert (set(res.ended), set(res.put_back), res.runs_logged) == ({a, b, c}, {d, e}, 5)
+    stored = {r[0]: r[1] for r in await db.fetch(f'SELECT job_id, log::text FROM "{schema}".job_runs')}
     assert stored == {a: None, b: lines, c: None, d: lines, e: None}
 
 
