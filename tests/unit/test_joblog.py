@@ -143,10 +143,11 @@ def test_build_batch_pads_the_lines_up_to_the_last_run_that_logged() -> None:
 
 
 def test_a_run_left_out_of_the_log_sends_no_lines() -> None:
-    def not_failures(job: Job, run: RunInfo) -> bool:
-        return run.outcome is Outcome.SUCCEEDED
+    def only_job_2(job: Job, run: RunInfo) -> bool:
+        return job.id == 2
 
-    batch = build_batch([_ended(_job(1), LINES), _back(_job(2), LINES)], not_failures)
-    assert (batch.end_lines, batch.back_lines) == ([LINES], [])
+    items = [_ended(_job(1), LINES), _back(_job(2), LINES), _ended(_job(3), None), _back(_job(4), LINES)]
+    batch = build_batch(items, only_job_2)
+    assert (batch.end_lines, batch.back_lines) == ([], [LINES])
     batch.without_runs()
     assert (batch.end_lines, batch.back_lines) == ([], [])
