@@ -31,6 +31,7 @@ from ._errors import (
     WorkerHasActiveJobs,
     WorkerNotFound,
 )
+from ._joblog import JobLog, LogLine
 from ._limits import TENANT, QueueLimit, RateLimit
 from ._models import CancelResult, Job, Outcome, RunInfo, log_final_runs
 from ._params import ParamsValidationError
@@ -75,6 +76,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which the public-API test checks (
     "Job",
     "JobCancelled",
     "JobId",
+    "JobLog",
     "JobNotFound",
     "JobRecord",
     "JobState",
@@ -83,6 +85,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), which the public-API test checks (
     "Lease",
     "LeaseLost",
     "LinearBackoff",
+    "LogLine",
     "NotPending",
     "NotRunning",
     "Outcome",

@@ -47,6 +47,9 @@ def run_json(run: RunRecord) -> dict[str, Any]:
         "retry_at": run.retry_at,
         "error": run.error,
         "result": run.result,
+        "log": [
+            {"at": line.at, "level": line.level, "msg": line.msg, "fields": line.fields} for line in run.log
+        ],
     }
 
 

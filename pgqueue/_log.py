@@ -29,6 +29,7 @@ __all__ = [
     "JOBS_VACUUMED",
     "JOB_FAILED",
     "JOB_FINISHED",
+    "JOB_LOG",
     "JOB_RETRY",
     "JOB_STARTED",
     "JOB_STOPPED",
@@ -57,6 +58,7 @@ JOB_FINISHED = "job_finished"
 JOB_RETRY = "job_retry"
 JOB_FAILED = "job_failed"
 JOB_STOPPED = "job_stopped"
+JOB_LOG = "job_log"  # a line a handler wrote through job.log, mirrored at its own level
 JOBS_VACUUMED = "jobs_vacuumed"
 WORKER_REAPED = "worker_reaped"
 WORKERS_REAPED = "workers_reaped"

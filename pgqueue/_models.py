@@ -19,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ._codec import decode, encode
 from ._errors import ConfigError
+from ._joblog import JobLog
 from ._verdicts import Suspended
 
 __all__ = ["CancelResult", "Job", "JobHandler", "Outcome", "RunInfo", "ShouldLogRun", "log_final_runs"]
@@ -38,6 +40,7 @@ ROW_TRACE, ROW_TENANT = 14, 15
 _UTC = dt.UTC
 _FROMTS = dt.datetime.fromtimestamp
 _UNSET: Any = object()
+_LOG_CREATED = threading.Lock()  # two threads of one run may touch job.log first at once
 
 
 class Row(Protocol):
@@ -131,6 +134,32 @@ class Job:
         control.checkpoint = encoded
         if control.suspend:
             raise Suspended("suspended at a checkpoint")
+
+    @property
+    def log(self) -> JobLog:
+        """The run's log: ``job.log.info("msg", key=value)``, also ``debug``, ``warning``, ``error``.
+
+        Lines are kept in memory and written with the run's outcome, in the same statement
+        (no round trip per line); ``get_job(id).runs[i].log`` reads them back. Capped per
+        run (see ``pgqueue._joblog``). Created on first access: a handler that never logs
+        costs nothing. Works from sync handlers (threads) too.
+        """
+        control = self._control
+        if control is not None and control.log is not None:
+            return control.log
+        with _LOG_CREATED:
+            control = self._control
+            if control is None:
+                control = self._control = _Control()
+            if control.log is None:
+                control.log = JobLog(self.id, self.type, self.attempt)
+            return control.log
+
+    @property
+    def _log_text(self) -> str | None:
+        """The run's lines as stored (a JSON array), or None when it wrote none."""
+        control = self._control
+        return None if control is None or control.log is None else control.log.encoded()
 
     @property
     def suspend_requested(self) -> bool:
@@ -278,10 +307,11 @@ class Job:
 
 @dataclasses.dataclass(slots=True)
 class _Control:
-    """A run's rare state, allocated on first use: a suspend request, a checkpoint."""
+    """A run's rare state, allocated on first use: a suspend request, a checkpoint, a log."""
 
     suspend: bool = False
     checkpoint: str | None = None
+    log: JobLog | None = None
 
 
 JobHandler = Callable[[Job], Awaitable[object]] | Callable[[Job], object]

@@ -13,6 +13,7 @@ import datetime as dt
 import enum
 from typing import Any
 
+from ._joblog import LogLine
 from ._models import Outcome
 from ._retry import ErrorFilter
 
@@ -96,6 +97,10 @@ class RunRecord:
     skipped one."""
     result: Any
     """The handler's return value (decoded JSON), for a success."""
+    log: list[LogLine] = dataclasses.field(default_factory=list)
+    """The lines the handler wrote through ``job.log`` during this run, in order; empty when
+    it wrote none, for a run cut short by a crash (its lines died with the worker), and in
+    ``list_jobs()`` pages, which leave them out (``get_job()`` reads them)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import typer
 from rich.table import Table
 
 from pgqueue._config import SCHEMA
+from pgqueue._joblog import LogLine
 from pgqueue._jsonable import job_json
 from pgqueue._records import Page
 from pgqueue._scheduler import Scheduler
@@ -213,6 +214,19 @@ def show(
             error[-1] if error else "",
         )
     stdout.print(runs)
+    for run in record.runs:
+        if run.log:
+            count = len(run.log)
+            stdout.print(f"run {run.attempt} log ({count} line{'' if count == 1 else 's'}):", markup=False)
+        for line in run.log:
+            stdout.print(f"  {_log_line(line)}", markup=False, highlight=False)
+
+
+def _log_line(line: LogLine) -> str:
+    """``2030-01-01 12:00:00.250 info    charged amount=12 currency="EUR"`` (fields as JSON)."""
+    when = line.at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    fields = "".join(f" {k}={orjson.dumps(v, default=repr).decode()}" for k, v in line.fields.items())
+    return f"{when} {line.level:<7} {line.msg}{fields}"
 
 
 def _act(  # noqa: PLR0917 - the command's options, passed on

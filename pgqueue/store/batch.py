@@ -18,8 +18,8 @@ __all__ = ["FinalizeResult", "FlushBatch", "NewJobs", "ProgressReport"]
 class FlushBatch:
     """One flush as the parallel arrays of ``job_finalize_many``: one unnest per family.
 
-    Ended runs always fill ids, attempts and times. Their outcomes, errors, results and log
-    flags may stop short (the statement pads them with NULL: a logged success without a
+    Ended runs always fill ids, attempts and times. Their outcomes, errors, results, log
+    flags and lines may stop short (the statement pads them with NULL: a logged success without a
     result), so a batch of plain successes sends four arrays; :meth:`end_detail` fills in
     a run that is more than that. Put-back runs are rare and fill every array.
     Times are epoch seconds (float8 is cheap to encode; asyncpg's timestamptz is not).
@@ -47,6 +47,15 @@ class FlushBatch:
     back_log: list[bool] = field(default_factory=list)
     back_checkpoint: list[str | None] = field(default_factory=list)
     """The checkpoint each put-back run saved (JSON text); None keeps the job's."""
+    end_lines: list[str | None] = field(default_factory=list)
+    """The lines each ended run wrote through ``job.log`` (a JSON array); None: none.
+
+    Like the optional arrays above, it stops after the last run that wrote lines (the
+    statement pads it with NULL), so a flush where no handler logged sends it empty. The
+    two line arrays are passed after the statement's other parameters (``$24``, ``$25``).
+    """
+    back_lines: list[str | None] = field(default_factory=list)
+    """The lines of each put-back run, padded the same way."""
 
     def end_detail(
         self,
@@ -73,13 +82,24 @@ class FlushBatch:
         """Finalize the jobs but log none of their runs (a run row the database refuses)."""
         self.end_log = [False] * len(self.end_ids)
         self.back_log = [False] * len(self.back_ids)
+        self.end_lines, self.back_lines = [], []
+
+    def add_lines(self, lines: list[str | None], index: int, text: str) -> None:
+        """Set ``lines[index]`` (``end_lines`` or ``back_lines``), padding the gap with None."""
+        lines += [None] * (index - len(lines))
+        lines.append(text)
 
     def arguments(self) -> tuple[list[Any], ...]:
-        """The arrays in field order, which is the order of job_finalize_many's $2 .. $21."""
+        """The arrays in field order, which is the order of job_finalize_many's $2 .. $21.
+
+        Not the line arrays, which are ``$24`` and ``$25`` (:attr:`end_lines`).
+        """
         return tuple(getattr(self, name) for name in _BATCH_FIELDS)
 
 
-_BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(FlushBatch))
+_BATCH_FIELDS = tuple(
+    f.name for f in dataclasses.fields(FlushBatch) if f.name not in {"end_lines", "back_lines"}
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from pgqueue._codec import decode
+from pgqueue._joblog import decode_lines
 from pgqueue._models import Outcome
 from pgqueue._records import JobRecord, JobState, RunRecord
 
@@ -36,6 +37,7 @@ def _run(row: Row) -> RunRecord:
         retry_at=row["retry_at"],
         error=row["error"],
         result=decode(row["result"]),
+        log=decode_lines(row["log"]),
     )
 
 

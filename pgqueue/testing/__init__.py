@@ -32,6 +32,7 @@ from pgqueue._codec import decode, encode
 from pgqueue._context import CURRENT_SCHEDULER, reset_scheduler
 from pgqueue._enqueue import check_tenant
 from pgqueue._errors import ConfigError, PgQueueError, unwrap_group
+from pgqueue._joblog import LogLine, decode_lines
 from pgqueue._models import Job, JobHandler, Outcome
 from pgqueue._records import JobRecord
 from pgqueue._registry import JobType, Registry
@@ -80,6 +81,8 @@ class DrainedRun:
     """Error text with traceback, or a verdict's note."""
     again: bool
     """True when the job was put back to run again (a retry, a snooze); not for a suspension."""
+    log: list[LogLine] = dataclasses.field(default_factory=list)
+    """The lines the handler wrote through ``job.log`` during the run (stored with it too)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,6 +102,8 @@ class JobOutcome:
     """Every ``set_progress`` report, in order, as (fraction 0..1, message)."""
     checkpoint: Any
     """The last ``job.checkpoint(data)`` of the run (decoded JSON), or None."""
+    log: list[LogLine] = dataclasses.field(default_factory=list)
+    """The lines the handler wrote through ``job.log``, as ``get_job`` would read them."""
 
     @property
     def again(self) -> bool:
@@ -199,6 +204,7 @@ async def _run_one(store: Store, runner: Runner, worker_id: int, offset: float, 
         result=decode(result.result),
         error=result.error,
         again=result.retry is not None and result.outcome is not Outcome.SUSPENDED,
+        log=decode_lines(result.log),
     )
 
 
@@ -278,6 +284,7 @@ async def run_job(
         retry_in=None if retry is None or retry.at is not None else retry.delay,
         progress=tuple(recorder.reports),
         checkpoint=decode(job._saved_checkpoint),  # noqa: SLF001 - what the flush would store
+        log=decode_lines(result.log),
     )
 
 

@@ -66,6 +66,12 @@ SCHEMAS: dict[str, Any] = {
             "retry_at": NULL_TIME,
             "error": nullable("string"),
             "result": ANY,
+            "log": {
+                "type": "array",
+                "items": ref("LogLine"),
+                "description": "The lines the handler wrote through job.log during this run; "
+                "empty in job lists (read one job for them).",
+            },
         },
         "required": [
             "attempt",
@@ -76,7 +82,19 @@ SCHEMAS: dict[str, Any] = {
             "retry_at",
             "error",
             "result",
+            "log",
         ],
+    },
+    "LogLine": {
+        "type": "object",
+        "properties": {
+            "at": TIME,
+            "level": {"enum": ["debug", "info", "warning", "error"]},
+            "msg": {"type": "string"},
+            "fields": {"type": "object", "description": "The keyword fields written with the line."},
+        },
+        "required": ["at", "level", "msg", "fields"],
+        "additionalProperties": False,
     },
     "Job": {
         "type": "object",

@@ -129,6 +129,16 @@ def pretty(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
 
 
+def log_time(at: dt.datetime) -> str:
+    """A log line's time in UTC, to the millisecond (lines of one run are often that close)."""
+    return at.astimezone(dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def log_fields(fields: dict[str, Any]) -> str:
+    """A log line's fields as ``key=<JSON>`` pairs, whole (the run's log is capped already)."""
+    return " ".join(f"{k}={orjson.dumps(v, default=str).decode()}" for k, v in fields.items())
+
+
 def short_json(value: object) -> str:
     text = orjson.dumps(value, default=str).decode()
     return text if len(text) <= _LINE_CHARS else text[: _LINE_CHARS - 1] + "…"
@@ -175,6 +185,8 @@ def render(
         "summary": summary,
         "pretty": pretty,
         "short_json": short_json,
+        "log_time": log_time,
+        "log_fields": log_fields,
         "outcome_class": lambda outcome: _OUTCOME_CLASS.get(outcome, "cancelled"),
     }
     return ctx.templates.TemplateResponse(

@@ -49,7 +49,8 @@ def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> 
     Runs once per job: fields are read by position from the claimed row and the results
     are unpacked as tuples, because a property call per field is a visible share of the
     per-job budget here. A logged success without a result adds four numbers; anything
-    else is recorded with :meth:`FlushBatch.end_detail`.
+    else is recorded with :meth:`FlushBatch.end_detail`, and a run's ``job.log`` lines
+    with :meth:`FlushBatch.add_lines` (a batch where no handler logged sends no lines).
     """
     b = FlushBatch()
     if len({r[0].row[ROW_ID] for r in items}) < len(items):
@@ -60,7 +61,7 @@ def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> 
                 latest[r.job.id] = r
         items = list(latest.values())
     ids, attempts, started_at, finished_at = b.end_ids, b.end_attempts, b.end_started, b.end_finished
-    for job, outcome, started, finished, error, result, retry, error_inc in items:
+    for job, outcome, started, finished, error, result, retry, error_inc, lines in items:
         row = job.row
         log = should_log_run is None or _wants_log(
             should_log_run, job, RunInfo(outcome, retry is None, error)
@@ -68,11 +69,15 @@ def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> 
         if retry is None:
             if outcome is not _SUCCEEDED or result is not None or not log or error is not None:
                 b.end_detail(len(ids), None if outcome is _SUCCEEDED else outcome.value, error, result, log)
+            if lines is not None and log:  # lines go in the run's row: none without one
+                b.add_lines(b.end_lines, len(ids), lines)
             ids.append(row[ROW_ID])
             attempts.append(row[ROW_ATTEMPT])
             started_at.append(started)
             finished_at.append(finished)
         else:
+            if lines is not None and log:
+                b.add_lines(b.back_lines, len(b.back_ids), lines)
             b.back_ids.append(row[ROW_ID])
             b.back_attempts.append(row[ROW_ATTEMPT])
             b.back_started.append(started)

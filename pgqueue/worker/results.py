@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from pgqueue._errors import ErrorWithRetry
 from pgqueue._models import Job, Outcome
 from pgqueue._retry import ErrorFilter
+from pgqueue._text import storable
 
 __all__ = ["RunResult", "RunStats", "decide_retry", "error_text", "new_result", "storable"]
 
@@ -28,6 +29,7 @@ class RunResult(NamedTuple):
     result: str | None  # JSON text of the handler's return value
     retry: ErrorWithRetry | None  # set when the job runs again
     error_inc: int  # added to the job's error count (0 for a success or an interruption)
+    log: str | None = None  # the lines the handler wrote through job.log (a JSON array), if any
 
 
 def new_result(values: tuple[Any, ...]) -> RunResult:
@@ -73,18 +75,3 @@ def error_text(exc: BaseException) -> str:
     """The error as stored: type, message and traceback (the wrapped error for a retry)."""
     inner = exc.error if isinstance(exc, ErrorWithRetry) else exc
     return storable("".join(traceback.format_exception(inner)).rstrip())
-
-
-def storable(text: str) -> str:
-    """Text PostgreSQL accepts: NUL bytes and lone surrogates escaped.
-
-    A handler's error message is arbitrary; one NUL in it would fail the whole flush, again
-    on every retry, and stop the worker's results.
-    """
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text

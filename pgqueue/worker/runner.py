@@ -72,6 +72,15 @@ class _FromThread(Exception):  # noqa: N818 - a carrier, not an error of its own
         self.error = error
 
 
+def _lines(job: Job) -> str | None:
+    """What the run wrote through ``job.log`` so far (a JSON array), or None.
+
+    Taken when the run's result is made: lines a sync handler's abandoned thread writes
+    after that (past a timeout or a cancel) are not stored.
+    """
+    return job._log_text  # noqa: SLF001 - the run's own state, read by the worker
+
+
 class Runner:
     """One runner loop; the worker starts ``concurrency`` of them on shared buffers."""
 
@@ -266,7 +275,10 @@ class Runner:
                 attempt=job.attempt,
                 duration_s=round(finished - started, 6),
             )
-        return tuple.__new__(RunResult, (job, Outcome.SUCCEEDED, started, finished, None, encoded, None, 0))
+        lines = None if job._control is None else job._log_text  # noqa: SLF001 - the run's own state
+        return tuple.__new__(
+            RunResult, (job, Outcome.SUCCEEDED, started, finished, None, encoded, None, 0, lines)
+        )
 
     def _verdict(self, job: Job, verdict: Verdict, started: float) -> RunResult:
         """A handler's verdict: cancel or skip (final), or snooze or suspend (put back, not counted)."""
@@ -274,21 +286,27 @@ class Runner:
         if isinstance(verdict, Cancel):
             _log.info(JOB_STOPPED, **fields, outcome="cancelled", note=verdict.note)
             note = verdict.note or "cancelled by its handler"
-            return new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0))
+            return new_result(
+                (job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0, _lines(job))
+            )
         if isinstance(verdict, Suspended):
             _log.info(JOB_STOPPED, **fields, outcome="suspended", note=verdict.note)
             stay = ErrorWithRetry(verdict, 0)  # put back; the flush leaves it suspended
             note = verdict.note or "suspended"
-            return new_result((job, Outcome.SUSPENDED, started, self._clock.time(), note, None, stay, 0))
+            return new_result(
+                (job, Outcome.SUSPENDED, started, self._clock.time(), note, None, stay, 0, _lines(job))
+            )
         if isinstance(verdict, Snooze):
             _log.info(JOB_STOPPED, **fields, outcome="snoozed", note=verdict.note)
             again = ErrorWithRetry(verdict, verdict.delay)
             return new_result(
-                (job, Outcome.SNOOZED, started, self._clock.time(), verdict.note, None, again, 0)
+                (job, Outcome.SNOOZED, started, self._clock.time(), verdict.note, None, again, 0, _lines(job))
             )
         _log.info(JOB_STOPPED, **fields, outcome="skipped", note=verdict.note)
         note = f"skipped: {verdict.note}" if verdict.note else "skipped"
-        return new_result((job, Outcome.SUCCEEDED, started, self._clock.time(), note, None, None, 0))
+        return new_result(
+            (job, Outcome.SUCCEEDED, started, self._clock.time(), note, None, None, 0, _lines(job))
+        )
 
     def _refuse(self, job: Job, jt: JobType, started: float) -> RunResult:
         """End a claimed job without running it: cancelled meanwhile, or out of attempts."""
@@ -301,11 +319,11 @@ class Runner:
             _log.warning(
                 JOB_FAILED, job_id=job.id, type=job.type, queue=job.queue, attempt=job.attempt, error=error
             )
-            return new_result((job, Outcome.FAILED, started, self._clock.time(), error, None, None, 1))
+            return new_result((job, Outcome.FAILED, started, self._clock.time(), error, None, None, 1, None))
         self._jobs.cancelled.discard(job.id)
         note = "cancelled before it started"
         _log.info(JOB_STOPPED, job_id=job.id, type=job.type, queue=job.queue, outcome="cancelled", note=note)
-        return new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0))
+        return new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0, None))
 
     def _stopped(
         self, job: Job, jt: JobType, reason: Outcome, started: float, timeout: float | None
@@ -319,7 +337,9 @@ class Runner:
         fields = {"job_id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt}
         if reason is Outcome.CANCELLED:
             _log.info(JOB_STOPPED, outcome="cancelled", **fields)
-            return new_result((job, reason, started, finished, "cancelled while running", None, None, 0))
+            return new_result(
+                (job, reason, started, finished, "cancelled while running", None, None, 0, _lines(job))
+            )
         note = "interrupted: the worker stopped before the run finished; the job runs again"
         _log.info(JOB_STOPPED, outcome="interrupted", **fields)
         return new_result(
@@ -332,6 +352,7 @@ class Runner:
                 None,
                 ErrorWithRetry(InterruptedError(note), 0),
                 0,
+                _lines(job),
             )
         )
 
@@ -348,6 +369,7 @@ class Runner:
                 None,
                 ErrorWithRetry(InterruptedError(note), 0),
                 0,
+                _lines(job),
             )
         )
         self._results.put(result)  # never waits: the task is being cancelled
@@ -381,4 +403,4 @@ class Runner:
             _log.info(JOB_RETRY, **fields, outcome=outcome.value, retry_at=when)
         else:
             _log.warning(JOB_FAILED, **fields, outcome=outcome.value)
-        return new_result((job, outcome, started, finished, text, None, retry, 1))
+        return new_result((job, outcome, started, finished, text, None, retry, 1, _lines(job)))

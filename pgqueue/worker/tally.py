@@ -243,7 +243,7 @@ class Tally:
         key: Key = ("", "")
         runs: list[float] = []
         waits: list[float] = []
-        for job, outcome, started, finished, error, _result, retry, _inc in items:
+        for job, outcome, started, finished, error, _result, retry, _inc, _lines in items:
             row = job._row  # noqa: SLF001 - the property call would be a third of this loop's cost
             type_, queue = row[type_i], row[queue_i]
             # A flush is mostly one type: compare strings with the last job's rather than

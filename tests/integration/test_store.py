@@ -155,7 +155,8 @@ async def test_the_flush_plan_is_linear_whatever_the_table(
             r[0]
             for r in await conn.fetch(
                 "EXPLAIN EXECUTE fin(1, '{1}', '{1}', '{1}', '{1}', '{}', '{}', '{}', '{}', '{2}',"
-                " '{1}', '{1}', '{1}', '{failed}', '{}', '{1}', '{}', '{1}', '{1}', '{true}', '{}', 0, 'ch')"
+                " '{1}', '{1}', '{1}', '{failed}', '{}', '{1}', '{}', '{1}', '{1}', '{true}', '{}', 0, 'ch',"
+                " '{}', '{}')"
             )
         )
         await conn.execute("DEALLOCATE fin")

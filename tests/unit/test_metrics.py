@@ -47,7 +47,7 @@ def result(
     run_at = started - wait
     job = Job._from_row((1, queue, type_, None, 0, 1, 0, None, run_at, run_at, None, False, 1, None))
     again = ErrorWithRetry(RuntimeError("again"), 0) if retry else None
-    return new_result((job, outcome, started, started + duration, error, None, again, 0))
+    return new_result((job, outcome, started, started + duration, error, None, again, 0, None))
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:

@@ -173,6 +173,7 @@ class JobsMixin(MemoryBase):
                     outcome=outcome,
                     error=b.end_errors[i] if i < len(b.end_errors) else None,
                     result=b.end_results[i] if i < len(b.end_results) else None,
+                    log=b.end_lines[i] if i < len(b.end_lines) else None,
                 )
                 logged += 1
             gone.append((job, END_STATES.get(outcome, "failed")))
@@ -208,6 +209,7 @@ class JobsMixin(MemoryBase):
                     attempt=job.attempt,
                     outcome=outcome,
                     error=b.back_errors[i],
+                    log=b.back_lines[i] if i < len(b.back_lines) else None,
                 )
                 logged += 1
         due_in = min((at.timestamp() for at in put_back.values()), default=None)

@@ -88,9 +88,9 @@ class ManageMixin(MemoryBase):
             pairs.update((d, i) for d in self._dependents.get(i, ()))
         return Edges(sorted(pairs))
 
-    def _record(self, job_id: int, now: float, edges: Edges) -> JobRecord | None:
+    def _record(self, job_id: int, now: float, edges: Edges, *, with_log: bool = True) -> JobRecord | None:
         job = self.jobs.get(job_id)
-        runs = [r.row() for r in self.runs.get(job_id, ())]
+        runs = [r.row(with_log=with_log) for r in self.runs.get(job_id, ())]
         return job_record(job_id, None if job is None else self._live_row(job, now), runs, edges)
 
     async def job_get(self, job_id: int) -> JobRecord | None:
@@ -130,7 +130,7 @@ class ManageMixin(MemoryBase):
             if len(found) == limit:
                 break
         edges = self._edges(found)
-        records = [self._record(i, now, edges) for i in found]
+        records = [self._record(i, now, edges, with_log=False) for i in found]  # as PostgreSQL's pages
         return [r for r in records if r is not None]
 
     async def job_stats(self, tenant: str | None = None) -> list[tuple[str, str, JobState, int]]:

@@ -146,9 +146,11 @@ class LoggedRun:
     params: str | None
     result: str | None = None
     tenant: str | None = None
+    log: str | None = None
+    """The lines the handler wrote through job.log (a JSON array), or None."""
 
-    def row(self) -> dict[str, Any]:
-        """The row as job_runs_get_many returns it."""
+    def row(self, *, with_log: bool = True) -> dict[str, Any]:
+        """The row as job_runs_get_many returns it (its log only ``with_log``, as there)."""
         return {
             "job_id": self.job_id,
             "attempt": self.attempt,
@@ -166,6 +168,7 @@ class LoggedRun:
             "priority": self.priority,
             "inserted_at": to_datetime(self.inserted_at),
             "tenant": self.tenant,
+            "log": self.log if with_log else None,
         }
 
 

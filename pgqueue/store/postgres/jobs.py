@@ -220,7 +220,7 @@ class JobsMixin(StoreBase):
         """A live or finished job with its runs; None when neither table knows the id."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             live = await conn.fetchrow(self.q.job_get, job_id)
-            runs = await conn.fetch(self.q.job_runs_get_many, [job_id])
+            runs = await conn.fetch(self.q.job_runs_get_many, [job_id], True)  # noqa: FBT003 - $2
             edges = await conn.fetch(self.q.job_dependencies_many, [job_id])
         return job_record(job_id, live, runs, Edges(edges))
 
@@ -259,7 +259,7 @@ class JobsMixin(StoreBase):
             )
             by_id = {r["id"]: r for r in live}
             ids = sorted([*by_id, *(r[0] for r in done)], reverse=True)[:limit]
-            run_rows = await conn.fetch(self.q.job_runs_get_many, ids) if ids else []
+            run_rows = await conn.fetch(self.q.job_runs_get_many, ids, False) if ids else []  # noqa: FBT003
             edges = Edges(await conn.fetch(self.q.job_dependencies_many, ids) if ids else [])
         runs: dict[int, list[asyncpg.Record]] = {}
         for row in run_rows:

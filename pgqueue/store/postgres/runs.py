@@ -29,7 +29,13 @@ class RunsMixin(StoreBase):
         """
         async with self._connection(held) as conn:
             row = await conn.fetchrow(
-                self.q.job_finalize_many, worker_id, *batch.arguments(), clock_offset, self.channel
+                self.q.job_finalize_many,
+                worker_id,
+                *batch.arguments(),
+                clock_offset,
+                self.channel,
+                batch.end_lines,
+                batch.back_lines,
             )
         assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
         put_back: dict[int, dt.datetime] = dict(zip(row[1] or (), row[2] or (), strict=True))

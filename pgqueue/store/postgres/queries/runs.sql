@@ -42,7 +42,10 @@
 --         $19 error increments int[], $20 log bool[], $21 checkpoints json[] (NULL keeps
 --         the job's checkpoint);
 --         $22 clock offset float8 (seconds added to the worker's times to put them on the
---         database's clock, measured at registration and each heartbeat), $23 channel text
+--         database's clock, measured at registration and each heartbeat), $23 channel text,
+--         $24 ended runs' log lines json[], $25 put-back runs' log lines json[] (each a
+--         JSON array of the lines the handler wrote through job.log; both may stop short,
+--         padded with NULL like $6..$9: a flush where no handler logged sends them empty)
 --      A job with a unique key that its type keeps after this end (unique_ends, for
 --      unique_hold seconds) leaves the key in unique_keys; plain jobs (NULL key) are
 --      filtered out of that insert.
@@ -53,21 +56,23 @@
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::bigint AS owner
     FROM unnest($2::bigint[], $3::int[], $4::float8[], $5::float8[],
-                $6::text[], $7::text[], $8::json[], $9::bool[])
-         AS d(id, attempt, started, finished, outcome, error, result, log)
+                $6::text[], $7::text[], $8::json[], $9::bool[], $24::json[])
+         AS d(id, attempt, started, finished, outcome, error, result, log, lines)
 ), back AS MATERIALIZED (
     SELECT d.*, $1::bigint AS owner
     FROM unnest($10::bigint[], $11::int[], $12::float8[], $13::float8[], $14::text[], $15::text[],
-                $16::float8[], $17::timestamptz[], $18::float8[], $19::int[], $20::bool[], $21::json[])
+                $16::float8[], $17::timestamptz[], $18::float8[], $19::int[], $20::bool[], $21::json[],
+                $25::json[])
          AS d(id, attempt, started, finished, outcome, error, due_at, retry_at, delay, error_inc, log,
-              checkpoint)
+              checkpoint, lines)
 ), ended AS (
     DELETE FROM {schema}.jobs j
     USING done d
     WHERE j.id = d.id AND j.worker_id = d.owner AND j.attempt = d.attempt
     RETURNING j.id, j.inserted_at, j.run_at, j.attempt, j.priority, j.queue, j.type, j.params,
               j.awaited, j.unique_key, j.unique_hold, j.unique_ends, j.has_dependents, d.started, d.finished,
-              d.outcome, d.error, d.result, d.log, j.tenant
+              d.outcome, d.error, d.result, d.log, j.tenant,
+              d.lines
 ), settled AS (
     SELECT {schema}.settle_dependents(array_agg(id), array_agg(coalesce(outcome, 'succeeded')), $23::text)
     FROM ended WHERE has_dependents HAVING count(*) > 0
@@ -97,19 +102,23 @@ WITH done AS MATERIALIZED (
     FROM back b
     WHERE j.id = b.id AND j.worker_id = b.owner AND j.attempt = b.attempt
     RETURNING j.id, j.inserted_at, b.due_at, j.run_at, j.attempt, j.priority, j.queue, j.type,
-              j.params, b.started, b.finished, b.outcome, b.error, b.log, j.tenant
+              j.params, b.started, b.finished, b.outcome, b.error, b.log, j.tenant,
+              b.lines
 ), logged AS (
     INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
                                    retry_at, attempt, priority, queue, type, outcome, error, params,
-                                   result, tenant)
+                                   result, tenant,
+                                   log)
     SELECT id, $1, inserted_at, run_at, to_timestamp(started + $22::float8), to_timestamp(finished + $22::float8), NULL,
-           attempt, priority, queue, type, coalesce(outcome, 'succeeded'), error, params, result, tenant
+           attempt, priority, queue, type, coalesce(outcome, 'succeeded'), error, params, result, tenant,
+           lines
     FROM ended
     WHERE log IS NOT false
     UNION ALL
     SELECT id, $1, inserted_at, to_timestamp(due_at), to_timestamp(started + $22::float8),
            to_timestamp(finished + $22::float8),
-           run_at, attempt, priority, queue, type, outcome, error, params, NULL, tenant
+           run_at, attempt, priority, queue, type, outcome, error, params, NULL, tenant,
+           lines
     FROM put_back
     WHERE log
     RETURNING 1
@@ -125,9 +134,12 @@ SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
 -- name: job_runs_get_many
 -- why: get_job() and list_jobs(): every logged run of some jobs, by job and attempt (the
 --      job_id index), with the job's own fields, which a finished job has nowhere else.
--- params: $1 job ids bigint[]
+--      The runs' job.log lines (up to 128 KiB a run) only when asked: get_job() reads them,
+--      list_jobs() pages (up to 500 jobs) do not.
+-- params: $1 job ids bigint[], $2 with the log lines bool
 SELECT job_id, attempt, outcome, worker_id, run_at, started_at, finished_at, retry_at, error,
-       result::text AS result, queue, type, params::text AS params, priority, inserted_at, tenant
+       result::text AS result, queue, type, params::text AS params, priority, inserted_at, tenant,
+       CASE WHEN $2::bool THEN log::text END AS log
 FROM {schema}.job_runs
 WHERE job_id = ANY($1::bigint[])
 ORDER BY job_id, attempt, started_at;
