@@ -415,7 +415,9 @@ class Consumer:
     ) -> dt.datetime | None:
         """Write one lease's run through the shared flush; LeaseLost when fenced out."""
         finished = time.time() + self._offset
-        run = new_result((lease.job, outcome, lease.leased_at, finished, error, result, retry, error_inc, None))
+        run = new_result(
+            (lease.job, outcome, lease.leased_at, finished, error, result, retry, error_inc, None)
+        )
         done = await self._writes.write(lease.owner, run)
         job_id = lease.job.id
         if job_id in done.ended:
