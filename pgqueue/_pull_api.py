@@ -98,7 +98,10 @@ class PullJobs:
     async def _pull_store(self) -> PullStore:
         store = await self.open()
         if not isinstance(store, PullStore):
-            raise ConfigError("the pull API (dequeue, claim, leases) needs the PostgreSQL backend")
+            raise ConfigError(
+                "the pull API (dequeue, claim, leases) needs a backend with leases (PostgreSQL or "
+                f"Scheduler.in_memory()), not {type(store).__name__}"
+            )
         return store
 
     async def dequeue(

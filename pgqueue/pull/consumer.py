@@ -367,7 +367,7 @@ class Consumer:
         if retry_at is not None:
             exc = ErrorWithRetry(exc, retry_at)
         if lease.job.row[ROW_CANCEL_REQUESTED] or await self._cancelled(lease):
-            await self._end(lease, Outcome.CANCELLED, error_text(exc))
+            await self._end(lease, Outcome.CANCELLED, error if isinstance(error, str) else error_text(exc))
             return None
         jt = self._registry.get(lease.job.type)
         limit = MAX_ATTEMPTS if jt is None else jt.max_attempts

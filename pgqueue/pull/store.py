@@ -1,4 +1,4 @@
-"""What the pull consumer needs from a store (PostgreSQL's ``PullMixin`` and the flush)."""
+"""What the pull consumer needs from a store (both backends' ``PullMixin`` and the flush)."""
 
 # ruff: noqa: D102 - each method is documented where it is implemented (PullMixin)
 from __future__ import annotations
@@ -15,7 +15,7 @@ __all__ = ["PullStore"]
 
 @runtime_checkable
 class PullStore(Protocol):
-    """The statements of ``pull.sql``, the worker's flush, and wake-ups."""
+    """The statements of ``pull.sql`` (or the memory store's own), the worker's flush, wake-ups."""
 
     async def consumer_register(self, queues: Sequence[str]) -> tuple[int, float]: ...
     async def queues_with_jobs(self) -> list[str]: ...

@@ -16,7 +16,8 @@ What it cannot honour, by design:
   once, whatever becomes of the caller's transaction.
 - **Time** is a :class:`MemoryClock`: the wall clock plus an offset that
   :meth:`MemoryStore.advance` moves forward, so delayed jobs and retries become due at
-  once in a test, and due jobs' queues are told as a notification would.
+  once in a test, and due jobs' queues are told as a notification would. Pull leases
+  expire on it: ``advance()`` past a lease's deadline frees its job at once (``pull.py``).
 
 Notifications are in-process: a payload reaches every subscriber on the next turn of the
 event loop, as PostgreSQL delivers them after the commit. It needs no server, no socket

@@ -64,8 +64,8 @@ class MemoryBase:
         self.jobs: dict[int, LiveJob] = {}
         self.runs: dict[int, list[LoggedRun]] = {}
         self._workers: dict[int, float] = {}  # worker id -> last heartbeat
-        # id -> (queues, started, concurrency)
-        self._worker_info: dict[int, tuple[tuple[str, ...], float, int | None]] = {}
+        # id -> (queues, started, concurrency, kind: "worker" or "pull")
+        self._worker_info: dict[int, tuple[tuple[str, ...], float, int | None, str]] = {}
         self._kept_keys: dict[str, tuple[int, float]] = {}  # key -> (job id, until)
         self._deps: dict[int, list[int]] = {}  # job -> its dependencies
         self._dependents: dict[int, list[int]] = {}  # job -> the jobs that depend on it
@@ -239,6 +239,7 @@ class MemoryBase:
         """A claimed job no worker runs any more: claimable again, or suspended if asked."""
         job.worker_id = SUSPENDED if job.suspend_requested else None
         job.suspend_requested = False
+        job.lease_until = None
         if job.worker_id is None:
             self._queue_up(job)
 

@@ -187,6 +187,7 @@ class JobsMixin(MemoryBase):
             job.worker_id = SUSPENDED if outcome == "suspended" or job.suspend_requested else None
             job.suspend_requested = False
             job.delayed = True
+            job.lease_until = None
             job.run_at = retry_at.timestamp() if retry_at is not None else now + b.back_delay[i]
             if job.worker_id is None:
                 self._queue_up(job)

@@ -11,7 +11,6 @@ import struct
 import time
 from typing import Any
 
-from pgqueue._models import Row
 from pgqueue._records import JobState
 
 __all__ = [
@@ -89,8 +88,9 @@ class LiveJob:
     checkpoint: str | None = None
     trace_context: str | None = None
     tenant: str | None = None
+    lease_until: float | None = None  # a pull lease's deadline, set only while one holds the job
 
-    def claim_row(self) -> Row:
+    def claim_row(self) -> tuple[Any, ...]:
         """What a claim returns for this job, in ``job_claim_many``'s order (``ROW_*``)."""
         return (
             self.id,

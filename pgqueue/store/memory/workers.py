@@ -30,7 +30,7 @@ class WorkersMixin(MemoryBase):
         wid = next(self._worker_ids)
         now = self.clock.time()
         self._workers[wid] = now
-        self._worker_info[wid] = (tuple(queues), now, concurrency)
+        self._worker_info[wid] = (tuple(queues), now, concurrency, "worker")
         return wid, now
 
     async def worker_heartbeat(self, worker_id: int) -> float | None:
@@ -65,11 +65,11 @@ class WorkersMixin(MemoryBase):
                 queues,
                 to_datetime(started),
                 to_datetime(self._workers[wid]),
-                "worker",
+                kind,
                 concurrency,
                 held[wid],
             )
-            for wid, (queues, started, concurrency) in sorted(self._worker_info.items())
+            for wid, (queues, started, concurrency, kind) in sorted(self._worker_info.items())
         ]
 
     async def worker_remove(self, worker_id: int, *, force: bool) -> int:
