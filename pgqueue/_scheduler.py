@@ -198,8 +198,9 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
     async def close(self) -> None:
         """Close the pool if the scheduler created it."""
         await self._waiters.close(scheduler_closing=True)
-        if self._consumer is not None:
-            await self._consumer.close(self._store if isinstance(self._store, PullStore) else None)
+        consumer, self._consumer = self._consumer, None  # a reopened scheduler pulls afresh
+        if consumer is not None:
+            await consumer.close(self._store if isinstance(self._store, PullStore) else None)
         if self._backend is not None:
             return  # a backend given is the caller's: its jobs stay for the test to read
         store, self._store = self._store, None

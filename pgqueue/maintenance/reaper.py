@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from pgqueue._log import LEASES_EXPIRED, WORKERS_REAPED, get_logger
 from pgqueue._signals import WorkerSignals
+from pgqueue.pull.store import PullStore
 from pgqueue.store import WorkerStore
 
 __all__ = ["FORGET_IDLE_S", "LEASE_BATCH", "Reaper"]
@@ -52,8 +53,10 @@ class Reaper:
         self_id = self._self_id()
         await self._store.unique_keys_expire()  # the same cadence suits them: cheap, by index
         released, reaped = await self._store.worker_reap(self._dead_after, self_id)
-        expired = await self._store.leases_release_expired(LEASE_BATCH)
-        await self._store.consumers_forget(FORGET_IDLE_S)
+        expired = 0
+        if isinstance(self._store, PullStore):  # a custom backend may have no leases
+            expired = await self._store.leases_release_expired(LEASE_BATCH)
+            await self._store.consumers_forget(FORGET_IDLE_S)
         self.jobs_released += released + expired
         if reaped:
             _log.warning(WORKERS_REAPED, worker_id=self_id, workers=reaped, jobs_released=released)

@@ -34,12 +34,12 @@ import anyio.lowlevel
 
 from pgqueue._codec import encode
 from pgqueue._config import MAX_ATTEMPTS
-from pgqueue._errors import ErrorWithRetry, JobCancelled, LeaseLost, PgQueueError, describe
+from pgqueue._errors import ConfigError, ErrorWithRetry, JobCancelled, LeaseLost, PgQueueError, describe
 from pgqueue._log import CONSUMER_LEAVE_FAILED, get_logger
 from pgqueue._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_TYPE, Job, Outcome, Row
 from pgqueue._registry import Registry
 from pgqueue.store import FinalizeResult, Subscription
-from pgqueue.store.pull_rows import HOLDER, LEASE_UNTIL, LEASED_AT, LeaseClaim
+from pgqueue.store.pull_rows import CLAIM_CLOCK, HOLDER, LEASE_UNTIL, LEASED_AT, LeaseClaim
 from pgqueue.worker.flusher import build_batch
 from pgqueue.worker.results import RunResult, decide_retry, error_text, new_result, storable
 
@@ -49,6 +49,8 @@ from .store import PullStore
 __all__ = ["RECHECK_S", "SWEEP_S", "Consumer"]
 
 RECHECK_S = 5.0  # a waiting dequeue looks again at least this often, notification or not
+RELEASED_NOTE = "released unstarted by its pull consumer"
+MIN_WAIT_S = 0.05  # after an empty claim, a waiting dequeue claims again only when woken or after this
 SWEEP_S = 5.0  # expired leases are freed by a claiming consumer at most this often
 SWEEP_BATCH = 1000  # expired leases freed per statement
 WRITE_MAX = 1000  # lease writes per statement
@@ -57,23 +59,36 @@ _log = get_logger()
 
 
 class _Write:
-    """One lease's report waiting to be written, and who waits for it."""
+    """One lease's report waiting to be written, and the caller waiting for it."""
 
-    __slots__ = ("done", "owner", "result")
+    __slots__ = ("outcome", "owner", "result", "wake")
 
     def __init__(self, owner: int, result: RunResult) -> None:
         self.owner = owner
         self.result = result
-        self.done: asyncio.Future[FinalizeResult] = asyncio.get_running_loop().create_future()
+        self.outcome: FinalizeResult | Exception | None = None  # set by the round that wrote it
+        self.wake: asyncio.Future[None] | None = None  # set while its caller waits
+
+    def settle(self, outcome: FinalizeResult | Exception) -> None:
+        self.outcome = outcome
+        self.poke()
+
+    def poke(self) -> None:
+        """Wake the waiting caller: its outcome is in, or it is its turn to write."""
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
 
 
 class _Writes:
     """Lease reports coalesced into the worker's flush statement, one per owner per round.
 
-    The first caller with nothing in flight writes; callers arriving meanwhile wait for the
-    next round, which it also writes. The write is shielded, so a caller that is cancelled
-    does not strand the others' results; a failed write fails every call of its round
-    (nothing was written, or, if the answer was lost after a commit, a repeat is fenced).
+    A caller with nothing in flight writes a round: every report waiting then (callers
+    scheduled in the same tick join it). Callers arriving meanwhile wait; when the round is
+    written, the writer returns and hands the next round to the oldest waiting caller, so
+    no caller writes for others for longer than its own round. The round is shielded, so a
+    cancelled caller does not strand the others' reports; a failed round fails every report
+    it took (nothing was written or, if the answer was lost after a commit, a repeat is
+    fenced). A caller cancelled while waiting withdraws its report if no round took it.
     """
 
     def __init__(self, store: Callable[[], Awaitable[PullStore]]) -> None:
@@ -85,18 +100,30 @@ class _Writes:
         """Write ``result`` for the lease ``owner`` holds; what its statement changed."""
         entry = _Write(owner, result)
         self._pending.append(entry)
-        if not self._writing:
-            self._writing = True
-            with anyio.CancelScope(shield=True):
+        while entry.outcome is None:
+            if not self._writing:
+                self._writing = True
                 try:
-                    while self._pending:
-                        await (
-                            anyio.lowlevel.checkpoint()
-                        )  # callers scheduled in this same tick join the round
+                    with anyio.CancelScope(shield=True):
+                        await anyio.lowlevel.checkpoint()  # this tick's callers join the round
                         await self._round()
                 finally:
                     self._writing = False
-        return await entry.done
+                    if self._pending:
+                        self._pending[0].poke()  # the next round is the oldest waiter's
+                continue
+            entry.wake = asyncio.get_running_loop().create_future()
+            try:
+                await entry.wake
+            except BaseException:
+                if entry.outcome is None and entry in self._pending:
+                    self._pending.remove(entry)
+                    if not self._writing and self._pending:
+                        self._pending[0].poke()
+                raise
+        if isinstance(entry.outcome, Exception):
+            raise entry.outcome
+        return entry.outcome
 
     async def _round(self) -> None:
         round_: list[_Write] = []
@@ -110,19 +137,16 @@ class _Writes:
         by_owner: dict[int, list[_Write]] = {}
         for w in round_:
             by_owner.setdefault(w.owner, []).append(w)
-        store = await self._store()
         for owner, writes in by_owner.items():
             try:
-                batch = build_batch([w.result for w in writes], None)
-                done = await store.job_finalize_many(owner, batch)
+                store = await self._store()
+                done = await store.job_finalize_many(owner, build_batch([w.result for w in writes], None))
             except Exception as exc:  # noqa: BLE001 - handed to every caller of this round
                 for w in writes:
-                    if not w.done.done():
-                        w.done.set_exception(exc)
+                    w.settle(exc)
                 continue
             for w in writes:
-                if not w.done.done():
-                    w.done.set_result(done)
+                w.settle(done)
 
 
 class _Wakeups:
@@ -171,6 +195,11 @@ class _Wakeups:
                 await self.forget(event)
             raise
 
+    def wake_all(self) -> None:
+        """Set every waiting event (the scheduler is closing)."""
+        for event in self._events:
+            event.set()
+
     async def forget(self, event: anyio.Event) -> None:
         """Stop waking ``event``; the last waiter closes the subscription."""
         self._events.pop(event, None)
@@ -197,8 +226,9 @@ class Consumer:
         self._register_lock = anyio.Lock()
         self._offset = 0.0  # the database's clock minus ours, from the last claim
         self._last_sweep = -math.inf
-        self._writes = _Writes(store)
-        self._wakeups = _Wakeups(store)
+        self._closed = False
+        self._writes = _Writes(self._open)
+        self._wakeups = _Wakeups(self._open)
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -213,12 +243,17 @@ class Consumer:
     async def _claim_with(
         self, claim: Callable[[PullStore, int], Awaitable[LeaseClaim]], queues: Sequence[str], lease_s: float
     ) -> list[Lease]:
-        store = await self._store()
-        await self._sweep(store)
+        store = await self._open()
+        await self._sweep(store)  # first: a job freed from an expired lease is claimable now
         for _ in range(2):  # a forgotten row: register again, once
             owner = await self._registered(store, queues)
             before = time.time()
             got = await claim(store, owner)
+            if got.limited:
+                raise ConfigError(
+                    f"queue(s) {', '.join(got.limited)} have a global limit (set_queue_limit), which "
+                    "only Workers honour: pull consumers lease from unlimited queues"
+                )
             if got.registered:
                 self._offset = got.server_time - (before + time.time()) / 2
                 return await self._hand_out(got.rows, owner, lease_s)
@@ -226,12 +261,19 @@ class Consumer:
                 self._owner = 0
         return []
 
+    async def _open(self) -> PullStore:
+        """The store, unless the scheduler was closed: a closing never reopens its pool."""
+        if self._closed:
+            raise PgQueueError("the scheduler was closed: its pull calls have ended")
+        return await self._store()
+
     async def claim(
         self, n: int, types: Sequence[str] | None, queues: Sequence[str] | None, lease_s: float
     ) -> list[Lease]:
         """Lease up to ``n`` due jobs now (no waiting)."""
-        store = await self._store()
-        await self._sweep(store)  # first: a job freed from an expired lease puts its queue in the list
+        store = await self._open()
+        if queues is None:
+            await self._sweep(store)  # first: a job freed from an expired lease puts its queue in the list
         qs = list(queues) if queues is not None else await store.queues_with_jobs()
         if not qs:
             return []
@@ -246,7 +288,7 @@ class Consumer:
         )
         if leases:
             return leases[0], None
-        return None, await (await self._store()).lease_get(job_id)
+        return None, await (await self._open()).lease_get(job_id)
 
     async def dequeue(
         self,
@@ -271,19 +313,28 @@ class Consumer:
                 left = deadline - anyio.current_time()
                 if left <= 0:
                     return None
-                await self._sleep(event, sub, queues, left)
+                await self._sleep(event, sub, types, queues, left)
         finally:
             if event is not None:
                 await self._wakeups.forget(event)
 
     async def _sleep(
-        self, event: anyio.Event, sub: Subscription, queues: Sequence[str] | None, left: float
+        self,
+        event: anyio.Event,
+        sub: Subscription,
+        types: Sequence[str] | None,
+        queues: Sequence[str] | None,
+        left: float,
     ) -> None:
-        """Until woken, the next delayed job is due, the subscription is lost, or ``RECHECK_S``."""
-        store = await self._store()
+        """Wait until woken, the next delayed job of ``types`` is due, or ``RECHECK_S``.
+
+        Also until the subscription is lost; at least ``MIN_WAIT_S``: the claim just came
+        back empty, so a job "due now" is another claim's, in flight.
+        """
+        store = await self._open()
         qs = list(queues) if queues is not None else await store.queues_with_jobs()
-        due = await store.job_next_due(qs) if qs else None
-        wait = min(left, RECHECK_S if due is None else max(due, 0.0))
+        due = await store.lease_next_due(qs, types) if qs else None
+        wait = min(left, RECHECK_S if due is None else max(due, MIN_WAIT_S))
         with anyio.move_on_after(wait):
             async with anyio.create_task_group() as tg:
 
@@ -335,14 +386,16 @@ class Consumer:
         ``lease_s`` is the duration its heartbeats extend it by unless told otherwise.
         """
         job_id, attempt, owner = parse_token(token)
-        row = await (await self._store()).lease_get(job_id)
+        before = time.time()
+        row = await (await self._open()).lease_get(job_id)
         if row is None or row[HOLDER] != owner or row[ROW_ATTEMPT] != attempt or row[LEASE_UNTIL] is None:
             raise _lost(token, job_id, row)
+        self._offset = row[CLAIM_CLOCK] - (before + time.time()) / 2  # its run ends on the db clock
         return Lease(self, Job._from_row(row), owner, row[LEASED_AT], row[LEASE_UNTIL], lease_s)  # noqa: SLF001
 
     async def heartbeat(self, lease: Lease, duration: float) -> float:
         """Move the lease's deadline to now + ``duration``; the new deadline (epoch seconds)."""
-        store = await self._store()
+        store = await self._open()
         got = await store.lease_heartbeat(lease.job.id, lease.owner, lease.attempt, duration)
         if got is None:
             raise _lost(lease.token, lease.job.id, await store.lease_get(lease.job.id))
@@ -378,6 +431,14 @@ class Consumer:
             text = storable(error)
         return await self._write(lease, Outcome.FAILED, text, None, again, 1)
 
+    async def release(self, lease: Lease) -> None:
+        """Put the job back to run now without counting the attempt (see :meth:`Lease.release`)."""
+        if await self._cancelled(lease):
+            await self._end(lease, Outcome.CANCELLED, "released after it was cancelled")
+            return
+        again = ErrorWithRetry(_ReportedError(RELEASED_NOTE), 0)
+        await self._write(lease, Outcome.SNOOZED, RELEASED_NOTE, None, again, 0)
+
     async def requeue(self, lease: Lease) -> bool:
         """Put the job back to run now, or end it (see :meth:`Lease.requeue`)."""
         if await self._cancelled(lease):
@@ -396,7 +457,7 @@ class Consumer:
 
     async def _cancelled(self, lease: Lease) -> bool:
         """Whether the job was cancelled while leased; LeaseLost if the lease no longer holds it."""
-        row = await (await self._store()).lease_get(lease.job.id)
+        row = await (await self._open()).lease_get(lease.job.id)
         if row is None or row[HOLDER] != lease.owner or row[ROW_ATTEMPT] != lease.attempt:
             raise _lost(lease.token, lease.job.id, row)
         return bool(row[ROW_CANCEL_REQUESTED])
@@ -424,7 +485,7 @@ class Consumer:
             return None
         if job_id in done.put_back:
             return done.put_back[job_id]
-        raise _lost(lease.token, job_id, await (await self._store()).lease_get(job_id))
+        raise _lost(lease.token, job_id, await (await self._open()).lease_get(job_id))
 
     async def close(self, store: PullStore | None) -> None:
         """Drop the wake-up subscription and, holding no lease, the consumer's row.
@@ -434,6 +495,8 @@ class Consumer:
         closing never opens one. An error here is logged, not raised: the scheduler is
         closing either way.
         """
+        self._closed = True
+        self._wakeups.wake_all()  # waiting dequeues see the closing at once, and end
         await self._wakeups.close()
         owner, self._owner = self._owner, 0
         if owner and store is not None:

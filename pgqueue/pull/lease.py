@@ -135,6 +135,17 @@ class Lease:
         except Exception as exc:  # noqa: BLE001 - re-raised, translated when it is the driver's
             _reraise("lease fail", self._consumer.schema, exc)
 
+    async def release(self) -> None:
+        """Give back a job this consumer never started: it runs again now, no attempt counted.
+
+        Its run row says ``snoozed`` (a run that does not count against ``max_attempts``),
+        so each claim keeps its row; a cancelled job ends as cancelled instead.
+        """
+        try:
+            await self._consumer.release(self)
+        except Exception as exc:  # noqa: BLE001 - re-raised, translated when it is the driver's
+            _reraise("lease release", self._consumer.schema, exc)
+
     async def requeue(self) -> bool:
         """Give the job back to run again now; False when that was its last allowed attempt.
 

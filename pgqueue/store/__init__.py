@@ -303,14 +303,6 @@ class WorkerStore(Faults, Protocol):
         """Drop the unique keys kept after success whose time is up; returns how many."""
         ...
 
-    async def leases_release_expired(self, batch: int) -> int:
-        """Free up to ``batch`` jobs whose pull lease expired, as reaping does; how many."""
-        ...
-
-    async def consumers_forget(self, idle_s: float) -> int:
-        """Remove pull consumers idle for ``idle_s`` seconds that hold nothing; how many."""
-        ...
-
     async def jobs_vacuum_if_needed(self, min_dead: int) -> int | None:
         """Vacuum the hot table past ``min_dead`` dead tuples; the count removed, or None."""
         ...

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 
 from pgqueue._models import Row
 
-__all__ = ["CLAIM_CLOCK", "HOLDER", "LEASED_AT", "LEASE_UNTIL", "LeaseClaim"]
+__all__ = ["CLAIM_CLOCK", "CLAIM_LIMITED", "HOLDER", "LEASED_AT", "LEASE_UNTIL", "LeaseClaim"]
 
 # A leased job's row is the claim's row (pgqueue._models ROW_*, tenant at 15) followed by
 # these two columns, epoch seconds on the database's clock (NULL when not leased), then
-# the job's holder (worker_id), and in a claim's rows the database's clock.
-LEASED_AT, LEASE_UNTIL, HOLDER, CLAIM_CLOCK = 16, 17, 18, 19
+# the job's holder (worker_id), the database's clock, and in a claim's rows the limited
+# queues the claim named (it took nothing then).
+LEASED_AT, LEASE_UNTIL, HOLDER, CLAIM_CLOCK, CLAIM_LIMITED = 16, 17, 18, 19, 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -26,3 +27,5 @@ class LeaseClaim:
     """The database's clock during the claim (epoch seconds)."""
     rows: Sequence[Row]
     """The claimed jobs, in claim order (priority, run_at, id)."""
+    limited: Sequence[str] = ()
+    """Queues named by the claim that have a global limit: it took nothing then."""

@@ -9,7 +9,8 @@ keeps none, so any number of app processes can serve the same schema.
 Waiting: ``POST /dequeue`` long-polls, holding the request open up to ``timeout`` seconds
 (at most :data:`MAX_WAIT_S`, so proxies with a one-minute idle limit let it through).
 While it waits, a task watches the connection: a client that goes away cancels the wait,
-and a lease taken in that instant is requeued rather than left to expire.
+and a lease taken in that instant is released (no attempt counted) rather than left to
+expire.
 """
 
 from __future__ import annotations
@@ -90,10 +91,12 @@ async def _pull_errors() -> AsyncIterator[None]:
 
 
 async def _scheduler(request: Request) -> Scheduler:
-    """The served scheduler, when its backend can lease jobs (PostgreSQL); 501 otherwise."""
+    """The served scheduler, when its backend can lease jobs (both of pgqueue's); 501 otherwise."""
     scheduler = web_context(request).scheduler
     if not isinstance(await scheduler.open(), PullStore):
-        raise ApiError(501, "not_supported", "the pull API needs the PostgreSQL backend")
+        raise ApiError(
+            501, "not_supported", "the pull API needs a backend that leases jobs (PostgreSQL or memory)"
+        )
     return scheduler
 
 
@@ -205,7 +208,7 @@ async def dequeue(request: Request) -> Response:
         with anyio.CancelScope(shield=True):
             for lease in got:
                 with contextlib.suppress(Exception):
-                    await lease.requeue()
+                    await lease.release()
         return Response(status_code=204)
     if not got:
         return Response(status_code=204)

@@ -26,7 +26,7 @@ ERROR_STATUSES: Final = {
     "job_cancelled, not_pending.",
     "413": "The body is larger than 1 MiB.",
     "415": "A write without Content-Type: application/json.",
-    "501": "The pull API on a scheduler whose backend cannot lease jobs (the in-memory one).",
+    "501": "The pull API on a scheduler whose backend cannot lease jobs (a custom backend).",
     "503": "The database cannot be reached, or its schema does not match this pgqueue; nothing was written.",
 }
 """Every error status the API answers, and when."""

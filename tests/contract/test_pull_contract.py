@@ -470,3 +470,76 @@ async def test_a_job_that_a_worker_claims_of_a_declared_type_fails_without_a_han
 
 async def _finished(s: Scheduler, job_id: int) -> bool:
     return (await s.get_job(job_id)).state.finished
+
+
+async def test_release_gives_an_unstarted_job_back_without_counting_the_attempt(s: Scheduler) -> None:
+    s.declare("once", max_attempts=1)
+    job_id = await s.schedule("once", None, queue="q")
+    lease = await s.dequeue(queues=["q"], timeout=0)
+    assert lease is not None
+    await lease.release()
+    assert await lease_row(s, job_id) == (None, 1, None)
+    with pytest.raises(LeaseLost):
+        await lease.finish()
+    again = await s.dequeue(queues=["q"], timeout=0)  # not refused: the release did not count
+    assert again is not None
+    assert again.attempt == 2
+    await again.finish("done")
+    record = await s.get_job(job_id)
+    assert (record.state, record.result) == (JobState.SUCCEEDED, "done")
+    assert [r.outcome.value for r in record.runs] == ["snoozed", "succeeded"]
+
+
+async def test_a_limited_queue_is_refused_to_pull_calls_and_left_out_without_queues(s: Scheduler) -> None:
+    await s.set_queue_limit("capped", concurrency=1)
+    capped = await s.schedule("t", None, queue="capped")
+    free = await s.schedule("t", None, queue="free")
+    with pytest.raises(ConfigError, match="capped"):
+        await s.claim(5, queues=["capped", "free"])
+    with pytest.raises(ConfigError, match="capped"):
+        await s.dequeue_by_id(capped)
+    assert await lease_row(s, free) == (None, 0, None)  # the refused claim took nothing
+    lease = await s.dequeue(timeout=0)  # every queue: the limited one is left out
+    assert lease is not None
+    assert lease.job.id == free
+    assert await s.dequeue(timeout=0) is None
+    assert (await s.get_job(capped)).state is JobState.PENDING
+
+
+async def test_a_waiting_dequeue_does_not_spin_on_a_due_job_of_another_type(
+    s: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await s.schedule("b", None, queue="q", run_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+    store = await pull_store(s)
+    claims = 0
+    real = type(store).lease_claim_many
+
+    async def counting(self: PullStore, *args: object) -> object:
+        nonlocal claims
+        claims += 1
+        return await real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(store), "lease_claim_many", counting)
+    monkeypatch.setattr(consumer_module, "RECHECK_S", 3600.0)
+    with anyio.fail_after(WAIT):
+        assert await s.dequeue(types=["a"], queues=["q"], timeout=0.5) is None
+    assert claims <= 2  # a claim, asleep until the timeout, a last claim: no job of type "a" is due
+
+
+async def test_finishes_arriving_while_one_is_written_are_written_by_their_own_callers(
+    s: Scheduler,
+) -> None:
+    ids = [await s.schedule("t", {"i": i}, queue="q") for i in range(30)]
+    leases = await s.claim(30, queues=["q"])
+    assert [lease.job.id for lease in leases] == ids
+
+    async def finish_later(lease: Lease, delay_ticks: int) -> None:
+        for _ in range(delay_ticks):
+            await anyio.lowlevel.checkpoint()
+        await lease.finish(lease.job.id)
+
+    with anyio.fail_after(WAIT):
+        await asyncio.gather(*(finish_later(lease, i % 7) for i, lease in enumerate(leases)))
+    for job_id in ids:
+        record = await s.get_job(job_id)
+        assert (record.state, record.result) == (JobState.SUCCEEDED, job_id)

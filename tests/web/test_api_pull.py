@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message
 
 from pgqueue import JobState, Scheduler
 from pgqueue.pull import consumer as consumer_module
+from pgqueue.store.memory import MemoryStore
 from pgqueue.web import create_app
 from tests._support import runs, until
 from tests.web.conftest import JSON, ClientFactory, client_for
@@ -217,7 +218,7 @@ async def test_a_client_gone_while_waiting_cancels_the_wait_and_leases_nothing(
     assert (await scheduler.get_job(job_id)).state is JobState.PENDING  # nothing took it
 
 
-async def test_a_job_leased_for_a_client_that_went_away_is_requeued(
+async def test_a_job_leased_for_a_client_that_went_away_is_released(
     scheduler: Scheduler, other: Scheduler, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # n=2 with nothing due: the request waits for a first job, then claims more. The client
@@ -241,7 +242,8 @@ async def test_a_job_leased_for_a_client_that_went_away_is_requeued(
     record = await scheduler.get_job(job_id)
     assert record.state is JobState.PENDING
     logged = await runs(db, scheduler.schema)
-    assert [(r["job_id"], r["attempt"], r["outcome"]) for r in logged] == [(job_id, 1, "interrupted")]
+    # Released unstarted: a run row that does not count against max_attempts.
+    assert [(r["job_id"], r["attempt"], r["outcome"]) for r in logged] == [(job_id, 1, "snoozed")]
 
 
 # -- leases --------------------------------------------------------------------------------
@@ -438,8 +440,16 @@ async def test_the_pull_routes_need_the_token_and_a_read_only_app_refuses_them(
         assert_error(await c.post("/api/dequeue", content=b"{}", headers={"Content-Type": "text/plain"}), 415)
 
 
-async def test_the_in_memory_backend_answers_501() -> None:
-    scheduler = Scheduler.in_memory()
+class _NoLeases(MemoryStore):
+    """A custom backend without the lease statements."""
+
+    lease_claim_many = None  # type: ignore[assignment] - what a backend without leases lacks
+
+
+async def test_a_backend_that_cannot_lease_answers_501_and_the_memory_one_serves() -> None:
+    async with client_for(create_app(Scheduler.in_memory())) as c:
+        assert (await c.post("/api/dequeue", json={"timeout": 0})).status_code == 204
+    scheduler = Scheduler(backend=_NoLeases())
     async with client_for(create_app(scheduler)) as c:
         assert_error(await c.post("/api/dequeue", json={"timeout": 0}), 501, "not_supported")
         assert_error(await c.post("/api/leases/1-1-1/finish", headers=JSON), 501, "not_supported")

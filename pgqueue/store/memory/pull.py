@@ -18,7 +18,7 @@ spec; this is the same contract on the memory store's dicts, so that
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pgqueue._models import Row
 from pgqueue.store.pull_rows import LeaseClaim
@@ -46,9 +46,25 @@ class PullMixin(MemoryBase):
         self._worker_info[wid] = (tuple(queues), now, None, PULL)
         return wid, now
 
+    def _limited(self, queues: Iterable[str]) -> list[str]:
+        """The queues among ``queues`` that have a global limit (LimitsMixin's table)."""
+        table: dict[str, object] = getattr(self, "_queue_limits", {})  # made by the first limit set
+        return sorted(q for q in set(queues) if q in table)
+
     async def queues_with_jobs(self) -> list[str]:
-        """Every queue that has unclaimed jobs (due or not), sorted."""
-        return sorted({j.queue for j in self.jobs.values() if j.worker_id is None})
+        """Every queue that has unclaimed jobs (due or not) and no global limit, sorted."""
+        queues = {j.queue for j in self.jobs.values() if j.worker_id is None}
+        return sorted(queues - set(self._limited(queues)))
+
+    async def lease_next_due(self, queues: Sequence[str], types: Sequence[str] | None) -> float | None:
+        """Seconds until the next delayed job of ``types`` (None: any) in ``queues`` is due."""
+        wanted, kinds = set(queues), None if types is None else set(types)
+        times = [
+            j.run_at
+            for j in self.jobs.values()
+            if j.queue in wanted and j.worker_id is None and j.delayed and (kinds is None or j.type in kinds)
+        ]
+        return min(times) - self.clock.time() if times else None
 
     def _touch(self, owner: int) -> float | None:
         """The store's clock, after marking the consumer active; None if it is not registered."""
@@ -63,7 +79,7 @@ class PullMixin(MemoryBase):
         job.worker_id = owner  # claimed now: other index entries of this job are stale at once
         job.attempt, job.delayed, job.claimed_at = job.attempt + 1, False, now
         job.lease_until = now + lease_s
-        return (*job.claim_row(), job.claimed_at, job.lease_until, owner, now)
+        return (*job.claim_row(), job.claimed_at, job.lease_until, owner, now, ())
 
     async def lease_claim_many(
         self, queues: Sequence[str], types: Sequence[str] | None, limit: int, owner: int, lease_s: float
@@ -77,6 +93,8 @@ class PullMixin(MemoryBase):
         now = self._touch(owner)
         if now is None:
             return LeaseClaim(registered=False, server_time=self.clock.time(), rows=[])
+        if limited := self._limited(queues):
+            return LeaseClaim(registered=True, server_time=now, rows=[], limited=limited)
         wanted = None if types is None else frozenset(types)
         rows: list[Row] = []
         skipped: dict[int, LiveJob] = {}
@@ -95,6 +113,8 @@ class PullMixin(MemoryBase):
         if now is None:
             return LeaseClaim(registered=False, server_time=self.clock.time(), rows=[])
         job = self.jobs.get(job_id)
+        if job is not None and (limited := self._limited([job.queue])):
+            return LeaseClaim(registered=True, server_time=now, rows=[], limited=limited)
         if job is None or job.worker_id is not None:
             return LeaseClaim(registered=True, server_time=now, rows=[])
         return LeaseClaim(registered=True, server_time=now, rows=[self._lease(job, owner, now, lease_s)])
@@ -114,7 +134,7 @@ class PullMixin(MemoryBase):
         job = self.jobs.get(job_id)
         if job is None:
             return None
-        return (*job.claim_row(), job.claimed_at, job.lease_until, job.worker_id)
+        return (*job.claim_row(), job.claimed_at, job.lease_until, job.worker_id, self.clock.time())
 
     async def leases_release_expired(self, batch: int) -> int:
         """Free up to ``batch`` jobs whose lease expired, oldest deadline first; returns how many."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from pgqueue._models import Row
-from pgqueue.store.pull_rows import CLAIM_CLOCK, LeaseClaim
+from pgqueue.store.pull_rows import CLAIM_CLOCK, CLAIM_LIMITED, LeaseClaim
 
 from .pool import StoreBase
 
@@ -50,6 +50,13 @@ class PullMixin(StoreBase):
         """Lease one given job if it is pending (unclaimed, due or not)."""
         return _claim(await self.pool.fetch(self.q.lease_claim_one, job_id, owner, lease_s))
 
+    async def lease_next_due(self, queues: Sequence[str], types: Sequence[str] | None) -> float | None:
+        """Seconds (server clock) until the next delayed job of ``types`` in ``queues`` is due."""
+        due: float | None = await self.pool.fetchval(
+            self.q.lease_next_due, list(queues), None if types is None else list(types)
+        )
+        return due
+
     async def lease_heartbeat(
         self, job_id: int, owner: int, attempt: int, lease_s: float
     ) -> tuple[bool, float] | None:
@@ -83,4 +90,9 @@ def _claim(rows: list[asyncpg.Record]) -> LeaseClaim:
         return LeaseClaim(registered=False, server_time=0.0, rows=[])
     server = rows[0][CLAIM_CLOCK]
     assert isinstance(server, float)  # noqa: S101 - date_part returns float8
-    return LeaseClaim(registered=True, server_time=server, rows=rows if rows[0][0] is not None else [])
+    return LeaseClaim(
+        registered=True,
+        server_time=server,
+        rows=rows if rows[0][0] is not None else [],
+        limited=rows[0][CLAIM_LIMITED],
+    )

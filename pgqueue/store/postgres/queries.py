@@ -114,6 +114,7 @@ class Queries:
     queues_with_jobs: str
     lease_claim_many: str
     lease_claim_one: str
+    lease_next_due: str
     lease_heartbeat: str
     lease_get: str
     leases_release_expired: str

@@ -15,7 +15,7 @@ RETURNING id, date_part('epoch', clock_timestamp()) AS server_time;
 -- name: queues_with_jobs
 -- why: dequeue() without queues= looks in every queue that has unclaimed jobs: a loose
 --      index scan (one probe per distinct queue) of each claim index, instead of a sort of
---      the whole backlog.
+--      the whole backlog. Queues with a global limit are left out: they are for workers.
 -- params: none
 WITH RECURSIVE ready AS (
     (SELECT queue FROM {schema}.jobs WHERE worker_id IS NULL AND NOT delayed ORDER BY queue LIMIT 1)
@@ -32,25 +32,34 @@ WITH RECURSIVE ready AS (
 )
 SELECT coalesce(array_agg(DISTINCT queue), '{}') FROM (
     SELECT queue FROM ready UNION ALL SELECT queue FROM due
-) AS q WHERE queue IS NOT NULL;
+) AS q WHERE queue IS NOT NULL AND queue NOT IN (SELECT l.queue FROM {schema}.queue_limits l);
 
 -- name: lease_claim_many
 -- why: dequeue() and claim(): job_claim_many's claim (same order, same SKIP LOCKED
 --      branches per queue, same columns back, tenant at the end), restricted to some job
---      types, with a lease deadline on each claimed job, and the consumer's row touched
---      instead of share-locked: a concurrent consumers_forget then waits for this claim and
---      sees the fresh heartbeat. Each row is a job (NULL when nothing was due: one row),
+--      types, with a lease deadline on each claimed job. The consumer's row is share-locked
+--      as a worker's is (concurrent claims of one consumer do not wait for each other) and
+--      its heartbeat refreshed once a minute at most: consumers_forget only takes rows idle
+--      for far longer, so it waits for such a claim and then sees the fresh heartbeat.
+--      Global limits are not enforced here: a claim that names a limited queue takes
+--      nothing, and the last column names the limited queues, for a clear error. Each row is a job (NULL when nothing was due: one row),
 --      when the lease was taken and when it expires, then the owner and the server's
 --      clock; no row at all: the consumer's row is gone, and it must register again.
 -- params: $1 queues text[], $2 types text[] (NULL = any), $3 limit int, $4 owner bigint,
 --         $5 lease seconds float8
 WITH w AS (
-    UPDATE {schema}.workers SET heartbeat = now() WHERE id = $4 AND kind = 'pull' RETURNING id
+    SELECT id FROM {schema}.workers WHERE id = $4 AND kind = 'pull' FOR KEY SHARE
+), touched AS (
+    UPDATE {schema}.workers SET heartbeat = now()
+    WHERE id = $4 AND kind = 'pull' AND heartbeat < now() - interval '1 minute'
+), limited AS (
+    SELECT coalesce(array_agg(queue ORDER BY queue), '{}') AS queues
+    FROM {schema}.queue_limits WHERE queue = ANY($1::text[])
 ), claimed AS (
     UPDATE {schema}.jobs j
     SET worker_id = $4, attempt = j.attempt + 1, delayed = false, claimed_at = now(),
         lease_until = now() + make_interval(secs => $5)
-    WHERE j.id = ANY(ARRAY(
+    WHERE (SELECT queues FROM limited) = '{}' AND j.id = ANY(ARRAY(
         SELECT c.id
         FROM unnest($1::text[]) AS q(name)
         CROSS JOIN LATERAL (
@@ -82,7 +91,8 @@ WITH w AS (
               j.trace_context, j.tenant, date_part('epoch', j.claimed_at) AS leased_at,
               date_part('epoch', j.lease_until) AS lease_until
 )
-SELECT c.*, w.id AS owner, date_part('epoch', clock_timestamp()) AS server_time
+SELECT c.*, w.id AS owner, date_part('epoch', clock_timestamp()) AS server_time,
+       (SELECT queues FROM limited) AS limited
 FROM w LEFT JOIN claimed c ON true
 ORDER BY c.priority, c.run_at, c.id;
 
@@ -94,20 +104,43 @@ ORDER BY c.priority, c.run_at, c.id;
 --      consumer's row is gone, which the owner column tells), and job_state says why.
 -- params: $1 job id bigint, $2 owner bigint, $3 lease seconds float8
 WITH w AS (
-    UPDATE {schema}.workers SET heartbeat = now() WHERE id = $2 AND kind = 'pull' RETURNING id
+    SELECT id FROM {schema}.workers WHERE id = $2 AND kind = 'pull' FOR KEY SHARE
+), touched AS (
+    UPDATE {schema}.workers SET heartbeat = now()
+    WHERE id = $2 AND kind = 'pull' AND heartbeat < now() - interval '1 minute'
+), limited AS (
+    SELECT coalesce(array_agg(l.queue), '{}') AS queues
+    FROM {schema}.queue_limits l JOIN {schema}.jobs x ON x.queue = l.queue WHERE x.id = $1
 ), claimed AS (
     UPDATE {schema}.jobs j
     SET worker_id = $2, attempt = j.attempt + 1, delayed = false, claimed_at = now(),
         lease_until = now() + make_interval(secs => $3)
     WHERE j.id = $1 AND j.worker_id IS NULL AND EXISTS (SELECT 1 FROM w)
+      AND (SELECT queues FROM limited) = '{}'
     RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
               date_part('epoch', j.run_at) AS run_at, date_part('epoch', j.inserted_at) AS inserted_at,
               j.timeout_s, j.cancel_requested, j.attempt - j.attempt_base AS counted, j.checkpoint,
               j.trace_context, j.tenant, date_part('epoch', j.claimed_at) AS leased_at,
               date_part('epoch', j.lease_until) AS lease_until
 )
-SELECT c.*, w.id AS owner, date_part('epoch', clock_timestamp()) AS server_time
+SELECT c.*, w.id AS owner, date_part('epoch', clock_timestamp()) AS server_time,
+       (SELECT queues FROM limited) AS limited
 FROM w LEFT JOIN claimed c ON true;
+
+-- name: lease_next_due
+-- why: a waiting dequeue() sleeps until the next delayed job of its types is due (a job
+--      of another type must not wake it in a loop): per queue, the due index in run_at
+--      order, skipping other types.
+-- params: $1 queues text[], $2 types text[] (NULL = any)
+SELECT extract(epoch FROM min(n.run_at) - now())::float8
+FROM unnest($1::text[]) AS q(name)
+CROSS JOIN LATERAL (
+    SELECT run_at FROM {schema}.jobs
+    WHERE queue = q.name AND worker_id IS NULL AND delayed
+      AND ($2::text[] IS NULL OR type = ANY($2::text[]))
+    ORDER BY run_at
+    LIMIT 1
+) AS n;
 
 -- name: lease_heartbeat
 -- why: move a lease's deadline on, fenced by (job, owner, attempt); no row back: the lease
@@ -122,13 +155,15 @@ RETURNING cancel_requested, date_part('epoch', lease_until) AS lease_until;
 -- why: a lease from its token (the HTTP API, a consumer that restarted): the job's row as
 --      the claim returned it, with the lease's times, if (job, owner, attempt) still holds
 --      it; and the holder, attempt and lease mark of any live job, for the error when not.
---      worker_id NULL: pending; 0: suspended; no row: ended or never existed.
+--      worker_id NULL: pending; 0: suspended; no row: ended or never existed. The server's
+--      clock comes last: a process that acts on others' leases puts run times on it.
 -- params: $1 job id bigint
 SELECT j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
        date_part('epoch', j.run_at) AS run_at, date_part('epoch', j.inserted_at) AS inserted_at,
        j.timeout_s, j.cancel_requested, j.attempt - j.attempt_base AS counted, j.checkpoint,
        j.trace_context, j.tenant, date_part('epoch', j.claimed_at) AS leased_at,
-       date_part('epoch', j.lease_until) AS lease_until, j.worker_id
+       date_part('epoch', j.lease_until) AS lease_until, j.worker_id,
+       date_part('epoch', clock_timestamp()) AS server_time
 FROM {schema}.jobs j WHERE j.id = $1;
 
 -- name: leases_release_expired
