@@ -443,7 +443,7 @@ async def test_the_pull_routes_need_the_token_and_a_read_only_app_refuses_them(
 class _NoLeases(MemoryStore):
     """A custom backend without the lease statements."""
 
-    lease_claim_many = None  # type: ignore[assignment] - what a backend without leases lacks
+    lease_claim_many = None  # type: ignore[assignment]  # what a backend without leases lacks
 
 
 async def test_a_backend_that_cannot_lease_answers_501_and_the_memory_one_serves() -> None:
