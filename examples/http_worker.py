@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -41,6 +42,8 @@ Handler = Callable[[JSON], JSON]
 WAIT_S = 30.0  # the server's long-poll per dequeue (60 at most)
 LEASE_S = 30.0  # the lease lasts this long without a heartbeat...
 BEAT_S = LEASE_S / 3  # ...and is renewed this often while a handler runs
+RETRY_S = 3.0  # after a transport or server error
+JSON_BODY = {"Content-Type": "application/json"}
 
 
 def connect(url: str, token: str | None) -> httpx.Client:
@@ -91,12 +94,12 @@ def run_one(client: httpx.Client, lease: Lease, handlers: Mapping[str, Handler])
     token = lease["token"]
     with heartbeating(client, token):
         try:
-            result = handlers[lease["type"]](lease["params"])
-        except Exception as exc:  # noqa: BLE001 - any error of the job is the job's failure
+            body = json.dumps({"result": handlers[lease["type"]](lease["params"])})
+        except Exception as exc:  # noqa: BLE001 - any error of the job (or of its result) is its failure
             r = client.post(f"/leases/{token}/fail", json={"error": f"{type(exc).__name__}: {exc}"})
             outcome = "failed"
         else:
-            r = client.post(f"/leases/{token}/finish", json={"result": result})
+            r = client.post(f"/leases/{token}/finish", content=body, headers=JSON_BODY)
             outcome = "succeeded"
     if r.status_code == httpx.codes.CONFLICT:
         return str(r.json()["error"])  # lease_lost or job_cancelled: the work does not count
@@ -115,7 +118,9 @@ def work(
     """Dequeue and run jobs of the ``handlers``' types until ``stop`` is set.
 
     A set ``stop`` is seen between jobs and after a long-poll, so the loop ends within
-    ``wait`` seconds. A server that cannot be reached is retried every few seconds.
+    ``wait`` seconds. A server that cannot be reached, or answers with a server error (503
+    while its database is down), is retried every few seconds; a lease in hand then expires
+    and its job runs again.
     """
     stop = stop or threading.Event()
     types = sorted(handlers)
@@ -126,7 +131,12 @@ def work(
                 print(f"job {lease['id']} ({lease['type']}): {run_one(client, lease, handlers)}")
         except httpx.TransportError as exc:
             print(f"server unreachable ({exc}); trying again")
-            stop.wait(3.0)
+            stop.wait(RETRY_S)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code < httpx.codes.INTERNAL_SERVER_ERROR:
+                raise  # a 4xx is this worker's mistake (a bad token, a bad body): stop and say so
+            print(f"server error {exc.response.status_code}; trying again")
+            stop.wait(RETRY_S)
 
 
 def add(params: JSON) -> JSON:

@@ -53,6 +53,7 @@ import asyncpg
 
 from pgqueue import DatabaseUnavailableError, Scheduler
 from pgqueue._devdb import embedded_dsn
+from pgqueue.pull.store import PullStore
 from pgqueue.store.postgres import is_unavailable
 from tests.chaos import app
 
@@ -861,11 +862,10 @@ class Scenario:
         hot = await self.admin.fetch(f"SELECT id, worker_id, attempt, type FROM {SCHEMA}.jobs ORDER BY id")
         # Killed pull consumers' rows hold nothing once their leases expired: the maintenance
         # leader forgets such rows after ten idle minutes; forgetting them now must leave none.
-        forgotten = await self.admin.fetch(
-            f"DELETE FROM {SCHEMA}.workers w WHERE kind = 'pull' "
-            f"AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.jobs j WHERE j.worker_id = w.id) RETURNING id"
-        )
-        self.note(f"pull consumer rows forgotten at the end: {len(forgotten)}")
+        store = await self.sched.open()
+        assert isinstance(store, PullStore)
+        forgotten = await store.consumers_forget(0.0)  # the leader's statement, without the wait
+        self.note(f"pull consumer rows forgotten at the end: {forgotten}")
         res.workers_left = [tuple(r) for r in await self.admin.fetch(f"SELECT id, pid FROM {SCHEMA}.workers")]
         res.scheduled = len(self.scheduled)
         res.runs, res.executions = len(runs), len(execs)

@@ -18,13 +18,16 @@ from pgqueue import (
     Job,
     JobState,
     LeaseLost,
+    PgQueueError,
     Scheduler,
 )
+from pgqueue.pull import consumer as consumer_module
 from tests._support import pg_store, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
 
 PULLED = ("t", "a", "b", "anything", "unregistered")  # types no handler runs here
+WAIT = 10.0  # seconds a test waits for what must happen well before
 
 
 @pytest.fixture(autouse=True)
@@ -212,3 +215,25 @@ async def test_a_dequeue_without_queues_frees_an_expired_lease_in_a_queue_with_n
     second = await other.dequeue(timeout=0)
     assert second is not None
     assert (second.job.id, second.attempt) == (job_id, 2)
+
+
+async def test_closing_the_scheduler_ends_a_waiting_dequeue_without_reopening_it(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer_module, "RECHECK_S", 3600.0)
+    ended: list[BaseException] = []
+
+    async def wait_for_a_job() -> None:
+        try:
+            await scheduler.dequeue(queues=["q"])
+        except PgQueueError as exc:
+            ended.append(exc)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_for_a_job)
+            await until(lambda: bool(scheduler._consumer and scheduler._consumer._wakeups._sub))
+            await scheduler.close()
+    assert [type(e) for e in ended] == [PgQueueError]
+    assert "closed" in str(ended[0])
+    assert scheduler._store is None  # the dequeue did not reopen the pool
