@@ -35,6 +35,8 @@ def assert_nothing_lost(res: ChaosResult, cfg: ChaosConfig) -> None:
     assert not res.several_finals, f"jobs with several final run rows: {res.several_finals} ({logs})"
     assert res.dependents > 0, f"no dependents were scheduled ({logs})"
     assert res.leader_kills == cfg.leader_kills, f"{res.leader_kills} leader kills ({logs})"
+    assert res.pull_kills == cfg.pull_kills, f"{res.pull_kills} pull consumer kills ({logs})"
+    assert res.pulled > 0, f"no job went to the pull consumers ({logs})"
     assert res.ticks > 0, f"no periodic tick was enqueued ({logs})"
     assert not res.duplicate_ticks, f"ticks with several jobs (tick, job ids): {res.duplicate_ticks} ({logs})"
     assert 0 < res.capped_max <= app.CAPPED_LIMIT, (
@@ -90,12 +92,14 @@ async def test_chaos_bounded(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 async def test_chaos_full(tmp_path: Path) -> None:
-    """`make chaos`: 100,000 jobs, more kills (4 of the leader) and connection kills, one restart."""
+    """`make chaos`: 100,000 jobs, more kills (4 of the leader, 4 of pull consumers) and
+    connection kills, one restart."""
     cfg = ChaosConfig(
         jobs=100_000,
         workers=3,
         kills=12,
         leader_kills=4,
+        pull_kills=4,
         conn_kills=30,
         batches=10,
         upfront=0.2,
