@@ -235,6 +235,29 @@ class MemoryBase:
         if settle:
             self._settle([job_id for job_id, _ in settle], [end for _, end in settle])
 
+    def _cut_short(self, job: LiveJob, owner: int | None, note: str, now: float) -> None:
+        """Free a held job whose run was cut short, as the reaper does on PostgreSQL.
+
+        A ``crashed`` run row (``timeout`` past the job's own deadline) with ``note`` as its
+        error and the job's last error; the claim's attempt stays counted.
+        """
+        started = job.claimed_at if job.claimed_at is not None else now
+        late = job.timeout_s is not None and started + job.timeout_s < now
+        job.last_error = note
+        self._log(
+            job,
+            worker_id=owner,
+            run_at=job.run_at,
+            started_at=started,
+            finished_at=now,
+            retry_at=now,
+            attempt=job.attempt,
+            outcome="timeout" if late else "crashed",
+            error=note,
+        )
+        job.delayed = True
+        self._hand_back(job)
+
     def _hand_back(self, job: LiveJob) -> None:
         """A claimed job no worker runs any more: claimable again, or suspended if asked."""
         job.worker_id = SUSPENDED if job.suspend_requested else None

@@ -153,25 +153,11 @@ class PullMixin(MemoryBase):
         for job in expired:
             owner, until = job.worker_id, job.lease_until
             assert until is not None  # noqa: S101 - selected for its deadline
-            started = job.claimed_at if job.claimed_at is not None else now
-            late = job.timeout_s is not None and started + job.timeout_s < now
-            job.last_error = (
+            note = (
                 f"the lease of pull consumer {owner} expired at {to_datetime(until).isoformat(sep=' ')} "
                 "without a heartbeat; the run was cut short"
             )
-            self._log(
-                job,
-                worker_id=owner,
-                run_at=job.run_at,
-                started_at=started,
-                finished_at=now,
-                retry_at=now,
-                attempt=job.attempt,
-                outcome="timeout" if late else "crashed",
-                error=job.last_error,
-            )
-            job.delayed = True
-            self._hand_back(job)  # clears the deadline
+            self._cut_short(job, owner, note, now)  # clears the deadline
         for queue in sorted({j.queue for j in expired if j.worker_id is None}):
             self.notify(f"r:{queue}")
         return len(expired)

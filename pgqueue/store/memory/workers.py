@@ -90,22 +90,7 @@ class WorkersMixin(MemoryBase):
             "the run was cut short"
         )
         for job in held:
-            started = job.claimed_at if job.claimed_at is not None else now
-            late = job.timeout_s is not None and started + job.timeout_s < now
-            job.last_error = note
-            self._log(
-                job,
-                worker_id=worker_id,
-                run_at=job.run_at,
-                started_at=started,
-                finished_at=now,
-                retry_at=now,
-                attempt=job.attempt,
-                outcome="timeout" if late else "crashed",
-                error=note,
-            )
-            job.delayed = True
-            self._hand_back(job)
+            self._cut_short(job, worker_id, note, now)
         del self._workers[worker_id]
         del self._worker_info[worker_id]
         for queue in sorted({j.queue for j in held if j.worker_id is None}):
