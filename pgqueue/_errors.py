@@ -8,9 +8,9 @@
     ├── JobNotFound                 (also LookupError) no live or finished job has that id
     ├── InvalidStateError           (also ValueError) the job's state does not allow that
     │   ├── NotPending              dequeue_by_id(): the job is not waiting to run
-    │   └── NotRunning              the job is not running (nobody holds it)
+    │   └── NotRunning              the job is not running under the caller's claim
+    │       └── LeaseLost           a lease call: the lease no longer holds its job; nothing changed
     ├── JobCancelled                a lease's job was cancelled: stop working on it
-    ├── LeaseLost                   the lease no longer holds its job; nothing changed
     ├── WorkerNotFound              (also LookupError) no registered worker has that id
     ├── WorkerHasActiveJobs         remove_worker(): the worker still holds running jobs
     ├── ParamsEncodeError           (also TypeError)  params orjson cannot encode
@@ -139,7 +139,11 @@ class NotPending(InvalidStateError):  # noqa: N818 - osbuild's name for it
 
 
 class NotRunning(InvalidStateError):  # noqa: N818 - osbuild's name for it
-    """The call needs a running job and the job is not running (pending, suspended, ended)."""
+    """The call needs the job running under the caller's claim, and it is not.
+
+    osbuild's ``ErrNotRunning``. ``state`` says what the job is instead: ``pending``,
+    ``suspended``, ``waiting``, ``running`` (under another claim) or ``ended``.
+    """
 
     def __init__(self, job_id: int, state: str, action: str) -> None:
         super().__init__(job_id, state, action)
@@ -157,18 +161,19 @@ class JobCancelled(PgQueueError):  # noqa: N818 - osbuild's name for it
         self.job_id = job_id
 
 
-class LeaseLost(PgQueueError):  # noqa: N818 - the fencing vocabulary's name for it
-    """The lease no longer holds its job, so the call changed nothing.
+class LeaseLost(NotRunning):
+    """The lease no longer holds its job, so the call changed nothing (a :class:`NotRunning`).
 
     The lease expired and the job was freed (and perhaps leased again), or it was already
     finished, failed or requeued through this token, or the job was removed. Whatever the
-    consumer did with the job must be treated as not having happened.
+    consumer did with the job must be treated as not having happened. ``state`` is what
+    the job is now (see :class:`NotRunning`), ``token`` the lease's.
     """
 
-    def __init__(self, token: str, job_id: int | None = None) -> None:
-        super().__init__(f"lease {token} no longer holds its job")
+    def __init__(self, token: str, job_id: int, state: str) -> None:
+        super().__init__(job_id, state, "act on")
+        self.args = (f"lease {token} no longer holds job {job_id}: job {job_id} is {state}",)
         self.token = token
-        self.job_id = job_id
 
 
 class WorkerNotFound(PgQueueError, LookupError):  # noqa: N818 - osbuild's name for it

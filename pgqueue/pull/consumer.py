@@ -54,6 +54,7 @@ MIN_WAIT_S = 0.05  # after an empty claim, a waiting dequeue claims again only w
 SWEEP_S = 5.0  # expired leases are freed by a claiming consumer at most this often
 SWEEP_BATCH = 1000  # expired leases freed per statement
 WRITE_MAX = 1000  # lease writes per statement
+SUSPENDED, WAITING = 0, -1  # the holder (jobs.worker_id) of a suspended job, of one waiting on others
 LEAVE_TIMEOUT_S = 5.0  # closing waits this long at most for the row's removal
 _log = get_logger()
 
@@ -512,15 +513,18 @@ class _ReportedError(PgQueueError):
 
 
 def _lost(token: str, job_id: int, row: Row | None) -> LeaseLost:
-    """LeaseLost, saying what became of the job."""
+    """LeaseLost, with the job's state now and, in a note, what became of it."""
+    holder = None if row is None else row[HOLDER]
     if row is None:
-        state = "it has ended (or never existed)"
-    elif row[HOLDER] is None:
-        state = "it is waiting to run again"
-    elif row[HOLDER] == 0:
-        state = "it is suspended"
+        state, what = "ended", "it has ended (or never existed)"
+    elif holder is None:
+        state, what = "pending", "it is waiting to run again"
+    elif holder == SUSPENDED:
+        state, what = "suspended", "it is suspended"
+    elif holder == WAITING:
+        state, what = "waiting", "it is waiting for its dependencies"
     else:
-        state = f"it is held by worker {row[HOLDER]} at attempt {row[ROW_ATTEMPT]}"
-    err = LeaseLost(token, job_id)
-    err.add_note(f"job {job_id}: {state}")
+        state, what = "running", f"it is held by worker {holder} at attempt {row[ROW_ATTEMPT]}"
+    err = LeaseLost(token, job_id, state)
+    err.add_note(f"job {job_id}: {what}")
     return err

@@ -25,6 +25,7 @@ from pgqueue import (
     LeaseLost,
     LinearBackoff,
     NotPending,
+    NotRunning,
     ParamsEncodeError,
     Scheduler,
     WorkerHasActiveJobs,
@@ -205,7 +206,8 @@ async def test_finish_after_the_lease_expired_and_was_leased_again_raises_lease_
     before = await lease_row(s, job_id)
     with pytest.raises(LeaseLost) as lost:
         await first.finish("stale")
-    assert lost.value.job_id == job_id
+    assert (lost.value.job_id, lost.value.state, lost.value.token) == (job_id, "running", first.token)
+    assert isinstance(lost.value, NotRunning)  # osbuild's ErrNotRunning, for this lease
     assert "held by worker" in str(lost.value.__notes__)
     with pytest.raises(LeaseLost):
         await first.heartbeat()
@@ -215,6 +217,9 @@ async def test_finish_after_the_lease_expired_and_was_leased_again_raises_lease_
         await first.requeue()
     assert await lease_row(s, job_id) == before  # unchanged
     await second.finish("fresh")
+    with pytest.raises(NotRunning) as ended:  # finished elsewhere: ended for this lease too
+        await second.finish("again")
+    assert ended.value.state == "ended"
     record = await s.get_job(job_id)
     assert record.result == "fresh"
     assert [(r.attempt, r.outcome.value) for r in record.runs] == [(1, "crashed"), (2, "succeeded")]
