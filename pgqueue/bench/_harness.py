@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pgqueue import Job, Scheduler
 
+from ._report import JsonObject, get_num
 from ._server import recreate_database
 
 __all__ = [
@@ -206,3 +208,40 @@ async def vacuum_and_checkpoint(mon: asyncpg.Connection) -> None:
     await mon.execute("VACUUM ANALYZE")
     with contextlib.suppress(asyncpg.PostgresError):  # needs superuser or pg_checkpoint, as for the peers
         await mon.execute("CHECKPOINT")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Runs of several modes, taken in alternating rounds, and their rates (``jps``)."""
+
+    runs: dict[str, list[JsonObject]]
+
+    def jps(self, mode: str) -> list[float]:
+        """The mode's rates, round by round."""
+        return [get_num(r, "jps") or 0.0 for r in self.runs[mode]]
+
+    def median(self, mode: str) -> float | None:
+        """The mode's median rate."""
+        rates = self.jps(mode)
+        return round(statistics.median(rates), 1) if rates else None
+
+    def ratio(self, mode: str, against: str) -> float | None:
+        """The median of the rounds' ratios ``mode`` / ``against``: steadier than a ratio of medians."""
+        pairs = zip(self.jps(mode), self.jps(against), strict=True)
+        ratios = [a / b for a, b in pairs if b]
+        return round(statistics.median(ratios), 3) if ratios else None
+
+
+async def alternate(
+    modes: tuple[str, ...], repeats: int, run: Callable[[str, int], Awaitable[JsonObject]]
+) -> Paired:
+    """``run(mode, round)`` for each mode, ``repeats`` rounds, the order reversed every other round.
+
+    The machine's speed drifts within minutes: alternating and pairing the rounds keeps
+    the drift out of the ratios.
+    """
+    runs: dict[str, list[JsonObject]] = {m: [] for m in modes}
+    for round_ in range(repeats):
+        for mode in modes if round_ % 2 == 0 else modes[::-1]:
+            runs[mode].append(await run(mode, round_))
+    return Paired(runs)

@@ -16,10 +16,9 @@ for at least 0.8.
 from __future__ import annotations
 
 import os
-import statistics
 from collections.abc import Awaitable, Callable
 
-from ._harness import STDERR, Params
+from ._harness import STDERR, Params, alternate
 from ._report import JsonObject, get_num
 
 __all__ = ["CONCURRENCY", "MODES", "bench_limits", "limits_rows"]
@@ -35,24 +34,22 @@ Drain = Callable[..., Awaitable[JsonObject]]
 async def bench_limits(target: str, params: Params, bench_drain: Drain) -> JsonObject:
     """Unlimited and limited drains at C=50, alternating; medians and the paired ratio."""
     repeats = int(os.environ.get("BENCH_LIMITS_REPEATS", DEFAULT_REPEATS))
-    runs: dict[str, list[JsonObject]] = {m: [] for m in MODES}
-    for round_ in range(repeats):
-        for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
-            STDERR.log(f"limits {mode}: drain {params.n:,} at C={CONCURRENCY}, round {round_ + 1}")
-            runs[mode].append(
-                await bench_drain(target, params, n=params.n, concurrency=CONCURRENCY, shape=mode)
-            )
-    jps = {m: [get_num(r, "jps") or 0.0 for r in rs] for m, rs in runs.items()}
-    ratios = [lim / plain for lim, plain in zip(jps["limited"], jps["plain"], strict=True) if plain]
+
+    async def drain(mode: str, round_: int) -> JsonObject:
+        STDERR.log(f"limits {mode}: drain {params.n:,} at C={CONCURRENCY}, round {round_ + 1}")
+        return await bench_drain(target, params, n=params.n, concurrency=CONCURRENCY, shape=mode)
+
+    paired = await alternate(MODES, repeats, drain)
+    runs = paired.runs
     return {
         "n": params.n,
         "concurrency": CONCURRENCY,
         "limit": CONCURRENCY,
         "repeats": repeats,
-        "plain_jps": round(statistics.median(jps["plain"]), 1) if repeats else None,
-        "limited_jps": round(statistics.median(jps["limited"]), 1) if repeats else None,
-        "limited_vs_plain": round(statistics.median(ratios), 3) if ratios else None,
-        "jps": {m: [round(x) for x in v] for m, v in jps.items()},
+        "plain_jps": paired.median("plain"),
+        "limited_jps": paired.median("limited"),
+        "limited_vs_plain": paired.ratio("limited", "plain"),
+        "jps": {m: [round(x) for x in paired.jps(m)] for m in MODES},
         "claims": {m: [r.get("claims") for r in rs] for m, rs in runs.items()},
         "cpu_us_per_job": {m: [get_num(r, "cpu_us_per_job") for r in rs] for m, rs in runs.items()},
     }

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from ._harness import STDERR, Params, Tracker, fresh_scheduler, preload, vacuum_and_checkpoint
+from ._harness import STDERR, Params, Tracker, alternate, fresh_scheduler, preload, vacuum_and_checkpoint
 from ._report import JsonObject, get_num
 
 __all__ = ["CLAIM_N", "CONCURRENCY", "bench_pull", "pull_rows"]
@@ -30,6 +29,7 @@ CONCURRENCY = 50  # the worker's drain it is compared with
 CLAIM_N = 100  # leases per claim
 QUEUES = ("default",)  # named, as an application names its queues (None adds a look-up)
 DEFAULT_REPEATS = 3
+MODES = ("worker", "pull")
 
 Drain = Callable[..., Awaitable[JsonObject]]
 """``bench_drain`` (passed in, as the limits phase takes it)."""
@@ -67,26 +67,24 @@ async def pull_drain(dsn: str, params: Params, n: int) -> JsonObject:
 async def bench_pull(target: str, params: Params, bench_drain: Drain) -> JsonObject:
     """The worker's drain at C=50 and the pull drain, alternating; medians and the paired ratio."""
     repeats = int(os.environ.get("BENCH_PULL_REPEATS", DEFAULT_REPEATS))
-    modes = ("worker", "pull")
-    runs: dict[str, list[JsonObject]] = {m: [] for m in modes}
-    for round_ in range(repeats):
-        for mode in modes if round_ % 2 == 0 else modes[::-1]:
-            STDERR.log(f"pull phase, {mode}: drain {params.n:,}, round {round_ + 1}")
-            if mode == "pull":
-                runs[mode].append(await pull_drain(target, params, params.n))
-            else:
-                runs[mode].append(await bench_drain(target, params, n=params.n, concurrency=CONCURRENCY))
-    jps = {m: [get_num(r, "jps") or 0.0 for r in rs] for m, rs in runs.items()}
-    ratios = [p / w for p, w in zip(jps["pull"], jps["worker"], strict=True) if w]
+
+    async def drain(mode: str, round_: int) -> JsonObject:
+        STDERR.log(f"pull phase, {mode}: drain {params.n:,}, round {round_ + 1}")
+        if mode == "pull":
+            return await pull_drain(target, params, params.n)
+        return await bench_drain(target, params, n=params.n, concurrency=CONCURRENCY)
+
+    paired = await alternate(MODES, repeats, drain)
+    runs = paired.runs
     return {
         "n": params.n,
         "claim_n": CLAIM_N,
         "concurrency": CONCURRENCY,
         "repeats": repeats,
-        "worker_jps": round(statistics.median(jps["worker"]), 1) if repeats else None,
-        "pull_jps": round(statistics.median(jps["pull"]), 1) if repeats else None,
-        "pull_vs_worker": round(statistics.median(ratios), 3) if ratios else None,
-        "jps": {m: [round(x) for x in v] for m, v in jps.items()},
+        "worker_jps": paired.median("worker"),
+        "pull_jps": paired.median("pull"),
+        "pull_vs_worker": paired.ratio("pull", "worker"),
+        "jps": {m: [round(x) for x in paired.jps(m)] for m in MODES},
         "done": [r.get("done") for r in runs["pull"]],
         "cpu_us_per_job": {m: [get_num(r, "cpu_us_per_job") for r in rs] for m, rs in runs.items()},
     }

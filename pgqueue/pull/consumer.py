@@ -11,7 +11,7 @@ How it stays cheap:
   the scheduler and wakes on the same ``r:<queue>`` / ``d:…`` notifications the workers
   use; between them it sleeps until the next delayed job is due, or ``RECHECK_S`` at most
   (the safety net for a lease that expired elsewhere: freeing it sends no notification).
-- Writes (finish, fail, requeue) go through :class:`_Writes`: calls that arrive while a
+- Writes (finish, fail, requeue) go through :class:`~.writes.Writes`: calls that arrive while a
   write is in flight join the next one, and each write is the worker's own flush statement
   (``job_finalize_many``, fenced by owner and attempt), so a consumer finishing a batch
   of leases at once pays one round trip, and runs, retries and results land in the same
@@ -30,7 +30,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
-import anyio.lowlevel
 
 from pgqueue._codec import encode
 from pgqueue._config import MAX_ATTEMPTS
@@ -38,13 +37,14 @@ from pgqueue._errors import ConfigError, ErrorWithRetry, JobCancelled, LeaseLost
 from pgqueue._log import CONSUMER_LEAVE_FAILED, get_logger
 from pgqueue._models import ROW_ATTEMPT, ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_TYPE, Job, Outcome, Row
 from pgqueue._registry import Registry
-from pgqueue.store import FinalizeResult, Subscription
+from pgqueue.store import Subscription
 from pgqueue.store.pull_rows import CLAIM_CLOCK, HOLDER, LEASE_UNTIL, LEASED_AT, LeaseClaim
-from pgqueue.worker.flusher import build_batch
-from pgqueue.worker.results import RunResult, decide_retry, error_text, new_result, storable
+from pgqueue.worker.results import decide_retry, error_text, new_result, storable
 
 from .lease import Lease, parse_token
 from .store import PullStore
+from .wakeups import Wakeups
+from .writes import Writes
 
 __all__ = ["RECHECK_S", "SWEEP_S", "Consumer"]
 
@@ -53,166 +53,9 @@ RELEASED_NOTE = "released unstarted by its pull consumer"
 MIN_WAIT_S = 0.05  # after an empty claim, a waiting dequeue claims again only when woken or after this
 SWEEP_S = 5.0  # expired leases are freed by a claiming consumer at most this often
 SWEEP_BATCH = 1000  # expired leases freed per statement
-WRITE_MAX = 1000  # lease writes per statement
 SUSPENDED, WAITING = 0, -1  # the holder (jobs.worker_id) of a suspended job, of one waiting on others
 LEAVE_TIMEOUT_S = 5.0  # closing waits this long at most for the row's removal
 _log = get_logger()
-
-
-class _Write:
-    """One lease's report waiting to be written, and the caller waiting for it."""
-
-    __slots__ = ("outcome", "owner", "result", "wake")
-
-    def __init__(self, owner: int, result: RunResult) -> None:
-        self.owner = owner
-        self.result = result
-        self.outcome: FinalizeResult | Exception | None = None  # set by the round that wrote it
-        self.wake: asyncio.Future[None] | None = None  # set while its caller waits
-
-    def settle(self, outcome: FinalizeResult | Exception) -> None:
-        self.outcome = outcome
-        self.poke()
-
-    def poke(self) -> None:
-        """Wake the waiting caller: its outcome is in, or it is its turn to write."""
-        if self.wake is not None and not self.wake.done():
-            self.wake.set_result(None)
-
-
-class _Writes:
-    """Lease reports coalesced into the worker's flush statement, one per owner per round.
-
-    A caller with nothing in flight writes a round: every report waiting then (callers
-    scheduled in the same tick join it). Callers arriving meanwhile wait; when the round is
-    written, the writer returns and hands the next round to the oldest waiting caller, so
-    no caller writes for others for longer than its own round. The round is shielded, so a
-    cancelled caller does not strand the others' reports; a failed round fails every report
-    it took (nothing was written or, if the answer was lost after a commit, a repeat is
-    fenced). A caller cancelled while waiting withdraws its report if no round took it.
-    """
-
-    def __init__(self, store: Callable[[], Awaitable[PullStore]]) -> None:
-        self._store = store
-        self._pending: list[_Write] = []
-        self._writing = False
-
-    async def write(self, owner: int, result: RunResult) -> FinalizeResult:
-        """Write ``result`` for the lease ``owner`` holds; what its statement changed."""
-        entry = _Write(owner, result)
-        self._pending.append(entry)
-        while entry.outcome is None:
-            if not self._writing:
-                self._writing = True
-                try:
-                    with anyio.CancelScope(shield=True):
-                        await anyio.lowlevel.checkpoint()  # this tick's callers join the round
-                        await self._round()
-                finally:
-                    self._writing = False
-                    if self._pending:
-                        self._pending[0].poke()  # the next round is the oldest waiter's
-                continue
-            entry.wake = asyncio.get_running_loop().create_future()
-            try:
-                await entry.wake
-            except BaseException:
-                if entry.outcome is None and entry in self._pending:
-                    self._pending.remove(entry)
-                    if not self._writing and self._pending:
-                        self._pending[0].poke()
-                raise
-        if isinstance(entry.outcome, Exception):
-            raise entry.outcome
-        return entry.outcome
-
-    async def _round(self) -> None:
-        round_: list[_Write] = []
-        later: list[_Write] = []
-        seen: set[int] = set()
-        for w in self._pending:  # one entry per job per statement; a repeat waits a round
-            key = w.result.job.id
-            (later if key in seen or len(round_) >= WRITE_MAX else round_).append(w)
-            seen.add(key)
-        self._pending = later
-        by_owner: dict[int, list[_Write]] = {}
-        for w in round_:
-            by_owner.setdefault(w.owner, []).append(w)
-        for owner, writes in by_owner.items():
-            try:
-                store = await self._store()
-                done = await store.job_finalize_many(owner, build_batch([w.result for w in writes], None))
-            except Exception as exc:  # noqa: BLE001 - handed to every caller of this round
-                for w in writes:
-                    w.settle(exc)
-                continue
-            for w in writes:
-                w.settle(done)
-
-
-class _Wakeups:
-    """One LISTEN subscription for every dequeue() of a scheduler, opened while any waits."""
-
-    def __init__(self, store: Callable[[], Awaitable[PullStore]]) -> None:
-        self._store = store
-        self._events: dict[anyio.Event, frozenset[str] | None] = {}
-        self._sub: Subscription | None = None
-        self._lock = anyio.Lock()
-
-    def _on_payload(self, payload: str) -> None:
-        kind, _, rest = payload.partition(":")
-        if kind == "r":
-            queue: str | None = rest
-        elif kind == "d":
-            queue = rest.partition(":")[2]
-        else:
-            return
-        for event, queues in self._events.items():
-            if queues is None or queue in queues:
-                event.set()
-
-    async def arm(
-        self, old: anyio.Event | None, queues: frozenset[str] | None
-    ) -> tuple[anyio.Event, Subscription]:
-        """A fresh event, set on new jobs in ``queues`` (None: any), replacing ``old``.
-
-        Armed before each claim, so a job scheduled while the claim runs sets it and the
-        wait after an empty claim returns at once (anyio events cannot be cleared).
-        """
-        if old is not None:
-            self._events.pop(old, None)
-        event = anyio.Event()
-        self._events[event] = queues
-        try:
-            async with self._lock:
-                if self._sub is not None and self._sub.is_lost():
-                    await self._sub.aclose()
-                    self._sub = None
-                if self._sub is None:
-                    self._sub = await (await self._store()).subscribe(self._on_payload)
-                return event, self._sub
-        except BaseException:  # cancelled or failed: the caller never learns of this event
-            with anyio.CancelScope(shield=True):
-                await self.forget(event)
-            raise
-
-    def wake_all(self) -> None:
-        """Set every waiting event (the scheduler is closing)."""
-        for event in self._events:
-            event.set()
-
-    async def forget(self, event: anyio.Event) -> None:
-        """Stop waking ``event``; the last waiter closes the subscription."""
-        self._events.pop(event, None)
-        if not self._events:
-            await self.close()
-
-    async def close(self) -> None:
-        with anyio.CancelScope(shield=True):
-            async with self._lock:
-                sub, self._sub = self._sub, None
-                if sub is not None:
-                    await sub.aclose()
 
 
 class Consumer:
@@ -228,8 +71,8 @@ class Consumer:
         self._offset = 0.0  # the database's clock minus ours, from the last claim
         self._last_sweep = -math.inf
         self._closed = False
-        self._writes = _Writes(self._open)
-        self._wakeups = _Wakeups(self._open)
+        self._writes = Writes(self._open)
+        self._wakeups = Wakeups(self._open)
 
     # -- claiming -------------------------------------------------------------------------
 
