@@ -22,6 +22,7 @@ from pgqueue import (
     Scheduler,
 )
 from pgqueue.pull import consumer as consumer_module
+from tests._proxy import PgProxy
 from tests._support import pg_store, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
@@ -237,3 +238,27 @@ async def test_closing_the_scheduler_ends_a_waiting_dequeue_without_reopening_it
     assert [type(e) for e in ended] == [PgQueueError]
     assert "closed" in str(ended[0])
     assert scheduler._store is None  # the dequeue did not reopen the pool
+
+
+async def test_a_lease_call_during_an_outage_is_a_clear_error_and_the_lease_still_holds(
+    dsn: str, scheduler: Scheduler
+) -> None:
+    proxy = await PgProxy(dsn).start()
+    s = Scheduler(proxy.dsn, schema=scheduler.schema)
+    s.declare("t")
+    try:
+        job_id = await scheduler.schedule("t", None, queue="q")
+        lease = await s.dequeue(queues=["q"], timeout=0)
+        assert lease is not None
+        proxy.refusing = True  # new connections fail...
+        proxy.cut()  # ...and the open ones drop: the database is unreachable
+        for call in (lease.finish, lease.heartbeat, lambda: lease.fail("x"), lease.requeue, lease.release):
+            with pytest.raises(DatabaseUnavailableError):
+                await call()
+        assert (await scheduler.get_job(job_id)).state is JobState.RUNNING  # nothing was written
+        proxy.refusing = False
+        await lease.finish("after the outage")
+        assert (await scheduler.get_job(job_id)).result == "after the outage"
+    finally:
+        await s.close()
+        await proxy.close()
