@@ -217,6 +217,10 @@ class WorkerConfig:
     default 14 days). Whole UTC days are dropped at once, so a run stays up to a day longer."""
     retention_failed: float | dt.timedelta = RETENTION_FAILED_S
     """How long it keeps the final run of a failed job (default 30 days; at least ``retention``)."""
+    freeze_gc: bool = True
+    """When the first worker of the process starts, collect garbage once and ``gc.freeze()``
+    what is alive, so later full collections (pauses of the whole event loop) walk only the
+    objects created since. False leaves Python's collector alone."""
 
     @classmethod
     def build(cls, queues: Iterable[str], pgbouncer: bool = False, /, **overrides: object) -> Self:  # noqa: FBT001, FBT002 - positional-only, so no option name is taken
@@ -270,7 +274,7 @@ class WorkerConfig:
             or self.vacuum_min_dead < 0
         ):
             raise ConfigError(f"vacuum_min_dead must be an integer >= 0, got {self.vacuum_min_dead!r}")
-        for name in ("listen", "maintenance"):
+        for name in ("listen", "maintenance", "freeze_gc"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.metrics is not None:

@@ -41,6 +41,7 @@ from pgqueue._registry import Registry
 from pgqueue._signals import Signal, WorkerSignals
 from pgqueue.store import WorkerBackend
 
+from .collector import freeze_startup_heap
 from .job_buffer import JobBuffer
 from .lease import Identity
 from .results import RunStats
@@ -222,6 +223,8 @@ class Worker:
             store = await self._open_store()
             if not await self._register_with_retry(store):
                 return  # shutdown() while the database was still unreachable
+            if self.config.freeze_gc:
+                freeze_startup_heap()  # once per process, before the first claim (collector.py)
             log = _log.bind(worker_id=self.id)
             log.info(WORKER_REGISTERED, queues=list(self.config.queues), concurrency=self.config.concurrency)
             metrics = self.config.metrics
