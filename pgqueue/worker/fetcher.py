@@ -2,8 +2,11 @@
 
 Reasons to claim: a notification for one of our queues, the last claim came back full
 (a backlog), a known delayed job became due, the backstop poll, or start-up. Room: the
-jobs held (claimed, not finished) fell to the low watermark, half the current target, and
-the result buffer is not holding runners back.
+jobs held (claimed, not finished) fell to the low watermark, and the result buffer is not
+holding runners back. The low watermark is ``concurrency`` plus half of the jobs the
+target holds beyond it: the claim goes out while half of the waiting jobs are still there
+to run, so runners do not wait for its round trip (with slow jobs, whose target is about
+``concurrency``, that is as soon as a runner is free and nothing waits).
 
 The target adapts, so prefetching does not hoard: it is ``concurrency`` plus the jobs the
 runners get through in ``PREFETCH_HORIZON`` claim round trips (Little's law, from the
@@ -118,7 +121,7 @@ class Fetcher:
         self._tau: float | None = None  # mean wall seconds per run, once measured
         self._seen_finished = 0
         self._seen_busy = 0.0
-        self._low_water = config.concurrency // 2
+        self._low_water = config.concurrency + config.concurrency // 2  # until the first _want()
         self._held = held
         self._listening = True
         self._on_error = on_error
@@ -509,7 +512,8 @@ class Fetcher:
         """How many jobs to claim now (0: no room)."""
         target = self._target()
         self._target_now = target
-        self._low_water = target // 2
+        concurrency = self._config.concurrency
+        self._low_water = concurrency + (target - concurrency) // 2
         held = self._stats.outstanding
         if held > self._low_water or self._results.blocked():
             return 0

@@ -127,7 +127,9 @@ class Flusher:
         self._identity = identity  # the worker id that fences the writes, and its clock offset
         self._should_log_run = should_log_run
         self._on_put_back = on_put_back
-        self._batch_max = batch_max  # results per flush at most (the whole buffer by default, as it lags)
+        # Results per flush at most (flush_max): a bigger batch catches up in fewer round trips
+        # but holds the event loop (building and encoding it) and a server core for longer.
+        self._batch_max = batch_max
         self._on_error = on_error
         self._held = held
         self._backoff = Backoff()

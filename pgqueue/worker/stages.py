@@ -136,7 +136,7 @@ def build(
         identity=identity,
         should_log_run=cfg.should_log_run,
         on_put_back=fetcher.note_due,
-        batch_max=cfg.buffer_max,
+        batch_max=cfg.flush_max,
         on_error=lambda exc: report(exc, "flush"),
         held=flush_conn,
         signals=signals,

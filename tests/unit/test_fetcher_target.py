@@ -90,14 +90,15 @@ def test_target_never_exceeds_prefetch_or_falls_below_concurrency() -> None:
         assert CONCURRENCY <= fetcher._target() <= PREFETCH, busy
 
 
-def test_want_is_zero_above_half_the_target_and_the_gap_at_or_below() -> None:
+def test_want_is_zero_above_the_low_watermark_and_the_gap_at_or_below() -> None:
+    """The low watermark: the runners' jobs plus half of the waiting jobs the target holds."""
     fetcher, stats, _ = make_fetcher()
     target = fetcher._target()
     assert target == 2 * CONCURRENCY
     for held in range(target + 3):
         stats.outstanding = held
         want = fetcher._want()
-        if held > target // 2:
+        if held > CONCURRENCY + CONCURRENCY // 2:
             assert want == 0, held
         else:
             assert want == target - held, held
@@ -107,10 +108,23 @@ def test_want_with_a_measured_large_target() -> None:
     fetcher, stats, _ = make_fetcher()
     fetcher._rtt = 0.002
     finish(stats, 10, 1e-5)
-    stats.outstanding = PREFETCH // 2
-    assert fetcher._want() == PREFETCH - PREFETCH // 2
-    stats.outstanding = PREFETCH // 2 + 1
+    low = CONCURRENCY + (PREFETCH - CONCURRENCY) // 2
+    stats.outstanding = low
+    assert fetcher._want() == PREFETCH - low
+    stats.outstanding = low + 1
     assert fetcher._want() == 0
+
+
+def test_slow_jobs_claim_as_soon_as_a_runner_is_free_and_nothing_waits() -> None:
+    """A target of about concurrency: a runner finishing with nothing waiting claims at once."""
+    fetcher, stats, _ = make_fetcher()
+    fetcher._rtt = 0.002
+    finish(stats, 10, 10.0)
+    target = fetcher._target()
+    stats.outstanding = CONCURRENCY  # every runner busy, nothing waiting
+    assert fetcher._want() == target - CONCURRENCY
+    stats.outstanding = CONCURRENCY - 1  # one runner free
+    assert fetcher._want() == target - CONCURRENCY + 1
 
 
 def test_want_is_zero_while_the_result_buffer_is_blocked() -> None:
