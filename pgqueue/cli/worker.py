@@ -125,9 +125,17 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address the metrics port listens on.")
     ] = "127.0.0.1",
+    loop: Annotated[
+        str,
+        typer.Option(
+            "--loop",
+            help="Event loop: auto (uvloop when pgqueue[uvloop] is installed, else asyncio), asyncio or uvloop.",
+        ),
+    ] = "auto",
     **options: object,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (a second signal stops at once)."""
+    loop_factory = _loop_factory(loop)
     scheduler = load_scheduler(target)
     metrics = None if metrics_port is None else _metrics_for(scheduler)
     if metrics is not None:
@@ -166,7 +174,30 @@ def worker(
                 await server.close()
         await scheduler.close()
 
-    asyncio.run(go())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(go())
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``--loop`` names; None is asyncio's own.
+
+    uvloop wakes timers with less delay than asyncio's selector loop (whose waits are
+    rounded up to whole milliseconds), which is what handlers that await I/O or sleep see.
+    """
+    if name not in {"auto", "asyncio", "uvloop"}:
+        raise typer.BadParameter(f"--loop must be auto, asyncio or uvloop, got {name!r}")
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop  # noqa: PLC0415 - an optional extra
+    except ImportError as exc:
+        if name == "auto":
+            return None
+        raise typer.BadParameter(
+            f"--loop uvloop needs the pgqueue[uvloop] extra: pip install 'pgqueue[uvloop]' ({exc})"
+        ) from exc
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _metrics_for(scheduler: Scheduler) -> Metrics:

@@ -72,13 +72,14 @@ async def _wait_rows(db: asyncpg.Connection, sql: str, want: int) -> None:
     await until(enough)
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 async def test_worker_process_sigterm_is_graceful_and_second_signal_hard_stops(
-    dsn: str, scheduler: Scheduler, db: asyncpg.Connection, tmp_path: Path
+    dsn: str, scheduler: Scheduler, db: asyncpg.Connection, tmp_path: Path, loop: str
 ) -> None:
     schema = scheduler.schema
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(  # noqa: ASYNC220 - starting the worker process under test
-        [sys.executable, "-m", "pgqueue", "worker", "tests.cli_app:scheduler", "--concurrency", "4"],
+        [sys.executable, "-m", "pgqueue", "worker", "tests.cli_app:scheduler", "--concurrency", "4", "--loop", loop],
         env=_env(dsn, schema), cwd=ROOT_DIR, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
