@@ -46,11 +46,11 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix pgqueue tests examples
 	$(VENV)/bin/ruff format pgqueue tests examples
 
-bench: $(STAMP) ## Benchmark (enqueue, drain C=10/50, latency, 2 workers, WAL, RSS, unique drain, management); BENCH_BIG=1 adds the 1M drain
+bench: $(STAMP) ## Benchmark (enqueue, drain C=10/50, latency, 2 workers, WAL and DB CPU, RSS, feature drains, management, memory, metrics, churn, limits, pull, loop lag, I/O-bound); BENCH_BIG=1 adds the 1M drain
 	$(PY) -m pgqueue.bench
 
 .PHONY: bench-compare bench-ci
-bench-compare: $(STAMP) ## pgqueue vs bench_raw.py (+ pgqueuer) on one server, RUNS=3 interleaved: medians, ratios
+bench-compare: $(STAMP) ## pgqueue vs bench_raw.py (+ pgqueuer) on one server, RUNS=3 interleaved: medians, ratios, DB CPU/job
 	$(PY) -m pgqueue.bench.compare
 
 bench-ci: $(STAMP) ## Gross-regression check: 5,000-job drain at C=10 vs bench_raw.py, fails below 0.5x raw

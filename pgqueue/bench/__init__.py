@@ -10,7 +10,8 @@ design in plain asyncpg, the ceiling for this design):
 (c) pickup latency of an idle worker: 200 jobs on a 20 ms grid, p50/p95/p99;
 (d) drain of a 1,000,000-job backlog (``--big``; minutes), its rate against (b)'s;
 (e) two worker processes on one queue;
-(f) WAL bytes and dead tuples per job, from the server's counters around each drain;
+(f) WAL bytes, dead tuples and the server's CPU time per job, from the server's counters
+    (and /proc) around each drain;
 (g) the worker's RSS before and after the drain (the big one with ``--big``);
 (h) get_job, list_jobs and stats over 1,000,000 logged runs and 100,000 live jobs;
 (i) the drain of jobs that hold unique keys, that depend on one another in pairs, or that
@@ -19,7 +20,11 @@ design in plain asyncpg, the ceiling for this design):
 (j) ``pgqueue.testing.drain`` of 10,000 jobs on the in-memory backend against the same
     drain on PostgreSQL, and a worker's drain in memory;
 (k) the drain with Prometheus metrics off, on, and on while scraped over HTTP at 20/s,
-    interleaved rounds, each as a ratio to metrics off (``metrics``).
+    interleaved rounds, each as a ratio to metrics off (``metrics``);
+(q) the lag of the worker's own event loop (a task sleeping 1 ms in a loop): idle, during
+    the drain of 50,000 jobs, and while 200 jobs/s are enqueued and run (``colocate``);
+(r) drains of I/O-bound jobs (10 ms at C=200, 1 ms at C=50) against the limit C / W
+    (``iobound``).
 
 Each phase runs in a freshly recreated database whose name must start with ``bench_``.
 Output: one JSON line on stdout, a table on stderr. :mod:`pgqueue.bench.compare` runs

@@ -27,8 +27,10 @@ import asyncpg
 
 from pgqueue import Worker
 
+from ._dbcpu import database_backends_cpu_s
 from ._harness import Params, Tracker, fresh_scheduler, preload, progress_bar, vacuum_and_checkpoint
 from ._metrics import metered
+from ._probe import LoopProbe
 from ._stats import cost_per_job, rss_mb, snapshot
 
 __all__ = ["bench_drain"]
@@ -103,6 +105,8 @@ async def bench_drain(
     big: bool = False,
     shape: str = "plain",
     metrics: str = "off",
+    work_s: float = 0.0,
+    probe: LoopProbe | None = None,
 ) -> dict[str, object]:
     """One drain of ``n`` pre-queued jobs at ``concurrency``; timing, cost per job, RSS.
 
@@ -110,9 +114,11 @@ async def bench_drain(
     notifications that announce a job's end (``e:<id>``, for wait()) are counted on the
     channel during the drain: a plain drain must send none. ``metrics``: "off", "on" (the
     worker records Prometheus metrics) or "scrape" (and they are scraped over HTTP at 20/s;
-    see ``_metrics``).
+    see ``_metrics``). ``work_s``: each job awaits that long instead of yielding once (the
+    I/O-bound drains). ``probe``: a loop-lag probe that runs on this loop from just before
+    the clock starts until it stops (``colocate``).
     """
-    tracker = Tracker(n)
+    tracker = Tracker(n, work_s=work_s)
     timeout = max(params.drain_timeout_s, n / BIG_RATE_FLOOR) if big else params.drain_timeout_s
     show = params.progress and big
     samples: list[tuple[float, int]] = []
@@ -122,12 +128,7 @@ async def bench_drain(
         await scheduler.close()  # the preload's backends exit and publish their counters
         mon = await asyncpg.connect(dsn)
         stack.push_async_callback(mon.close)  # closed last: it reads the counters after the pool is gone
-        remaining_sql = (
-            f'SELECT (SELECT count(*) FROM "{scheduler.schema}".jobs) + $1'  # noqa: S608 - our own schema name
-            f' - (SELECT count(*) FROM "{scheduler.schema}".job_runs)'
-        )
-        for statement in SHAPES[shape]:
-            await mon.execute(statement.format(s=f'"{scheduler.schema}"'))
+        remaining_sql = await _shape_jobs(mon, scheduler.schema, shape)
         ends = [0]
 
         def count_ends(_c: object, _pid: int, _channel: str, payload: object) -> None:
@@ -135,7 +136,7 @@ async def bench_drain(
 
         await mon.add_listener(f"{scheduler.schema}_events", count_ends)
         await vacuum_and_checkpoint(mon)
-        wal0, tab0 = await snapshot(mon)
+        before = await snapshot(mon)
         await scheduler.open()  # the pool is open before the clock, as the peers connect first
         meter = await stack.enter_async_context(metered(metrics))  # a scraper is up before the clock
         rss_before, _ = rss_mb()
@@ -147,8 +148,10 @@ async def bench_drain(
                 if bar is not None:
                     bar.update(bar.task_ids[0], completed=done, rate=f"{rate:,.0f} jobs/s")
 
-            t0, cpu0 = time.time(), time.process_time()
             async with anyio.create_task_group() as tg:
+                if probe is not None:
+                    await tg.start(probe.run)
+                t0, cpu0 = time.time(), time.process_time()
                 await tg.start(worker.run)
                 if big:
                     tg.start_soon(_sample, tracker, t0, samples, bar_update)
@@ -156,13 +159,17 @@ async def bench_drain(
                     await tracker.done.wait()
                     persisted = await _persisted(mon, remaining_sql, n)
                 t_stop = time.time()
+                if probe is not None:
+                    probe.stop()
                 rss_after, _ = rss_mb()
+                # Before the worker closes its own connections (the listener's): see _dbcpu.
+                backends_at_end = await database_backends_cpu_s(mon)
                 await worker.shutdown()
-                tg.cancel_scope.cancel()  # the sampler
+                tg.cancel_scope.cancel()  # the sampler and the probe
         stop_s = time.time() - t_stop
         await mon.remove_listener(f"{scheduler.schema}_events", count_ends)
         await scheduler.close()  # its backends must exit before the "after" counters are read
-        wal1, tab1 = await snapshot(mon)
+        after = await snapshot(mon)
     out = _result(
         tracker,
         worker,
@@ -170,12 +177,22 @@ async def bench_drain(
         concurrency=concurrency,
         times=(t0, None if persisted is None else persisted[0], t_stop, stop_s),
         cpu_s=None if persisted is None else persisted[1] - cpu0,
-        cost=cost_per_job(n, wal0, wal1, tab0, tab1),
+        cost=cost_per_job(n, before, after, backends_at_end=backends_at_end),
         rss=(rss_before, rss_after),
         tenths=_tenths([*samples, (tracker.last_end - t0, tracker.count)], n) if big else None,
     )
     out["end_notifications"] = ends[0]
     return out if metrics == "off" else {**out, "metrics": meter.report()}
+
+
+async def _shape_jobs(mon: asyncpg.Connection, schema: str, shape: str) -> str:
+    """Give the pre-queued jobs their ``shape``; the query of how many are not finished yet."""
+    for statement in SHAPES[shape]:
+        await mon.execute(statement.format(s=f'"{schema}"'))
+    return (
+        f'SELECT (SELECT count(*) FROM "{schema}".jobs) + $1'  # noqa: S608 - our own schema name
+        f' - (SELECT count(*) FROM "{schema}".job_runs)'
+    )
 
 
 async def _persisted(mon: asyncpg.Connection, remaining_sql: str, n: int) -> tuple[float, float]:

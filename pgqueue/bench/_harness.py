@@ -55,6 +55,10 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
 @dataclass(frozen=True, slots=True)
 class Params:
     """Workload sizes; defaults and environment names as in the peers' ``common.py``."""
@@ -93,6 +97,18 @@ class Params:
     query) are spread over some 30 scrapes, as over a worker's life."""
     metrics_repeats: int = field(default_factory=lambda: _env_int("BENCH_METRICS_REPEATS", 5))
     """Rounds of the metrics phase (each: off, on, scraped, at every concurrency)."""
+    colo_n: int = field(default_factory=lambda: _env_int("BENCH_COLO_N", 50_000))
+    """Backlog drained while the loop-lag probe runs (phase ``colocate``)."""
+    colo_rate: int = field(default_factory=lambda: _env_int("BENCH_COLO_RATE", 200))
+    """Jobs per second enqueued one at a time while the worker runs them (``colocate``)."""
+    colo_steady_s: float = field(default_factory=lambda: _env_float("BENCH_COLO_STEADY_S", 5.0))
+    """How long the steady enqueue-and-run part of ``colocate`` lasts."""
+    colo_baseline_s: float = field(default_factory=lambda: _env_float("BENCH_COLO_BASELINE_S", 1.0))
+    """How long the probe runs alone, with the scheduler open and no worker (``colocate``)."""
+    io_n_10ms: int = field(default_factory=lambda: _env_int("BENCH_IO_N_10MS", 40_000))
+    """Jobs of the I/O-bound drain of 10 ms jobs at C=200: 2 s at its limit of 20,000/s (``iobound``)."""
+    io_n_1ms: int = field(default_factory=lambda: _env_int("BENCH_IO_N_1MS", 100_000))
+    """Jobs of the I/O-bound drain of 1 ms jobs at C=50: 2 s at its limit of 50,000/s (``iobound``)."""
     progress: bool = True
     """Progress bars on stderr for the long phases (preload and drain of the big backlog)."""
 
@@ -130,9 +146,12 @@ class Tracker:
     """Handler-side counts and latencies; its :meth:`handler` is the no-op job.
 
     One tracker per phase; the event fires when ``expected`` handlers have finished.
+    ``work_s`` turns the job into an I/O-bound one that awaits that long (``iobound``);
+    at 0 it yields once, as the peers' job does.
     """
 
-    def __init__(self, expected: int = 0, *, record_latency: bool = False) -> None:
+    def __init__(self, expected: int = 0, *, record_latency: bool = False, work_s: float = 0.0) -> None:
+        self.work_s = work_s
         self.reset(expected, record_latency=record_latency)
 
     def reset(self, expected: int, *, record_latency: bool = False) -> None:
@@ -155,7 +174,7 @@ class Tracker:
             t_enq = params.get("t_enq")
             if isinstance(t_enq, float):
                 self.latencies_ms.append((now - t_enq) * 1000.0)
-        await asyncio.sleep(0)  # exactly the peers' job body (common.py)
+        await asyncio.sleep(self.work_s)  # at 0, exactly the peers' job body (common.py)
         self.count += 1
         self.last_end = time.time()
         if self.expected and self.count >= self.expected:

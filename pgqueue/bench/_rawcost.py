@@ -1,10 +1,14 @@
-"""The raw ceiling's WAL bytes and dead tuples per job, measured exactly as pgqueue's.
+"""The raw ceiling's WAL bytes, dead tuples and server CPU per job, measured exactly as pgqueue's.
 
-``bench_raw.py`` reports rates only. For the target "WAL bytes per job within 1.5× raw"
-the same counters must be read around raw's drain, so this module imports raw's own
-code from the peers directory (its schema, bulk enqueue and ``RawWorker``; nothing is
-re-implemented) and drains ``n`` jobs with it between two snapshots, as
-:func:`~pgqueue.bench._drain.bench_drain` does for pgqueue.
+``bench_raw.py`` reports rates only. For the targets "WAL bytes per job within 1.5× raw"
+and "database CPU per job at most 0.85× raw" the same counters must be read around raw's
+drain, so this module imports raw's own code from the peers directory (its schema, bulk
+enqueue and ``RawWorker``; nothing is re-implemented) and drains ``n`` jobs with it
+between two snapshots, as :func:`~pgqueue.bench._drain.bench_drain` does for pgqueue.
+
+As there (and in the peers' ``measure_drain``), the database is polled only once raw's
+handlers have all run (raw's handler counts into the peers' ``TRACK``): a count of both
+tables every 10 ms during the whole drain would add its own CPU to raw's figure.
 
     python -m pgqueue.bench._rawcost PEERS_DIR DSN [N] [CONCURRENCY]
 
@@ -23,6 +27,7 @@ from types import ModuleType
 import anyio
 import asyncpg
 
+from ._dbcpu import database_backends_cpu_s
 from ._harness import vacuum_and_checkpoint
 from ._server import database_name
 from ._stats import cost_per_job, snapshot
@@ -58,12 +63,14 @@ async def raw_cost(peers: str, dsn: str, n: int, concurrency: int) -> dict[str, 
     mon = await asyncpg.connect(dsn)
     try:
         await vacuum_and_checkpoint(mon)
-        wal0, tab0 = await snapshot(mon)
+        before = await snapshot(mon)
         worker = raw.RawWorker(dsn, concurrency)
+        raw.C.TRACK.reset(n)
         t0 = time.time()
         await worker.start()
         t_persist: float | None = None
         with anyio.move_on_after(TIMEOUT_S):
+            await raw.C.TRACK.done.wait()
             while True:
                 left = await mon.fetchval(
                     "SELECT (SELECT count(*) FROM jobs) + $1 - (SELECT count(*) FROM job_runs)", n
@@ -72,16 +79,17 @@ async def raw_cost(peers: str, dsn: str, n: int, concurrency: int) -> dict[str, 
                     t_persist = time.time()
                     break
                 await anyio.sleep(POLL_S)
+        backends_at_end = await database_backends_cpu_s(mon)  # raw's connections are still open
         await worker.stop()
-        wal1, tab1 = await snapshot(mon)
+        after = await snapshot(mon)
     finally:
         await mon.close()
     out: dict[str, object] = {"system": "raw_cost", "n": n, "concurrency": concurrency}
     if t_persist is None:
         out["timed_out"] = True
     else:
-        out["jps"] = round(n / (t_persist - t0), 1)  # polled from the start: a rough figure only
-    out["cost"] = cost_per_job(n, wal0, wal1, tab0, tab1)
+        out["jps"] = round(n / (t_persist - t0), 1)
+    out["cost"] = cost_per_job(n, before, after, backends_at_end=backends_at_end)
     return out
 
 

@@ -55,7 +55,8 @@ def _drain_rows(line: JsonObject, key: str) -> list[tuple[str, str, str]]:
             f"{f('cost', 'wal_bytes_per_job')} WAL B/job",
             (
                 f"dead tuples {f('cost', 'dead_tuples_per_job')}/job, WAL records "
-                f"{f('cost', 'wal_records_per_job')}/job, FPI {f('cost', 'wal_fpi_per_job')}/job"
+                f"{f('cost', 'wal_records_per_job')}/job, FPI {f('cost', 'wal_fpi_per_job')}/job, "
+                f"DB CPU {f('cost', 'db_cpu_us_per_job')} µs/job"
             ),
         ),
     ]
@@ -93,6 +94,10 @@ def _rows(line: JsonObject) -> list[tuple[str, str, str]]:
     from ._pull import pull_rows  # noqa: PLC0415 - _pull reads this module's helpers
 
     rows += pull_rows(line)
+    from ._colocate import colocate_rows  # noqa: PLC0415 - _colocate reads this module's helpers
+    from ._iobound import iobound_rows  # noqa: PLC0415 - _iobound reads this module's helpers
+
+    rows += colocate_rows(line) + iobound_rows(line)
     if "big_drain" in line:
         big = _drain_rows(line, "big_drain")
         big[0] = (big[0][0], big[0][1], f"{f('big_vs_20k')}× the small drain; {big[0][2]}")

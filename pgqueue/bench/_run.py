@@ -10,8 +10,11 @@ finished and 100,000 live jobs), ``churn`` (l: 1,000,000 jobs through the hot ta
 10,000 kept queued, then its size and the claim's plan), ``limits`` (m: the drain of a queue
 with a concurrency limit of 50 against the unlimited one, at C=50, interleaved), ``pull``
 (p: a pull consumer's ``claim(100)`` + ``finish`` drain against the worker's at C=50,
-interleaved) and, opt-in because it takes minutes, ``big`` (d): the drain of a
-1,000,000-job backlog, whose rate is compared with the small drain's.
+interleaved), ``colocate`` (q: the lag of the worker's event loop, probed every 1 ms, idle,
+during the drain of 50,000 jobs and while 200 jobs/s are enqueued and run), ``iobound`` (r:
+drains of jobs that await 10 ms at C=200 and 1 ms at C=50, against the limit C / W) and,
+opt-in because it takes minutes, ``big`` (d): the drain of a 1,000,000-job backlog, whose
+rate is compared with the small drain's.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ import anyio
 from pgqueue import __version__
 
 from ._churn import bench_churn
+from ._colocate import bench_colocate
 from ._drain import bench_drain
 from ._enqueue import bench_enqueue
 from ._harness import STDERR, Params
+from ._iobound import bench_iobound
 from ._latency import bench_latency
 from ._limits import bench_limits
 from ._manage import bench_manage
@@ -55,6 +60,8 @@ DEFAULT_PHASES = (
     "churn",
     "limits",
     "pull",
+    "colocate",
+    "iobound",
 )
 ALL_PHASES = (*DEFAULT_PHASES, "big")
 
@@ -82,7 +89,7 @@ async def _feature_drains(
 
 
 async def _other_phases(target: str, params: Params, phases: tuple[str, ...]) -> JsonObject:
-    """Management calls, the in-memory backend, and the cost of metrics."""
+    """Management calls, the in-memory backend, the cost of metrics, loop lag, I/O-bound jobs."""
     out: JsonObject = {}
     if "manage" in phases:
         STDERR.log(f"management on {params.manage_runs:,} finished and {params.manage_live:,} live jobs")
@@ -99,6 +106,10 @@ async def _other_phases(target: str, params: Params, phases: tuple[str, ...]) ->
         out["limits"] = await bench_limits(target, params, bench_drain)
     if "pull" in phases:
         out["pull"] = await bench_pull(target, params, bench_drain)
+    if "colocate" in phases:
+        out["colocate"] = await bench_colocate(target, params)
+    if "iobound" in phases:
+        out["iobound"] = await bench_iobound(target, params)
     return out
 
 

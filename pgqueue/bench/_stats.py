@@ -1,4 +1,4 @@
-"""What a drain costs besides time: WAL bytes, dead tuples, and the worker's memory.
+"""What a drain costs besides time: WAL bytes, dead tuples, server CPU, the worker's memory.
 
 WAL and tuples follow pgxjob's method: read the server's counters before and after the
 drain and divide the difference by the number of jobs.
@@ -11,6 +11,10 @@ drain and divide the difference by the number of jobs.
   (``n_dead_tup``: what vacuum must clean) and the inserts, updates (HOT or not) and deletes
   behind them. An autovacuum inside the window lowers ``n_dead_tup``, so its count is
   reported as well.
+
+- The server's CPU time (user + system of every PostgreSQL process, background ones
+  included, from ``/proc``), and that of the benchmark database's own client backends
+  (see ``_dbcpu``), when the server runs on this machine.
 
 Busy backends publish their counters at most once a second, so each snapshot is taken
 when no other backend of the benchmark database is connected (the preload's and the
@@ -34,9 +38,11 @@ from pathlib import Path
 import anyio
 import asyncpg
 
+from ._dbcpu import cpu_us_per_job, database_backends_cpu_s, server_cpu_s
 from ._server import wait_for_idle_database
 
 __all__ = [
+    "Snapshot",
     "TableStats",
     "WalStats",
     "cost_per_job",
@@ -89,12 +95,31 @@ async def flush_own_stats(conn: asyncpg.Connection) -> None:
         await anyio.sleep(COLLECTOR_LAG_S)
 
 
-async def snapshot(mon: asyncpg.Connection) -> tuple[WalStats, TableStats]:
-    """WAL and table counters once every other backend of the database has published its own."""
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The server's counters at one moment (see the module)."""
+
+    wal: WalStats
+    tables: TableStats
+    db_cpu_s: float | None
+    """CPU seconds of the server's processes; None when the server is not readable in /proc."""
+    db_backends_cpu_s: float | None
+    """CPU seconds of the client backends of the benchmark database (the monitoring one, alone
+    at the first snapshot)."""
+
+
+async def snapshot(mon: asyncpg.Connection) -> Snapshot:
+    """The counters once every other backend of the database has published its own and exited.
+
+    The CPU is read last, once the pool's backends have exited (their time has moved to
+    the postmaster's reaped-children total), and at the same point of both snapshots.
+    """
     if not await wait_for_idle_database(mon):
         sys.stderr.write("warning: other connections to the benchmark database; its counters may lag\n")
     await flush_own_stats(mon)
-    return await wal_stats(mon), await table_stats(mon)
+    wal, tables = await wal_stats(mon), await table_stats(mon)
+    backends = await database_backends_cpu_s(mon)
+    return Snapshot(wal=wal, tables=tables, db_cpu_s=await server_cpu_s(mon), db_backends_cpu_s=backends)
 
 
 async def wal_stats(conn: asyncpg.Connection) -> WalStats:
@@ -125,13 +150,19 @@ def _per_job(delta: int | None, n: int) -> float | None:
 
 
 def cost_per_job(
-    n: int, wal0: WalStats, wal1: WalStats, tab0: TableStats, tab1: TableStats
+    n: int, before: Snapshot, after: Snapshot, *, backends_at_end: float | None = None
 ) -> dict[str, object]:
-    """The deltas between two snapshots, divided by the jobs drained in between."""
+    """The deltas between two snapshots, divided by the jobs drained in between.
+
+    ``backends_at_end``: :func:`~pgqueue.bench._dbcpu.database_backends_cpu_s` just before the
+    drain's connections closed (see ``_dbcpu``); the after snapshot no longer sees them.
+    """
 
     def delta(a: int | None, b: int | None) -> int | None:
         return None if a is None or b is None else b - a
 
+    wal0, wal1, tab0, tab1 = before.wal, after.wal, before.tables, after.tables
+    cpu_s = None if before.db_cpu_s is None or after.db_cpu_s is None else after.db_cpu_s - before.db_cpu_s
     return {
         "wal_bytes": delta(wal0.bytes, wal1.bytes),
         "wal_bytes_per_job": _per_job(delta(wal0.bytes, wal1.bytes), n),
@@ -144,6 +175,9 @@ def cost_per_job(
         "tup_hot_upd_per_job": _per_job(tab1.n_tup_hot_upd - tab0.n_tup_hot_upd, n),
         "tup_del_per_job": _per_job(tab1.n_tup_del - tab0.n_tup_del, n),
         "autovacuums": tab1.autovacuums - tab0.autovacuums,
+        "db_cpu_s": None if cpu_s is None else round(cpu_s, 3),
+        "db_cpu_us_per_job": cpu_us_per_job(before.db_cpu_s, after.db_cpu_s, n),
+        "db_backends_cpu_us_per_job": cpu_us_per_job(before.db_backends_cpu_s, backends_at_end, n),
     }
 
 

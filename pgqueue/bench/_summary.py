@@ -43,7 +43,10 @@ COST_METRICS = (
     Metric("WAL bytes/job", ("cost", "wal_bytes_per_job"), higher_is_better=False),
     Metric("WAL records/job", ("cost", "wal_records_per_job"), higher_is_better=False),
     Metric("dead tuples/job", ("cost", "dead_tuples_per_job"), higher_is_better=False),
+    Metric("DB CPU µs/job", ("cost", "db_cpu_us_per_job"), higher_is_better=False),
+    Metric("its backends µs/job", ("cost", "db_backends_cpu_us_per_job"), higher_is_better=False),
 )
+COST_CONCURRENCIES = (10, 50)  # raw's cost drains (compare.RAW_COST_CONCURRENCIES)
 
 
 def _by_system(lines: list[JsonObject]) -> dict[str, list[JsonObject]]:
@@ -93,21 +96,35 @@ def _rates_table(runs: dict[str, list[JsonObject]]) -> list[str]:
     return rows
 
 
+def cost_drains(
+    runs: dict[str, list[JsonObject]], concurrency: int
+) -> tuple[list[JsonObject], list[JsonObject]]:
+    """The pgqueue drains at ``concurrency`` and raw's cost drains at the same, pass by pass.
+
+    A raw_cost line without a concurrency is raw's C=10 drain (the only one it once ran).
+    """
+    drains = (line.get(f"drain_c{concurrency}") for line in runs.get("pgqueue", []))
+    raw = [line for line in runs.get("raw_cost", []) if line.get("concurrency", 10) == concurrency]
+    return [d for d in drains if isinstance(d, dict)], raw
+
+
 def _cost_table(runs: dict[str, list[JsonObject]]) -> list[str]:
-    pg = [line for line in runs.get("pgqueue", []) if isinstance(line.get("drain_c10"), dict)]
-    pg_drains = [d for d in (line["drain_c10"] for line in pg) if isinstance(d, dict)]
-    raw = runs.get("raw_cost", [])
-    return [
-        "| drain of 20,000 at C=10 | " + " | ".join(m.label for m in COST_METRICS) + " |",
+    rows = [
+        "| drain of 20,000 | " + " | ".join(m.label for m in COST_METRICS) + " |",
         "|---|" + "---|" * len(COST_METRICS),
-        "| raw | " + " | ".join(_fmt(medians(raw, m.path)) for m in COST_METRICS) + " |",
-        "| pgqueue | " + " | ".join(_fmt(medians(pg_drains, m.path)) for m in COST_METRICS) + " |",
-        "| **pgqueue / raw** | "
-        + " | ".join(
-            _fmt(_ratio(medians(pg_drains, m.path), medians(raw, m.path)), "×") for m in COST_METRICS
-        )
-        + " |",
     ]
+    for c in COST_CONCURRENCIES:
+        pg, raw = cost_drains(runs, c)
+        if not pg and not raw:
+            continue
+        rows += [
+            f"| raw C={c} | " + " | ".join(_fmt(medians(raw, m.path)) for m in COST_METRICS) + " |",
+            f"| pgqueue C={c} | " + " | ".join(_fmt(medians(pg, m.path)) for m in COST_METRICS) + " |",
+            f"| **pgqueue / raw C={c}** | "
+            + " | ".join(_fmt(paired_ratio(pg, raw, m.path), "×") for m in COST_METRICS)
+            + " |",
+        ]
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +146,17 @@ def _pg(path: tuple[str, ...]) -> Callable[[dict[str, list[JsonObject]]], float 
     return lambda runs: medians(runs.get("pgqueue", []), path)
 
 
-def _wal_vs_raw(runs: dict[str, list[JsonObject]]) -> float | None:
-    path = ("cost", "wal_bytes_per_job")
-    return _ratio(
-        medians(runs.get("pgqueue", []), ("drain_c10", *path)), medians(runs.get("raw_cost", []), path)
-    )
+def _cost_vs_raw(
+    concurrency: int, key: str, *, paired: bool = True
+) -> Callable[[dict[str, list[JsonObject]]], float | None]:
+    """The cost per job of pgqueue over raw's, in the drains at ``concurrency``."""
+
+    def measure(runs: dict[str, list[JsonObject]]) -> float | None:
+        pg, raw = cost_drains(runs, concurrency)
+        path = ("cost", key)
+        return paired_ratio(pg, raw, path) if paired else _ratio(medians(pg, path), medians(raw, path))
+
+    return measure
 
 
 TARGETS = (
@@ -151,13 +174,36 @@ TARGETS = (
         at_least=False,
         unit=" MB",
     ),
-    Target("WAL bytes/job ≤ 1.5× raw", _wal_vs_raw, 1.5, at_least=False),
+    Target(
+        "WAL bytes/job ≤ 1.5× raw", _cost_vs_raw(10, "wal_bytes_per_job", paired=False), 1.5, at_least=False
+    ),
 )
+TARGETS_16 = (
+    Target("DB CPU per job ≤ 0.85× raw, C=10", _cost_vs_raw(10, "db_cpu_us_per_job"), 0.85, at_least=False),
+    Target("DB CPU per job ≤ 0.85× raw, C=50", _cost_vs_raw(50, "db_cpu_us_per_job"), 0.85, at_least=False),
+    Target(
+        "(its backends only) ≤ 0.85× raw, C=10",
+        _cost_vs_raw(10, "db_backends_cpu_us_per_job"),
+        0.85,
+        at_least=False,
+    ),
+    Target(
+        "(its backends only) ≤ 0.85× raw, C=50",
+        _cost_vs_raw(50, "db_backends_cpu_us_per_job"),
+        0.85,
+        at_least=False,
+    ),
+    Target("latency p50 ≤ 1.1× raw", _vs_raw(("latency", "p50_ms")), 1.1, at_least=False),
+)
+"""Issue 16's targets that one ``make bench-compare`` measures; its loop-lag and I/O-bound
+targets are ``make bench``'s (phases ``colocate`` and ``iobound``)."""
 
 
-def _targets_table(runs: dict[str, list[JsonObject]], *, big: bool) -> list[str]:
-    rows = ["| target (issue 5) | measured | met |", "|---|---|---|"]
-    for t in TARGETS:
+def _targets_table(
+    runs: dict[str, list[JsonObject]], targets: tuple[Target, ...], *, issue: int, big: bool
+) -> list[str]:
+    rows = [f"| target (issue {issue}) | measured | met |", "|---|---|---|"]
+    for t in targets:
         value = t.measure(runs)
         if value is None:
             why = "not run (BENCH_BIG=1)" if not big and ("1M" in t.label) else "n/a"
@@ -224,7 +270,9 @@ def markdown_report(lines: list[JsonObject], *, notes: list[str], big: bool) -> 
         "",
         *_cost_table(runs),
         "",
-        *_targets_table(runs, big=big),
+        *_targets_table(runs, TARGETS, issue=5, big=big),
+        "",
+        *_targets_table(runs, TARGETS_16, issue=16, big=big),
         "",
         *_extras(runs),
         "",

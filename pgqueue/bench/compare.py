@@ -5,7 +5,8 @@ figure that means something is a ratio taken in one session on one server. This 
 runs, interleaved, ``RUNS`` passes (default 3) of
 
 1. ``bench_raw.py`` from the peers directory (the pgqueue design in plain asyncpg);
-2. raw's drain again between WAL and tuple counters (``_rawcost``: raw does not report them);
+2. raw's drain again, at C=10 and C=50, between the WAL, tuple and server-CPU counters
+   (``_rawcost``: raw does not report them);
 3. ``pgqueue bench`` (with ``--big`` when ``BENCH_BIG=1``);
 4. ``bench_pgqueuer.py`` when pgqueuer imports in the peers' Python (never a dependency
    of ours: skipped with a note otherwise);
@@ -47,6 +48,7 @@ TIMEOUT_S = 300.0  # per system and pass, as the peers' run_all.sh
 # What the peers also measure, and the report compares; pgqueue's own phases (management,
 # metrics, churn, limits…) are `make bench`'s.
 COMPARED_PHASES = ("enqueue", "drain", "latency", "two_workers")
+RAW_COST_CONCURRENCIES = (10, 50)  # the drains whose cost per job is compared with pgqueue's
 BIG_TIMEOUT_S = 1800.0  # the pgqueue pass with the 1M-job drain
 CI_N = 5000
 CI_FLOOR = 0.5  # bench-ci fails below this pgqueue/raw drain ratio
@@ -114,10 +116,11 @@ class Session:
         env = {"BENCH_DSN": dsn, "BENCH_DSN_RAW": dsn, **(extra_env or {})}
         self.run("raw", [self.peers_py, "bench_raw.py"], env=env, cwd=self.peers, timeout=TIMEOUT_S)
 
-    def raw_cost(self) -> None:
-        """Raw's drain between the WAL and tuple counters."""
+    def raw_cost(self, concurrency: int) -> None:
+        """Raw's drain between the WAL, tuple and server-CPU counters, as long as pgqueue's."""
         dsn = with_database(self.server, "bench_raw")
-        command = [sys.executable, "-m", "pgqueue.bench._rawcost", str(self.peers), dsn]
+        n = os.environ.get("BENCH_N", "20000")
+        command = [sys.executable, "-m", "pgqueue.bench._rawcost", str(self.peers), dsn, n, str(concurrency)]
         self.run("raw_cost", command, env={}, cwd=REPO, timeout=TIMEOUT_S)
 
     def pgqueue(
@@ -175,7 +178,8 @@ def compare() -> int:
     for i in range(1, runs + 1):
         sys.stderr.write(f"== pass {i}/{runs}\n")
         session.raw()
-        session.raw_cost()
+        for c in RAW_COST_CONCURRENCIES:
+            session.raw_cost(c)
         phases = ["--phases", ",".join(COMPARED_PHASES)]
         if big:
             session.pgqueue([*phases, "--big"], timeout=BIG_TIMEOUT_S)

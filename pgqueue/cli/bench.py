@@ -32,7 +32,8 @@ def bench(
             envvar="BENCH_PHASES",
             help=(
                 "Comma-separated, from: enqueue, drain, latency, two_workers, unique, depends_on, "
-                "awaited, manage, memory, metrics, limits, big (default: all but big)."
+                "awaited, manage, memory, metrics, churn, limits, pull, colocate, iobound, big "
+                "(default: all but big)."
             ),
         ),
     ] = None,

@@ -13,6 +13,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
@@ -27,7 +28,15 @@ from tests._support import ROOT_DIR
 
 PEERS = Path(ROOT_DIR).parent / "shared" / "bench" / "peers"
 DRAIN_KEYS = {"n", "jps", "persisted_s", "done_handlers", "handlers_jps", "startup_s", "claims", "flushes"}
-COST_KEYS = {"wal_bytes_per_job", "wal_lsn_bytes_per_job", "dead_tuples_per_job", "tup_del_per_job"}
+COST_KEYS = {
+    "wal_bytes_per_job",
+    "wal_lsn_bytes_per_job",
+    "dead_tuples_per_job",
+    "tup_del_per_job",
+    "db_cpu_us_per_job",  # None unless the server runs on this machine
+    "db_backends_cpu_us_per_job",
+}
+LAG_KEYS = {"samples", "p50_ms", "p99_ms", "max_ms", "gc2_count", "gc2_total_ms", "gc2_max_ms"}
 TINY = Params(n=200, single_n=20, lat_n=10, lat_spacing_s=0.005, lat_warmup=2, big_n=300, progress=False)
 
 
@@ -78,6 +87,8 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     env = {**os.environ, "BENCH_SINGLE_N": "20", "BENCH_LAT_N": "10", "BENCH_LAT_SPACING_MS": "5"}
     env |= {"BENCH_MANAGE_RUNS": "2000", "BENCH_MANAGE_LIVE": "600", "BENCH_MEMORY_N": "300"}
     env |= {"BENCH_CHURN_N": "3000", "BENCH_CHURN_BACKLOG": "500", "BENCH_PULL_REPEATS": "1"}
+    env |= {"BENCH_COLO_N": "300", "BENCH_COLO_STEADY_S": "0.5", "BENCH_COLO_BASELINE_S": "0.2"}
+    env |= {"BENCH_IO_N_10MS": "400", "BENCH_IO_N_1MS": "400"}
     command = [sys.executable, "-m", "pgqueue.bench", "--dsn", bench_dsn, "-n", "200", "-c", "10,20"]
     command += [
         "--big",
@@ -125,7 +136,30 @@ async def test_every_phase_through_the_command(bench_dsn: str) -> None:
     pull = line["pull"]
     assert (pull["repeats"], pull["done"]) == (1, [200])  # the pull consumer drained every job
     assert isinstance(pull["pull_vs_worker"], float)
+    _check_colocate_and_iobound(line)
     assert "phase" in done.stderr.decode()  # the table
+
+
+def _check_colocate_and_iobound(line: dict[str, Any]) -> None:
+    colocate = line["colocate"]
+    for window in ("baseline", "drain", "steady"):
+        assert colocate[window].keys() >= LAG_KEYS, window
+        assert colocate[window]["samples"] > 0, window
+    assert (colocate["drain"]["n"], colocate["drain"]["timed_out"]) == (300, False)
+    steady = colocate["steady"]
+    assert steady["enqueued"] == steady["ran"] == 100  # 200/s for 0.5 s, every job run
+    assert {"enqueue_p50_ms", "enqueue_p99_ms", "enqueue_max_ms"} <= steady.keys()
+    ping = colocate["ping"]
+    if "skipped" not in ping:
+        assert {"requests", "failed", "p50_ms", "p99_ms", "max_ms", "idle", "lag"} <= ping.keys()
+        assert ping["idle"]["requests"] > 0
+    iobound = line["iobound"]
+    for key in ("w10ms_c200", "w1ms_c50"):
+        case = iobound[key]
+        assert case["n"] == 400
+        assert not case["timed_out"]
+        assert isinstance(case["fraction"], float)
+    assert (iobound["w10ms_c200"]["limit_jps"], iobound["w1ms_c50"]["limit_jps"]) == (20_000, 50_000)
 
 
 @pytest.mark.pg
@@ -172,6 +206,27 @@ def test_summary_has_ratios_and_targets() -> None:
     assert "not run (BENCH_BIG=1)" in report
     assert "a note" in report
     assert "pgqueuer: exit 1" in report
+
+
+def test_summary_compares_database_cpu_per_job_with_raw_at_each_concurrency() -> None:
+    def cost(cpu: float) -> dict[str, object]:
+        return {"cost": {"db_cpu_us_per_job": cpu, "db_backends_cpu_us_per_job": cpu / 2}}
+
+    pgqueue = _line("pgqueue", 30000.0)
+    pgqueue["drain_c10"] = {"jps": 30000.0, **cost(16.0)}
+    pgqueue["drain_c50"] = {"jps": 30000.0, **cost(18.0)}
+    lines: list[dict[str, object]] = [
+        _line("raw", 40000.0),
+        {"system": "raw_cost", "concurrency": 10, **cost(20.0)},
+        {"system": "raw_cost", "concurrency": 50, **cost(20.0)},
+        pgqueue,
+    ]
+    report = markdown_report(lines, notes=[], big=False)
+    assert "| target (issue 16) | measured | met |" in report
+    assert "| DB CPU per job ≤ 0.85× raw, C=10 | 0.80× | yes |" in report
+    assert "| DB CPU per job ≤ 0.85× raw, C=50 | 0.90× | **no** |" in report
+    assert "| latency p50 ≤ 1.1× raw | 1.00× | yes |" in report
+    assert "| **pgqueue / raw C=50** |" in report
 
 
 def test_ci_verdict_fails_only_below_the_floor() -> None:
