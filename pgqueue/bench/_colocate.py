@@ -7,7 +7,7 @@ worker's loop in three windows, in this process:
 (a) ``baseline``: the probe alone for ``colo_baseline_s`` (1 s), with the scheduler open
     and no worker: the timer's own overshoot on this machine;
 (b) ``drain``: (b)'s durable drain of ``colo_n`` (50,000) pre-queued no-op jobs, one worker
-    at C=10 with default settings, the probe running from the worker's start until the
+    at C=10 with default settings, the probe running from the worker's report that it started until the
     database shows every job finished; its rate is measured exactly as (b)'s, and the
     full (generation 2) garbage collections inside the window are counted and timed;
 (c) ``steady``: the same scheduler enqueues single jobs (``schedule()``) open-loop at
@@ -127,6 +127,7 @@ def _drain_window(params: Params, drain: JsonObject, probe: LoopProbe) -> JsonOb
         "concurrency": CONCURRENCY,
         "jps": drain.get("jps"),
         "timed_out": bool(drain.get("timed_out")),
+        "start_ms": drain.get("start_ms"),
         **probe.summary(),
         "db_cpu_us_per_job": cost.get("db_cpu_us_per_job") if isinstance(cost, dict) else None,
         "cpu_us_per_job": drain.get("cpu_us_per_job"),
@@ -177,7 +178,16 @@ def colocate_rows(line: JsonObject) -> list[tuple[str, str, str]]:
                 f"target p99 ≤ {TARGET_P99_MS:g} / max ≤ {TARGET_MAX_MS:g} ms: "
                 f"{'met' if met else 'NOT met'}; {get_num(d, 'jps') or 0:,.0f} jobs/s "
                 f"({d.get('n')} at C={CONCURRENCY}); gen-2 GCs {d.get('gc2_count')} "
-                f"(total {d.get('gc2_total_ms')}, max {d.get('gc2_max_ms')} ms)"
+                f"(total {d.get('gc2_total_ms')}, max {d.get('gc2_max_ms')} ms); "
+                f"start-up {d.get('start_ms')} ms"
+            ),
+        ),
+        (
+            "  of it: waiting for a CPU",
+            f"p99 {d.get('runq_p99_ms', '-')} / max {d.get('runq_max_ms', '-')} ms",
+            (
+                f"the loop's own hold (lag − wait): p99 {d.get('held_p99_ms', '-')} / "
+                f"max {d.get('held_max_ms', '-')} ms"
             ),
         ),
         _ping_row(phase),

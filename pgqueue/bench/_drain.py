@@ -96,7 +96,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
 }
 
 
-async def bench_drain(
+async def bench_drain(  # noqa: PLR0915 - one drain, its counters and its probe, in order
     dsn: str,
     params: Params,
     *,
@@ -115,8 +115,10 @@ async def bench_drain(
     channel during the drain: a plain drain must send none. ``metrics``: "off", "on" (the
     worker records Prometheus metrics) or "scrape" (and they are scraped over HTTP at 20/s;
     see ``_metrics``). ``work_s``: each job awaits that long instead of yielding once (the
-    I/O-bound drains). ``probe``: a loop-lag probe that runs on this loop from just before
-    the clock starts until it stops (``colocate``).
+    I/O-bound drains). ``probe``: a loop-lag probe that runs on this loop from the worker's
+    report that it has started (and claims) until the database shows every job finished
+    (``colocate``); the start-up before it (registration, LISTEN, the one-time
+    ``gc.freeze()`` of the process's heap) is reported as ``start_ms``.
     """
     tracker = Tracker(n, work_s=work_s)
     timeout = max(params.drain_timeout_s, n / BIG_RATE_FLOOR) if big else params.drain_timeout_s
@@ -149,10 +151,11 @@ async def bench_drain(
                     bar.update(bar.task_ids[0], completed=done, rate=f"{rate:,.0f} jobs/s")
 
             async with anyio.create_task_group() as tg:
-                if probe is not None:
-                    await tg.start(probe.run)
                 t0, cpu0 = time.time(), time.process_time()
                 await tg.start(worker.run)
+                started_s = time.time() - t0
+                if probe is not None:
+                    await tg.start(probe.run)
                 if big:
                     tg.start_soon(_sample, tracker, t0, samples, bar_update)
                 with anyio.move_on_after(timeout):
@@ -181,7 +184,7 @@ async def bench_drain(
         rss=(rss_before, rss_after),
         tenths=_tenths([*samples, (tracker.last_end - t0, tracker.count)], n) if big else None,
     )
-    out["end_notifications"] = ends[0]
+    out.update(end_notifications=ends[0], start_ms=round(started_s * 1000.0, 1))
     return out if metrics == "off" else {**out, "metrics": meter.report()}
 
 

@@ -10,7 +10,8 @@ so a stalled loop counts in full (no coordinated omission).
 
 The client sends from before the drain until after it, and stamps each request with its
 grid instant in wall-clock time; only the requests sent inside the drain's window (the
-probe's, from the worker's start until the database shows every job finished) count.
+probe's, from the worker's report that it started until the database shows every job
+finished) count.
 Starlette and uvicorn come with the ``web`` extra; without them the line is skipped.
 """
 

@@ -13,21 +13,43 @@ so it costs the loop one wake-up per millisecond and cannot be the bottleneck.
 While it runs it also watches the garbage collector (``gc.callbacks``): a full
 (generation 2) collection stops the loop for its whole duration, and its count and
 times tell whether the worst lag is a collection or the worker's own work.
+
+A late wake has two causes: the loop was busy (some task held it), or the process was
+ready to run and waited for a CPU (the operating system gave the cores to others: on a
+machine that also runs PostgreSQL, its backends). Linux counts the second per thread
+(``/proc/thread-self/schedstat``, the nanoseconds spent runnable but not running), so
+each sample also records that wait, and the summary gives the lag without it
+(``held_*``: per sample, the lag minus the wait, at least 0): what the loop's own work
+caused. Elsewhere only the lag is reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
 import time
 
 import anyio
 
 from ._harness import pct
 
-__all__ = ["PROBE_INTERVAL_S", "LoopProbe", "gc_summary", "lag_summary"]
+__all__ = ["PROBE_INTERVAL_S", "LoopProbe", "gc_summary", "held_summary", "lag_summary"]
 
 PROBE_INTERVAL_S = 0.001
+SCHEDSTAT = "/proc/thread-self/schedstat"  # on-CPU ns, runnable-waiting ns, time slices (Linux)
+
+
+def _open_schedstat() -> int | None:
+    with contextlib.suppress(OSError):
+        return os.open(SCHEDSTAT, os.O_RDONLY)
+    return None
+
+
+def _runq_ns(fd: int) -> int:
+    """Nanoseconds this thread has spent runnable but not running (read without reopening)."""
+    return int(os.pread(fd, 128, 0).split()[1])
 
 
 def lag_summary(lags_ms: list[float]) -> dict[str, object]:
@@ -37,6 +59,19 @@ def lag_summary(lags_ms: list[float]) -> dict[str, object]:
         "p50_ms": round(pct(lags_ms, 50), 3) if lags_ms else None,
         "p99_ms": round(pct(lags_ms, 99), 3) if lags_ms else None,
         "max_ms": round(max(lags_ms), 3) if lags_ms else None,
+    }
+
+
+def held_summary(lags_ms: list[float], waits_ms: list[float]) -> dict[str, object]:
+    """The run-queue wait inside the lags, and the lags without it (the loop's own hold)."""
+    if not waits_ms:
+        return {}
+    held = [max(0.0, lag - wait) for lag, wait in zip(lags_ms, waits_ms, strict=True)]
+    return {
+        "runq_p99_ms": round(pct(waits_ms, 99), 3),
+        "runq_max_ms": round(max(waits_ms), 3),
+        "held_p99_ms": round(pct(held, 99), 3),
+        "held_max_ms": round(max(held), 3),
     }
 
 
@@ -54,6 +89,7 @@ class LoopProbe:
 
     def __init__(self) -> None:
         self.lags_ms: list[float] = []
+        self.runq_ms: list[float] = []  # per sample: the wait for a CPU inside its lag (Linux)
         self.gc2_ms: list[float] = []
         self._gc_started: float | None = None
         self._stopped = False
@@ -74,15 +110,21 @@ class LoopProbe:
         gc.callbacks.append(self._on_gc)
         self.window = (time.time(), 0.0)
         task_status.started()
+        fd = _open_schedstat()
         try:
             while not self._stopped:
+                w0 = 0 if fd is None else _runq_ns(fd)
                 t = time.perf_counter()
                 await asyncio.sleep(PROBE_INTERVAL_S)
                 lag = time.perf_counter() - t - PROBE_INTERVAL_S
                 if not self._stopped:
                     self.lags_ms.append(lag * 1000.0)
+                    if fd is not None:
+                        self.runq_ms.append((_runq_ns(fd) - w0) / 1e6)
         finally:
             self.stop()
+            if fd is not None:
+                os.close(fd)
 
     def stop(self) -> None:
         """End the window: later samples and collections are not counted."""
@@ -94,4 +136,8 @@ class LoopProbe:
 
     def summary(self) -> dict[str, object]:
         """The window's lag percentiles and its full collections."""
-        return {**lag_summary(self.lags_ms), **gc_summary(self.gc2_ms)}
+        return {
+            **lag_summary(self.lags_ms),
+            **held_summary(self.lags_ms, self.runq_ms),
+            **gc_summary(self.gc2_ms),
+        }
