@@ -149,7 +149,9 @@ async def test_usage_errors_print_one_line_and_exit_2(dsn: str) -> None:
         2,
         "retention",
     )
-    _one_error_line(await _pgqueue("worker", "tests.cli_app:scheduler", "--loop", "trio", env=env), 2, "--loop")
+    _one_error_line(
+        await _pgqueue("worker", "tests.cli_app:scheduler", "--loop", "trio", env=env), 2, "--loop"
+    )
     _one_error_line(await _pgqueue("nosuchcommand", env=env), 2, "nosuchcommand")
     _one_error_line(await _pgqueue("migrate", "--bogus", env=env), 2, "--bogus")
 
