@@ -51,8 +51,11 @@
 --      filtered out of that insert.
 --      Ended jobs somebody wait()s for (awaited) are announced on the channel ('e:<id>'),
 --      and ended jobs that others depend on (has_dependents) have their dependents
---      settled (sql/006: released when all their dependencies succeeded, else cancelled);
---      the others cost two boolean reads of a row the statement returns anyway.
+--      settled (sql/006: released when all their dependencies succeeded, else cancelled).
+--      One pass over the ended rows (seen) collects their ids, the logged count and
+--      whether any of them uses one of those features; each feature's step is gated on
+--      that flag (a one-time filter), so a flush that uses none reads the ended rows twice
+--      (seen, and the run log's insert), never once per feature.
 WITH done AS MATERIALIZED (
     SELECT d.*, $1::bigint AS owner
     FROM unnest($2::bigint[], $3::int[], $4::float8[], $5::float8[],
@@ -73,18 +76,24 @@ WITH done AS MATERIALIZED (
               j.awaited, j.unique_key, j.unique_hold, j.unique_ends, j.has_dependents, d.started, d.finished,
               d.outcome, d.error, d.result, d.log, j.tenant,
               d.lines
+), seen AS (
+    SELECT array_agg(id) AS ids, count(*) FILTER (WHERE log IS NOT false) AS logged,
+           coalesce(bool_or(has_dependents), false) AS dependents,
+           coalesce(bool_or(unique_key IS NOT NULL), false) AS keys,
+           coalesce(bool_or(awaited), false) AS awaited
+    FROM ended
 ), settled AS (
     SELECT {schema}.settle_dependents(array_agg(id), array_agg(coalesce(outcome, 'succeeded')), $23::text)
-    FROM ended WHERE has_dependents HAVING count(*) > 0
+    FROM ended WHERE has_dependents AND (SELECT dependents FROM seen) HAVING count(*) > 0
 ), kept AS (
     INSERT INTO {schema}.unique_keys (key, job_id, until)
     SELECT unique_key, id, now() + make_interval(secs => unique_hold)
     FROM ended
-    WHERE unique_key IS NOT NULL AND unique_hold > 0
+    WHERE unique_key IS NOT NULL AND unique_hold > 0 AND (SELECT keys FROM seen)
       AND {schema}.run_end_state(NULL, coalesce(outcome, 'succeeded')) = ANY(coalesce(unique_ends, '{succeeded}'))
     ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, until = excluded.until
 ), told AS (
-    SELECT pg_notify($23::text, 'e:' || id::text) FROM ended WHERE awaited
+    SELECT pg_notify($23::text, 'e:' || id::text) FROM ended WHERE awaited AND (SELECT awaited FROM seen)
 ), put_back AS (
     UPDATE {schema}.jobs j
     SET worker_id = CASE WHEN b.outcome = 'suspended' OR j.suspend_requested THEN 0 END,
@@ -121,12 +130,11 @@ WITH done AS MATERIALIZED (
            lines
     FROM put_back
     WHERE log
-    RETURNING 1
 )
-SELECT (SELECT array_agg(id) FROM ended) AS ended_ids,
+SELECT (SELECT ids FROM seen) AS ended_ids,
        (SELECT array_agg(id) FROM put_back) AS put_back_ids,
        (SELECT array_agg(run_at) FROM put_back) AS put_back_run_at,
-       (SELECT count(*) FROM logged) AS runs_logged,
+       (SELECT logged FROM seen) + (SELECT count(*) FROM put_back WHERE log) AS runs_logged,
        (SELECT extract(epoch FROM min(run_at) - now())::float8 FROM put_back) AS put_back_due_in,
        (SELECT count(*) FROM told) AS waiters_told,
        (SELECT count(*) FROM settled) AS dependents_settled;
