@@ -217,20 +217,34 @@ class WorkerConfig:
     default 14 days). Whole UTC days are dropped at once, so a run stays up to a day longer."""
     retention_failed: float | dt.timedelta = RETENTION_FAILED_S
     """How long it keeps the final run of a failed job (default 30 days; at least ``retention``)."""
+    take_turns: bool = False
+    """The claim and the flush statements take turns on the database unless one is urgent (at
+    most one in flight), so the server's backends do not take the worker's CPU core from its
+    event loop (default: True when the DSN names a server on this machine, by a Unix socket
+    or a loopback address; False otherwise, and for a scheduler given a pool)."""
     freeze_gc: bool = True
     """When the first worker of the process starts, collect garbage once and ``gc.freeze()``
     what is alive, so later full collections (pauses of the whole event loop) walk only the
     objects created since. False leaves Python's collector alone."""
 
     @classmethod
-    def build(cls, queues: Iterable[str], pgbouncer: bool = False, /, **overrides: object) -> Self:  # noqa: FBT001, FBT002 - positional-only, so no option name is taken
+    def build(
+        cls,
+        queues: Iterable[str],
+        pgbouncer: bool = False,  # noqa: FBT001, FBT002 - positional-only, so no option name is taken
+        local: bool = False,  # noqa: FBT001, FBT002
+        /,
+        **overrides: object,
+    ) -> Self:
         """A config from option names and values, with the derived defaults filled in.
 
-        ``queues`` and ``pgbouncer`` are positional-only, so every option name is free.
+        ``queues``, ``pgbouncer`` and ``local`` (the server is on this machine) are
+        positional-only, so every option name is free.
 
         ``None`` means "the default" for every option. Derived defaults: ``prefetch`` is
-        max(500, concurrency), ``buffer_max`` 4 × ``flush_max``, and with ``pgbouncer``
-        ``listen`` is False and ``vacuum_min_dead`` 0. An unknown name is a ConfigError.
+        max(500, concurrency), ``buffer_max`` 4 × ``flush_max``, with ``pgbouncer``
+        ``listen`` is False and ``vacuum_min_dead`` 0, and ``take_turns`` is ``local``. An
+        unknown name is a ConfigError.
         """
         if isinstance(queues, str):
             raise ConfigError(f"queues must be a list of queue names, got the string {queues!r}")
@@ -248,6 +262,7 @@ class WorkerConfig:
             values.setdefault("buffer_max", flush_max * BUFFER_BATCHES)
         values.setdefault("listen", not pgbouncer)
         values.setdefault("vacuum_min_dead", 0 if pgbouncer else VACUUM_MIN_DEAD)
+        values.setdefault("take_turns", local)
         return cls(queues=tuple(queues), **values)
 
     def __post_init__(self) -> None:
@@ -274,7 +289,7 @@ class WorkerConfig:
             or self.vacuum_min_dead < 0
         ):
             raise ConfigError(f"vacuum_min_dead must be an integer >= 0, got {self.vacuum_min_dead!r}")
-        for name in ("listen", "maintenance", "freeze_gc"):
+        for name in ("listen", "maintenance", "take_turns", "freeze_gc"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.metrics is not None:

@@ -33,6 +33,7 @@ from ._config import (
     WorkerConfig,
 )
 from ._context import CURRENT_SCHEDULER, reset_scheduler
+from ._dsn import on_this_machine
 from ._errors import (
     ConfigError,
 )
@@ -322,5 +323,6 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
             raise ConfigError("no queues: register a job type first or pass queues=[...]")
         if overrides.get("metrics") is None:  # None is the default, as for every option: the scheduler's
             overrides["metrics"] = self.metrics
-        config = WorkerConfig.build(qs, self.pgbouncer, **overrides)
+        local = self._dsn is not None and on_this_machine(self._dsn)
+        config = WorkerConfig.build(qs, self.pgbouncer, local, **overrides)
         return Worker(open_store=self._open, registry=self.registry, config=config, scheduler=self)

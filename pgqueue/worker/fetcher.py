@@ -72,6 +72,7 @@ from .lease import Identity
 from .result_buffer import ResultBuffer
 from .results import RunResult, RunStats
 from .tally import Tally
+from .turns import Turns
 
 __all__ = ["Fetcher"]
 
@@ -104,8 +105,10 @@ class Fetcher:
         signals: WorkerSignals | None = None,
         tally: Tally | None = None,
         running: Callable[[], list[Job]] = list,
+        turns: Turns | None = None,
     ) -> None:
         self._store = store
+        self._turns = turns or Turns(enabled=False)  # the plain claim takes turns with the flush (turns.py)
         self._config = config
         self._identity = identity
         self._queues = list(config.queues)
@@ -306,7 +309,9 @@ class Fetcher:
                 if self._tally is not None:
                     self._tally.claimed(len(rows))
         if plain and queues:
-            rows = await self._store.job_claim_many(queues, want, worker_id, self._held)
+            # Urgent when fewer jobs wait than there are runners: waiting would idle them.
+            async with self._turns.turn(urgent=len(self._jobs) < self._config.concurrency):
+                rows = await self._store.job_claim_many(queues, want, worker_id, self._held)
             if not self._push(rows, worker_id, want):
                 return 0
             got = len(rows)

@@ -30,6 +30,7 @@ from .lease import Identity
 from .result_buffer import ResultBuffer
 from .results import RunResult
 from .tally import Tally
+from .turns import Turns
 
 __all__ = ["Flusher", "build_batch"]
 
@@ -121,9 +122,11 @@ class Flusher:
         held: Held | None = None,
         signals: WorkerSignals | None = None,
         tally: Tally | None = None,
+        turns: Turns | None = None,
     ) -> None:
         self._store = store
         self._results = results
+        self._turns = turns or Turns(enabled=False)  # the flush takes turns with the plain claim (turns.py)
         self._identity = identity  # the worker id that fences the writes, and its clock offset
         self._should_log_run = should_log_run
         self._on_put_back = on_put_back
@@ -145,13 +148,14 @@ class Flusher:
             if not await self.flush_once():
                 await anyio.sleep(self._backoff.current())
 
-    async def flush_once(self) -> bool:
-        """Write everything buffered now; on failure put it back and return False.
+    async def flush_once(self, *, urgent: bool = False) -> bool:
+        """Write a batch of what is buffered now; on failure put it back and return False.
 
         Flushes are serialised (the background loop and a shutdown drain may both call
         this) and each write is shielded from cancellation with a deadline: a write in
         flight either commits or is rolled back and its results restored, never abandoned
-        halfway with the batch forgotten.
+        halfway with the batch forgotten. It takes its turn with the claim (``turns.py``)
+        unless ``urgent`` or the result buffer holds runners back.
         """
         async with self._lock:
             items = self._results.take(self._batch_max)
@@ -164,7 +168,7 @@ class Flusher:
             with anyio.CancelScope(shield=True):
                 with anyio.move_on_after(WRITE_TIMEOUT_S):
                     try:
-                        res = await self._write(items)
+                        res = await self._write(items, urgent=urgent or self._results.blocked())
                     except Exception as exc:  # noqa: BLE001 - keep the results and retry; never drop them
                         error = exc
                 if res is None and error is not None and not self._store.is_unavailable(error):
@@ -197,14 +201,18 @@ class Flusher:
         _log.debug(BATCH_FLUSHED, results=len(items), ended=len(res.ended), put_back=len(res.put_back))
         return True
 
-    async def _write(self, items: list[RunResult], *, with_runs: bool = True) -> FinalizeResult:
+    async def _write(
+        self, items: list[RunResult], *, with_runs: bool = True, urgent: bool = True
+    ) -> FinalizeResult:
         batch = build_batch(items, self._should_log_run)
         if not with_runs:
             batch.without_runs()
         identity = self._identity
-        return await self._store.job_finalize_many(
-            identity.id, batch, self._held, clock_offset=identity.clock_offset
-        )
+        # The turn covers the statement only: the batch is built while a claim may be in flight.
+        async with self._turns.turn(urgent=urgent):
+            return await self._store.job_finalize_many(
+                identity.id, batch, self._held, clock_offset=identity.clock_offset
+            )
 
     async def _write_each(self, items: list[RunResult]) -> FinalizeResult | None:
         """Write a batch that failed for a reason other than an outage, one result at a time.
@@ -251,6 +259,6 @@ class Flusher:
         """
         with anyio.CancelScope(shield=True), anyio.move_on_after(deadline_s):
             while len(self._results):
-                if not await self.flush_once():
+                if not await self.flush_once(urgent=True):
                     await anyio.sleep(self._backoff.current())
         return len(self._results)

@@ -33,6 +33,7 @@ from .result_buffer import ResultBuffer
 from .results import RunResult, RunStats
 from .runner import Runner
 from .tally import Tally
+from .turns import Turns
 from .watchdog import Watchdog
 
 __all__ = ["Stages", "build"]
@@ -91,6 +92,7 @@ def build(
     )
     # Claims and flushes each keep a connection, when the pool can spare them.
     claim_conn, flush_conn = store.hold(), store.hold()
+    turns = Turns(enabled=cfg.take_turns)  # the claim and the flush take turns on the database
     built: list[Runner] = []  # the runners, for the fetcher's look at the jobs they run
     fetcher = Fetcher(
         store=store,
@@ -105,6 +107,7 @@ def build(
         signals=signals,
         tally=tally,
         running=lambda: [r.job for r in built if r.job is not None],
+        turns=turns,
     )
     watchdog = Watchdog(clock)
     progress = ProgressWriter(
@@ -141,6 +144,7 @@ def build(
         held=flush_conn,
         signals=signals,
         tally=tally,
+        turns=turns,
     )
     listener = (
         Listener(

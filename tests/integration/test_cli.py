@@ -79,7 +79,8 @@ async def test_worker_process_sigterm_is_graceful_and_second_signal_hard_stops(
     schema = scheduler.schema
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(  # noqa: ASYNC220 - starting the worker process under test
-        [sys.executable, "-m", "pgqueue", "worker", "tests.cli_app:scheduler", "--concurrency", "4", "--loop", loop],
+        [sys.executable, "-m", "pgqueue", "worker", "tests.cli_app:scheduler", "--concurrency", "4",
+         "--loop", loop],
         env=_env(dsn, schema), cwd=ROOT_DIR, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -1,0 +1,63 @@
+"""The worker's claims and flushes take turns on the database, unless one of them is urgent.
+
+They are the worker's two heavy statements, each on its own connection. In flight at
+once they keep two server backends busy beside the worker's own process. Where
+PostgreSQL shares the machine's cores with the application (a small host, a sidecar, a
+developer's laptop), the operating system then takes the core away from the worker's
+event loop while those backends run: on a 2-core machine, during a full-speed drain, the
+loop waited 3–5 ms for a CPU at p99 (the run-queue wait that ``pgqueue bench --phases
+colocate`` reports), and every other task on that loop waited with it. Taken in turns, one
+backend is busy at a time: the loop's p99 lag fell from 3–4 ms to 1–2 ms, at about a
+tenth of the drain rate. With the server on another machine overlapping the two is free
+for the loop and worth throughput, so the worker takes turns only when ``take_turns``
+(by default: when its DSN names a server on this machine).
+
+A statement waits for the other's turn only while waiting costs nothing: a claim goes at
+once when fewer jobs wait in the buffer than there are runners (they would idle), a
+flush when the result buffer holds runners back, and the shutdown's last flushes never
+wait. No statement waits longer than ``MAX_WAIT_S`` for its turn, so a statement that
+hangs (a database that stopped answering) delays the other by that much, never for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+__all__ = ["MAX_WAIT_S", "Turns"]
+
+MAX_WAIT_S = 0.05  # longer than a claim or flush of a full batch takes on a healthy server
+
+
+class Turns:
+    """The claim's and the flush's turns: a fair lock that an urgent statement may pass by."""
+
+    __slots__ = ("_lock", "enabled", "waited")
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled  # False: every statement goes at once (take_turns=False)
+        self._lock = asyncio.Lock()  # first come, first served: back-to-back flushes cannot starve a claim
+        self.waited = 0  # statements that found the other's turn in progress (tests read it)
+
+    @asynccontextmanager
+    async def turn(self, *, urgent: bool) -> AsyncIterator[None]:
+        """Hold a turn for one statement: wait (bounded) for it, or go at once when ``urgent``."""
+        if not self.enabled:
+            yield
+            return
+        lock = self._lock
+        held = False
+        if lock.locked():
+            self.waited += 1
+        if not (urgent and lock.locked()):
+            with anyio.move_on_after(MAX_WAIT_S):
+                await lock.acquire()
+                held = True
+        try:
+            yield
+        finally:
+            if held:
+                lock.release()

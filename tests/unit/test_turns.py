@@ -1,0 +1,116 @@
+"""Claims and flushes take turns: a fair lock that an urgent statement passes by, never for good."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from pgqueue import Scheduler
+from pgqueue._config import WorkerConfig
+from pgqueue.worker import turns as turns_module
+from pgqueue.worker.turns import Turns
+
+pytestmark = pytest.mark.anyio
+
+
+async def _hold(turns: Turns, entered: anyio.Event, leave: anyio.Event, order: list[str], name: str) -> None:
+    async with turns.turn(urgent=False):
+        order.append(f"{name} in")
+        entered.set()
+        await leave.wait()
+        order.append(f"{name} out")
+
+
+async def test_a_statement_waits_for_the_other_to_finish() -> None:
+    turns, order = Turns(), []
+    entered, leave = anyio.Event(), anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_hold, turns, entered, leave, order, "flush")
+        await entered.wait()
+
+        async def claim() -> None:
+            async with turns.turn(urgent=False):
+                order.append("claim in")
+
+        tg.start_soon(claim)
+        await anyio.wait_all_tasks_blocked()
+        assert order == ["flush in"]  # the claim waits
+        leave.set()
+    assert order == ["flush in", "flush out", "claim in"]
+    assert turns.waited == 1
+
+
+async def test_an_urgent_statement_goes_at_once() -> None:
+    turns, order = Turns(), []
+    entered, leave = anyio.Event(), anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_hold, turns, entered, leave, order, "flush")
+        await entered.wait()
+        async with turns.turn(urgent=True):
+            order.append("claim in")
+        leave.set()
+    assert order == ["flush in", "claim in", "flush out"]
+
+
+async def test_disabled_turns_never_wait() -> None:
+    turns, order = Turns(enabled=False), []
+    entered, leave = anyio.Event(), anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_hold, turns, entered, leave, order, "flush")
+        await entered.wait()
+        async with turns.turn(urgent=False):
+            order.append("claim in")
+        leave.set()
+    assert order == ["flush in", "claim in", "flush out"]
+    assert turns.waited == 0
+
+
+async def test_a_statement_that_hangs_delays_the_other_only_for_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(turns_module, "MAX_WAIT_S", 0.01)
+    turns, order = Turns(), []
+    entered, never = anyio.Event(), anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_hold, turns, entered, never, order, "hung claim")
+        await entered.wait()
+        async with turns.turn(urgent=False):  # gives up waiting and goes
+            order.append("flush in")
+        tg.cancel_scope.cancel()
+    assert order == ["hung claim in", "flush in"]
+
+
+async def test_back_to_back_statements_do_not_starve_the_waiting_one() -> None:
+    """First come, first served: a flush that asks again queues behind the waiting claim."""
+    turns, order = Turns(), []
+    entered, leave = anyio.Event(), anyio.Event()
+
+    async def statement(name: str) -> None:
+        async with turns.turn(urgent=False):
+            order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_hold, turns, entered, leave, order, "flush 1")
+        await entered.wait()
+        tg.start_soon(statement, "claim")
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(statement, "flush 2")
+        await anyio.wait_all_tasks_blocked()
+        leave.set()
+    assert order == ["flush 1 in", "flush 1 out", "claim", "flush 2"]
+
+
+def test_take_turns_defaults_to_whether_the_server_is_on_this_machine() -> None:
+    assert WorkerConfig.build(["q"]).take_turns is False
+    assert WorkerConfig.build(["q"], False, True).take_turns is True
+    assert WorkerConfig.build(["q"], False, True, take_turns=False).take_turns is False  # given beats derived
+    local = Scheduler("postgresql://u@127.0.0.1/db")
+    local.register("t", lambda job: None)
+    assert local.worker().config.take_turns is True
+    remote = Scheduler("postgresql://u@db.example.com/db")
+    remote.register("t", lambda job: None)
+    assert remote.worker().config.take_turns is False
+    assert remote.worker(take_turns=True).config.take_turns is True
+    memory = Scheduler.in_memory()
+    memory.register("t", lambda job: None)
+    assert memory.worker().config.take_turns is False
