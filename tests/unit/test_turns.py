@@ -22,7 +22,7 @@ async def _hold(turns: Turns, entered: anyio.Event, leave: anyio.Event, order: l
 
 
 async def test_a_statement_waits_for_the_other_to_finish() -> None:
-    turns, order = Turns(), []
+    turns, order = Turns(), list[str]()
     entered, leave = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_hold, turns, entered, leave, order, "flush")
@@ -41,7 +41,7 @@ async def test_a_statement_waits_for_the_other_to_finish() -> None:
 
 
 async def test_an_urgent_statement_goes_at_once() -> None:
-    turns, order = Turns(), []
+    turns, order = Turns(), list[str]()
     entered, leave = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_hold, turns, entered, leave, order, "flush")
@@ -53,7 +53,7 @@ async def test_an_urgent_statement_goes_at_once() -> None:
 
 
 async def test_disabled_turns_never_wait() -> None:
-    turns, order = Turns(enabled=False), []
+    turns, order = Turns(enabled=False), list[str]()
     entered, leave = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_hold, turns, entered, leave, order, "flush")
@@ -69,7 +69,7 @@ async def test_a_statement_that_hangs_delays_the_other_only_for_the_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(turns_module, "MAX_WAIT_S", 0.01)
-    turns, order = Turns(), []
+    turns, order = Turns(), list[str]()
     entered, never = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_hold, turns, entered, never, order, "hung claim")
@@ -82,7 +82,7 @@ async def test_a_statement_that_hangs_delays_the_other_only_for_the_bound(
 
 async def test_back_to_back_statements_do_not_starve_the_waiting_one() -> None:
     """First come, first served: a flush that asks again queues behind the waiting claim."""
-    turns, order = Turns(), []
+    turns, order = Turns(), list[str]()
     entered, leave = anyio.Event(), anyio.Event()
 
     async def statement(name: str) -> None:
