@@ -219,9 +219,10 @@ class WorkerConfig:
     """How long it keeps the final run of a failed job (default 30 days; at least ``retention``)."""
     take_turns: bool = False
     """The claim and the flush statements take turns on the database unless one is urgent (at
-    most one in flight), so the server's backends do not take the worker's CPU core from its
-    event loop (default: True when the DSN names a server on this machine, by a Unix socket
-    or a loopback address; False otherwise, and for a scheduler given a pool)."""
+    most one in flight), so the server's backends do not take the CPU core from the event
+    loop the worker shares with its application (default: True when the DSN names a server
+    on this machine, by a Unix socket or a loopback address; False otherwise, for a
+    scheduler given a pool, and in ``pgqueue worker``, whose loop has no neighbours)."""
     freeze_gc: bool = True
     """When the first worker of the process starts, collect garbage once and ``gc.freeze()``
     what is alive, so later full collections (pauses of the whole event loop) walk only the

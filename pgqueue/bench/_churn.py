@@ -28,7 +28,7 @@ from pgqueue import Scheduler
 from pgqueue._registry import DEFAULT_QUEUE
 from pgqueue.store.postgres import PostgresStore
 
-from ._harness import JOB_TYPE, Params, Tracker, fresh_scheduler, payload_for, progress_bar
+from ._harness import DEDICATED_TURNS, JOB_TYPE, Params, Tracker, fresh_scheduler, payload_for, progress_bar
 from ._report import JsonObject
 
 __all__ = ["HOT_TABLE_BOUND_MB", "bench_churn", "churn", "claim_plan_scans"]
@@ -97,7 +97,7 @@ async def churn(
     schema = scheduler.schema
     count_live = f'SELECT count(*) FROM "{schema}".jobs'  # noqa: S608 - our own schema
     left = f'SELECT $1 - (SELECT count(*) FROM "{schema}".job_runs) + (SELECT count(*) FROM "{schema}".jobs)'  # noqa: S608 - our own schema
-    worker = scheduler.worker(concurrency=concurrency)
+    worker = scheduler.worker(concurrency=concurrency, take_turns=DEDICATED_TURNS)
     t0 = time.perf_counter()
     async with anyio.create_task_group() as tg:
         await tg.start(worker.run)

@@ -110,7 +110,9 @@ async def bench_colocate(dsn: str, params: Params) -> JsonObject:
         steady = await _steady(scheduler, tracker, params)
     STDERR.log(f"colocate: drain {params.colo_n:,} at C={CONCURRENCY} with the probe")
     probe = LoopProbe()
-    drain = await bench_drain(dsn, params, n=params.colo_n, concurrency=CONCURRENCY, probe=probe)
+    drain = await bench_drain(
+        dsn, params, n=params.colo_n, concurrency=CONCURRENCY, probe=probe, dedicated=False
+    )
     return {
         "probe_interval_ms": PROBE_INTERVAL_S * 1000,
         "baseline": baseline,
@@ -144,7 +146,9 @@ async def _ping(dsn: str, params: Params) -> JsonObject:
         idle_from = time.time()
         await anyio.sleep(params.colo_baseline_s)
         idle = (idle_from, time.time())
-        drain = await bench_drain(dsn, params, n=params.colo_n, concurrency=CONCURRENCY, probe=probe)
+        drain = await bench_drain(
+            dsn, params, n=params.colo_n, concurrency=CONCURRENCY, probe=probe, dedicated=False
+        )
         await client.finish()
     return {
         **client.summary(probe.window),

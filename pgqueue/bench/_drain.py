@@ -28,7 +28,15 @@ import asyncpg
 from pgqueue import Worker
 
 from ._dbcpu import database_backends_cpu_s
-from ._harness import Params, Tracker, fresh_scheduler, preload, progress_bar, vacuum_and_checkpoint
+from ._harness import (
+    DEDICATED_TURNS,
+    Params,
+    Tracker,
+    fresh_scheduler,
+    preload,
+    progress_bar,
+    vacuum_and_checkpoint,
+)
 from ._metrics import metered
 from ._probe import LoopProbe
 from ._stats import cost_per_job, rss_mb, snapshot
@@ -107,6 +115,7 @@ async def bench_drain(  # noqa: PLR0915 - one drain, its counters and its probe,
     metrics: str = "off",
     work_s: float = 0.0,
     probe: LoopProbe | None = None,
+    dedicated: bool = True,
 ) -> dict[str, object]:
     """One drain of ``n`` pre-queued jobs at ``concurrency``; timing, cost per job, RSS.
 
@@ -118,7 +127,9 @@ async def bench_drain(  # noqa: PLR0915 - one drain, its counters and its probe,
     I/O-bound drains). ``probe``: a loop-lag probe that runs on this loop from the worker's
     report that it has started (and claims) until the database shows every job finished
     (``colocate``); the start-up before it (registration, LISTEN, the one-time
-    ``gc.freeze()`` of the process's heap) is reported as ``start_ms``.
+    ``gc.freeze()`` of the process's heap) is reported as ``start_ms``. ``dedicated``: the
+    worker runs as ``pgqueue worker`` does (``DEDICATED_TURNS``); False: with the defaults of a
+    worker inside an application (``colocate``).
     """
     tracker = Tracker(n, work_s=work_s)
     timeout = max(params.drain_timeout_s, n / BIG_RATE_FLOOR) if big else params.drain_timeout_s
@@ -142,7 +153,8 @@ async def bench_drain(  # noqa: PLR0915 - one drain, its counters and its probe,
         await scheduler.open()  # the pool is open before the clock, as the peers connect first
         meter = await stack.enter_async_context(metered(metrics))  # a scraper is up before the clock
         rss_before, _ = rss_mb()
-        worker = scheduler.worker(concurrency=concurrency, metrics=meter.metrics)
+        take_turns = DEDICATED_TURNS if dedicated else None  # None: the default (colocate)
+        worker = scheduler.worker(concurrency=concurrency, metrics=meter.metrics, take_turns=take_turns)
         persisted: tuple[float, float] | None = None  # wall clock, process CPU seconds
         with progress_bar(f"drain {n:,} at C={concurrency}", n, enabled=show) as bar:
 

@@ -28,6 +28,7 @@ from ._report import JsonObject, get_num
 from ._server import recreate_database
 
 __all__ = [
+    "DEDICATED_TURNS",
     "JOB_TYPE",
     "PAYLOAD",
     "Params",
@@ -39,6 +40,11 @@ __all__ = [
     "progress_bar",
     "vacuum_and_checkpoint",
 ]
+
+DEDICATED_TURNS = False
+"""``take_turns`` of the throughput phases' workers: as ``pgqueue worker`` runs one, alone on
+its event loop (claims and flushes overlap; see *Sharing the event loop*). The ``colocate``
+phase runs a worker with the defaults of one inside an application instead."""
 
 JOB_TYPE = "noop"
 PAYLOAD: dict[str, object] = {

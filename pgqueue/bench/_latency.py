@@ -18,7 +18,7 @@ import anyio
 
 from pgqueue import Scheduler
 
-from ._harness import JOB_TYPE, PAYLOAD, Params, Tracker, fresh_scheduler, pct
+from ._harness import DEDICATED_TURNS, JOB_TYPE, PAYLOAD, Params, Tracker, fresh_scheduler, pct
 
 __all__ = ["bench_latency"]
 
@@ -31,7 +31,7 @@ async def bench_latency(dsn: str, params: Params) -> dict[str, object]:
     """Percentiles of the pickup latency in milliseconds."""
     tracker = Tracker(params.lat_warmup, record_latency=True)
     async with fresh_scheduler(dsn, tracker) as scheduler:
-        worker = scheduler.worker(concurrency=params.lat_concurrency)
+        worker = scheduler.worker(concurrency=params.lat_concurrency, take_turns=DEDICATED_TURNS)
         producer = Scheduler(dsn)  # a separate pool, as an application would have: defaults
         producer.register(JOB_TYPE, tracker.handler)
         async with producer, anyio.create_task_group() as tg:

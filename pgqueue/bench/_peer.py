@@ -18,7 +18,7 @@ import anyio
 
 from pgqueue import Scheduler
 
-from ._harness import JOB_TYPE, Tracker
+from ._harness import DEDICATED_TURNS, JOB_TYPE, Tracker
 
 __all__ = ["main"]
 
@@ -39,7 +39,7 @@ async def serve(dsn: str, concurrency: int) -> None:
     scheduler = Scheduler(dsn)
     scheduler.register(JOB_TYPE, tracker.handler)
     async with scheduler:
-        worker = scheduler.worker(concurrency=concurrency)
+        worker = scheduler.worker(concurrency=concurrency, take_turns=DEDICATED_TURNS)
         _say("ready")
         if await _readline() != "go":
             return

@@ -19,7 +19,7 @@ import anyio
 import asyncpg
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ._harness import Params, Tracker, fresh_scheduler, preload, vacuum_and_checkpoint
+from ._harness import DEDICATED_TURNS, Params, Tracker, fresh_scheduler, preload, vacuum_and_checkpoint
 
 __all__ = ["bench_two_workers"]
 
@@ -49,7 +49,7 @@ async def bench_two_workers(dsn: str, params: Params, *, n: int, concurrency: in
                     ready = await lines.receive_until(b"\n", LINE_MAX)
                 if ready != b"ready":
                     raise RuntimeError(f"second worker process did not start: {ready!r}")
-                worker = scheduler.worker(concurrency=concurrency)
+                worker = scheduler.worker(concurrency=concurrency, take_turns=DEDICATED_TURNS)
                 t_persist: float | None = None
                 t0 = time.time()
                 await child.stdin.send(b"go\n")

@@ -150,6 +150,27 @@ def test_pgqueue_worker_passes_its_flags_as_worker_options(monkeypatch: pytest.M
     assert seen["prefetch"] is None
 
 
+@pytest.mark.parametrize(
+    ("flag", "expected"), [((), False), (("--take-turns",), True), (("--no-take-turns",), False)]
+)
+def test_pgqueue_worker_does_not_take_turns_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, flag: tuple[str, ...], expected: bool
+) -> None:
+    """A worker process has no neighbours on its loop: its claims and flushes overlap by default."""
+    from pgqueue.cli import app
+
+    seen: dict[str, object] = {}
+
+    def capture(self: Scheduler, queues: object = None, **overrides: object) -> None:
+        seen.update(overrides)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(Scheduler, "worker", capture)
+    result = CliRunner().invoke(app, ["worker", "tests.cli_app:scheduler", *flag])
+    assert result.exit_code == 0, result.output
+    assert seen["take_turns"] is expected
+
+
 def test_the_command_help_shows_each_default() -> None:
     from pgqueue.cli import app
 
