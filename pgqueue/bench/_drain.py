@@ -241,6 +241,7 @@ def _result(
         "startup_s": round((tracker.first_start or t0) - t0, 4),
         "handlers_s": round(tracker.last_end - t0, 4) if tracker.last_end else None,
         "handlers_jps": round(tracker.count / max((tracker.last_end or time.time()) - t0, 1e-9), 1),
+        "steady_jps": None if (steady := tracker.steady_jps()) is None else round(steady, 1),
         "stop_s": round(stop_s, 3),
         "claims": worker.claims,
         "flushes": worker.flushes,

@@ -169,6 +169,17 @@ class Tracker:
         self.last_end = 0.0
         self.latencies_ms: list[float] = []
         self.done = anyio.Event()
+        # When the 10th and the 90th percent of the expected jobs ended (I/O-bound phases:
+        # the rate between them is the steady one, without the start-up and the tail).
+        self.steady_marks = {expected // 10: 0.0, expected * 9 // 10: 0.0} if self.work_s else {}
+
+    def steady_jps(self) -> float | None:
+        """Jobs/s between the 10th and the 90th percent of the expected jobs (I/O-bound phases)."""
+        marks = sorted(self.steady_marks.items())
+        if len(marks) != 2:  # noqa: PLR2004 - the two marks (fewer: too few jobs to tell)
+            return None
+        (a, t_a), (b, t_b) = marks
+        return (b - a) / (t_b - t_a) if t_b > t_a > 0 else None
 
     async def handler(self, job: Job) -> None:
         """The no-op job: note the entry time, decode the params, yield once."""
@@ -183,6 +194,8 @@ class Tracker:
         await asyncio.sleep(self.work_s)  # at 0, exactly the peers' job body (common.py)
         self.count += 1
         self.last_end = time.time()
+        if self.count in self.steady_marks:
+            self.steady_marks[self.count] = self.last_end
         if self.expected and self.count >= self.expected:
             self.done.set()
 

@@ -159,6 +159,7 @@ def _check_colocate_and_iobound(line: dict[str, Any]) -> None:
         assert case["n"] == 400
         assert not case["timed_out"]
         assert isinstance(case["fraction"], float)
+        assert isinstance(case["steady_fraction"], float)  # the 40th and the 360th job ended
         assert case["loop_ceiling"] > 0  # the loop alone completed sleeps
         assert case["of_ceiling"] == pytest.approx(case["fraction"] / case["loop_ceiling"], rel=0.01)
     assert (iobound["w10ms_c200"]["limit_jps"], iobound["w1ms_c50"]["limit_jps"]) == (20_000, 50_000)
