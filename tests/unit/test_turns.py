@@ -40,29 +40,17 @@ async def test_a_statement_waits_for_the_other_to_finish() -> None:
     assert turns.waited == 1
 
 
-async def test_an_urgent_statement_goes_at_once() -> None:
-    turns, order = Turns(), list[str]()
+@pytest.mark.parametrize(("enabled", "urgent"), [(True, True), (False, False)])
+async def test_an_urgent_statement_or_disabled_turns_go_at_once(enabled: bool, urgent: bool) -> None:
+    turns, order = Turns(enabled=enabled), list[str]()
     entered, leave = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_hold, turns, entered, leave, order, "flush")
         await entered.wait()
-        async with turns.turn(urgent=True):
+        async with turns.turn(urgent=urgent):
             order.append("claim in")
         leave.set()
     assert order == ["flush in", "claim in", "flush out"]
-
-
-async def test_disabled_turns_never_wait() -> None:
-    turns, order = Turns(enabled=False), list[str]()
-    entered, leave = anyio.Event(), anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_hold, turns, entered, leave, order, "flush")
-        await entered.wait()
-        async with turns.turn(urgent=False):
-            order.append("claim in")
-        leave.set()
-    assert order == ["flush in", "claim in", "flush out"]
-    assert turns.waited == 0
 
 
 async def test_a_statement_that_hangs_delays_the_other_only_for_the_bound(
