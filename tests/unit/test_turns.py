@@ -102,3 +102,41 @@ def test_take_turns_defaults_to_whether_the_server_is_on_this_machine() -> None:
     memory = Scheduler.in_memory()
     memory.register("t", lambda job: None)
     assert memory.worker().config.take_turns is False
+
+
+async def test_an_urgent_statement_goes_at_once_right_after_the_other_hands_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lock is released to a waiter that has not run yet: an urgent statement still goes at once.
+
+    The fetcher claims again without an await in between when the last claim came back
+    full and the runners drained meanwhile: that claim is urgent (fewer jobs wait than
+    runners), and must not queue behind the flush the release just woke.
+    """
+    monkeypatch.setattr(turns_module, "MAX_WAIT_S", 3600.0)  # only the lock decides, not the bound
+    turns, order = Turns(), list[str]()
+    entered, leave, flush_may_end = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def flush() -> None:
+        async with turns.turn(urgent=False):
+            order.append("flush in")
+            await flush_may_end.wait()
+
+    async def claims() -> None:
+        async with turns.turn(urgent=False):
+            entered.set()
+            await leave.wait()
+        # no await between the release and the next (urgent) claim
+        async with turns.turn(urgent=True):
+            order.append("urgent claim in")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claims)
+        await entered.wait()
+        tg.start_soon(flush)
+        await anyio.wait_all_tasks_blocked()  # the flush waits for its turn
+        leave.set()
+        await anyio.wait_all_tasks_blocked()
+        snapshot = list(order)
+        flush_may_end.set()
+    assert "urgent claim in" in snapshot, snapshot  # not queued behind the flush it woke
