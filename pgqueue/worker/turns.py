@@ -35,12 +35,13 @@ MAX_WAIT_S = 0.05  # longer than a claim or flush of a full batch takes on a hea
 class Turns:
     """The claim's and the flush's turns: a fair lock that an urgent statement may pass by."""
 
-    __slots__ = ("_lock", "enabled", "waited")
+    __slots__ = ("_lock", "_queued", "enabled", "waited")
 
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled  # False: every statement goes at once (take_turns=False)
         self._lock = asyncio.Lock()  # first come, first served: back-to-back flushes cannot starve a claim
         self.waited = 0  # statements that found the other's turn in progress (tests read it)
+        self._queued = 0  # statements waiting for the lock (one may be woken and not yet run)
 
     @asynccontextmanager
     async def turn(self, *, urgent: bool) -> AsyncIterator[None]:
@@ -50,12 +51,18 @@ class Turns:
             return
         lock = self._lock
         held = False
-        if lock.locked():
+        # A released lock whose waiter has not run yet is not free: acquire() queues behind it.
+        busy = lock.locked() or self._queued > 0
+        if busy:
             self.waited += 1
-        if not (urgent and lock.locked()):
-            with anyio.move_on_after(MAX_WAIT_S):
-                await lock.acquire()
-                held = True
+        if not (urgent and busy):
+            self._queued += 1
+            try:
+                with anyio.move_on_after(MAX_WAIT_S):
+                    await lock.acquire()
+                    held = True
+            finally:
+                self._queued -= 1
         try:
             yield
         finally:
