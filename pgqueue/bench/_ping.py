@@ -117,10 +117,14 @@ class PingClient:
 
 
 def ping_summary(samples: list[tuple[float, float, bool]], window: tuple[float, float]) -> dict[str, object]:
-    """Requests sent inside ``window`` (wall clock): count, failures, p50, p99, max in ms."""
+    """Requests sent inside ``window`` (wall clock): count, failures, and p50, p99, max in ms.
+
+    The percentiles are of the answered requests only: a failed one (a kept-alive
+    connection the server closed meanwhile) fails fast, and its short time is no answer.
+    """
     start, stop = window
     inside = [(ms, ok) for at, ms, ok in samples if start <= at <= stop]
-    times = [ms for ms, _ in inside]
+    times = [ms for ms, ok in inside if ok]
     return {
         "rate": RATE,
         "requests": len(inside),

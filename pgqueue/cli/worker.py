@@ -129,7 +129,7 @@ def worker(
         str,
         typer.Option(
             "--loop",
-            help="Event loop: auto (uvloop with the pgqueue[uvloop] extra, else asyncio), asyncio or uvloop.",
+            help="Event loop: auto (uvloop with the pgqueue\\[uvloop] extra, else asyncio), asyncio or uvloop.",
         ),
     ] = "auto",
     **options: object,

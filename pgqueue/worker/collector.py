@@ -12,8 +12,8 @@ caches) out of the collector's reach; later full collections walk only what was 
 since, which keeps them at a few milliseconds. Objects frozen are still freed by reference
 counting; only a reference cycle among them would never be collected, which is why the
 heap is collected first and why this happens once per process, when the first worker
-starts (after the application's own start-up). ``Worker(freeze_gc=False)`` leaves the
-collector alone.
+starts (after the application's own start-up). ``scheduler.worker(freeze_gc=False)``
+(``pgqueue worker --no-freeze-gc``) leaves the collector alone.
 """
 
 from __future__ import annotations
