@@ -129,7 +129,7 @@ def worker(
         str,
         typer.Option(
             "--loop",
-            help="Event loop: auto (uvloop with the pgqueue\\[uvloop] extra, else asyncio), asyncio or uvloop.",
+            help="Event loop: auto (uvloop with the pgqueue\\[uvloop] extra, else asyncio), asyncio, uvloop.",
         ),
     ] = "auto",
     **options: object,
@@ -140,10 +140,7 @@ def worker(
     metrics = None if metrics_port is None else _metrics_for(scheduler)
     if metrics is not None:
         options["metrics"] = metrics
-    if options.get("take_turns") is None:
-        # A worker process has no neighbours on its event loop: overlapping claims and
-        # flushes costs it nothing there and is worth throughput (--take-turns to change).
-        options["take_turns"] = False
+    _alone_on_its_loop(options)
     try:
         w = scheduler.worker(queues=queue or None, **options)
     except PgQueueError as exc:
@@ -180,6 +177,16 @@ def worker(
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(go())
+
+
+def _alone_on_its_loop(options: dict[str, object]) -> None:
+    """A worker process has no neighbours on its event loop: claims and flushes overlap.
+
+    Taking turns (``take_turns``) protects an application's other tasks on the loop; here
+    there are none, and overlapping is worth throughput (``--take-turns`` to change it).
+    """
+    if options.get("take_turns") is None:
+        options["take_turns"] = False
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
