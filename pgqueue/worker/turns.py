@@ -7,10 +7,11 @@ developer's laptop), the operating system then takes the core away from the work
 event loop while those backends run: on a 2-core machine, during a full-speed drain, the
 loop waited 3–5 ms for a CPU at p99 (the run-queue wait that ``pgqueue bench --phases
 colocate`` reports), and every other task on that loop waited with it. Taken in turns, one
-backend is busy at a time: the loop's p99 lag fell from 3–4 ms to 1–2 ms, at about a
-tenth of the drain rate. With the server on another machine overlapping the two is free
-for the loop and worth throughput, so the worker takes turns only when ``take_turns``
-(by default: when its DSN names a server on this machine).
+backend is busy at a time: the loop's p99 lag is 1–2 ms against 3–4 ms overlapped, for
+about a tenth of the drain rate. With the server on another machine, or no other task on
+the loop (``pgqueue worker``), overlapping the two costs no one and is worth throughput,
+so the worker takes turns only when ``take_turns`` (by default: in an application whose
+DSN names a server on this machine).
 
 A statement waits for the other's turn only while waiting costs nothing: a claim goes at
 once when fewer jobs wait in the buffer than there are runners (they would idle), a
