@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from pgqueue import Scheduler
+from pgqueue import ConfigError, Scheduler
 from pgqueue._config import WorkerConfig
 from pgqueue.worker import turns as turns_module
 from pgqueue.worker.turns import Turns
@@ -86,6 +86,11 @@ async def test_back_to_back_statements_do_not_starve_the_waiting_one() -> None:
         await anyio.wait_all_tasks_blocked()
         leave.set()
     assert order == ["flush 1 in", "flush 1 out", "claim", "flush 2"]
+
+
+def test_take_turns_must_be_a_bool() -> None:
+    with pytest.raises(ConfigError, match="take_turns must be True or False"):
+        WorkerConfig.build(["q"], take_turns="yes")
 
 
 def test_take_turns_defaults_to_whether_the_server_is_on_this_machine() -> None:
