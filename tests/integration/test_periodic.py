@@ -107,6 +107,44 @@ async def test_no_overlap_sees_the_job_a_concurrent_fire_committed_while_it_wait
     assert await periodic_jobs(db, schema_name) == [t + MINUTE]
 
 
+async def test_a_round_locks_its_rows_in_name_order_whatever_their_place_on_disk(
+    scheduler: Scheduler, db: asyncpg.Connection, schema_name: str
+) -> None:
+    """Rounds of several processes, and a process's first declaration, lock the same rows
+    at once: each must take them in one order (by name), or two of them deadlock. The rows
+    are placed on disk against name order (an update moves a row to the end of its page);
+    while row "a" is held elsewhere, a round waits for it before it locks "b" and "c"."""
+    for name in ("a", "b", "c"):
+        scheduler.register(name, noop, queue="cron")
+        scheduler.add_periodic(name, every=60, job=name)
+    t = past_tick()
+    assert await scheduler.enqueue_due_periodic(t) == 3
+    await db.execute(f'UPDATE "{schema_name}".periodic SET updated_at = now() WHERE name = $1', "a")
+    on_disk = await db.fetch(f'SELECT name FROM "{schema_name}".periodic ORDER BY ctid')
+    assert [r["name"] for r in on_disk] == ["b", "c", "a"]
+    results: list[int] = []
+
+    async def round_at(at: dt.datetime) -> None:
+        results.append(await scheduler.enqueue_due_periodic(at))
+
+    free: list[str] = []
+    with anyio.fail_after(WAIT_S):
+        async with anyio.create_task_group() as tg:
+            tx = db.transaction()
+            await tx.start()
+            await db.execute(f'SELECT 1 FROM "{schema_name}".periodic WHERE name = $1 FOR UPDATE', "a")
+            tg.start_soon(round_at, t + MINUTE)
+            await lock_wait(db)  # the round waits for "a"
+            async with (await pg_store(scheduler)).pool.acquire() as other:
+                rows = await other.fetch(
+                    f'SELECT name FROM "{schema_name}".periodic ORDER BY name FOR UPDATE SKIP LOCKED'
+                )
+                free = [r["name"] for r in rows]
+            await tx.commit()
+    assert free == ["b", "c"]  # nothing after "a" was locked while the round waited for it
+    assert results == [3]
+
+
 async def test_a_fired_tick_tells_its_queue_as_schedule_does(
     scheduler: Scheduler, dsn: str, schema_name: str
 ) -> None:

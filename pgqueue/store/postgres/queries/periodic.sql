@@ -27,6 +27,9 @@ WHERE (p.schedule, p.type, p.queue) IS DISTINCT FROM (excluded.schedule, exclude
 --      noted, without a job. The job is inserted with its tick as run_at (a tick offered
 --      early by a host whose clock is ahead waits as a scheduled job) and its queue is
 --      told as job_insert tells it. Names without a row come back as 'missing'.
+--      The offered rows are locked first, in name order (`locked`), as periodic_declare_many
+--      takes them: the UPDATE alone would take them in the join's order (on disk, as a rule),
+--      and two processes whose statements meet rows in other orders deadlock.
 -- params: $1 names text[], $2 ticks timestamptz[], $3 fresh boolean[], $4 catch_up boolean[],
 --         $5 overlap boolean[], $6 types text[], $7 queues text[], $8 params json text[],
 --         $9 priorities smallint[], $10 timeouts real[] (NULL = none), $11 channel text
@@ -34,13 +37,18 @@ WITH c AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::boolean[], $4::boolean[], $5::boolean[],
                          $6::text[], $7::text[], $8::text[], $9::smallint[], $10::real[])
         AS c(name, tick, fresh, catch_up, overlap, type, queue, params, priority, timeout_s)
+), locked AS MATERIALIZED (
+    SELECT p.name FROM {schema}.periodic p
+    WHERE p.name = ANY($1::text[])
+    ORDER BY p.name
+    FOR UPDATE
 ), won AS (
     UPDATE {schema}.periodic p
     SET (last_tick, last_job_id, last_note, updated_at) = (
         SELECT c.tick, coalesce(d.id, p.last_job_id), CASE WHEN d.id IS NULL THEN 'skipped (overlap)' END, now()
         FROM (SELECT {schema}.periodic_job_id(p.last_job_id, c.overlap) AS id) AS d
     )
-    FROM c
+    FROM c JOIN locked l ON l.name = c.name
     WHERE p.name = c.name
       AND (p.last_tick IS NULL OR p.last_tick < c.tick)
       AND (c.fresh OR (c.catch_up AND p.last_tick IS NOT NULL))
