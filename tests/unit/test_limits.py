@@ -14,9 +14,10 @@ from pgqueue._limits import MAX_LIMIT, LimitedClaim, LimitSeen, check_limit
 from pgqueue._models import Job, Row
 from pgqueue.store.memory.limits import key_of
 from pgqueue.store.memory.rows import LiveJob
-from pgqueue.worker.fetcher import CAPPED_RETRY_S, GIVE_BACK_S, RATE_MARGIN_S, Fetcher
+from pgqueue.worker.fetcher import Fetcher
 from pgqueue.worker.job_buffer import Gate, JobBuffer
 from pgqueue.worker.lease import Identity
+from pgqueue.worker.limited import CAPPED_RETRY_S, GIVE_BACK_S, RATE_MARGIN_S
 from pgqueue.worker.result_buffer import ResultBuffer
 from pgqueue.worker.results import RunResult, RunStats
 
