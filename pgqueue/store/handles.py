@@ -85,6 +85,10 @@ class Faults(Protocol):
         """True for errors that mean the database is unreachable, restarting or dropped us."""
         ...
 
+    def is_conflict(self, exc: BaseException) -> bool:
+        """True when the database undid the write to break a conflict (a deadlock): write it again."""
+        ...
+
 
 class Notifications(Faults, Protocol):
     """Subscriptions to the schema's notification channel."""

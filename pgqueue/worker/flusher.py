@@ -5,6 +5,9 @@ batch completer and pgxjob's buffered results). A failed write keeps the batch a
 with backoff; while it fails the result buffer fills, runners block at its high-water mark
 and claiming pauses, so nothing is dropped and nothing piles up without bound. The write is
 fenced by (worker, attempt) in SQL, so retrying a flush that did commit changes nothing.
+A failure that is neither an outage nor a conflict (a deadlock PostgreSQL broke by undoing
+the flush) cannot pass by retrying: the batch is then written one result at a time, and a
+result whose run row the database refuses ends its job without the row, loudly.
 
 On shutdown the worker calls :meth:`Flusher.drain`, shielded from cancellation, so the
 last results are written even when the worker is being cancelled.
@@ -171,8 +174,9 @@ class Flusher:
                         res = await self._write(items, urgent=urgent or self._results.blocked())
                     except Exception as exc:  # noqa: BLE001 - keep the results and retry; never drop them
                         error = exc
-                if res is None and error is not None and not self._store.is_unavailable(error):
-                    # Not an outage: retrying the same batch would fail the same way for ever.
+                if res is None and error is not None and not self._transient(error):
+                    # Not an outage nor a conflict: retrying the same batch would fail the
+                    # same way for ever.
                     with anyio.move_on_after(WRITE_TIMEOUT_S):
                         res = await self._write_each(items)
                 if res is None:
@@ -214,6 +218,15 @@ class Flusher:
                 identity.id, batch, self._held, clock_offset=identity.clock_offset
             )
 
+    def _transient(self, exc: BaseException) -> bool:
+        """An outage, or a conflict the store's own runs again did not get past: keep the batch.
+
+        A deadlock's victim is rolled back whole (the store writes it again at once, a few
+        times); one that keeps losing is kept with its run rows and retried after the
+        backoff, never written without them.
+        """
+        return self._store.is_unavailable(exc) or self._store.is_conflict(exc)
+
     async def _write_each(self, items: list[RunResult]) -> FinalizeResult | None:
         """Write a batch that failed for a reason other than an outage, one result at a time.
 
@@ -221,7 +234,8 @@ class Flusher:
         ends or puts back its job, without the row, and says so loudly: the alternative is
         a flusher that retries the same batch for ever while the worker stalls. Returns None
         (the whole batch is kept for a retry) if the database becomes unreachable meanwhile;
-        what was written by then is fenced, so writing it again changes nothing.
+        what was written by then is fenced, so writing it again changes nothing. A conflict
+        does the same (see :meth:`_transient`).
         """
         ended: set[int] = set()
         put_back: dict[int, dt.datetime] = {}
@@ -232,7 +246,7 @@ class Flusher:
                 try:
                     res = await self._write([item])
                 except Exception as exc:
-                    if self._store.is_unavailable(exc):
+                    if self._transient(exc):
                         raise
                     _log.error(
                         RUN_UNWRITABLE,

@@ -102,6 +102,10 @@ class MemoryBase:
         """Never: there is no server to lose."""
         return False
 
+    def is_conflict(self, exc: BaseException) -> bool:  # noqa: ARG002 - the role's signature
+        """Never: one event loop runs every write whole, so no two wait for each other."""
+        return False
+
     def _tell_queue(self, queue: str, run_at: float) -> None:
         now = self.clock.time()
         self.notify(f"d:{run_at - now}:{queue}" if run_at > now else f"r:{queue}")

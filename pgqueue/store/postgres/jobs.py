@@ -13,14 +13,11 @@ from pgqueue._records import CancelCounts, JobRecord, JobState
 from pgqueue.store import CallerConnection, Held, NewJobs, ProgressReport
 from pgqueue.store.records import Edges, job_record
 
-from .pool import StoreBase
+from .pool import StoreBase, again_on_conflict
 
 __all__ = ["CANCEL_NOTE", "JobsMixin"]
 
 CANCEL_NOTE = "cancelled before it ran"  # the note of the cancelled run of a job no worker held
-# Runs of a transaction (cancel_many, schedule with depends_on) that PostgreSQL picks to
-# break a deadlock: it was rolled back, so running it again is safe.
-DEADLOCK_RETRIES = 3
 
 
 class _Refused(Exception):  # noqa: N818 - internal control flow, never seen by callers
@@ -103,16 +100,14 @@ class JobsMixin(StoreBase):
             if conn is not None:  # the caller's transaction: a deadlock is the caller's to retry
                 async with conn.transaction():
                     return await self._insert_dependent(conn, args, deps, jobs)
-            for attempt in range(1, DEADLOCK_RETRIES + 1):
-                try:
-                    async with self.pool.acquire() as own, own.transaction():
-                        return await self._insert_dependent(own, args, deps, jobs)
-                except asyncpg.DeadlockDetectedError:
-                    # Our locks (in id order) crossed a flush ending the dependencies in
-                    # another order; PostgreSQL rolled this back: nothing was written.
-                    if attempt == DEADLOCK_RETRIES:
-                        raise
-            raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+            async def insert() -> tuple[int | None, dict[int, str]]:
+                # Our locks (in id order) may cross a flush ending the dependencies in
+                # another order; PostgreSQL then rolls this back: nothing was written.
+                async with self.pool.acquire() as own, own.transaction():
+                    return await self._insert_dependent(own, args, deps, jobs)
+
+            return await again_on_conflict(insert)
         except _Refused as refused:
             return None, refused.blocked
 
@@ -179,7 +174,14 @@ class JobsMixin(StoreBase):
         return int(status.rsplit(maxsplit=1)[-1])
 
     async def job_cancel(self, job_id: int) -> CancelResult:
-        """End a waiting job as cancelled, or flag a claimed one and tell its worker."""
+        """End a waiting job as cancelled, or flag a claimed one and tell its worker.
+
+        Cancelling a job cancels its dependents in turn (``settle_dependents``), whose locks
+        may cross another transaction's: a deadlock's victim runs again.
+        """
+        return await again_on_conflict(lambda: self._cancel(job_id))
+
+    async def _cancel(self, job_id: int) -> CancelResult:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(self.q.job_lock, job_id)
             if row is None:
@@ -197,13 +199,7 @@ class JobsMixin(StoreBase):
         application's own) may hold some of them in another order: when PostgreSQL breaks
         such a deadlock by failing this transaction, nothing was changed and it runs again.
         """
-        for attempt in range(1, DEADLOCK_RETRIES + 1):
-            try:
-                return await self._cancel_many(queue, type_)
-            except asyncpg.DeadlockDetectedError:
-                if attempt == DEADLOCK_RETRIES:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        return await again_on_conflict(lambda: self._cancel_many(queue, type_))
 
     async def _cancel_many(self, queue: str | None, type_: str | None) -> CancelCounts:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -283,8 +279,15 @@ class JobsMixin(StoreBase):
         return list(row[0] or [])
 
     async def job_delete(self, job_id: int) -> bool:
-        """Remove a live job no worker holds; False when there is none to remove."""
-        return await self.pool.fetchrow(self.q.job_delete, job_id, self.channel) is not None
+        """Remove a live job no worker holds; False when there is none to remove.
+
+        Its dependents are cancelled in turn, whose locks may cross another transaction's: a
+        deadlock's victim runs again.
+        """
+        return (
+            await again_on_conflict(lambda: self.pool.fetchrow(self.q.job_delete, job_id, self.channel))
+            is not None
+        )
 
     async def job_suspend(self, job_id: int) -> bool:
         """Make a waiting job unclaimable; False when it is not waiting."""
@@ -302,15 +305,19 @@ class JobsMixin(StoreBase):
         return await self.pool.fetchrow(self.q.job_resume, job_id, self.channel) is not None
 
     async def job_progress_many(self, worker_id: int, reports: Sequence[ProgressReport]) -> None:
-        """Write the latest progress of the jobs this worker runs (fenced by worker and attempt)."""
-        await self.pool.execute(
-            self.q.job_progress_many,
+        """Write the latest progress of the jobs this worker runs (fenced by worker and attempt).
+
+        Its rows are locked in the order the plan meets them, as the worker's own flush
+        locks its jobs: when the two deadlock, the victim is written again.
+        """
+        args = (
             worker_id,
             [r.job_id for r in reports],
             [r.attempt for r in reports],
             [r.fraction for r in reports],
             [r.message for r in reports],
         )
+        await again_on_conflict(lambda: self.pool.execute(self.q.job_progress_many, *args))
 
     async def job_await(self, job_id: int) -> bool:
         """Mark a live job so that its end is notified; False when it is not live."""

@@ -13,7 +13,7 @@ from pgqueue._limits import LimitedClaim, LimitSeen, QueueLimit, RateLimit
 from pgqueue._models import Row
 from pgqueue.store import Held
 
-from .pool import StoreBase
+from .pool import StoreBase, again_on_conflict
 
 __all__ = ["LimitsMixin"]
 
@@ -60,16 +60,22 @@ class LimitsMixin(StoreBase):
         return int(status.rsplit(maxsplit=1)[-1])
 
     async def queue_limit_set(self, limit: QueueLimit) -> QueueLimit:
-        """Store ``limit`` and mark the queue's held jobs; the limit with its ``updated_at``."""
+        """Store ``limit`` and mark the queue's held jobs; the limit with its ``updated_at``.
+
+        Marking locks the jobs workers hold, which their flushes lock too, in another order:
+        when PostgreSQL breaks such a deadlock by failing this statement, it runs again.
+        """
         rate = limit.rate
-        stamp: dt.datetime = await self.pool.fetchval(
-            self.q.queue_limit_set,
+        args = (
             limit.queue,
             limit.concurrency,
             limit.per_key,
             limit.key,
             None if rate is None else rate.count,
             None if rate is None else rate.per.total_seconds(),
+        )
+        stamp: dt.datetime = await again_on_conflict(
+            lambda: self.pool.fetchval(self.q.queue_limit_set, *args)
         )
         return dataclasses.replace(limit, updated_at=stamp)
 

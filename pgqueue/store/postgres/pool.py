@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -31,12 +32,16 @@ __all__ = [
     "OwnConnection",
     "Pool",
     "StoreBase",
+    "again_on_conflict",
     "can_hold",
     "connect_error_hint",
     "create_pool",
+    "is_conflict",
     "is_unavailable",
     "is_undefined_object",
 ]
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 10.0
 HOLD_MIN_POOL = 4  # connections a pool needs before stages may hold some for themselves
@@ -81,6 +86,35 @@ def is_unavailable(exc: BaseException) -> bool:
         # switch to state ...; another operation is in progress" (the chaos suite provokes it).
         return "cannot switch to state" in str(exc)
     return isinstance(exc, _UNAVAILABLE)
+
+
+# PostgreSQL rolled a transaction back to break a deadlock (40P01) or a serialization
+# conflict (40001): nothing it did remains, and running it again is safe. pgqueue's own
+# statements lock rows of one table in one order where they can, but a flush meets rows in
+# the order its plan reads them, and an application's transaction in any order.
+_CONFLICT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+CONFLICT_RETRIES = 3  # runs of a transaction PostgreSQL keeps choosing as the victim
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when PostgreSQL rolled the transaction back to break a conflict: run it again."""
+    return isinstance(exc, _CONFLICT)
+
+
+async def again_on_conflict(run: Callable[[], Awaitable[T]]) -> T:
+    """``await run()``, run again (up to ``CONFLICT_RETRIES`` runs in all) while it is a conflict's victim.
+
+    ``run`` must be one whole transaction (one statement, or its own ``transaction()``):
+    a victim's transaction is rolled back entirely, so its next run starts clean. The
+    last conflict propagates.
+    """
+    for attempt in range(1, CONFLICT_RETRIES + 1):
+        try:
+            return await run()
+        except _CONFLICT:
+            if attempt == CONFLICT_RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 # Errors that mean "the schema lacks what this code expects": never migrated, or older.
@@ -251,6 +285,10 @@ class StoreBase:
     def is_unavailable(self, exc: BaseException) -> bool:
         """True for errors that mean the server is unreachable, restarting or dropped us."""
         return is_unavailable(exc)
+
+    def is_conflict(self, exc: BaseException) -> bool:
+        """True when PostgreSQL rolled the transaction back to break a deadlock or conflict."""
+        return is_conflict(exc)
 
     async def connect_own(self, app_name: str) -> OwnConnection:
         """A connection for session state (LISTEN, a session lock), never shared with statements.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import asyncpg
+
 from pgqueue._records import ActivityCounts
 from pgqueue.store import ActivityRows, FinalizeResult, FlushBatch, Held
 
-from .pool import StoreBase
+from .pool import StoreBase, again_on_conflict
 
 __all__ = ["RunsMixin"]
 
@@ -27,16 +29,15 @@ class RunsMixin(StoreBase):
 
         ``clock_offset``: seconds that put the batch's worker-clock times on the database's clock.
         """
-        async with self._connection(held) as conn:
-            row = await conn.fetchrow(
-                self.q.job_finalize_many,
-                worker_id,
-                *batch.arguments(),
-                clock_offset,
-                self.channel,
-                batch.end_lines,
-                batch.back_lines,
-            )
+        args = (worker_id, *batch.arguments(), clock_offset, self.channel, batch.end_lines, batch.back_lines)
+
+        async def write() -> asyncpg.Record | None:
+            async with self._connection(held) as conn:
+                return await conn.fetchrow(self.q.job_finalize_many, *args)
+
+        # A deadlock with another transaction that locks some of these jobs (set_queue_limit,
+        # remove_worker, an application's own) undoes the whole flush: it is written again.
+        row = await again_on_conflict(write)
         assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
         put_back: dict[int, dt.datetime] = dict(zip(row[1] or (), row[2] or (), strict=True))
         return FinalizeResult(frozenset(row[0] or ()), put_back, row[3], row[4])

@@ -11,7 +11,7 @@ import anyio
 from pgqueue._errors import WorkerHasActiveJobs, WorkerNotFound
 from pgqueue._records import WorkerInfo
 
-from .pool import CONNECT_TIMEOUT_S, StoreBase
+from .pool import CONNECT_TIMEOUT_S, StoreBase, again_on_conflict
 from .queries import quote_ident
 
 __all__ = ["WorkersMixin"]
@@ -41,8 +41,13 @@ class WorkersMixin(StoreBase):
         One transaction: lock the row (a claim in flight commits first), count what it holds
         (a later statement, so a newer snapshot), refuse or release with the reaper's own
         statement (a ``crashed`` run per job, the attempt counted), then wake the queues of
-        the freed jobs. Raises WorkerNotFound or WorkerHasActiveJobs (nothing changed).
+        the freed jobs. Raises WorkerNotFound or WorkerHasActiveJobs (nothing changed). The
+        release locks the worker's jobs, which its own flush may be writing in another order:
+        a deadlock's victim runs again.
         """
+        return await again_on_conflict(lambda: self._remove(worker_id, force=force))
+
+    async def _remove(self, worker_id: int, *, force: bool) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(self.q.worker_lock, worker_id) is None:
                 raise WorkerNotFound(f"no registered worker has id {worker_id}")

@@ -1,0 +1,197 @@
+"""Deadlocks that PostgreSQL breaks by failing one side: pgqueue's side runs again.
+
+A transaction of the test plays the other side. It locks the job that pgqueue's statement
+meets last on disk; pgqueue's statement locks the first one and waits; then the test asks
+for the first one. That closes the cycle. PostgreSQL fails the statement that has waited
+longer (pgqueue's), the test gets its row, and once the test rolls back, pgqueue's next run
+goes through: the caller sees its result, never ``DeadlockDetectedError``.
+
+The last tests inject conflicts that keep coming back into the flusher: its batch is
+kept and written whole, never split into run-less writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+from pgqueue import Job, Outcome, Scheduler
+from pgqueue.store import FinalizeResult
+from pgqueue.store.postgres import PostgresStore
+from pgqueue.store.postgres.pool import CONFLICT_RETRIES, again_on_conflict, is_conflict
+from pgqueue.worker.flusher import build_batch
+from pgqueue.worker.results import RunResult
+from tests._support import (
+    WAIT_S,
+    Counter,
+    StoreWrapper,
+    claim_records,
+    lock_wait,
+    pg_store,
+    running,
+    runs,
+    wait,
+    worker_on,
+)
+
+pytestmark = pytest.mark.pg
+
+Q = "cq"
+
+
+async def noop(job: Job) -> None:
+    return None
+
+
+async def held_jobs(scheduler: Scheduler, db: asyncpg.Connection) -> tuple[PostgresStore, int, list[Job]]:
+    """Two jobs of queue ``Q`` claimed by a registered worker, in their order on disk."""
+    scheduler.register("t", noop, queue=Q)
+    await scheduler.schedule_many("t", [1, 2])
+    store = await pg_store(scheduler)
+    wid, _ = await store.worker_register([Q])
+    claimed = {j.id: j for j in (Job._from_row(r) for r in await claim_records(store, [Q], 10, wid))}
+    on_disk = await db.fetch(f'SELECT id FROM "{scheduler.schema}".jobs ORDER BY ctid')
+    assert sorted(claimed) == sorted(r["id"] for r in on_disk)
+    return store, wid, [claimed[r["id"]] for r in on_disk]
+
+
+async def cross(dsn: str, db: asyncpg.Connection, schema: str, jobs: list[Job], call: Awaitable[Any]) -> Any:
+    """Run ``call`` into a deadlock with a transaction on ``db`` (see the module); its result."""
+    first, last = (j.id for j in jobs)
+    result: list[Any] = []
+
+    async def side() -> None:
+        result.append(await call)
+
+    with anyio.fail_after(WAIT_S):
+        async with anyio.create_task_group() as tg:
+            tx = db.transaction()
+            await tx.start()
+            await db.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', last)
+            tg.start_soon(side)
+            await lock_wait(db)  # pgqueue's statement waits for `last`...
+            probe = await asyncpg.connect(dsn)
+            try:
+                with pytest.raises(asyncpg.LockNotAvailableError):  # ...holding `first`
+                    await probe.execute(
+                        f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE NOWAIT', first
+                    )
+            finally:
+                await probe.close()
+            # The cycle: PostgreSQL fails pgqueue's statement, which waited first, and gives
+            # us `first`; pgqueue's next run waits for us.
+            await db.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', first)
+            await tx.rollback()
+    return result[0]
+
+
+async def test_set_queue_limit_runs_again_when_a_deadlock_fails_it(
+    scheduler: Scheduler, dsn: str, db: asyncpg.Connection
+) -> None:
+    """set_queue_limit() marks the jobs workers hold, in the order it meets them."""
+    _, _, jobs = await held_jobs(scheduler, db)
+    await cross(dsn, db, scheduler.schema, jobs, scheduler.set_queue_limit(Q, concurrency=1))
+    (limit,) = await scheduler.list_queue_limits()
+    assert (limit.queue, limit.concurrency) == (Q, 1)
+
+
+async def test_remove_worker_runs_again_when_a_deadlock_fails_it(
+    scheduler: Scheduler, dsn: str, db: asyncpg.Connection
+) -> None:
+    """remove_worker(force=True) releases the worker's jobs as the reaper does."""
+    _, wid, jobs = await held_jobs(scheduler, db)
+    released = await cross(dsn, db, scheduler.schema, jobs, scheduler.remove_worker(wid, force=True))
+    assert released == 2
+    rows = await runs(db, scheduler.schema)
+    assert sorted(r["job_id"] for r in rows) == sorted(j.id for j in jobs)  # one crashed run each, once
+    assert {r["outcome"] for r in rows} == {"crashed"}
+
+
+async def test_a_flush_runs_again_when_a_deadlock_fails_it(
+    scheduler: Scheduler, dsn: str, db: asyncpg.Connection
+) -> None:
+    """The flush statement locks its jobs in the order its plan meets them (here: on disk)."""
+    store, wid, jobs = await held_jobs(scheduler, db)
+    results = [RunResult(j, Outcome.SUCCEEDED, 1.0, 2.0, None, None, None, 0) for j in jobs]
+    call = store.job_finalize_many(wid, build_batch(results, None))
+    done: FinalizeResult = await cross(dsn, db, scheduler.schema, jobs, call)
+    assert done.ended == frozenset(j.id for j in jobs)
+    rows = await runs(db, scheduler.schema)
+    assert sorted(r["job_id"] for r in rows) == sorted(j.id for j in jobs)
+    assert {r["outcome"] for r in rows} == {"succeeded"}
+
+
+async def test_again_on_conflict_runs_only_a_conflicts_victim_again() -> None:
+    calls: list[int] = []
+
+    def failing(times: int, exc: Exception) -> Callable[[], Awaitable[str]]:
+        async def run() -> str:
+            calls.append(1)
+            if len(calls) <= times:
+                raise exc
+            return "done"
+
+        return run
+
+    assert (
+        await again_on_conflict(failing(CONFLICT_RETRIES - 1, asyncpg.DeadlockDetectedError("x"))) == "done"
+    )
+    assert len(calls) == CONFLICT_RETRIES
+    calls.clear()
+    assert await again_on_conflict(failing(1, asyncpg.SerializationError("x"))) == "done"
+    calls.clear()
+    with pytest.raises(asyncpg.DeadlockDetectedError):  # the last one propagates
+        await again_on_conflict(failing(CONFLICT_RETRIES, asyncpg.DeadlockDetectedError("x")))
+    assert len(calls) == CONFLICT_RETRIES
+    calls.clear()
+    with pytest.raises(asyncpg.UniqueViolationError):  # anything else is not run again
+        await again_on_conflict(failing(1, asyncpg.UniqueViolationError("x")))
+    assert len(calls) == 1
+    assert is_conflict(asyncpg.DeadlockDetectedError("x"))
+    assert not is_conflict(asyncpg.UniqueViolationError("x"))
+
+
+async def test_a_flush_that_keeps_losing_conflicts_is_kept_whole_and_written_later(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Conflicts past the store's own runs again: the flusher keeps the batch and retries it
+    after its backoff. It never falls back to writing results one at a time, where a result
+    that fails again would end its job without its run row."""
+    done = Counter(6)
+    conflicts = 2 * CONFLICT_RETRIES  # the first two flushes fail; more than one result each time
+    store = StoreWrapper(await pg_store(scheduler))
+    sizes: list[int] = []
+
+    async def losing(worker_id: int, batch: Any, *args: Any, **kwargs: Any) -> FinalizeResult:
+        nonlocal conflicts
+        sizes.append(len(batch.end_ids))
+        if conflicts > 0:
+            conflicts -= 1
+            raise asyncpg.DeadlockDetectedError("deadlock detected (injected)")
+        result: FinalizeResult = await store.inner.job_finalize_many(worker_id, batch, *args, **kwargs)
+        return result
+
+    store.override("job_finalize_many", losing)
+
+    @scheduler.job("work", queue=Q)
+    async def work(job: Job) -> str:
+        done.hit(job.id)
+        return f"result {job.id}"
+
+    ids = await scheduler.schedule_many("work", range(6))
+    worker = worker_on(scheduler, store, flush_age=3600, flush_max=1000, on_error=lambda e: None)
+    async with running(worker):
+        await wait(done.done)
+        assert worker._stages is not None
+        flusher = worker._stages.flusher
+        for _ in range(conflicts):
+            assert not await flusher.flush_once()  # lost: the batch is kept
+        assert await flusher.flush_once()
+    assert sizes == [6] * (2 * CONFLICT_RETRIES + 1)  # always the whole batch, never one by one
+    rows = await runs(db, scheduler.schema)
+    assert sorted(r["job_id"] for r in rows) == sorted(ids)
+    assert {r["job_id"]: r["result"] for r in rows} == {i: f'"result {i}"' for i in ids}
