@@ -1,9 +1,12 @@
 """The public boundary's error translation: driver errors become pgqueue's own.
 
 Every public call that touches the database (schedule, cancel, management) runs its
-store call under :func:`translated`, so an application sees
-:class:`DatabaseUnavailableError` or :class:`SchemaNotMigratedError`, never asyncpg's
-classes, and learns whether anything was written.
+store call under :func:`translated`, so an application sees an outage as
+:class:`DatabaseUnavailableError` and a missing or older schema as
+:class:`SchemaNotMigratedError`, not as asyncpg's classes, and learns whether anything was
+written. Other driver errors pass through as they are: a deadlock that kept choosing the
+same call as its victim after the store's reruns (``again_on_conflict``) is asyncpg's
+``DeadlockDetectedError``, and nothing of that call was written.
 """
 
 from __future__ import annotations

@@ -138,9 +138,14 @@ async def drop_schema(dsn: str, schema: str) -> None:
 
 
 async def lock_wait(db: asyncpg.Connection) -> None:
-    """Wait until another backend of this database waits for a row lock (deadlock tests)."""
+    """Wait until another backend of this database waits for a row lock (deadlock tests).
+
+    Each look clears the statistics snapshot: inside a transaction pg_stat_activity is read
+    once, at its first use, and would never show a wait that began after it.
+    """
 
     async def waiting() -> bool:
+        await db.execute("SELECT pg_stat_clear_snapshot()")
         count = await db.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND datname = current_database()"

@@ -2,7 +2,7 @@
 
 A caller's connection (``schedule(conn=)``), a connection a stage holds for its
 lifetime, a LISTEN subscription, the maintenance leader's lock, and how a backend tells an
-outage from a fault. The roles in :mod:`pgqueue.store.roles` return or accept these.
+outage or a conflict from a fault. The roles in :mod:`pgqueue.store.roles` return or accept these.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class LeaderLock(Protocol):
 
 
 class Faults(Protocol):
-    """How a backend tells an outage (wait and retry) from a fault that waiting will not fix."""
+    """Which errors are worth a retry: an outage (wait), a conflict (write again at once)."""
 
     def is_unavailable(self, exc: BaseException) -> bool:
         """True for errors that mean the database is unreachable, restarting or dropped us."""

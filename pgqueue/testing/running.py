@@ -1,4 +1,4 @@
-"""drain(), advance() and run_job(): jobs run to completion in the test's own task.
+"""drain() and run_job() run jobs to completion in the test's own task; advance() moves the clock.
 
 See :mod:`pgqueue.testing` for what each one is for.
 """

@@ -2,8 +2,10 @@
 
 A transaction of the test plays the other side. It locks the job that pgqueue's statement
 meets last on disk; pgqueue's statement locks the first one and waits; then the test asks
-for the first one. That closes the cycle. PostgreSQL fails the statement that has waited
-longer (pgqueue's), the test gets its row, and once the test rolls back, pgqueue's next run
+for the first one, which closes the cycle. Each backend looks for a deadlock once, its
+``deadlock_timeout`` after it starts to wait: pgqueue's connections here wait 3 s and the
+test's transaction 60 s, so pgqueue's statement is the one PostgreSQL fails, and the test
+has 3 s to close the cycle. The test then gets its row, rolls back, and pgqueue's next run
 goes through: the caller sees its result, never ``DeadlockDetectedError``.
 
 The last tests inject conflicts that keep coming back into the flusher: its batch is
@@ -12,7 +14,7 @@ kept and written whole, never split into run-less writes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -30,10 +32,10 @@ from tests._support import (
     Counter,
     StoreWrapper,
     claim_records,
-    lock_wait,
     pg_store,
     running,
     runs,
+    until,
     wait,
     worker_on,
 )
@@ -41,6 +43,31 @@ from tests._support import (
 pytestmark = pytest.mark.pg
 
 Q = "cq"
+VICTIM_DEADLOCK_TIMEOUT = "3s"  # pgqueue's side: the test closes the cycle well within it
+
+
+@pytest.fixture
+async def victim(scheduler: Scheduler, dsn: str) -> AsyncIterator[Scheduler]:
+    """The test's schema, through connections that look for a deadlock after 3 s, not 1 s."""
+    sep = "&" if "?" in dsn else "?"
+    s = Scheduler(f"{dsn}{sep}deadlock_timeout={VICTIM_DEADLOCK_TIMEOUT}", schema=scheduler.schema)
+    async with s:
+        yield s
+
+
+async def blocked_by(db: asyncpg.Connection) -> None:
+    """Wait until another backend waits for a lock that ``db``'s backend holds.
+
+    ``db`` is inside a transaction, where pg_stat_activity is a snapshot taken at its first
+    read: each look clears it, or a backend that connected later would never show.
+    """
+    query = "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+
+    async def waiting() -> bool:
+        await db.execute("SELECT pg_stat_clear_snapshot()")
+        return bool(await db.fetchval(query))
+
+    await until(waiting)
 
 
 async def noop(job: Job) -> None:
@@ -71,9 +98,10 @@ async def cross(dsn: str, db: asyncpg.Connection, schema: str, jobs: list[Job], 
         async with anyio.create_task_group() as tg:
             tx = db.transaction()
             await tx.start()
+            await db.execute("SET LOCAL deadlock_timeout = '60s'")
             await db.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', last)
             tg.start_soon(side)
-            await lock_wait(db)  # pgqueue's statement waits for `last`...
+            await blocked_by(db)  # pgqueue's statement waits for `last`...
             probe = await asyncpg.connect(dsn)
             try:
                 with pytest.raises(asyncpg.LockNotAvailableError):  # ...holding `first`
@@ -82,29 +110,29 @@ async def cross(dsn: str, db: asyncpg.Connection, schema: str, jobs: list[Job], 
                     )
             finally:
                 await probe.close()
-            # The cycle: PostgreSQL fails pgqueue's statement, which waited first, and gives
-            # us `first`; pgqueue's next run waits for us.
+            # The cycle: PostgreSQL fails pgqueue's statement and gives us `first`; pgqueue's
+            # next run waits for us.
             await db.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', first)
             await tx.rollback()
     return result[0]
 
 
 async def test_set_queue_limit_runs_again_when_a_deadlock_fails_it(
-    scheduler: Scheduler, dsn: str, db: asyncpg.Connection
+    scheduler: Scheduler, victim: Scheduler, dsn: str, db: asyncpg.Connection
 ) -> None:
     """set_queue_limit() marks the jobs workers hold, in the order it meets them."""
     _, _, jobs = await held_jobs(scheduler, db)
-    await cross(dsn, db, scheduler.schema, jobs, scheduler.set_queue_limit(Q, concurrency=1))
+    await cross(dsn, db, scheduler.schema, jobs, victim.set_queue_limit(Q, concurrency=1))
     (limit,) = await scheduler.list_queue_limits()
     assert (limit.queue, limit.concurrency) == (Q, 1)
 
 
 async def test_remove_worker_runs_again_when_a_deadlock_fails_it(
-    scheduler: Scheduler, dsn: str, db: asyncpg.Connection
+    scheduler: Scheduler, victim: Scheduler, dsn: str, db: asyncpg.Connection
 ) -> None:
     """remove_worker(force=True) releases the worker's jobs as the reaper does."""
     _, wid, jobs = await held_jobs(scheduler, db)
-    released = await cross(dsn, db, scheduler.schema, jobs, scheduler.remove_worker(wid, force=True))
+    released = await cross(dsn, db, scheduler.schema, jobs, victim.remove_worker(wid, force=True))
     assert released == 2
     rows = await runs(db, scheduler.schema)
     assert sorted(r["job_id"] for r in rows) == sorted(j.id for j in jobs)  # one crashed run each, once
@@ -112,12 +140,12 @@ async def test_remove_worker_runs_again_when_a_deadlock_fails_it(
 
 
 async def test_a_flush_runs_again_when_a_deadlock_fails_it(
-    scheduler: Scheduler, dsn: str, db: asyncpg.Connection
+    scheduler: Scheduler, victim: Scheduler, dsn: str, db: asyncpg.Connection
 ) -> None:
     """The flush statement locks its jobs in the order its plan meets them (here: on disk)."""
-    store, wid, jobs = await held_jobs(scheduler, db)
+    _, wid, jobs = await held_jobs(scheduler, db)
     results = [RunResult(j, Outcome.SUCCEEDED, 1.0, 2.0, None, None, None, 0) for j in jobs]
-    call = store.job_finalize_many(wid, build_batch(results, None))
+    call = (await pg_store(victim)).job_finalize_many(wid, build_batch(results, None))
     done: FinalizeResult = await cross(dsn, db, scheduler.schema, jobs, call)
     assert done.ended == frozenset(j.id for j in jobs)
     rows = await runs(db, scheduler.schema)
@@ -162,7 +190,9 @@ async def test_a_flush_that_keeps_losing_conflicts_is_kept_whole_and_written_lat
     after its backoff. It never falls back to writing results one at a time, where a result
     that fails again would end its job without its run row."""
     done = Counter(6)
-    conflicts = 2 * CONFLICT_RETRIES  # the first two flushes fail; more than one result each time
+    # The override stands in for the whole store method, its own reruns included: each
+    # conflict fails one flush_once(), more of them than the store would ever rerun.
+    conflicts = 2 * CONFLICT_RETRIES
     store = StoreWrapper(await pg_store(scheduler))
     sizes: list[int] = []
 

@@ -67,6 +67,9 @@ class _RecordingStore:
     def is_unavailable(self, exc: BaseException) -> bool:
         return False
 
+    def is_conflict(self, exc: BaseException) -> bool:
+        return False
+
 
 async def _flush_while_a_claim_holds_the_turn(*, urgent: bool, blocked: bool) -> tuple[list[str], Turns]:
     """Flush once while another statement holds the turn; the order in which they end."""

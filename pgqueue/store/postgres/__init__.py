@@ -17,7 +17,15 @@ from .limits import LimitsMixin
 from .listen import ListenMixin
 from .migrate import MigrateMixin
 from .periodic import PeriodicMixin
-from .pool import HeldConnection, Pool, connect_error_hint, create_pool, is_unavailable, is_undefined_object
+from .pool import (
+    HeldConnection,
+    Pool,
+    connect_error_hint,
+    create_pool,
+    is_conflict,
+    is_unavailable,
+    is_undefined_object,
+)
 from .pull import PullMixin
 from .retention import RetentionMixin
 from .runs import RunsMixin
@@ -29,6 +37,7 @@ __all__ = [
     "PostgresStore",
     "connect_error_hint",
     "create_pool",
+    "is_conflict",
     "is_unavailable",
     "is_undefined_object",
 ]
