@@ -21,7 +21,7 @@ import anyio
 import asyncpg
 import pytest
 
-from pgqueue import Job, Outcome, Scheduler
+from pgqueue import Job, JobState, Outcome, Scheduler
 from pgqueue.store import FinalizeResult
 from pgqueue.store.postgres import PostgresStore
 from pgqueue.store.postgres.pool import CONFLICT_RETRIES, again_on_conflict, is_conflict
@@ -225,3 +225,67 @@ async def test_a_flush_that_keeps_losing_conflicts_is_kept_whole_and_written_lat
     rows = await runs(db, scheduler.schema)
     assert sorted(r["job_id"] for r in rows) == sorted(ids)
     assert {r["job_id"]: r["result"] for r in rows} == {i: f'"result {i}"' for i in ids}
+
+
+async def pid_of(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+
+async def waits_for(db: asyncpg.Connection, pid: int) -> None:
+    """Wait until backend ``pid`` waits for a lock."""
+
+    async def waiting() -> bool:
+        return bool(await db.fetchval("SELECT cardinality(pg_blocking_pids($1)) > 0", pid))
+
+    await until(waiting)
+
+
+async def test_flushes_ending_jobs_of_one_graph_lock_its_waiting_jobs_in_one_order(
+    scheduler: Scheduler, dsn: str, db: asyncpg.Connection
+) -> None:
+    """X waits on A; Y on X and B; Z on A and Y; V on B. Two workers' flushes end A and B as
+    final failures at once, straight through the statement (no reruns): each cancels what
+    waits below its job, and each locks all of it in one pass in id order, so neither holds
+    a row the other wants while it waits for one. B's flush is first held up at V."""
+    for name, queue in (("a", "qa"), ("b", "qb"), ("d", "qd")):
+        scheduler.register(name, noop, queue=queue)
+    a, b = await scheduler.schedule("a"), await scheduler.schedule("b")
+    x = await scheduler.schedule("d", depends_on=[a])
+    y = await scheduler.schedule("d", depends_on=[x, b])
+    z = await scheduler.schedule("d", depends_on=[a, y])
+    v = await scheduler.schedule("d", depends_on=[b])
+    store = await pg_store(scheduler)
+    flushes: dict[str, tuple[asyncpg.Connection, tuple[object, ...]]] = {}
+    for queue in ("qa", "qb"):
+        wid, _ = await store.worker_register([queue])
+        (row,) = await claim_records(store, [queue], 1, wid)
+        failed = RunResult(Job._from_row(row), Outcome.FAILED, 1.0, 2.0, "boom", None, None, 1)
+        batch = build_batch([failed], None)
+        args = (wid, *batch.arguments(), 0.0, store.channel, batch.end_lines, batch.back_lines)
+        flushes[queue] = (await asyncpg.connect(dsn), args)
+    holder = await asyncpg.connect(dsn)
+    pids = {queue: await pid_of(conn) for queue, (conn, _) in flushes.items()}
+    ended: list[object] = []
+
+    async def flush(queue: str) -> None:
+        conn, args = flushes[queue]
+        ended.append(await conn.fetchrow(store.q.job_finalize_many, *args))
+
+    try:
+        with anyio.fail_after(WAIT_S):
+            async with anyio.create_task_group() as tg:
+                tx = holder.transaction()
+                await tx.start()
+                await holder.execute(f'SELECT 1 FROM "{scheduler.schema}".jobs WHERE id = $1 FOR SHARE', v)
+                tg.start_soon(flush, "qb")
+                await waits_for(db, pids["qb"])  # B's flush waits at V
+                tg.start_soon(flush, "qa")
+                await waits_for(db, pids["qa"])  # A's waits for B's
+                await tx.commit()
+    finally:
+        for conn, _ in flushes.values():
+            await conn.close()
+        await holder.close()
+    assert len(ended) == 2  # neither flush was a deadlock's victim
+    for job_id in (x, y, z, v):
+        assert (await scheduler.get_job(job_id)).state == JobState.CANCELLED

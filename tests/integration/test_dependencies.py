@@ -119,9 +119,9 @@ async def test_dependencies_work_in_a_schema_whose_name_needs_quoting(dsn: str, 
 async def test_a_dependent_scheduled_while_its_chain_is_being_cancelled_is_cancelled_too(
     scheduler: Scheduler, db: asyncpg.Connection, dsn: str
 ) -> None:
-    """d ← x ← z, and y on z scheduled in an open transaction: cancel(d) reads the chain,
-    then waits for z's row, which y's transaction holds; once that commits, y must not be
-    left waiting on a job that is gone."""
+    """d ← x ← z, and y on z scheduled in an open transaction: cancel(d) waits for z's row,
+    which y's transaction holds; once that commits, y must not be left waiting on a job that
+    is gone. It is cancelled as any job of the chain, its note naming the chain's cause."""
     scheduler.register("t", lambda job: None)
     d = await scheduler.schedule("t", None, run_at=None)
     await scheduler.suspend(d)
@@ -141,7 +141,8 @@ async def test_a_dependent_scheduled_while_its_chain_is_being_cancelled_is_cance
         await conn.close()
     states = [await _state(scheduler, i) for i in (d, x, z, y)]
     assert states == [JobState.CANCELLED] * 4
-    assert (await scheduler.get_job(y)).runs[-1].error == f"dependency {z} was cancelled"
+    note = f"dependency {z} was cancelled (dependency {d} was cancelled)"
+    assert (await scheduler.get_job(y)).runs[-1].error == note
 
 
 async def test_schedule_with_dependencies_runs_again_when_postgresql_breaks_a_deadlock_with_it(
