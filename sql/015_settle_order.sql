@@ -19,23 +19,25 @@ DECLARE
 BEGIN
     -- Every waiting job this call may change, locked in one pass in id order: the direct
     -- dependents of the ended jobs (released or cancelled) and, below the ones that did
-    -- not succeed, every waiting job the cancellation reaches.
+    -- not succeed, every waiting job the cancellation reaches. `id = ANY(ARRAY(...))` keeps
+    -- primary-key lookups (in id order); an OR of two IN lists plans as a scan of jobs.
     PERFORM 1 FROM jobs j
     WHERE j.worker_id = -1
-      AND (j.id IN (SELECT d.job_id FROM job_dependencies d WHERE d.depends_on = ANY(ended))
-           OR j.id IN (
-               WITH RECURSIVE reach(id) AS (
-                   SELECT d.job_id
-                   FROM unnest(ended, outcomes) AS e(id, outcome)
-                   JOIN job_dependencies d ON d.depends_on = e.id
-                   WHERE e.outcome <> 'succeeded'
-                   UNION
-                   SELECT d.job_id
-                   FROM reach r
-                   JOIN jobs w ON w.id = r.id AND w.worker_id = -1
-                   JOIN job_dependencies d ON d.depends_on = r.id
-               )
-               SELECT id FROM reach))
+      AND j.id = ANY(ARRAY(
+          SELECT d.job_id FROM job_dependencies d WHERE d.depends_on = ANY(ended)
+          UNION
+          (WITH RECURSIVE reach(id) AS (
+               SELECT d.job_id
+               FROM unnest(ended, outcomes) AS e(id, outcome)
+               JOIN job_dependencies d ON d.depends_on = e.id
+               WHERE e.outcome <> 'succeeded'
+               UNION
+               SELECT d.job_id
+               FROM reach r
+               JOIN jobs w ON w.id = r.id AND w.worker_id = -1
+               JOIN job_dependencies d ON d.depends_on = r.id
+           )
+           SELECT id FROM reach)))
     ORDER BY j.id
     FOR UPDATE;
 
