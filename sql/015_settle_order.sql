@@ -7,8 +7,10 @@
 -- wanted next, a deadlock whose victim was written again. Now the first pass locks the
 -- direct dependents and everything the cancellation reaches below the ended jobs that did
 -- not succeed, together in id order; the second pass finds them locked already and only
--- takes rows that became dependents meanwhile. A success locks no more than before (its
--- direct dependents): a long chain is not locked at every step.
+-- takes rows that became dependents meanwhile (a job scheduled on one of them while the
+-- first pass waits is locked after it, out of order, as before). Ends that all succeeded
+-- lock what they did before, their direct dependents, with the same statement: a long
+-- chain is not walked at every step.
 
 CREATE OR REPLACE FUNCTION settle_dependents(ended bigint[], outcomes text[], channel text) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
@@ -21,25 +23,34 @@ BEGIN
     -- dependents of the ended jobs (released or cancelled) and, below the ones that did
     -- not succeed, every waiting job the cancellation reaches. `id = ANY(ARRAY(...))` keeps
     -- primary-key lookups (in id order); an OR of two IN lists plans as a scan of jobs.
-    PERFORM 1 FROM jobs j
-    WHERE j.worker_id = -1
-      AND j.id = ANY(ARRAY(
-          SELECT d.job_id FROM job_dependencies d WHERE d.depends_on = ANY(ended)
-          UNION
-          (WITH RECURSIVE reach(id) AS (
-               SELECT d.job_id
-               FROM unnest(ended, outcomes) AS e(id, outcome)
-               JOIN job_dependencies d ON d.depends_on = e.id
-               WHERE e.outcome <> 'succeeded'
-               UNION
-               SELECT d.job_id
-               FROM reach r
-               JOIN jobs w ON w.id = r.id AND w.worker_id = -1
-               JOIN job_dependencies d ON d.depends_on = r.id
-           )
-           SELECT id FROM reach)))
-    ORDER BY j.id
-    FOR UPDATE;
+    -- Ends that all succeeded change only the direct dependents: they lock just those.
+    IF 'succeeded' = ALL(outcomes) THEN
+        PERFORM 1 FROM jobs j
+        WHERE j.worker_id = -1
+          AND j.id IN (SELECT d.job_id FROM job_dependencies d WHERE d.depends_on = ANY(ended))
+        ORDER BY j.id
+        FOR UPDATE;
+    ELSE
+        PERFORM 1 FROM jobs j
+        WHERE j.worker_id = -1
+          AND j.id = ANY(ARRAY(
+              SELECT d.job_id FROM job_dependencies d WHERE d.depends_on = ANY(ended)
+              UNION
+              (WITH RECURSIVE reach(id) AS (
+                   SELECT d.job_id
+                   FROM unnest(ended, outcomes) AS e(id, outcome)
+                   JOIN job_dependencies d ON d.depends_on = e.id
+                   WHERE e.outcome <> 'succeeded'
+                   UNION
+                   SELECT d.job_id
+                   FROM reach r
+                   JOIN jobs w ON w.id = r.id AND w.worker_id = -1
+                   JOIN job_dependencies d ON d.depends_on = r.id
+               )
+               SELECT id FROM reach)))
+        ORDER BY j.id
+        FOR UPDATE;
+    END IF;
 
     WITH met AS (
         SELECT d.job_id, count(*)::int AS n

@@ -94,26 +94,25 @@ async def cross(dsn: str, db: asyncpg.Connection, schema: str, jobs: list[Job], 
     async def side() -> None:
         result.append(await call)
 
-    with anyio.fail_after(WAIT_S):
-        async with anyio.create_task_group() as tg:
-            tx = db.transaction()
-            await tx.start()
-            await db.execute("SET LOCAL deadlock_timeout = '60s'")
-            await db.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', last)
-            tg.start_soon(side)
-            await blocked_by(db)  # pgqueue's statement waits for `last`...
-            probe = await asyncpg.connect(dsn)
-            try:
+    probe = await asyncpg.connect(dsn)  # opened first: it must not eat the 3 s below
+    nowait = f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE NOWAIT'
+    try:
+        with anyio.fail_after(WAIT_S):
+            async with anyio.create_task_group() as tg:
+                tx = db.transaction()
+                await tx.start()
+                await db.execute("SET LOCAL deadlock_timeout = '60s'")
+                await db.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', last)
+                tg.start_soon(side)
+                await blocked_by(db)  # pgqueue's statement waits for `last`...
                 with pytest.raises(asyncpg.LockNotAvailableError):  # ...holding `first`
-                    await probe.execute(
-                        f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE NOWAIT', first
-                    )
-            finally:
-                await probe.close()
-            # The cycle: PostgreSQL fails pgqueue's statement and gives us `first`; pgqueue's
-            # next run waits for us.
-            await db.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', first)
-            await tx.rollback()
+                    await probe.execute(nowait, first)
+                # The cycle: PostgreSQL fails pgqueue's statement and gives us `first`;
+                # pgqueue's next run waits for us.
+                await db.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', first)
+                await tx.rollback()
+    finally:
+        await probe.close()
     return result[0]
 
 
