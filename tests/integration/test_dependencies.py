@@ -16,7 +16,7 @@ from pgqueue import (
     JobState,
     Scheduler,
 )
-from tests._support import Counter, drop_schema, hot_count, lock_wait, running, until, wait
+from tests._support import WAIT_S, Counter, drop_schema, hot_count, lock_wait, running, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -143,6 +143,53 @@ async def test_a_dependent_scheduled_while_its_chain_is_being_cancelled_is_cance
     assert states == [JobState.CANCELLED] * 4
     note = f"dependency {z} was cancelled (dependency {d} was cancelled)"
     assert (await scheduler.get_job(y)).runs[-1].error == note
+
+
+async def test_a_dependent_scheduled_on_a_newcomer_while_cancel_waits_is_cancelled_too(
+    scheduler: Scheduler, db: asyncpg.Connection, dsn: str
+) -> None:
+    """d ← x ← z and x ← w; y on z and then y2 on y are scheduled in transactions that
+    commit while cancel(d) waits for their rows. y, unseen by cancel's first look at the
+    chain, is found by its walk; y2, committed while cancel waits for y's row, is cancelled
+    by the settling of what cancel ended. Nothing is left waiting on a job that is gone."""
+    scheduler.register("t", lambda job: None)
+    d = await scheduler.schedule("t", None)
+    await scheduler.suspend(d)
+    x = await scheduler.schedule("t", None, depends_on=[d])
+    z = await scheduler.schedule("t", None, depends_on=[x])
+    w = await scheduler.schedule("t", None, depends_on=[x])
+    table = f'"{scheduler.schema}".jobs'
+    conns = [await asyncpg.connect(dsn) for _ in range(3)]
+    holder, first, second = conns
+    pids = [await c.fetchval("SELECT pg_backend_pid()") for c in conns]
+
+    async def waits_on(pid: int) -> None:
+        query = "SELECT count(*) > 0 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
+        await until(lambda: db.fetchval(query, pid))
+
+    try:
+        with anyio.fail_after(WAIT_S):
+            hold, tx1, tx2 = holder.transaction(), first.transaction(), second.transaction()
+            await hold.start()
+            await holder.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR SHARE", w)
+            await tx1.start()
+            y = await scheduler.schedule("t", None, depends_on=[z], conn=first)  # holds z
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(scheduler.cancel, d)
+                await waits_on(pids[1])  # cancel's first pass waits for z
+                await tx1.commit()
+                await waits_on(pids[0])  # ... then for w
+                await tx2.start()
+                y2 = await scheduler.schedule("t", None, depends_on=[y], conn=second)  # holds y
+                await hold.commit()
+                await waits_on(pids[2])  # cancel's walk found y and waits for it
+                await tx2.commit()
+    finally:
+        for c in conns:
+            await c.close()
+    states = [await _state(scheduler, i) for i in (d, x, z, w, y, y2)]
+    assert states == [JobState.CANCELLED] * 6
+    assert (await scheduler.get_job(y2)).runs[-1].error == f"dependency {y} was cancelled"
 
 
 async def test_schedule_with_dependencies_runs_again_when_postgresql_breaks_a_deadlock_with_it(
