@@ -72,6 +72,7 @@ LEADER_STEPPED_DOWN = "leader_stepped_down"
 BATCH_CLAIMED = "batch_claimed"
 BATCH_FLUSHED = "batch_flushed"
 FLUSH_FAILED = "flush_failed"
+CONFLICT_RERUN = "conflict_rerun"  # a deadlock's (or serialization failure's) victim, run again (warning)
 RUN_UNWRITABLE = "run_unwritable"
 SHOULD_LOG_RUN_FAILED = "should_log_run_failed"
 CLAIM_FAILED = "claim_failed"

@@ -14,6 +14,7 @@ kept and written whole, never split into run-less writes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -152,7 +153,7 @@ async def test_a_flush_runs_again_when_a_deadlock_fails_it(
     assert {r["outcome"] for r in rows} == {"succeeded"}
 
 
-async def test_again_on_conflict_runs_only_a_conflicts_victim_again() -> None:
+async def test_again_on_conflict_runs_only_a_conflicts_victim_again(caplog: pytest.LogCaptureFixture) -> None:
     calls: list[int] = []
 
     def failing(times: int, exc: Exception) -> Callable[[], Awaitable[str]]:
@@ -164,19 +165,23 @@ async def test_again_on_conflict_runs_only_a_conflicts_victim_again() -> None:
 
         return run
 
-    assert (
-        await again_on_conflict(failing(CONFLICT_RETRIES - 1, asyncpg.DeadlockDetectedError("x"))) == "done"
-    )
+    deadlock = asyncpg.DeadlockDetectedError("deadlock detected")
+    with caplog.at_level(logging.WARNING, logger="pgqueue"):
+        assert await again_on_conflict("job_cancel", failing(CONFLICT_RETRIES - 1, deadlock)) == "done"
+    reruns = [r for r in caplog.records if getattr(r, "event", None) == "conflict_rerun"]
+    assert [(r.statement, r.attempt) for r in reruns] == [  # type: ignore[attr-defined]
+        ("job_cancel", n) for n in range(1, CONFLICT_RETRIES)
+    ]
     assert len(calls) == CONFLICT_RETRIES
     calls.clear()
-    assert await again_on_conflict(failing(1, asyncpg.SerializationError("x"))) == "done"
+    assert await again_on_conflict("test", failing(1, asyncpg.SerializationError("x"))) == "done"
     calls.clear()
     with pytest.raises(asyncpg.DeadlockDetectedError):  # the last one propagates
-        await again_on_conflict(failing(CONFLICT_RETRIES, asyncpg.DeadlockDetectedError("x")))
+        await again_on_conflict("test", failing(CONFLICT_RETRIES, asyncpg.DeadlockDetectedError("x")))
     assert len(calls) == CONFLICT_RETRIES
     calls.clear()
     with pytest.raises(asyncpg.UniqueViolationError):  # anything else is not run again
-        await again_on_conflict(failing(1, asyncpg.UniqueViolationError("x")))
+        await again_on_conflict("test", failing(1, asyncpg.UniqueViolationError("x")))
     assert len(calls) == 1
     assert is_conflict(asyncpg.DeadlockDetectedError("x"))
     assert not is_conflict(asyncpg.UniqueViolationError("x"))

@@ -107,7 +107,7 @@ class JobsMixin(StoreBase):
                 async with self.pool.acquire() as own, own.transaction():
                     return await self._insert_dependent(own, args, deps, jobs)
 
-            return await again_on_conflict(insert)
+            return await again_on_conflict("job_insert_dependent", insert)
         except _Refused as refused:
             return None, refused.blocked
 
@@ -179,7 +179,7 @@ class JobsMixin(StoreBase):
         Cancelling a job cancels its dependents in turn (``settle_dependents``), whose locks
         may cross another transaction's: a deadlock's victim runs again.
         """
-        return await again_on_conflict(lambda: self._cancel(job_id))
+        return await again_on_conflict("job_cancel", lambda: self._cancel(job_id))
 
     async def _cancel(self, job_id: int) -> CancelResult:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -199,7 +199,7 @@ class JobsMixin(StoreBase):
         application's own) may hold some of them in another order: when PostgreSQL breaks
         such a deadlock by failing this transaction, nothing was changed and it runs again.
         """
-        return await again_on_conflict(lambda: self._cancel_many(queue, type_))
+        return await again_on_conflict("job_cancel_many", lambda: self._cancel_many(queue, type_))
 
     async def _cancel_many(self, queue: str | None, type_: str | None) -> CancelCounts:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -285,7 +285,9 @@ class JobsMixin(StoreBase):
         deadlock's victim runs again.
         """
         return (
-            await again_on_conflict(lambda: self.pool.fetchrow(self.q.job_delete, job_id, self.channel))
+            await again_on_conflict(
+                "job_delete", lambda: self.pool.fetchrow(self.q.job_delete, job_id, self.channel)
+            )
             is not None
         )
 
@@ -317,7 +319,9 @@ class JobsMixin(StoreBase):
             [r.fraction for r in reports],
             [r.message for r in reports],
         )
-        await again_on_conflict(lambda: self.pool.execute(self.q.job_progress_many, *args))
+        await again_on_conflict(
+            "job_progress_many", lambda: self.pool.execute(self.q.job_progress_many, *args)
+        )
 
     async def job_await(self, job_id: int) -> bool:
         """Mark a live job so that its end is notified; False when it is not live."""

@@ -75,7 +75,7 @@ class LimitsMixin(StoreBase):
             None if rate is None else rate.per.total_seconds(),
         )
         stamp: dt.datetime = await again_on_conflict(
-            lambda: self.pool.fetchval(self.q.queue_limit_set, *args)
+            "queue_limit_set", lambda: self.pool.fetchval(self.q.queue_limit_set, *args)
         )
         return dataclasses.replace(limit, updated_at=stamp)
 

@@ -20,6 +20,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from pgqueue._config import POOL_MAX_SIZE, POOL_MIN_SIZE
+from pgqueue._errors import describe
+from pgqueue._log import CONFLICT_RERUN, get_logger
 from pgqueue.store import Held
 
 from .queries import QUERIES, Queries
@@ -42,6 +44,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_log = get_logger()
 
 CONNECT_TIMEOUT_S = 10.0
 HOLD_MIN_POOL = 4  # connections a pool needs before stages may hold some for themselves
@@ -101,19 +104,22 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, _CONFLICT)
 
 
-async def again_on_conflict(run: Callable[[], Awaitable[T]]) -> T:
+async def again_on_conflict(what: str, run: Callable[[], Awaitable[T]]) -> T:
     """``await run()``, run again (up to ``CONFLICT_RETRIES`` runs in all) while it is a conflict's victim.
 
     ``run`` must be one whole transaction (one statement, or its own ``transaction()``):
-    a victim's transaction is rolled back entirely, so its next run starts clean. The
-    last conflict propagates.
+    a victim's transaction is rolled back entirely, so its next run starts clean. Each
+    rerun is logged (``conflict_rerun``, a warning naming ``what``): deadlocks that keep
+    coming back point at an application transaction locking jobs. The last conflict
+    propagates.
     """
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:
             return await run()
-        except _CONFLICT:
+        except _CONFLICT as exc:
             if attempt == CONFLICT_RETRIES:
                 raise
+            _log.warning(CONFLICT_RERUN, statement=what, attempt=attempt, error=describe(exc))
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 

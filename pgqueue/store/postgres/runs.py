@@ -37,7 +37,7 @@ class RunsMixin(StoreBase):
 
         # A deadlock with another transaction that locks some of these jobs (set_queue_limit,
         # remove_worker, an application's own) undoes the whole flush: it is written again.
-        row = await again_on_conflict(write)
+        row = await again_on_conflict("job_finalize_many", write)
         assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
         put_back: dict[int, dt.datetime] = dict(zip(row[1] or (), row[2] or (), strict=True))
         return FinalizeResult(frozenset(row[0] or ()), put_back, row[3], row[4])

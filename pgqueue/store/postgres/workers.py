@@ -45,7 +45,7 @@ class WorkersMixin(StoreBase):
         release locks the worker's jobs, which its own flush may be writing in another order:
         a deadlock's victim runs again.
         """
-        return await again_on_conflict(lambda: self._remove(worker_id, force=force))
+        return await again_on_conflict("worker_remove", lambda: self._remove(worker_id, force=force))
 
     async def _remove(self, worker_id: int, *, force: bool) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
