@@ -219,11 +219,11 @@ class Flusher:
             )
 
     def _transient(self, exc: BaseException) -> bool:
-        """An outage, or a conflict the store's own runs again did not get past: keep the batch.
+        """An outage, or a conflict the store's own reruns did not get past: keep the batch.
 
-        A deadlock's victim is rolled back whole (the store writes it again at once, a few
-        times); one that keeps losing is kept with its run rows and retried after the
-        backoff, never written without them.
+        A deadlock's victim is rolled back whole (the store writes it again at once, up to
+        three runs); a batch that keeps losing is kept with its run rows and retried after
+        the backoff, never written without them.
         """
         return self._store.is_unavailable(exc) or self._store.is_conflict(exc)
 
