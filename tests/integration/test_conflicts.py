@@ -153,6 +153,28 @@ async def test_a_flush_runs_again_when_a_deadlock_fails_it(
     assert {r["outcome"] for r in rows} == {"succeeded"}
 
 
+async def test_a_flush_on_its_held_connection_runs_again_when_a_deadlock_fails_it(
+    scheduler: Scheduler, victim: Scheduler, dsn: str, db: asyncpg.Connection
+) -> None:
+    """As the worker's flusher writes: on the connection it holds. The failed run gives that
+    connection back (its transaction was rolled back) and the next run takes one again."""
+    _, wid, jobs = await held_jobs(scheduler, db)
+    store = await pg_store(victim)
+    held = store.hold()
+    assert held is not None
+    try:
+        results = [RunResult(j, Outcome.SUCCEEDED, 1.0, 2.0, None, None, None, 0) for j in jobs]
+        call = store.job_finalize_many(wid, build_batch(results, None), held)
+        done: FinalizeResult = await cross(dsn, db, scheduler.schema, jobs, call)
+        assert done.ended == frozenset(j.id for j in jobs)
+        again = await store.job_finalize_many(wid, build_batch(results, None), held)
+        assert again.ended == frozenset()  # fenced: written once; the held connection works
+    finally:
+        await held.release()
+    rows = await runs(db, scheduler.schema)
+    assert sorted(r["job_id"] for r in rows) == sorted(j.id for j in jobs)
+
+
 async def test_again_on_conflict_runs_only_a_conflicts_victim_again(caplog: pytest.LogCaptureFixture) -> None:
     calls: list[int] = []
 
