@@ -137,6 +137,21 @@ async def drop_schema(dsn: str, schema: str) -> None:
         await conn.close()
 
 
+async def blocked_by(db: asyncpg.Connection, pid: int) -> None:
+    """Wait until some backend waits for a lock that backend ``pid`` holds.
+
+    Each look clears the statistics snapshot, as :func:`lock_wait` does: ``db`` may be
+    inside a transaction, where pg_stat_activity is read once.
+    """
+    query = "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
+
+    async def waiting() -> bool:
+        await db.execute("SELECT pg_stat_clear_snapshot()")
+        return bool(await db.fetchval(query, pid))
+
+    await until(waiting)
+
+
 async def lock_wait(db: asyncpg.Connection) -> None:
     """Wait until another backend of this database waits for a row lock (deadlock tests).
 

@@ -32,6 +32,7 @@ from tests._support import (
     WAIT_S,
     Counter,
     StoreWrapper,
+    blocked_by,
     claim_records,
     pg_store,
     running,
@@ -56,21 +57,6 @@ async def victim(scheduler: Scheduler, dsn: str) -> AsyncIterator[Scheduler]:
         yield s
 
 
-async def blocked_by(db: asyncpg.Connection) -> None:
-    """Wait until another backend waits for a lock that ``db``'s backend holds.
-
-    ``db`` is inside a transaction, where pg_stat_activity is a snapshot taken at its first
-    read: each look clears it, or a backend that connected later would never show.
-    """
-    query = "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-
-    async def waiting() -> bool:
-        await db.execute("SELECT pg_stat_clear_snapshot()")
-        return bool(await db.fetchval(query))
-
-    await until(waiting)
-
-
 async def noop(job: Job) -> None:
     return None
 
@@ -87,6 +73,10 @@ async def held_jobs(scheduler: Scheduler, db: asyncpg.Connection) -> tuple[Postg
     return store, wid, [claimed[r["id"]] for r in on_disk]
 
 
+async def pid_of(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+
 async def cross(dsn: str, db: asyncpg.Connection, schema: str, jobs: list[Job], call: Awaitable[Any]) -> Any:
     """Run ``call`` into a deadlock with a transaction on ``db`` (see the module); its result."""
     first, last = (j.id for j in jobs)
@@ -95,6 +85,7 @@ async def cross(dsn: str, db: asyncpg.Connection, schema: str, jobs: list[Job], 
     async def side() -> None:
         result.append(await call)
 
+    own = await pid_of(db)
     probe = await asyncpg.connect(dsn)  # opened first: it must not eat the 3 s below
     nowait = f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE NOWAIT'
     try:
@@ -105,7 +96,7 @@ async def cross(dsn: str, db: asyncpg.Connection, schema: str, jobs: list[Job], 
                 await db.execute("SET LOCAL deadlock_timeout = '60s'")
                 await db.execute(f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', last)
                 tg.start_soon(side)
-                await blocked_by(db)  # pgqueue's statement waits for `last`...
+                await blocked_by(db, own)  # pgqueue's statement waits for `last`...
                 with pytest.raises(asyncpg.LockNotAvailableError):  # ...holding `first`
                     await probe.execute(nowait, first)
                 # The cycle: PostgreSQL fails pgqueue's statement and gives us `first`;
@@ -212,21 +203,22 @@ async def test_again_on_conflict_runs_only_a_conflicts_victim_again(caplog: pyte
 async def test_a_flush_that_keeps_losing_conflicts_is_kept_whole_and_written_later(
     scheduler: Scheduler, db: asyncpg.Connection
 ) -> None:
-    """Conflicts past the store's own runs again: the flusher keeps the batch and retries it
+    """Conflicts past the store's own reruns: the flusher keeps the batch and retries it
     after its backoff. It never falls back to writing results one at a time, where a result
     that fails again would end its job without its run row."""
     done = Counter(6)
     # The override stands in for the whole store method, its own reruns included: each
     # conflict fails one flush_once(), more of them than the store would ever rerun.
-    conflicts = 2 * CONFLICT_RETRIES
+    losses = 2 * CONFLICT_RETRIES
+    left = losses
     store = StoreWrapper(await pg_store(scheduler))
     sizes: list[int] = []
 
     async def losing(worker_id: int, batch: Any, *args: Any, **kwargs: Any) -> FinalizeResult:
-        nonlocal conflicts
+        nonlocal left
         sizes.append(len(batch.end_ids))
-        if conflicts > 0:
-            conflicts -= 1
+        if left > 0:
+            left -= 1
             raise asyncpg.DeadlockDetectedError("deadlock detected (injected)")
         result: FinalizeResult = await store.inner.job_finalize_many(worker_id, batch, *args, **kwargs)
         return result
@@ -244,17 +236,13 @@ async def test_a_flush_that_keeps_losing_conflicts_is_kept_whole_and_written_lat
         await wait(done.done)
         assert worker._stages is not None
         flusher = worker._stages.flusher
-        for _ in range(conflicts):
+        for _ in range(losses):
             assert not await flusher.flush_once()  # lost: the batch is kept
         assert await flusher.flush_once()
-    assert sizes == [6] * (2 * CONFLICT_RETRIES + 1)  # always the whole batch, never one by one
+    assert sizes == [6] * (losses + 1)  # always the whole batch, never one by one
     rows = await runs(db, scheduler.schema)
     assert sorted(r["job_id"] for r in rows) == sorted(ids)
     assert {r["job_id"]: r["result"] for r in rows} == {i: f'"result {i}"' for i in ids}
-
-
-async def pid_of(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
 
 async def waits_for(db: asyncpg.Connection, pid: int) -> None:

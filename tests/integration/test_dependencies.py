@@ -16,7 +16,17 @@ from pgqueue import (
     JobState,
     Scheduler,
 )
-from tests._support import WAIT_S, Counter, drop_schema, hot_count, lock_wait, running, until, wait
+from tests._support import (
+    WAIT_S,
+    Counter,
+    blocked_by,
+    drop_schema,
+    hot_count,
+    lock_wait,
+    running,
+    until,
+    wait,
+)
 
 pytestmark = pytest.mark.pg
 
@@ -163,10 +173,6 @@ async def test_a_dependent_scheduled_on_a_newcomer_while_cancel_waits_is_cancell
     holder, first, second = conns
     pids = [await c.fetchval("SELECT pg_backend_pid()") for c in conns]
 
-    async def waits_on(pid: int) -> None:
-        query = "SELECT count(*) > 0 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
-        await until(lambda: db.fetchval(query, pid))
-
     try:
         with anyio.fail_after(WAIT_S):
             hold, tx1, tx2 = holder.transaction(), first.transaction(), second.transaction()
@@ -176,13 +182,13 @@ async def test_a_dependent_scheduled_on_a_newcomer_while_cancel_waits_is_cancell
             y = await scheduler.schedule("t", None, depends_on=[z], conn=first)  # holds z
             async with anyio.create_task_group() as tg:
                 tg.start_soon(scheduler.cancel, d)
-                await waits_on(pids[1])  # cancel's first pass waits for z
+                await blocked_by(db, pids[1])  # cancel's first pass waits for z
                 await tx1.commit()
-                await waits_on(pids[0])  # ... then for w
+                await blocked_by(db, pids[0])  # ... then for w
                 await tx2.start()
                 y2 = await scheduler.schedule("t", None, depends_on=[y], conn=second)  # holds y
                 await hold.commit()
-                await waits_on(pids[2])  # cancel's walk found y and waits for it
+                await blocked_by(db, pids[2])  # cancel's walk found y and waits for it
                 await tx2.commit()
     finally:
         for c in conns:
