@@ -1,7 +1,7 @@
 """Wake-ups of waiting ``dequeue()`` calls: one LISTEN subscription per scheduler.
 
 It is opened by the first waiting call and closed when the last one leaves, and wakes
-the callers waiting on a queue on the ``r:<queue>`` and ``d:…`` notifications that wake
+the callers waiting on a queue on the ``r:``, ``j:`` and ``d:`` notifications that wake
 workers.
 """
 
@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from pgqueue._notifications import parse_payload
 from pgqueue.store import Subscription
 
 from .store import PullStore
@@ -28,12 +29,8 @@ class Wakeups:
         self._lock = anyio.Lock()
 
     def _on_payload(self, payload: str) -> None:
-        kind, _, rest = payload.partition(":")
-        if kind == "r":
-            queue: str | None = rest
-        elif kind == "d":
-            queue = rest.partition(":")[2]
-        else:
+        kind, queue, _, _ = parse_payload(payload)
+        if kind not in ("r", "j", "d"):
             return
         for event, queues in self._events.items():
             if queues is None or queue in queues:

@@ -122,6 +122,15 @@ class WorkerStore(Faults, Protocol):
         """Claim up to ``limit`` due jobs; rows in the ``ROW_*`` column order, any order."""
         ...
 
+    async def job_claim_announced(
+        self, ids: Sequence[int], queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
+    ) -> list[Row]:
+        """Claim those of ``ids`` still ready in ``queues`` (at most ``limit``, locked ones skipped).
+
+        Rows as ``job_claim_many``'s, taken in its (priority, run_at, id) order.
+        """
+        ...
+
     async def job_next_due(self, queues: Sequence[str], held: Held | None = None) -> float | None:
         """Seconds (database clock) until the next delayed job in these queues is due."""
         ...

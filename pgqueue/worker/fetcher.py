@@ -1,7 +1,16 @@
 """Claims batches of due jobs into the job buffer when there is room and a reason to look.
 
 Reasons to claim: a notification for one of our queues, the last claim came back full
-(a backlog), a known delayed job became due, the backstop poll, or start-up. Room: the
+(a backlog), a known delayed job became due, the backstop poll, or start-up.
+
+Jobs announced by id (``j:`` notifications, sent for each job scheduled due now) are
+claimed by id when nothing else calls for a search: ``job_claim_announced`` is a
+primary-key lookup, where ``job_claim_many`` searches two indexes per queue, and on an
+idle worker that search is a third of the pickup's database time. Any other reason to
+claim, a queue limit of ours, the periodic look at the limits, or more ids than runners
+make the claim a search, which finds the announced jobs too. An announced job the claim
+by id does not get (another worker took it, or a transaction holds its row) is searched
+for ``EMPTY_CLAIM_REARM_S`` later. Room: the
 jobs held (claimed, not finished) fell to the low watermark, and the result buffer is not
 holding runners back. The low watermark is ``concurrency`` plus half of the jobs the
 target holds beyond it: the claim goes out while half of the waiting jobs are still there
@@ -90,6 +99,7 @@ class Fetcher(LimitedQueues):
         self._clock = clock
         self._wake = asyncio.Event()
         self._pending = True  # a reason to claim that no claim has answered yet
+        self._announced: list[int] = []  # ids of jobs due now, announced since the last claim
         self._backlog = False  # the last claim was full: more is probably due
         self._next_due: float | None = None  # monotonic deadline of the earliest known delayed job
         self._rtt = DEFAULT_RTT_S
@@ -142,6 +152,20 @@ class Fetcher(LimitedQueues):
         self._pending = True
         self._wake.set()
 
+    def notify_job(self, job_id: int) -> None:
+        """One job is due now in one of our queues (a ``j:`` notification): claim it by id.
+
+        While a search is pending anyway, or the worker has limited queues, or the ids
+        outnumber the runners (a burst: the search takes them in priority order in one
+        statement), the id is not kept and a search is asked for instead.
+        """
+        if self._pending or self._backlog or self._seen or len(self._announced) >= self._config.concurrency:
+            self._announced.clear()
+            self.notify_ready()
+            return
+        self._announced.append(job_id)
+        self._wake.set()
+
     def note_due(self, delay_s: float) -> None:
         """A delayed job becomes due in ``delay_s`` seconds; wake then, not before.
 
@@ -170,7 +194,7 @@ class Fetcher(LimitedQueues):
             self._capped = False
             self._limited_due = True
         if (
-            self._pending or self._backlog or self._limited_due
+            self._pending or self._backlog or self._limited_due or self._announced
         ) and self._stats.outstanding <= self._low_water:
             self._wake.set()
 
@@ -194,29 +218,11 @@ class Fetcher(LimitedQueues):
                 await self._tend_leases_or_back_off(backoff)
                 continue
             want = self._want()
+            if want > 0 and self._announced and not self._pending and self._by_id_now(want):
+                await self._claim_announced(want, backoff)
+                continue
             if want > 0 and (self._pending or self._backlog or self._limited_due):
-                plain = self._pending or self._backlog  # the limited queues' own reasons claim only them
-                self._pending = self._limited_due = False
-                try:
-                    got = await self._claim(want, plain=plain)
-                    if plain:
-                        self._backlog = got == want
-                    if plain and not self._backlog and look_ahead and self._due_queues:
-                        due = await self._store.job_next_due(self._due_queues, self._held)
-                        look_ahead = False
-                        if due is not None:
-                            # Due now but nothing claimable (another worker holds it locked):
-                            # look again shortly rather than in a tight loop.
-                            self.note_due(max(due, EMPTY_CLAIM_REARM_S) if got == 0 else due)
-                    backoff.succeeded()
-                except Exception as exc:  # noqa: BLE001 - a lost connection or a restart must not stop the worker
-                    self._pending = plain or self._pending
-                    self._limited_due = True
-                    delay = backoff.failed()
-                    _log.warning(CLAIM_FAILED, error=describe(exc), retry_in_s=delay)
-                    self._signals.claim_failed.fire()
-                    self._on_error(exc)
-                    await anyio.sleep(delay)
+                look_ahead = await self._search(want, backoff, look_ahead=look_ahead)
                 continue
             deadlines = (self._next_due, self._retry_at, lease_at)
             timeout = min([next_poll, *(t for t in deadlines if t is not None)])
@@ -228,6 +234,66 @@ class Fetcher(LimitedQueues):
                 await self._wake.wait()
             finally:
                 timer.cancel()
+
+    async def _claim_failed(self, exc: Exception, backoff: Backoff) -> None:
+        delay = backoff.failed()
+        _log.warning(CLAIM_FAILED, error=describe(exc), retry_in_s=delay)
+        self._signals.claim_failed.fire()
+        self._on_error(exc)
+        await anyio.sleep(delay)
+
+    async def _search(self, want: int, backoff: Backoff, *, look_ahead: bool) -> bool:
+        """Claim for each reason pending; whether the next due time is still to be asked."""
+        plain = self._pending or self._backlog  # the limited queues' own reasons claim only them
+        self._pending = self._limited_due = False
+        if plain:
+            self._announced.clear()  # the search finds them
+        try:
+            got = await self._claim(want, plain=plain)
+            if plain:
+                self._backlog = got == want
+            if plain and not self._backlog and look_ahead and self._due_queues:
+                due = await self._store.job_next_due(self._due_queues, self._held)
+                look_ahead = False
+                if due is not None:
+                    # Due now but nothing claimable (another worker holds it locked):
+                    # look again shortly rather than in a tight loop.
+                    self.note_due(max(due, EMPTY_CLAIM_REARM_S) if got == 0 else due)
+            backoff.succeeded()
+        except Exception as exc:  # noqa: BLE001 - a lost connection or a restart must not stop the worker
+            self._pending = plain or self._pending
+            self._limited_due = True
+            await self._claim_failed(exc, backoff)
+        return look_ahead
+
+    def _by_id_now(self, want: int) -> bool:
+        """Whether the announced jobs are claimed by id now; if not, a search is made pending."""
+        if len(self._announced) <= want and self._clock.monotonic() < self._limits_at:
+            return True
+        self.notify_ready()  # more ids than room, or the limits are due a look: search
+        return False
+
+    async def _claim_announced(self, want: int, backoff: Backoff) -> None:
+        """Claim the announced jobs by id; search a little later for those it did not get."""
+        ids, self._announced = self._announced, []
+        worker_id = self._identity.id
+        try:
+            async with self._turns.turn(urgent=len(self._jobs) < self._config.concurrency):
+                rows = await self._store.job_claim_announced(ids, self._plain, want, worker_id, self._held)
+            backoff.succeeded()
+        except Exception as exc:  # noqa: BLE001 - as the search's failures
+            self._pending = True  # the search after the back-off finds them
+            await self._claim_failed(exc, backoff)
+            return
+        if not self._push(rows, worker_id, want):
+            return
+        self._signals.claimed.fire()
+        if self._tally is not None:
+            self._tally.claimed(len(rows))
+        if len(rows) < len(ids):
+            # Another worker took them, or a transaction holds their rows (a search now
+            # would skip those too): look again shortly, as for a due job another worker holds.
+            self.note_due(EMPTY_CLAIM_REARM_S)
 
     def _deadlines_passed(self, now: float) -> bool:
         """Make a claim pending for each timer that has passed; True if a delayed job became due."""

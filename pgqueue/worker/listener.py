@@ -1,7 +1,8 @@
 """LISTEN on the schema's channel through a store subscription, and wake the fetcher.
 
-A notification carries no job, only a reason to look (payloads in ``listen.sql``):
-``r:<queue>`` wakes the fetcher, ``d:<seconds>:<queue>`` arms its timer, ``c:<job id>``
+A notification is a reason to look (payloads in ``listen.sql``): ``r:<queue>`` wakes the
+fetcher, ``j:<job id>:<queue>`` hands it the id of one job due now (``Fetcher.notify_job``:
+an idle worker claims it by id), ``d:<seconds>:<queue>`` arms its timer, ``c:<job id>``
 asks the worker to stop a job it runs and ``s:<job id>`` to have one suspend at its next
 checkpoint. Notifications for queues this worker does not
 serve are ignored.
@@ -17,7 +18,6 @@ the worker polls at a short interval (``on_state(False)``).
 from __future__ import annotations
 
 import asyncio
-import math
 import secrets
 from collections.abc import Callable
 
@@ -27,27 +27,13 @@ from pgqueue._backoff import Backoff
 from pgqueue._clock import ignore
 from pgqueue._errors import describe
 from pgqueue._log import LISTENER_CONNECTED, LISTENER_LOST, get_logger
+from pgqueue._notifications import parse_payload
 from pgqueue._signals import WorkerSignals
 from pgqueue.store import Notifications, Subscription
 
-__all__ = ["Listener", "parse_payload"]
+__all__ = ["Listener"]
 
 _log = get_logger()
-
-
-def parse_payload(payload: str) -> tuple[str, str, float | None]:
-    """Split a payload into ``(kind, queue_or_token, due_in_seconds)``; unknown shapes give kind ''."""
-    kind, _, rest = payload.partition(":")
-    if kind == "d":
-        at, _, queue = rest.partition(":")
-        try:
-            when = float(at)
-        except ValueError:
-            return "", "", None
-        return ("d", queue, when) if math.isfinite(when) else ("", "", None)
-    if kind in ("r", "p", "c", "s"):
-        return kind, rest, None
-    return "", "", None
 
 
 class Listener:
@@ -59,6 +45,7 @@ class Listener:
         store: Notifications,
         queues: tuple[str, ...],
         on_ready: Callable[[], None],
+        on_job: Callable[[int], None],
         on_due: Callable[[float], None],
         on_state: Callable[[bool], None],
         probe_interval: float,
@@ -71,6 +58,7 @@ class Listener:
         self._store = store
         self._queues = frozenset(queues)
         self._on_ready = on_ready
+        self._on_job = on_job
         self._on_due = on_due
         self._on_state = on_state
         self._on_cancel = on_cancel
@@ -84,8 +72,10 @@ class Listener:
         self.connected = False
 
     def _on_payload(self, payload: str) -> None:
-        kind, name, at = parse_payload(payload)
-        if kind == "r" and name in self._queues:
+        kind, name, at, job = parse_payload(payload)
+        if kind == "j" and name in self._queues and job is not None:
+            self._on_job(job)
+        elif kind == "r" and name in self._queues:
             self._on_ready()
         elif kind == "d" and name in self._queues and at is not None:
             self._on_due(at)

@@ -151,6 +151,7 @@ def build(
             store=store,
             queues=cfg.queues,
             on_ready=fetcher.notify_ready,
+            on_job=fetcher.notify_job,
             on_due=fetcher.note_due,
             on_state=fetcher.set_listening,
             on_cancel=cancel_local,

@@ -28,9 +28,12 @@ class JobsMixin(MemoryBase):
     # -- enqueue -------------------------------------------------------------------------
 
     async def job_insert(self, conn: object, jobs: NewJobs, params: str) -> int:  # noqa: ARG002 - conn: see the module
-        """Store one job and tell its queue."""
+        """Store one job and tell its queue: a job due now by its id, as job_insert does."""
         job = self._new_job(jobs, params)
-        self._tell_queue(job.queue, job.run_at)
+        if job.delayed:
+            self._tell_queue(job.queue, job.run_at)
+        else:
+            self.notify(f"j:{job.id}:{job.queue}")
         return job.id
 
     async def job_insert_many(
@@ -130,6 +133,32 @@ class JobsMixin(MemoryBase):
         for j in due:
             j.attempt, j.delayed, j.claimed_at = j.attempt + 1, False, now
         return [j.claim_row() for j in due]
+
+    async def job_claim_announced(
+        self,
+        ids: Sequence[int],
+        queues: Sequence[str],
+        limit: int,
+        worker_id: int,
+        held: object = None,  # noqa: ARG002
+    ) -> list[Row]:
+        """Claim those of ``ids`` still ready (not delayed) in ``queues``, in claim order."""
+        if worker_id not in self._workers:
+            return []
+        wanted = set(queues)
+        ready = [
+            job
+            for i in set(ids)
+            if (job := self.jobs.get(i)) is not None
+            and job.queue in wanted
+            and job.worker_id is None
+            and not job.delayed
+        ]
+        ready.sort(key=lambda j: (j.priority, j.run_at, j.id))
+        now = self.clock.time()
+        for j in ready[:limit]:
+            j.worker_id, j.attempt, j.delayed, j.claimed_at = worker_id, j.attempt + 1, False, now
+        return [j.claim_row() for j in ready[:limit]]
 
     async def job_next_due(self, queues: Sequence[str], held: object = None) -> float | None:  # noqa: ARG002
         """Seconds until the next delayed job in these queues is due."""

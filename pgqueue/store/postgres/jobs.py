@@ -162,6 +162,14 @@ class JobsMixin(StoreBase):
             rows = await conn.fetch(self.q.job_claim_many, queues, limit, worker_id)
         return cast("list[Row]", rows)
 
+    async def job_claim_announced(
+        self, ids: Sequence[int], queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
+    ) -> list[Row]:
+        """Claim those of ``ids`` still ready in ``queues`` (at most ``limit``), as job_claim_many would."""
+        async with self._connection(held) as conn:
+            rows = await conn.fetch(self.q.job_claim_announced, queues, limit, worker_id, ids)
+        return cast("list[Row]", rows)
+
     async def job_next_due(self, queues: Sequence[str], held: Held | None = None) -> float | None:
         """Seconds (by the server's clock) until the next delayed job in these queues is due."""
         async with self._connection(held) as conn:

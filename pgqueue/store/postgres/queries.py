@@ -46,6 +46,7 @@ class Queries:
     job_insert: str
     job_insert_many: str
     job_claim_many: str
+    job_claim_announced: str
     job_next_due: str
     job_finalize_many: str
     job_release_many: str

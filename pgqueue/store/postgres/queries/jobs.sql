@@ -8,7 +8,9 @@
 
 -- name: job_insert
 -- why: one round trip inserts the job and wakes the workers of its queue; on a caller's
---      connection both commit or roll back with the caller's transaction.
+--      connection both commit or roll back with the caller's transaction. A job due now is
+--      announced by id ('j:'), so an idle worker claims it by its primary key
+--      (job_claim_announced) instead of searching the claim indexes.
 -- params: $1 queue text, $2 type text, $3 params json, $4 run_at timestamptz (NULL = now),
 --         $5 priority smallint, $6 channel text, $7 timeout seconds real (NULL = none),
 --         $8 delay seconds float8 (with a NULL $4: run at the database's now() + $8),
@@ -22,7 +24,7 @@ WITH ins AS (
 )
 SELECT id, pg_notify($6::text, CASE WHEN delayed
                            THEN 'd:' || extract(epoch FROM run_at - now())::text || ':' || $1::text
-                           ELSE 'r:' || $1::text END)
+                           ELSE 'j:' || id::text || ':' || $1::text END)
 FROM ins;
 
 -- name: job_insert_many
@@ -101,6 +103,34 @@ WHERE j.ctid = ANY(ARRAY(
     ) AS c
     ORDER BY c.priority, c.run_at, c.id
     LIMIT $2
+))
+AND EXISTS (SELECT 1 FROM w)
+RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,
+          date_part('epoch', j.run_at) AS run_at, date_part('epoch', j.inserted_at) AS inserted_at,
+          j.timeout_s, j.cancel_requested, j.attempt - j.attempt_base AS counted, j.checkpoint,
+          j.trace_context, j.tenant;
+
+-- name: job_claim_announced
+-- why: the idle worker's claim of jobs whose 'j:' notifications it has just received: a
+--      primary-key lookup of those ids, where job_claim_many searches two indexes per queue
+--      (on the pickup's path: schedule, notification, claim, run). It takes only ids still
+--      claimable as the notification said (ready, not delayed, in one of $1's queues), in
+--      the claim's (priority, run_at, id) order, locks them as job_claim_many does (SKIP
+--      LOCKED, by ctid, the worker's row FOR KEY SHARE so a reaped worker claims nothing),
+--      and returns the same columns. An id another claim or transaction holds is skipped:
+--      the fetcher then looks with job_claim_many shortly after.
+-- params: $1 queues text[], $2 limit int, $3 worker_id bigint, $4 ids bigint[]
+WITH w AS (
+    SELECT id FROM {schema}.workers WHERE id = $3 FOR KEY SHARE
+)
+UPDATE {schema}.jobs j
+SET worker_id = $3, attempt = j.attempt + 1, delayed = false, claimed_at = now()
+WHERE j.ctid = ANY(ARRAY(
+    SELECT ctid FROM {schema}.jobs
+    WHERE id = ANY($4::bigint[]) AND queue = ANY($1::text[]) AND worker_id IS NULL AND NOT delayed
+    ORDER BY priority, run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
 ))
 AND EXISTS (SELECT 1 FROM w)
 RETURNING j.id, j.queue, j.type, j.params, j.priority, j.attempt, j.errors, j.last_error,

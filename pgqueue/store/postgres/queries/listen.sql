@@ -1,5 +1,6 @@
 -- LISTEN/NOTIFY. Payloads on the schema's channel (parsed by pgqueue/worker/listener.py):
 --   r:<queue>          jobs in <queue> are due now: claim
+--   j:<job id>:<queue> this one job in <queue> is due now: claim it (by id, when idle)
 --   d:<secs>:<queue>   a job in <queue> is due in <secs> seconds: arm a timer, do not claim
 --   c:<job id>         cancel this job if you are running it
 --   s:<job id>         ask this job to suspend at its next checkpoint, if you are running it

@@ -1,0 +1,86 @@
+"""The claim by id on PostgreSQL: a row another transaction holds, and a burst at one commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+import asyncpg
+
+from pgqueue import JobState, Scheduler
+from pgqueue.store import Held
+from tests._support import (
+    Counter,
+    StoreWrapper,
+    fired,
+    pg_store,
+    running,
+    wait,
+    worker_on,
+)
+from tests.contract._helpers import ended, noting, state_of
+
+QUIET = {"poll_interval": 3600.0, "heartbeat_interval": 3600.0, "dead_after": 3 * 3600.0}  # no timer claims
+
+
+async def test_an_announced_job_whose_row_is_held_is_searched_for_and_run_once_released(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """The claim by id skips a locked row; no notification announces it again, and the
+    poll and the look at the limits are an hour away: the fetcher's own later search runs it."""
+    s = scheduler
+    calls = Counter(1)
+    s.register("t", noting(calls), queue="q")
+    store = await pg_store(s)
+    spy = StoreWrapper(store)
+    held_by_test = db.transaction()
+    missed = anyio.Event()
+
+    async def by_id_while_locked(
+        ids: Sequence[int], queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
+    ) -> list[object]:
+        await held_by_test.start()  # a second call would fail here: the test expects one
+        await db.execute(f'SELECT 1 FROM "{s.schema}".jobs WHERE id = ANY($1::bigint[]) FOR UPDATE', ids)
+        rows = await store.job_claim_announced(ids, queues, limit, worker_id, held)
+        missed.set()
+        return list(rows)
+
+    spy.override("job_claim_announced", by_id_while_locked)
+    worker = worker_on(s, spy, concurrency=2, **QUIET)
+    async with running(worker):
+        await fired(worker.signals.claimed, 1)
+        job_id = await s.schedule("t")
+        await wait(missed)
+        assert await state_of(s, job_id) is JobState.PENDING
+        await held_by_test.rollback()
+        await wait(calls.done)
+        await ended(s, job_id)
+
+
+async def test_jobs_committed_together_beyond_the_runners_are_claimed_by_a_search(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    s = scheduler
+    calls = Counter(20)
+    s.register("t", noting(calls), queue="q")
+    store = await pg_store(s)
+    spy = StoreWrapper(store)
+    searched: list[int] = []
+
+    async def search(
+        queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
+    ) -> list[object]:
+        rows = await store.job_claim_many(queues, limit, worker_id, held)
+        searched.append(len(rows))
+        return list(rows)
+
+    spy.override("job_claim_many", search)
+    worker = worker_on(s, spy, concurrency=2, **QUIET)
+    async with running(worker):
+        await fired(worker.signals.claimed, 1)
+        async with db.transaction():  # twenty notifications at one commit
+            ids = [await s.schedule("t", {"n": n}, conn=db) for n in range(20)]
+        await wait(calls.done)
+        await ended(s, *ids)
+    assert max(searched) > 1
+    assert sorted(p["n"] for p in calls.calls) == list(range(20))
