@@ -8,7 +8,8 @@ cost, and a slow job only holds its own runner.
 
 Each run ends in a :class:`RunResult` put into the :class:`ResultBuffer`: the outcome,
 timestamps, error text with traceback, the encoded result, and the retry decision taken
-by the job type's error filter (see ``_retry.py``).
+by the job type's error filter (see ``_retry.py``). A success is built here, on the hot
+path; every other ending (failure, verdict, stop, refusal) is built by ``endings.py``.
 
 Stopping one job. Timeouts, ``cancel()``, the end of a shutdown's grace period and a lost
 lease must stop one running job and leave the others alone. A runner runs one job at a
@@ -40,16 +41,16 @@ import anyio
 from pgqueue._clock import Clock
 from pgqueue._codec import encode
 from pgqueue._context import CURRENT_JOB
-from pgqueue._errors import ErrorWithRetry, describe
-from pgqueue._log import JOB_FAILED, JOB_FINISHED, JOB_RETRY, JOB_STARTED, JOB_STOPPED, get_logger
+from pgqueue._errors import ErrorWithRetry
+from pgqueue._log import JOB_FINISHED, JOB_STARTED, JOB_STOPPED, get_logger
 from pgqueue._models import ROW_CANCEL_REQUESTED, ROW_COUNTED, ROW_ID, ROW_TIMEOUT, ROW_TYPE, Job, Outcome
 from pgqueue._registry import JobType, Registry
-from pgqueue._verdicts import Cancel, Snooze, Suspended, Verdict
+from pgqueue._verdicts import Verdict
 
-from . import progress
+from . import endings, progress
 from .job_buffer import JobBuffer
 from .result_buffer import ResultBuffer
-from .results import RunResult, RunStats, decide_retry, error_text, new_result
+from .results import RunResult, RunStats, new_result
 
 __all__ = ["Runner"]
 
@@ -70,15 +71,6 @@ class _FromThread(Exception):  # noqa: N818 - a carrier, not an error of its own
     def __init__(self, error: BaseException) -> None:
         super().__init__(repr(error))
         self.error = error
-
-
-def _lines(job: Job) -> str | None:
-    """What the run wrote through ``job.log`` so far (a JSON array), or None.
-
-    Taken when the run's result is made: lines a sync handler's abandoned thread writes
-    after that (past a timeout or a cancel) are not stored.
-    """
-    return job._log_text  # noqa: SLF001 - the run's own state, read by the worker
 
 
 class Runner:
@@ -204,7 +196,7 @@ class Runner:
                 f"job type {job.type!r} is not registered in this worker; "
                 "register it with @scheduler.job in the module the worker imports"
             )
-            return self._failed(job, None, unknown, started)
+            return endings.failed(self._clock, job, None, unknown, started)
         cancelled = self._jobs.cancelled
         if (
             row[ROW_CANCEL_REQUESTED]
@@ -238,7 +230,7 @@ class Runner:
         except asyncio.CancelledError as exc:
             reason = self._take_reason()
             if reason is not None:
-                return self._stopped(job, jt, reason, started, timeout)
+                return endings.stopped(self._clock, job, jt, reason, started, timeout=timeout)
             task = self._task
             if task is not None and task.cancelling():  # the worker itself is cancelled: a hard stop
                 self._hard_stopped(job, started)
@@ -246,17 +238,19 @@ class Runner:
             # Nobody cancelled this task: the handler raised it, or awaited something a third
             # party cancelled. That is the run's failure; stopping the worker for it would
             # leave every other queued job waiting.
-            return self._failed(job, jt, exc, started)
+            return endings.failed(self._clock, job, jt, exc, started)
         except BaseException as exc:  # noqa: BLE001 - any handler error becomes the run's error
             # SystemExit, KeyboardInterrupt and the like raised by handler code included: a
             # real Ctrl-C or SIGTERM never arrives here as an exception (the CLI and asyncio.run
             # turn signals into the graceful or the hard stop), so this is the handler's own.
             reason = self._take_reason()  # a stop that raced with the handler's own error wins
             if reason is not None:
-                return self._stopped(job, jt, reason, started, timeout)
+                return endings.stopped(self._clock, job, jt, reason, started, timeout=timeout)
             if isinstance(exc, Verdict):
-                return self._verdict(job, exc, started)
-            return self._failed(job, jt, exc.error if isinstance(exc, _FromThread) else exc, started)
+                return endings.verdict(self._clock, job, exc, started)
+            return endings.failed(
+                self._clock, job, jt, exc.error if isinstance(exc, _FromThread) else exc, started
+            )
         finally:
             CURRENT_JOB.reset(current)
             self.job = None
@@ -280,127 +274,20 @@ class Runner:
             RunResult, (job, Outcome.SUCCEEDED, started, finished, None, encoded, None, 0, lines)
         )
 
-    def _verdict(self, job: Job, verdict: Verdict, started: float) -> RunResult:
-        """A handler's verdict: cancel or skip (final), or snooze or suspend (put back, not counted)."""
-        fields = {"job_id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt}
-        if isinstance(verdict, Cancel):
-            _log.info(JOB_STOPPED, **fields, outcome="cancelled", note=verdict.note)
-            note = verdict.note or "cancelled by its handler"
-            return new_result(
-                (job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0, _lines(job))
-            )
-        if isinstance(verdict, Suspended):
-            _log.info(JOB_STOPPED, **fields, outcome="suspended", note=verdict.note)
-            stay = ErrorWithRetry(verdict, 0)  # put back; the flush leaves it suspended
-            note = verdict.note or "suspended"
-            return new_result(
-                (job, Outcome.SUSPENDED, started, self._clock.time(), note, None, stay, 0, _lines(job))
-            )
-        if isinstance(verdict, Snooze):
-            _log.info(JOB_STOPPED, **fields, outcome="snoozed", note=verdict.note)
-            again = ErrorWithRetry(verdict, verdict.delay)
-            return new_result(
-                (job, Outcome.SNOOZED, started, self._clock.time(), verdict.note, None, again, 0, _lines(job))
-            )
-        _log.info(JOB_STOPPED, **fields, outcome="skipped", note=verdict.note)
-        note = f"skipped: {verdict.note}" if verdict.note else "skipped"
-        return new_result(
-            (job, Outcome.SUCCEEDED, started, self._clock.time(), note, None, None, 0, _lines(job))
-        )
-
     def _refuse(self, job: Job, jt: JobType, started: float) -> RunResult:
         """End a claimed job without running it: cancelled meanwhile, or out of attempts."""
-        counted = job.row[ROW_COUNTED]
-        if counted > jt.max_attempts:
-            error = (
-                f"gave up: this would be run {counted} of a job allowed max_attempts={jt.max_attempts}; "
-                f"the last run ended with: {job.last_error or 'no error recorded'}"
-            )
-            _log.warning(
-                JOB_FAILED, job_id=job.id, type=job.type, queue=job.queue, attempt=job.attempt, error=error
-            )
-            return new_result((job, Outcome.FAILED, started, self._clock.time(), error, None, None, 1, None))
+        given_up = endings.gave_up(self._clock, job, jt, started)
+        if given_up is not None:
+            return given_up
         self._jobs.cancelled.discard(job.id)
         note = "cancelled before it started"
         _log.info(JOB_STOPPED, job_id=job.id, type=job.type, queue=job.queue, outcome="cancelled", note=note)
         return new_result((job, Outcome.CANCELLED, started, self._clock.time(), note, None, None, 0, None))
 
-    def _stopped(
-        self, job: Job, jt: JobType, reason: Outcome, started: float, timeout: float | None
-    ) -> RunResult:
-        """The outcome of a run this runner interrupted on purpose."""
-        if reason is Outcome.TIMEOUT:
-            return self._failed(
-                job, jt, TimeoutError(f"the run exceeded its timeout of {timeout:g} s"), started, reason
-            )
-        finished = self._clock.time()
-        fields = {"job_id": job.id, "type": job.type, "queue": job.queue, "attempt": job.attempt}
-        if reason is Outcome.CANCELLED:
-            _log.info(JOB_STOPPED, outcome="cancelled", **fields)
-            return new_result(
-                (job, reason, started, finished, "cancelled while running", None, None, 0, _lines(job))
-            )
-        note = "interrupted: the worker stopped before the run finished; the job runs again"
-        _log.info(JOB_STOPPED, outcome="interrupted", **fields)
-        return new_result(
-            (
-                job,
-                Outcome.INTERRUPTED,
-                started,
-                finished,
-                note,
-                None,
-                ErrorWithRetry(InterruptedError(note), 0),
-                0,
-                _lines(job),
-            )
-        )
-
     def _hard_stopped(self, job: Job, started: float) -> None:
         """Record a run cut by the worker's own cancellation; the flush in clean-up writes it."""
         note = "interrupted: the worker was stopped at once; the job runs again"
-        result = new_result(
-            (
-                job,
-                Outcome.INTERRUPTED,
-                started,
-                self._clock.time(),
-                note,
-                None,
-                ErrorWithRetry(InterruptedError(note), 0),
-                0,
-                _lines(job),
-            )
-        )
-        self._results.put(result)  # never waits: the task is being cancelled
+        self._results.put(
+            endings.interrupted(self._clock, job, started, note)
+        )  # never waits: being cancelled
         self._stats.outstanding -= 1
-
-    def _failed(
-        self,
-        job: Job,
-        jt: JobType | None,
-        exc: BaseException,
-        started: float,
-        outcome: Outcome = Outcome.FAILED,
-    ) -> RunResult:
-        if jt is None:  # unknown types end at once
-            retry, text = None, error_text(exc)
-        else:  # max_attempts caps every policy
-            retry, text = decide_retry(
-                job, jt.retry, exc, last_attempt=job.row[ROW_COUNTED] >= jt.max_attempts
-            )
-        finished = self._clock.time()
-        fields: dict[str, Any] = {
-            "job_id": job.id,
-            "type": job.type,
-            "queue": job.queue,
-            "attempt": job.attempt,
-            "duration_s": round(finished - started, 6),
-            "error": describe(exc),
-        }
-        if retry is not None:
-            when = retry.at.isoformat() if retry.at is not None else f"+{retry.delay:g}s"
-            _log.info(JOB_RETRY, **fields, outcome=outcome.value, retry_at=when)
-        else:
-            _log.warning(JOB_FAILED, **fields, outcome=outcome.value)
-        return new_result((job, outcome, started, finished, text, None, retry, 1, _lines(job)))
