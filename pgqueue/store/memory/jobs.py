@@ -130,9 +130,14 @@ class JobsMixin(MemoryBase):
         while len(due) < limit and (job := self._take(queues, now)) is not None:
             job.worker_id = worker_id  # claimed now: another entry of the same job is stale at once
             due.append(job)
-        for j in due:
-            j.attempt, j.delayed, j.claimed_at = j.attempt + 1, False, now
-        return [j.claim_row() for j in due]
+        return self._mark_claimed(due, worker_id, now)
+
+    @staticmethod
+    def _mark_claimed(jobs: list[LiveJob], worker_id: int, now: float) -> list[Row]:
+        """Make ``jobs`` this worker's at their next attempt, as the claim's update does."""
+        for j in jobs:
+            j.worker_id, j.attempt, j.delayed, j.claimed_at = worker_id, j.attempt + 1, False, now
+        return [j.claim_row() for j in jobs]
 
     async def job_claim_announced(
         self,
@@ -143,9 +148,7 @@ class JobsMixin(MemoryBase):
         held: object = None,  # noqa: ARG002
     ) -> list[Row]:
         """Claim those of ``ids`` still ready (not delayed) in ``queues``, in claim order."""
-        if worker_id not in self._workers:
-            return []
-        wanted = set(queues)
+        wanted = set(queues) if worker_id in self._workers else set()  # unregistered: claims nothing
         ready = [
             job
             for i in set(ids)
@@ -155,10 +158,7 @@ class JobsMixin(MemoryBase):
             and not job.delayed
         ]
         ready.sort(key=lambda j: (j.priority, j.run_at, j.id))
-        now = self.clock.time()
-        for j in ready[:limit]:
-            j.worker_id, j.attempt, j.delayed, j.claimed_at = worker_id, j.attempt + 1, False, now
-        return [j.claim_row() for j in ready[:limit]]
+        return self._mark_claimed(ready[:limit], worker_id, self.clock.time())
 
     async def job_next_due(self, queues: Sequence[str], held: object = None) -> float | None:  # noqa: ARG002
         """Seconds until the next delayed job in these queues is due."""
