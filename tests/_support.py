@@ -20,6 +20,9 @@ from pgqueue.store.postgres.queries import quote_ident
 
 ROOT_DIR = str(Path(__file__).resolve().parent.parent)
 WAIT_S = 30.0  # generous ceiling for "this must happen": a hang fails, slowness does not
+# Worker options with no timer claims for the length of a test: what it runs, a
+# notification or a release made it claim.
+QUIET: dict[str, Any] = {"poll_interval": 3600.0, "heartbeat_interval": 3600.0, "dead_after": 3 * 3600.0}
 
 
 class Counter:

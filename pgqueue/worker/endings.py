@@ -84,10 +84,10 @@ def verdict(clock: Clock, job: Job, given: Verdict, started: float) -> RunResult
     return new_result((job, Outcome.SUCCEEDED, started, clock.time(), note, None, None, 0, _lines(job)))
 
 
-def interrupted(clock: Clock, job: Job, started: float, note: str) -> RunResult:
+def interrupted(job: Job, started: float, finished: float, note: str) -> RunResult:
     """A run the worker cut short: put back at once, not counted as an error."""
     again = ErrorWithRetry(InterruptedError(note), 0)
-    return new_result((job, Outcome.INTERRUPTED, started, clock.time(), note, None, again, 0, _lines(job)))
+    return new_result((job, Outcome.INTERRUPTED, started, finished, note, None, again, 0, _lines(job)))
 
 
 def stopped(
@@ -97,14 +97,14 @@ def stopped(
     if reason is Outcome.TIMEOUT:
         error = TimeoutError(f"the run exceeded its timeout of {timeout:g} s")
         return failed(clock, job, jt, error, started, outcome=reason)
+    finished = clock.time()
     if reason is Outcome.CANCELLED:
         _log.info(JOB_STOPPED, outcome="cancelled", **_fields(job))
         note = "cancelled while running"
-        return new_result((job, reason, started, clock.time(), note, None, None, 0, _lines(job)))
+        return new_result((job, reason, started, finished, note, None, None, 0, _lines(job)))
     _log.info(JOB_STOPPED, outcome="interrupted", **_fields(job))
-    return interrupted(
-        clock, job, started, "interrupted: the worker stopped before the run finished; the job runs again"
-    )
+    note = "interrupted: the worker stopped before the run finished; the job runs again"
+    return interrupted(job, started, finished, note)
 
 
 def gave_up(clock: Clock, job: Job, jt: JobType, started: float) -> RunResult | None:

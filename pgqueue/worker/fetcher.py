@@ -5,12 +5,11 @@ Reasons to claim: a notification for one of our queues, the last claim came back
 
 Jobs announced by id (``j:`` notifications, sent for each job scheduled due now) are
 claimed by id when nothing else calls for a search: ``job_claim_announced`` is a
-primary-key lookup, where ``job_claim_many`` searches two indexes per queue, and on an
-idle worker that search is a third of the pickup's database time. Any other reason to
-claim, a queue limit of ours, the periodic look at the limits, or more ids than runners
-make the claim a search, which finds the announced jobs too. An announced job the claim
-by id does not get (another worker took it, or a transaction holds its row) is searched
-for ``EMPTY_CLAIM_REARM_S`` later. Room: the
+primary-key lookup, where ``job_claim_many`` searches two indexes per queue. Any other
+reason to claim (a backlog, a pending search), a queue limit of ours, the periodic look at
+the limits, or more ids than room make the claim a search, which finds the announced jobs
+too. When the claim by id gets fewer jobs than it was given (another worker took them, or
+a transaction holds their rows), one search follows ``RELOOK_S`` later. Room: the
 jobs held (claimed, not finished) fell to the low watermark, and the result buffer is not
 holding runners back. The low watermark is ``concurrency`` plus half of the jobs the
 target holds beyond it: the claim goes out while half of the waiting jobs are still there
@@ -64,6 +63,7 @@ PREFETCH_HORIZON = 8.0  # claim round trips' worth of work to hold beyond concur
 DEFAULT_RTT_S = 0.002  # until the first claim is measured
 FAST_POLL_S = 0.5  # poll interval while the LISTEN connection is down
 EMPTY_CLAIM_REARM_S = 0.05  # a due job another worker holds: look again after this
+RELOOK_S = 0.05  # a claim by id that missed some of its jobs: search once after this
 _log = get_logger()
 _CLAIM_ORDER = operator.itemgetter(ROW_PRIORITY, ROW_RUN_AT, ROW_ID)  # the claim index's order
 
@@ -102,6 +102,7 @@ class Fetcher(LimitedQueues):
         self._announced: list[int] = []  # ids of jobs due now, announced since the last claim
         self._backlog = False  # the last claim was full: more is probably due
         self._next_due: float | None = None  # monotonic deadline of the earliest known delayed job
+        self._relook_at: float | None = None  # monotonic deadline of the search after a claim by id missed
         self._rtt = DEFAULT_RTT_S
         self._tau: float | None = None  # mean wall seconds per run, once measured
         self._seen_finished = 0
@@ -218,13 +219,13 @@ class Fetcher(LimitedQueues):
                 await self._tend_leases_or_back_off(backoff)
                 continue
             want = self._want()
-            if want > 0 and self._announced and not self._pending and self._by_id_now(want):
+            if want > 0 and self._announced and self._by_id_now(want):
                 await self._claim_announced(want, backoff)
                 continue
             if want > 0 and (self._pending or self._backlog or self._limited_due):
                 look_ahead = await self._search(want, backoff, look_ahead=look_ahead)
                 continue
-            deadlines = (self._next_due, self._retry_at, lease_at)
+            deadlines = (self._next_due, self._relook_at, self._retry_at, lease_at)
             timeout = min([next_poll, *(t for t in deadlines if t is not None)])
             timeout -= clock.monotonic()
             # A timer on the loop rather than a cancel scope: this runs once per claim cycle,
@@ -267,10 +268,18 @@ class Fetcher(LimitedQueues):
         return look_ahead
 
     def _by_id_now(self, want: int) -> bool:
-        """Whether the announced jobs are claimed by id now; if not, a search is made pending."""
-        if len(self._announced) <= want and self._clock.monotonic() < self._limits_at:
+        """Whether the announced jobs are claimed by id now; if not, a search is made pending.
+
+        Not while a search is called for (it finds them, in priority order with the rest),
+        nor once a queue of ours has a limit (its jobs are claimed through the limit), nor
+        when the limits are due a look (the search looks).
+        """
+        if self._pending or self._backlog:
+            self._announced.clear()
+            return False
+        if len(self._announced) <= want and not self._seen and self._clock.monotonic() < self._limits_at:
             return True
-        self.notify_ready()  # more ids than room, or the limits are due a look: search
+        self.notify_ready()
         return False
 
     async def _claim_announced(self, want: int, backoff: Backoff) -> None:
@@ -290,16 +299,20 @@ class Fetcher(LimitedQueues):
         self._signals.claimed.fire()
         if self._tally is not None:
             self._tally.claimed(len(rows))
-        if len(rows) < len(ids):
+        if len(rows) < len(ids) and self._relook_at is None:
             # Another worker took them, or a transaction holds their rows (a search now
-            # would skip those too): look again shortly, as for a due job another worker holds.
-            self.note_due(EMPTY_CLAIM_REARM_S)
+            # would skip those too): search once, shortly.
+            self._relook_at = self._clock.monotonic() + RELOOK_S
+            self._wake.set()
 
     def _deadlines_passed(self, now: float) -> bool:
         """Make a claim pending for each timer that has passed; True if a delayed job became due."""
         if self._retry_at is not None and self._retry_at <= now:
             self._retry_at = None
             self._limited_due = True
+        if self._relook_at is not None and self._relook_at <= now:
+            self._relook_at = None
+            self._pending = True  # a search, without asking for the next due time
         if self._next_due is not None and self._next_due <= now:
             self._next_due = None
             self._pending = True

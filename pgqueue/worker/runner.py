@@ -9,7 +9,8 @@ cost, and a slow job only holds its own runner.
 Each run ends in a :class:`RunResult` put into the :class:`ResultBuffer`: the outcome,
 timestamps, error text with traceback, the encoded result, and the retry decision taken
 by the job type's error filter (see ``_retry.py``). A success is built here, on the hot
-path; every other ending (failure, verdict, stop, refusal) is built by ``endings.py``.
+path, and so is a job refused before it starts; failures, verdicts and stops are built by
+``endings.py``.
 
 Stopping one job. Timeouts, ``cancel()``, the end of a shutdown's grace period and a lost
 lease must stop one running job and leave the others alone. A runner runs one job at a
@@ -288,6 +289,6 @@ class Runner:
         """Record a run cut by the worker's own cancellation; the flush in clean-up writes it."""
         note = "interrupted: the worker was stopped at once; the job runs again"
         self._results.put(
-            endings.interrupted(self._clock, job, started, note)
+            endings.interrupted(job, started, self._clock.time(), note)
         )  # never waits: being cancelled
         self._stats.outstanding -= 1

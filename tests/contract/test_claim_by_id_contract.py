@@ -13,8 +13,12 @@ from collections.abc import Sequence
 from pgqueue import Scheduler
 from pgqueue._models import ROW_ATTEMPT, ROW_ID, ROW_QUEUE
 from pgqueue.store import Held
-from tests._support import Counter, StoreWrapper, fired, running, wait, worker_on
+from tests._support import QUIET, Counter, StoreWrapper, fired, running, until, wait, worker_on
 from tests.contract._helpers import ended, noting
+
+
+async def wait_until_ran(calls: Counter, n: int) -> None:
+    await until(lambda: len(calls.calls) >= n)
 
 
 async def test_a_claim_by_id_takes_only_the_named_ready_jobs_of_its_queues_in_claim_order(
@@ -81,7 +85,7 @@ async def test_an_idle_worker_claims_a_job_announced_to_it_by_id(backend_schedul
 
     spy.override("job_claim_announced", by_id)
     spy.override("job_claim_many", search)
-    worker = worker_on(s, spy, concurrency=4, poll_interval=3600)
+    worker = worker_on(s, spy, concurrency=4, **QUIET)
     async with running(worker):
         await fired(worker.signals.claimed, 1)  # the start-up search found nothing: idle
         first = await s.schedule("t", {"n": 1})
@@ -92,12 +96,15 @@ async def test_an_idle_worker_claims_a_job_announced_to_it_by_id(backend_schedul
     assert claims == [("search", []), ("by id", [first]), ("by id", [second])]
 
 
-async def test_jobs_scheduled_together_beyond_the_runners_are_all_run(backend_scheduler: Scheduler) -> None:
-    """More announced ids than runners: the fetcher searches instead, and every job runs once."""
+async def test_jobs_scheduled_back_to_back_beyond_the_runners_each_run_once(
+    backend_scheduler: Scheduler,
+) -> None:
+    """Announced faster than two runners take them (claims by id, or a search past the
+    runners' count): every job runs, once."""
     s = backend_scheduler
     calls = Counter(12)
     s.register("t", noting(calls), queue="q")
-    worker = s.worker(concurrency=2, poll_interval=3600)
+    worker = s.worker(concurrency=2, **QUIET)
 
     async def burst() -> list[int]:
         return [await s.schedule("t", {"n": n}) for n in range(12)]
@@ -108,3 +115,25 @@ async def test_jobs_scheduled_together_beyond_the_runners_are_all_run(backend_sc
         await wait(calls.done)
         await ended(s, *ids)
     assert sorted(p["n"] for p in calls.calls) == list(range(12))
+
+
+async def test_jobs_given_back_by_a_shutdown_or_a_deregistration_wake_an_idle_worker(
+    backend_scheduler: Scheduler,
+) -> None:
+    """No job notification announces a job handed back: the release itself wakes its queue."""
+    s = backend_scheduler
+    calls = Counter(2)
+    s.register("t", noting(calls), queue="q")
+    store = await s.open()
+    leaving, _ = await store.worker_register(["q"])
+    put_back, held = await s.schedule("t", {"n": 1}), await s.schedule("t", {"n": 2})
+    assert len(await store.job_claim_many(["q"], 2, leaving)) == 2
+    worker = s.worker(concurrency=2, **QUIET)
+    async with running(worker):
+        await fired(worker.signals.claimed, 1)  # its start-up search found both held: idle
+        assert await store.job_release_many(leaving, [put_back, put_back]) == 1  # the unstarted one
+        await wait_until_ran(calls, 1)
+        assert await store.worker_deregister(leaving) == 1  # the rest
+        await wait(calls.done)
+        await ended(s, put_back, held)
+    assert sorted(p["n"] for p in calls.calls) == [1, 2]

@@ -10,6 +10,7 @@ import asyncpg
 from pgqueue import JobState, Scheduler
 from pgqueue.store import Held
 from tests._support import (
+    QUIET,
     Counter,
     StoreWrapper,
     fired,
@@ -19,8 +20,6 @@ from tests._support import (
     worker_on,
 )
 from tests.contract._helpers import ended, noting, state_of
-
-QUIET = {"poll_interval": 3600.0, "heartbeat_interval": 3600.0, "dead_after": 3 * 3600.0}  # no timer claims
 
 
 async def test_an_announced_job_whose_row_is_held_is_searched_for_and_run_once_released(
@@ -45,7 +44,20 @@ async def test_an_announced_job_whose_row_is_held_is_searched_for_and_run_once_r
         missed.set()
         return list(rows)
 
+    released = anyio.Event()
+    searches: list[int] = []
+
+    async def search_once_released(
+        queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
+    ) -> list[object]:
+        if missed.is_set():  # the search that follows the miss: after the test lets go
+            await released.wait()
+        rows = await store.job_claim_many(queues, limit, worker_id, held)
+        searches.append(len(rows))
+        return list(rows)
+
     spy.override("job_claim_announced", by_id_while_locked)
+    spy.override("job_claim_many", search_once_released)
     worker = worker_on(s, spy, concurrency=2, **QUIET)
     async with running(worker):
         await fired(worker.signals.claimed, 1)
@@ -53,8 +65,10 @@ async def test_an_announced_job_whose_row_is_held_is_searched_for_and_run_once_r
         await wait(missed)
         assert await state_of(s, job_id) is JobState.PENDING
         await held_by_test.rollback()
+        released.set()
         await wait(calls.done)
         await ended(s, job_id)
+    assert searches == [0, 1]  # the start-up search, then the one after the miss
 
 
 async def test_jobs_committed_together_beyond_the_runners_are_claimed_by_a_search(
@@ -84,3 +98,25 @@ async def test_jobs_committed_together_beyond_the_runners_are_claimed_by_a_searc
         await ended(s, *ids)
     assert max(searched) > 1
     assert sorted(p["n"] for p in calls.calls) == list(range(20))
+
+
+async def test_jobs_a_reaped_worker_held_wake_an_idle_worker(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """The reaper's release announces the freed jobs' queues: no job notification does."""
+    s = scheduler
+    calls = Counter(1)
+    s.register("t", noting(calls), queue="q")
+    store = await pg_store(s)
+    dead, _ = await store.worker_register(["q"])
+    job_id = await s.schedule("t")
+    assert len(await store.job_claim_many(["q"], 1, dead)) == 1
+    silent = f"UPDATE \"{s.schema}\".workers SET heartbeat = now() - interval '1 hour' WHERE id = $1"
+    await db.execute(silent, dead)
+    worker = s.worker(concurrency=2, maintenance=False, **QUIET)
+    async with running(worker):
+        await fired(worker.signals.claimed, 1)  # its start-up search found the job held: idle
+        assert await store.worker_reap(60.0, 0) == (1, 1)
+        await wait(calls.done)
+        [record] = await ended(s, job_id)
+    assert record.state is JobState.SUCCEEDED

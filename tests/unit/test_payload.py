@@ -41,7 +41,8 @@ def test_known_payloads(payload: str, expected: Payload) -> None:
         "j:-1:q",
         "j:1.5:q",
         "j:x:q",
-        "j:\u0661:q",  # a digit to str.isdigit, not to int() of a job id written by SQL
+        "j:\u0661:q",  # a digit to str.isdigit (and to int()), never in an id SQL writes
+        "j:\u00b2:q",  # a digit to str.isdigit that int() refuses
     ],
 )
 def test_garbage_gives_empty_kind(payload: str) -> None:

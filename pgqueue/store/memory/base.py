@@ -262,6 +262,14 @@ class MemoryBase:
         job.delayed = True
         self._hand_back(job)
 
+    def _hand_back_all(self, jobs: list[LiveJob]) -> int:
+        """Hand back ``jobs`` and wake their queues' workers, as the releasing statements do."""
+        for job in jobs:
+            self._hand_back(job)
+        for queue in sorted({j.queue for j in jobs if j.worker_id is None}):
+            self.notify(f"r:{queue}")
+        return len(jobs)
+
     def _hand_back(self, job: LiveJob) -> None:
         """A claimed job no worker runs any more: claimable again, or suspended if asked."""
         job.worker_id = SUSPENDED if job.suspend_requested else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from collections.abc import Sequence
 
 from pgqueue._models import Row
@@ -158,7 +159,12 @@ class JobsMixin(MemoryBase):
             and not job.delayed
         ]
         ready.sort(key=lambda j: (j.priority, j.run_at, j.id))
-        return self._mark_claimed(ready[:limit], worker_id, self.clock.time())
+        rows = self._mark_claimed(ready[:limit], worker_id, self.clock.time())
+        for q in {j.queue for j in ready[:limit]}:  # their index entries are stale now: drop those on top
+            heap = self._ready.get(q)
+            while heap and self._claimable(heap[0][2], heap[0][1]) is None:
+                heapq.heappop(heap)
+        return rows
 
     async def job_next_due(self, queues: Sequence[str], held: object = None) -> float | None:  # noqa: ARG002
         """Seconds until the next delayed job in these queues is due."""
@@ -249,14 +255,11 @@ class JobsMixin(MemoryBase):
 
     async def job_release_many(self, worker_id: int, ids: Sequence[int]) -> int:
         """Hand back claimed jobs that never started, without counting the claim."""
-        released = 0
-        for job_id in ids:
-            job = self.jobs.get(job_id)
-            if job is not None and job.worker_id == worker_id:
-                job.attempt, job.delayed = job.attempt - 1, False
-                self._hand_back(job)
-                released += 1
-        return released
+        found = (self.jobs.get(i) for i in dict.fromkeys(ids))
+        back = [j for j in found if j is not None and j.worker_id == worker_id]
+        for j in back:
+            j.attempt, j.delayed = j.attempt - 1, False
+        return self._hand_back_all(back)
 
     async def job_progress_many(self, worker_id: int, reports: Sequence[ProgressReport]) -> None:
         """Keep the latest progress of jobs this worker runs at those attempts.

@@ -43,15 +43,12 @@ class WorkersMixin(MemoryBase):
 
     async def worker_deregister(self, worker_id: int) -> int:
         """Hand back what the worker still holds and forget it."""
-        released = 0
-        for job in self.jobs.values():
-            if job.worker_id == worker_id:
-                job.delayed = True
-                self._hand_back(job)
-                released += 1
+        held = [job for job in self.jobs.values() if job.worker_id == worker_id]
+        for job in held:
+            job.delayed = True
         self._workers.pop(worker_id, None)
         self._worker_info.pop(worker_id, None)
-        return released
+        return self._hand_back_all(held)
 
     async def worker_list(self) -> list[WorkerInfo]:
         """The registered workers, oldest first (all of this process), with the jobs each holds."""

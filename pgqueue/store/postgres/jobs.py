@@ -178,8 +178,8 @@ class JobsMixin(StoreBase):
 
     async def job_release_many(self, worker_id: int, ids: Sequence[int]) -> int:
         """Hand back claimed jobs that never started."""
-        status: str = await self.pool.execute(self.q.job_release_many, worker_id, list(ids))
-        return int(status.rsplit(maxsplit=1)[-1])
+        released: int = await self.pool.fetchval(self.q.job_release_many, worker_id, list(ids), self.channel)
+        return released
 
     async def job_cancel(self, job_id: int) -> CancelResult:
         """End a waiting job as cancelled, or flag a claimed one and tell its worker.

@@ -56,7 +56,6 @@ class Queries:
     worker_list: str
     worker_lock: str
     worker_jobs_held: str
-    worker_queues_notify: str
     listen_probe: str
     job_lock: str
     job_cancel_pending: str

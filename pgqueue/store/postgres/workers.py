@@ -54,12 +54,9 @@ class WorkersMixin(StoreBase):
             held = {r[0]: int(r[1]) for r in await conn.fetch(self.q.worker_jobs_held, worker_id)}
             if held and not force:
                 raise WorkerHasActiveJobs(worker_id, sum(held.values()))
-            row = await conn.fetchrow(self.q.worker_reap_release, [worker_id])
+            row = await conn.fetchrow(self.q.worker_reap_release, [worker_id], self.channel)
             assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
-            released = int(row[0])
-            if released:
-                await conn.fetchval(self.q.worker_queues_notify, sorted(held), self.channel)
-            return released
+            return int(row[0])
 
     async def worker_heartbeat(self, worker_id: int) -> float | None:
         """Refresh the heartbeat; returns the server's clock, or None once this worker was reaped.
@@ -75,7 +72,7 @@ class WorkersMixin(StoreBase):
 
     async def worker_deregister(self, worker_id: int) -> int:
         """Release everything the worker still holds and delete its row; returns jobs released."""
-        released: int | None = await self.pool.fetchval(self.q.worker_deregister, worker_id)
+        released: int | None = await self.pool.fetchval(self.q.worker_deregister, worker_id, self.channel)
         return released or 0
 
     async def worker_reap(self, dead_after: float, self_id: int) -> tuple[int, int]:
@@ -89,7 +86,7 @@ class WorkersMixin(StoreBase):
             dead = [r[0] for r in await conn.fetch(self.q.worker_reap_lock, dead_after, self_id)]
             if not dead:
                 return 0, 0
-            row = await conn.fetchrow(self.q.worker_reap_release, dead)
+            row = await conn.fetchrow(self.q.worker_reap_release, dead, self.channel)
             assert row is not None  # noqa: S101 - a SELECT of scalars always returns a row
             return int(row[0]), int(row[1])
 

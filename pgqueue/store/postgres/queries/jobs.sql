@@ -153,13 +153,21 @@ CROSS JOIN LATERAL (
 
 -- name: job_release_many
 -- why: shutdown hands back claimed jobs that never started, at once and without counting
---      the claim as an attempt, so another worker takes them immediately; one that
---      suspend() asked for is left suspended instead.
--- params: $1 worker_id bigint, $2 ids bigint[]
-UPDATE {schema}.jobs
-SET worker_id = CASE WHEN suspend_requested THEN 0 END, suspend_requested = false,
-    attempt = attempt - 1, delayed = false
-WHERE id = ANY($2::bigint[]) AND worker_id = $1;
+--      the claim as an attempt, and wakes their queues' workers (no job notification
+--      announces them), so another worker takes them immediately; one that suspend()
+--      asked for is left suspended instead. Returns the jobs handed back.
+-- params: $1 worker_id bigint, $2 ids bigint[], $3 channel text
+WITH back AS (
+    UPDATE {schema}.jobs
+    SET worker_id = CASE WHEN suspend_requested THEN 0 END, suspend_requested = false,
+        attempt = attempt - 1, delayed = false
+    WHERE id = ANY($2::bigint[]) AND worker_id = $1
+    RETURNING queue, worker_id
+)
+SELECT count(*) AS released,
+       (SELECT count(pg_notify($3::text, 'r:' || q))
+        FROM (SELECT DISTINCT queue AS q FROM back WHERE worker_id IS NULL) AS qs) AS woken
+FROM back;
 
 -- name: job_lock
 -- why: cancel() first locks the row, so a claim in progress finishes before we decide

@@ -1,4 +1,4 @@
--- LISTEN/NOTIFY. Payloads on the schema's channel (parsed by pgqueue/worker/listener.py):
+-- LISTEN/NOTIFY. Payloads on the schema's channel (parsed by pgqueue/_notifications.py):
 --   r:<queue>          jobs in <queue> are due now: claim
 --   j:<job id>:<queue> this one job in <queue> is due now: claim it (by id, when idle)
 --   d:<secs>:<queue>   a job in <queue> is due in <secs> seconds: arm a timer, do not claim

@@ -19,16 +19,21 @@ RETURNING date_part('epoch', clock_timestamp()) AS server_time;
 
 -- name: worker_deregister
 -- why: a clean exit: give back whatever this worker still holds and drop its row, in one
---      statement, so no job stays owned by a worker that is gone. (No index on worker_id:
---      it would cost every claim an index insert for this rare scan of the small hot table.)
--- params: $1 worker_id bigint
+--      statement, so no job stays owned by a worker that is gone, and wake the workers of
+--      the queues it gave jobs back to (no job notification announces them). (No index on
+--      worker_id: it would cost every claim an index insert for this rare scan of the small
+--      hot table.)
+-- params: $1 worker_id bigint, $2 channel text
 WITH released AS (
     UPDATE {schema}.jobs
     SET worker_id = CASE WHEN suspend_requested THEN 0 END, suspend_requested = false, delayed = true
     WHERE worker_id = $1
-    RETURNING id
+    RETURNING id, queue, worker_id
 )
-DELETE FROM {schema}.workers WHERE id = $1 RETURNING (SELECT count(*) FROM released);
+DELETE FROM {schema}.workers WHERE id = $1
+RETURNING (SELECT count(*) FROM released) AS released,
+          (SELECT count(pg_notify($2::text, 'r:' || q))
+           FROM (SELECT DISTINCT queue AS q FROM released WHERE worker_id IS NULL) AS qs) AS woken;
 
 -- name: worker_reap_lock
 -- why: find workers silent for longer than the deadline and lock their rows (pull
@@ -48,8 +53,9 @@ FOR UPDATE SKIP LOCKED;
 --      "crashed" (or "timeout", when the run had passed its deadline) row per job, so each
 --      claim has its run row. The claim already counted the attempt, so a job that keeps
 --      killing its workers runs out of attempts instead of looping; a job suspend() asked
---      for is left suspended. Then drop the rows.
--- params: $1 worker ids bigint[]
+--      for is left suspended. Then drop the rows, and wake the workers of the freed jobs'
+--      queues (no job notification announces them).
+-- params: $1 worker ids bigint[], $2 channel text
 WITH released AS (
     UPDATE {schema}.jobs j
     SET worker_id = CASE WHEN j.suspend_requested THEN 0 END, suspend_requested = false, delayed = true,
@@ -59,7 +65,7 @@ WITH released AS (
     FROM {schema}.workers w
     WHERE j.worker_id = w.id AND w.id = ANY($1::bigint[])
     RETURNING j.id, w.id AS wid, j.inserted_at, j.run_at, j.claimed_at, j.timeout_s, j.attempt,
-              j.priority, j.queue, j.type, j.params, j.last_error, j.tenant
+              j.priority, j.queue, j.type, j.params, j.last_error, j.tenant, j.worker_id
 ), logged AS (
     INSERT INTO {schema}.job_runs (job_id, worker_id, inserted_at, run_at, started_at, finished_at,
                                    retry_at, attempt, priority, queue, type, outcome, error, params,
@@ -73,7 +79,9 @@ WITH released AS (
 ), dropped AS (
     DELETE FROM {schema}.workers WHERE id = ANY($1::bigint[]) RETURNING id
 )
-SELECT (SELECT count(*) FROM logged) AS jobs_released, (SELECT count(*) FROM dropped) AS workers_reaped;
+SELECT (SELECT count(*) FROM logged) AS jobs_released, (SELECT count(*) FROM dropped) AS workers_reaped,
+       (SELECT count(pg_notify($2::text, 'r:' || q))
+        FROM (SELECT DISTINCT queue AS q FROM released WHERE worker_id IS NULL) AS qs) AS woken;
 
 -- name: worker_list
 -- why: Scheduler.list_workers() and `pgqueue workers`: the registered workers, oldest first,
@@ -102,9 +110,3 @@ SELECT id FROM {schema}.workers WHERE id = $1 FOR UPDATE;
 --      hot table (no index on worker_id): an admin call.
 -- params: $1 worker_id bigint
 SELECT queue, count(*) AS held FROM {schema}.jobs WHERE worker_id = $1 GROUP BY queue ORDER BY queue;
-
--- name: worker_queues_notify
--- why: remove_worker(force=True) freed jobs of these queues: wake their workers as a new
---      job would (delivered on commit), instead of leaving the jobs to the next poll.
--- params: $1 queues text[], $2 channel text
-SELECT count(pg_notify($2::text, 'r:' || q)) FROM unnest($1::text[]) AS q;
