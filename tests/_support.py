@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -13,8 +13,9 @@ import asyncpg
 
 from pgqueue import Scheduler, Worker
 from pgqueue._config import WorkerConfig
+from pgqueue._models import ROW_ID, Row
 from pgqueue._signals import Signal
-from pgqueue.store import WorkerBackend
+from pgqueue.store import Held, WorkerBackend
 from pgqueue.store.postgres import PostgresStore
 from pgqueue.store.postgres.queries import quote_ident
 
@@ -106,6 +107,34 @@ class StoreWrapper:
     def override(self, name: str, method: Callable[..., Any]) -> None:
         """Answer ``name`` with ``method`` instead of the real store's."""
         setattr(self, name, method)
+
+
+class ClaimSpy(StoreWrapper):
+    """A store whose claims are noted in order: ("search" or "by id", the ids each took).
+
+    ``hold_searches``: when set to an event, searches wait for it before they run.
+    """
+
+    def __init__(self, inner: PostgresStore) -> None:
+        super().__init__(inner)
+        self.claims: list[tuple[str, list[int]]] = []
+        self.hold_searches: anyio.Event | None = None
+
+    async def job_claim_many(
+        self, queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
+    ) -> list[Row]:
+        if self.hold_searches is not None:
+            await self.hold_searches.wait()
+        rows = await self.inner.job_claim_many(queues, limit, worker_id, held)
+        self.claims.append(("search", [r[ROW_ID] for r in rows]))
+        return rows
+
+    async def job_claim_announced(
+        self, ids: Sequence[int], queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
+    ) -> list[Row]:
+        rows = await self.inner.job_claim_announced(ids, queues, limit, worker_id, held)
+        self.claims.append(("by id", [r[ROW_ID] for r in rows]))
+        return rows
 
 
 def worker_on(scheduler: Scheduler, store: object, **overrides: object) -> Worker:

@@ -8,12 +8,10 @@ search would have taken of those ids, and nothing a search would not.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 
 from pgqueue import Scheduler
 from pgqueue._models import ROW_ATTEMPT, ROW_ID, ROW_QUEUE
-from pgqueue.store import Held
-from tests._support import QUIET, Counter, StoreWrapper, fired, running, until, wait, worker_on
+from tests._support import QUIET, ClaimSpy, Counter, fired, running, until, wait, worker_on
 from tests.contract._helpers import ended, noting
 
 
@@ -65,26 +63,7 @@ async def test_an_idle_worker_claims_a_job_announced_to_it_by_id(backend_schedul
     s = backend_scheduler
     calls = Counter(2)
     s.register("t", noting(calls), queue="q")
-    store = await s.open()
-    spy = StoreWrapper(store)  # type: ignore[arg-type] # a wrapper reads any store's attributes
-    claims: list[tuple[str, list[int]]] = []
-
-    async def by_id(
-        ids: Sequence[int], queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
-    ) -> list[object]:
-        rows = await store.job_claim_announced(ids, queues, limit, worker_id, held)
-        claims.append(("by id", [r[ROW_ID] for r in rows]))
-        return list(rows)
-
-    async def search(
-        queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
-    ) -> list[object]:
-        rows = await store.job_claim_many(queues, limit, worker_id, held)
-        claims.append(("search", [r[ROW_ID] for r in rows]))
-        return list(rows)
-
-    spy.override("job_claim_announced", by_id)
-    spy.override("job_claim_many", search)
+    spy = ClaimSpy(await s.open())  # type: ignore[arg-type] # a wrapper reads any store's attributes
     worker = worker_on(s, spy, concurrency=4, **QUIET)
     async with running(worker):
         await fired(worker.signals.claimed, 1)  # the start-up search found nothing: idle
@@ -93,7 +72,7 @@ async def test_an_idle_worker_claims_a_job_announced_to_it_by_id(backend_schedul
         second = await s.schedule("t", {"n": 2})
         await wait(calls.done)
         await ended(s, first, second)
-    assert claims == [("search", []), ("by id", [first]), ("by id", [second])]
+    assert spy.claims == [("search", []), ("by id", [first]), ("by id", [second])]
 
 
 async def test_jobs_scheduled_back_to_back_beyond_the_runners_each_run_once(

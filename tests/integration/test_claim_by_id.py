@@ -11,8 +11,8 @@ from pgqueue import JobState, Scheduler
 from pgqueue.store import Held
 from tests._support import (
     QUIET,
+    ClaimSpy,
     Counter,
-    StoreWrapper,
     fired,
     pg_store,
     running,
@@ -31,7 +31,7 @@ async def test_an_announced_job_whose_row_is_held_is_searched_for_and_run_once_r
     calls = Counter(1)
     s.register("t", noting(calls), queue="q")
     store = await pg_store(s)
-    spy = StoreWrapper(store)
+    spy = ClaimSpy(store)
     held_by_test = db.transaction()
     missed = anyio.Event()
 
@@ -41,23 +41,12 @@ async def test_an_announced_job_whose_row_is_held_is_searched_for_and_run_once_r
         await held_by_test.start()  # a second call would fail here: the test expects one
         await db.execute(f'SELECT 1 FROM "{s.schema}".jobs WHERE id = ANY($1::bigint[]) FOR UPDATE', ids)
         rows = await store.job_claim_announced(ids, queues, limit, worker_id, held)
+        spy.hold_searches = released  # the search that follows the miss: after the test lets go
         missed.set()
         return list(rows)
 
     released = anyio.Event()
-    searches: list[int] = []
-
-    async def search_once_released(
-        queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
-    ) -> list[object]:
-        if missed.is_set():  # the search that follows the miss: after the test lets go
-            await released.wait()
-        rows = await store.job_claim_many(queues, limit, worker_id, held)
-        searches.append(len(rows))
-        return list(rows)
-
     spy.override("job_claim_announced", by_id_while_locked)
-    spy.override("job_claim_many", search_once_released)
     worker = worker_on(s, spy, concurrency=2, **QUIET)
     async with running(worker):
         await fired(worker.signals.claimed, 1)
@@ -68,7 +57,7 @@ async def test_an_announced_job_whose_row_is_held_is_searched_for_and_run_once_r
         released.set()
         await wait(calls.done)
         await ended(s, job_id)
-    assert searches == [0, 1]  # the start-up search, then the one after the miss
+    assert spy.claims == [("search", []), ("search", [job_id])]  # at start-up, then after the miss
 
 
 async def test_jobs_committed_together_beyond_the_runners_are_claimed_by_a_search(
@@ -77,18 +66,7 @@ async def test_jobs_committed_together_beyond_the_runners_are_claimed_by_a_searc
     s = scheduler
     calls = Counter(20)
     s.register("t", noting(calls), queue="q")
-    store = await pg_store(s)
-    spy = StoreWrapper(store)
-    searched: list[int] = []
-
-    async def search(
-        queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
-    ) -> list[object]:
-        rows = await store.job_claim_many(queues, limit, worker_id, held)
-        searched.append(len(rows))
-        return list(rows)
-
-    spy.override("job_claim_many", search)
+    spy = ClaimSpy(await pg_store(s))
     worker = worker_on(s, spy, concurrency=2, **QUIET)
     async with running(worker):
         await fired(worker.signals.claimed, 1)
@@ -96,7 +74,7 @@ async def test_jobs_committed_together_beyond_the_runners_are_claimed_by_a_searc
             ids = [await s.schedule("t", {"n": n}, conn=db) for n in range(20)]
         await wait(calls.done)
         await ended(s, *ids)
-    assert max(searched) > 1
+    assert max(len(took) for how, took in spy.claims if how == "search") > 1
     assert sorted(p["n"] for p in calls.calls) == list(range(20))
 
 
