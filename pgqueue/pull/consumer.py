@@ -24,10 +24,11 @@ How it stays cheap:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import anyio
 
@@ -55,6 +56,7 @@ SWEEP_S = 5.0  # expired leases are freed by a claiming consumer at most this of
 SWEEP_BATCH = 1000  # expired leases freed per statement
 SUSPENDED, WAITING = 0, -1  # the holder (jobs.worker_id) of a suspended job, of one waiting on others
 LEAVE_TIMEOUT_S = 5.0  # closing waits this long at most for the row's removal
+CLOSED = "the scheduler was closed: its pull calls have ended"
 _log = get_logger()
 
 
@@ -108,31 +110,47 @@ class Consumer:
     async def _open(self) -> PullStore:
         """The store, unless the scheduler was closed: a closing never reopens its pool."""
         if self._closed:
-            raise PgQueueError("the scheduler was closed: its pull calls have ended")
+            raise PgQueueError(CLOSED)
         return await self._store()
+
+    @contextlib.contextmanager
+    def _ended_by_close(self) -> Iterator[None]:
+        """End a call cut short by the scheduler's closing with the closing's error.
+
+        Its pool closed under it: it ends as a call that starts after the closing does,
+        not with the driver's error.
+        """
+        try:
+            yield
+        except Exception as exc:
+            if self._closed:
+                raise PgQueueError(CLOSED) from exc
+            raise
 
     async def claim(
         self, n: int, types: Sequence[str] | None, queues: Sequence[str] | None, lease_s: float
     ) -> list[Lease]:
         """Lease up to ``n`` due jobs now (no waiting)."""
-        store = await self._open()
-        if queues is None:
-            await self._sweep(store)  # first: a job freed from an expired lease puts its queue in the list
-        qs = list(queues) if queues is not None else await store.queues_with_jobs()
-        if not qs:
-            return []
-        return await self._claim_with(
-            lambda s, owner: s.lease_claim_many(qs, types, n, owner, lease_s), qs, lease_s
-        )
+        with self._ended_by_close():
+            store = await self._open()
+            if queues is None:
+                await self._sweep(store)  # first: a job freed from an expired lease lists its queue
+            qs = list(queues) if queues is not None else await store.queues_with_jobs()
+            if not qs:
+                return []
+            return await self._claim_with(
+                lambda s, owner: s.lease_claim_many(qs, types, n, owner, lease_s), qs, lease_s
+            )
 
     async def claim_one(self, job_id: int, lease_s: float) -> tuple[Lease | None, Row | None]:
         """Lease the given job if pending: (lease, None), or (None, its row for the error)."""
-        leases = await self._claim_with(
-            lambda s, owner: s.lease_claim_one(job_id, owner, lease_s), (), lease_s
-        )
-        if leases:
-            return leases[0], None
-        return None, await (await self._open()).lease_get(job_id)
+        with self._ended_by_close():
+            leases = await self._claim_with(
+                lambda s, owner: s.lease_claim_one(job_id, owner, lease_s), (), lease_s
+            )
+            if leases:
+                return leases[0], None
+            return None, await (await self._open()).lease_get(job_id)
 
     async def dequeue(
         self,

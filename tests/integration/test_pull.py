@@ -22,6 +22,7 @@ from pgqueue import (
     Scheduler,
 )
 from pgqueue.pull import consumer as consumer_module
+from pgqueue.store.postgres.pull import PullMixin
 from tests._proxy import PgProxy
 from tests._support import pg_store, running, runs, until, wait
 
@@ -238,6 +239,39 @@ async def test_closing_the_scheduler_ends_a_waiting_dequeue_without_reopening_it
     assert [type(e) for e in ended] == [PgQueueError]
     assert "closed" in str(ended[0])
     assert scheduler._store is None  # the dequeue did not reopen the pool
+
+
+async def test_a_claim_cut_short_by_the_closing_ends_with_the_closing_error(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dequeue whose claim is in flight when close() begins: the closing closes the pool
+    under it, and the call ends with the same PgQueueError as one started after it."""
+    in_flight = anyio.Event()
+    closing = anyio.Event()
+
+    async def claim_while_closing(*args: object, **kwargs: object) -> object:
+        in_flight.set()
+        await closing.wait()
+        raise asyncpg.InterfaceError("pool is closing")  # what the pool says to this claim now
+
+    monkeypatch.setattr(PullMixin, "lease_claim_many", claim_while_closing)
+    ended: list[BaseException] = []
+
+    async def dequeue() -> None:
+        try:
+            await scheduler.dequeue(queues=["q"], timeout=0)
+        except PgQueueError as exc:
+            ended.append(exc)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(dequeue)
+            await in_flight.wait()
+            consumer = scheduler._consumer
+            assert consumer is not None
+            await consumer.close(None)  # the scheduler's close() begins with this
+            closing.set()
+    assert [str(e) for e in ended] == [consumer_module.CLOSED]
 
 
 async def test_a_lease_call_during_an_outage_is_a_clear_error_and_the_lease_still_holds(
