@@ -120,6 +120,9 @@ async def test_listener_reconnects_and_catches_a_job_scheduled_during_the_gap(
     scheduler.register("work", work)
     worker = proxied.worker(poll_interval=60, on_error=lambda e: None)
     async with running(worker):
+        # Idle first: a claim in flight at the cut would fail, and its retry (not the
+        # reconnect's catch-up) could be what runs the second job.
+        await fired(worker.signals.claimed, 1)
         first = await scheduler.schedule("work")
         await until(lambda: len(done.calls) == 1)
         lost = worker.signals.listener_lost.count
