@@ -125,10 +125,7 @@ class WorkerStore(Faults, Protocol):
     async def job_claim_announced(
         self, ids: Sequence[int], queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
     ) -> list[Row]:
-        """Claim those of ``ids`` still ready in ``queues`` (at most ``limit``, locked ones skipped).
-
-        Rows as ``job_claim_many``'s, taken in its (priority, run_at, id) order.
-        """
+        """Claim up to ``limit`` of ``ids`` still ready in ``queues`` (SKIP LOCKED), as job_claim_many."""
         ...
 
     async def job_next_due(self, queues: Sequence[str], held: Held | None = None) -> float | None:

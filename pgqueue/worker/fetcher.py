@@ -156,11 +156,10 @@ class Fetcher(LimitedQueues):
     def notify_job(self, job_id: int) -> None:
         """One job is due now in one of our queues (a ``j:`` notification): claim it by id.
 
-        While a search is pending anyway, or the worker has limited queues, or the ids
-        outnumber the runners (a burst: the search takes them in priority order in one
-        statement), the id is not kept and a search is asked for instead.
+        Ids beyond the runners (a burst: the search takes them in priority order in one
+        statement) ask for a search instead; ``_by_id_now`` decides for the ids kept.
         """
-        if self._pending or self._backlog or self._seen or len(self._announced) >= self._config.concurrency:
+        if len(self._announced) >= self._config.concurrency:
             self._announced.clear()
             self.notify_ready()
             return
