@@ -189,14 +189,19 @@ class Fetcher(LimitedQueues):
         return min(cfg.poll_interval, FAST_POLL_S)
 
     def on_capacity(self) -> None:
-        """A run finished: claim again if work is waiting and we fell to the low watermark."""
+        """A run finished: claim again if work is waiting and we fell to the low watermark.
+
+        With no work known to wait and no job held, the worker is idle: its results are
+        written now rather than at their age (result_buffer.py).
+        """
         if self._capped:  # its slot is free now: a reason to claim
             self._capped = False
             self._limited_due = True
-        if (
-            self._pending or self._backlog or self._limited_due or self._announced
-        ) and self._stats.outstanding <= self._low_water:
-            self._wake.set()
+        if self._pending or self._backlog or self._limited_due or self._announced:
+            if self._stats.outstanding <= self._low_water:
+                self._wake.set()
+        elif not self._stats.outstanding:
+            self._results.idle()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -252,6 +257,8 @@ class Fetcher(LimitedQueues):
             got = await self._claim(want, plain=plain)
             if plain:
                 self._backlog = got == want
+                if not got and not self._stats.outstanding:  # the queues ran dry after a full claim
+                    self._results.idle()
             if plain and not self._backlog and look_ahead and self._due_queues:
                 due = await self._store.job_next_due(self._due_queues, self._held)
                 look_ahead = False

@@ -4,6 +4,13 @@ Why not an anyio memory stream: see ``job_buffer.py`` (a checkpoint per item cos
 visible share of the per-job budget). :meth:`ResultBuffer.put` asks its caller to wait
 above ``high_water`` until the flusher drains it below ``low_water`` (hysteresis, as
 River's batch completer does). Nothing is dropped.
+
+A flush is due at ``flush_max`` results, when the oldest is ``flush_age`` old, or as soon
+as the worker is idle (:meth:`ResultBuffer.idle`: it holds no job and knows of none
+waiting): waiting would only delay the results (and ``wait()``) while nothing else
+competes for the database. Flushes for idleness go out at most once per ``flush_age``
+(the buffer's creation counts as one), so a trickle of jobs is still written in batches,
+one statement per ``flush_age`` as with the age rule alone.
 """
 
 from __future__ import annotations
@@ -43,6 +50,10 @@ class ResultBuffer(Generic[T]):
         # The batch the flusher took last: being written, or written (kept until the next take).
         self._taken: list[T] = []
         self._first_at = 0.0  # monotonic time the oldest buffered item arrived
+        # When the last flush for idleness went out; the start counts as one, so a flush_age
+        # set out of reach (tests, strict batching) keeps everything buffered.
+        self._idle_at = monotonic()
+        self._idle = False  # the worker held no job after one of the buffered results
         self._nonempty = asyncio.Event()
         self._full = asyncio.Event()  # >= flush_max: flush now
         self._drained = asyncio.Event()  # below low_water again after being above high_water
@@ -69,6 +80,14 @@ class ResultBuffer(Generic[T]):
                 self._drained.clear()
         return not self._drained.is_set()
 
+    def idle(self) -> None:
+        """The worker holds no job any more: write what is buffered without waiting for its age.
+
+        Called by a runner after its result, when nothing is running or waiting to run.
+        """
+        self._idle = True
+        self._full.set()  # wakes wait_batch, which decides
+
     async def wait_drained(self) -> None:
         """Wait until the flusher has brought the buffer below its low-water mark."""
         await self._drained.wait()
@@ -88,18 +107,29 @@ class ResultBuffer(Generic[T]):
         return not self._drained.is_set()
 
     async def wait_batch(self) -> None:
-        """Return when a flush is due: ``flush_max`` items, or the oldest is ``flush_age`` old."""
+        """Return when a flush is due: ``flush_max`` items, the oldest ``flush_age`` old, or idle.
+
+        Idle (:meth:`idle`) brings the flush forward, to at once or to ``flush_age`` after
+        the previous flush for idleness, whichever is later.
+        """
         self._taken = []  # the flusher waits again: its last batch is written (or restored)
         while not self._items:
             self._nonempty.clear()
             await self._nonempty.wait()
-        if len(self._items) >= self.flush_max:
-            return
-        remaining = self._first_at + self.flush_age - self._monotonic()
-        if remaining > 0:
+        while len(self._items) < self.flush_max:
+            now = self._monotonic()
+            due = self._first_at + self.flush_age
+            if due <= now:
+                return
+            if self._idle:
+                idle_due = self._idle_at + self.flush_age
+                if idle_due <= now:
+                    self._idle_at = now
+                    return
+                due = min(due, idle_due)
             self._full.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), remaining)
+                await asyncio.wait_for(self._full.wait(), due - now)
 
     def take(self, limit: int) -> list[T]:
         """Remove and return the oldest ``limit`` items (the rest stay, as old as they were)."""
@@ -108,6 +138,7 @@ class ResultBuffer(Generic[T]):
         else:
             items, self._items = self._items[:limit], self._items[limit:]
         self._taken = items
+        self._idle = False
         if len(self._items) < self.flush_max:
             self._full.clear()
         self._release_waiters()

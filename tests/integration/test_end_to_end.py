@@ -257,6 +257,47 @@ async def test_shutdown_flushes_buffered_results(scheduler: Scheduler, db: async
     assert await hot_count(db, scheduler.schema) == 0
 
 
+class _MovedOn:
+    """The real clocks, with the monotonic one moved ahead when the test says."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+        self.time = time.time
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+
+async def test_an_idle_worker_writes_its_results_without_waiting_for_flush_age(
+    scheduler: Scheduler, db: asyncpg.Connection
+) -> None:
+    """Nothing left to run: the results go out at once, though the oldest is far from flush_age.
+
+    The worker's start counts as a flush that was not full, so the clock is moved one
+    flush_age past it first; the results' own age then stays an hour away.
+    """
+    done = Counter(3)
+
+    @scheduler.job("noop")
+    async def noop(job: Job) -> None:
+        done.hit(job.id)
+
+    clock = _MovedOn()
+    worker = scheduler.worker(flush_max=1000, flush_age=3600)
+    worker._clock = clock  # noqa: SLF001 - the test's clock, before the run builds its stages
+    async with running(worker):
+        clock.ahead = 3600.0
+        await scheduler.schedule_many("noop", range(3))
+        await wait(done.done)
+        await until(lambda: _runs_written(db, scheduler.schema, 3))
+        assert worker.flushes == 1
+    assert await hot_count(db, scheduler.schema) == 0
+
+
+async def _runs_written(db: asyncpg.Connection, schema: str, n: int) -> bool:
+    return len(await runs(db, schema)) == n
+
+
 async def test_unknown_type_fails_once_with_a_clear_error(
     dsn: str, scheduler: Scheduler, db: asyncpg.Connection
 ) -> None:

@@ -127,6 +127,82 @@ async def test_age_is_measured_from_the_first_item_after_a_take() -> None:
         tg.cancel_scope.cancel()
 
 
+async def test_idle_makes_a_young_batch_due_at_once() -> None:
+    clock = FakeMonotonic()
+    buf = result_buffer(flush_max=100, flush_age=10.0, clock=clock)
+    clock.now += 10.0  # the buffer's creation counts as a short flush: one flush_age has passed
+    await put(buf, 1)
+    async with started(buf.wait_batch) as (flag, _tg):
+        assert not flag.done  # one young result and the worker still busy: wait for its age
+        buf.idle()  # the worker holds no job now
+    assert flag.done
+    assert buf.take(1000) == [1]
+
+
+async def test_idle_flushes_that_are_not_full_go_out_once_per_flush_age() -> None:
+    clock = FakeMonotonic()
+    buf = result_buffer(flush_max=100, flush_age=10.0, clock=clock)
+    clock.now += 10.0
+    await put(buf, 1)
+    buf.idle()
+    with anyio.fail_after(HANG_GUARD_S):
+        await buf.wait_batch()  # a flush_age after the creation: at once
+    assert buf.take(1000) == [1]
+    clock.now += 4.0
+    await put(buf, 2)
+    buf.idle()  # idle again 4 s after the last short flush: not before 10 s after it
+    async with started(buf.wait_batch) as (flag, tg):
+        assert not flag.done
+        tg.cancel_scope.cancel()
+    clock.now += 6.0  # 10 s after the last short flush (6 s before the result's own age)
+    with anyio.fail_after(HANG_GUARD_S):
+        await buf.wait_batch()
+    assert buf.take(1000) == [2]
+
+
+async def test_idle_does_not_flush_within_flush_age_of_the_start() -> None:
+    """A flush_age out of reach keeps results buffered while the worker idles (the start counts)."""
+    clock = FakeMonotonic()
+    buf = result_buffer(flush_max=100, flush_age=3600.0, clock=clock)
+    await put(buf, 1)
+    buf.idle()
+    async with started(buf.wait_batch) as (flag, tg):
+        assert not flag.done
+        tg.cancel_scope.cancel()
+
+
+async def test_full_flushes_do_not_hold_back_an_idle_flush() -> None:
+    clock = FakeMonotonic()
+    buf = result_buffer(flush_max=2, flush_age=10.0, clock=clock)
+    clock.now += 10.0
+    await put(buf, 1)
+    await put(buf, 2)
+    with anyio.fail_after(HANG_GUARD_S):
+        await buf.wait_batch()  # full
+    assert buf.take(2) == [1, 2]
+    await put(buf, 3)
+    buf.idle()  # the end of a burst: its last results go out now, not after flush_age
+    with anyio.fail_after(HANG_GUARD_S):
+        await buf.wait_batch()
+    assert buf.take(2) == [3]
+
+
+async def test_an_age_flush_does_not_hold_back_an_idle_flush() -> None:
+    clock = FakeMonotonic()
+    buf = result_buffer(flush_max=100, flush_age=10.0, clock=clock)
+    await put(buf, 1)
+    clock.now += 10.0
+    with anyio.fail_after(HANG_GUARD_S):
+        await buf.wait_batch()  # by age
+    assert buf.take(1000) == [1]
+    clock.now += 1.0
+    await put(buf, 2)
+    buf.idle()  # the last flush for idleness was the start, 11 s ago: at once
+    with anyio.fail_after(HANG_GUARD_S):
+        await buf.wait_batch()
+    assert buf.take(1000) == [2]
+
+
 # -- ResultBuffer: backpressure with hysteresis ------------------------------------------
 
 
