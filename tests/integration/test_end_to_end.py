@@ -284,7 +284,7 @@ async def test_an_idle_worker_writes_its_results_without_waiting_for_flush_age(
 
     clock = _MovedOn()
     worker = scheduler.worker(flush_max=1000, flush_age=3600)
-    worker._clock = clock  # noqa: SLF001 - the test's clock, before the run builds its stages
+    worker._clock = clock  # the test's clock, before the run builds its stages
     async with running(worker):
         clock.ahead = 3600.0
         await scheduler.schedule_many("noop", range(3))
