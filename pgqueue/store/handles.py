@@ -41,10 +41,6 @@ class CallerConnection(Protocol):
 class Held(Protocol):
     """A connection a stage keeps for its lifetime (claims, flushes); opaque to the stage."""
 
-    async def open(self) -> None:
-        """Connect now rather than at the first use (a worker's start, beside its registration)."""
-        ...
-
     async def release(self) -> None:
         """Give it back (when the stage stops)."""
         ...

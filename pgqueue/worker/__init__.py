@@ -25,9 +25,8 @@ the same clean-up runs shielded, with a deadline.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -40,7 +39,7 @@ from pgqueue._log import WORKER_ERROR, WORKER_REGISTERED, WORKER_STOPPED, get_lo
 from pgqueue._models import Job, Outcome
 from pgqueue._registry import Registry
 from pgqueue._signals import Signal, WorkerSignals
-from pgqueue.store import Held, WorkerBackend
+from pgqueue.store import WorkerBackend
 
 from .collector import freeze_startup_heap
 from .job_buffer import JobBuffer
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Worker"]
 
-HeldPair: TypeAlias = tuple[Held | None, Held | None]  # the claims' and the flushes' connections
 CLEANUP_DEADLINE_S = 10.0  # shielded clean-up (release, last flush, deregister) gives up after this
 _log = get_logger()
 
@@ -223,14 +221,36 @@ class Worker:
         scheduler = None if self._scheduler is None else CURRENT_SCHEDULER.set(self._scheduler)
         try:
             store = await self._open_store()
-            # Claims and flushes each keep a connection when the pool can spare them.
-            held = (store.hold(), store.hold())
+            if not await self._register_with_retry(store):
+                return  # shutdown() while the database was still unreachable
+            if self.config.freeze_gc:
+                freeze_startup_heap()  # once per process, before the first claim (collector.py)
+            log = _log.bind(worker_id=self.id)
+            log.info(WORKER_REGISTERED, queues=list(self.config.queues), concurrency=self.config.concurrency)
+            metrics = self.config.metrics
+            tally = None if metrics is None else metrics.attach(self, store, self.config.queues)
             try:
-                if await self._register_connecting(store, held):
-                    await self._run_registered(store, held, task_status)
+                self._stages = build(
+                    store=store,
+                    config=self.config,
+                    registry=self._registry,
+                    clock=self._clock,
+                    identity=self._identity,
+                    signals=self.signals,
+                    stats=self.stats,
+                    cancel_local=self.cancel_local,
+                    suspend_local=self.suspend_local,
+                    report=self._report,
+                    tally=tally,
+                )
+                await self._serve(self._stages, task_status)
             finally:
-                if self._stages is None:  # never built: no stage took the held connections
-                    await _release_all(held)
+                try:
+                    await self._cleanup(store)
+                finally:  # a clean-up that fails must not leave the worker's gauges on scrapes
+                    if metrics is not None and tally is not None:
+                        metrics.detach(tally)
+                log.info(WORKER_STOPPED, jobs_run=self.stats.finished)
         except BaseExceptionGroup as group:
             # The stages' task groups wrap what they raise; callers get the error itself.
             raise unwrap_group(group) from None
@@ -239,54 +259,6 @@ class Worker:
                 reset_scheduler(scheduler)
             self._running = False
             self._done.set()
-
-    async def _register_connecting(self, store: WorkerBackend, held: HeldPair) -> bool:
-        """Register while the held connections connect (not one after another at first use).
-
-        Returns False when :meth:`shutdown` came first (nothing was registered).
-        """
-        async with anyio.create_task_group() as ahead:
-            for h in held:
-                if h is not None:
-                    ahead.start_soon(_open_quietly, h)
-            registered = await self._register_with_retry(store)
-            if not registered:
-                ahead.cancel_scope.cancel()
-        return registered
-
-    async def _run_registered(
-        self, store: WorkerBackend, held: HeldPair, task_status: anyio.abc.TaskStatus[None]
-    ) -> None:
-        """Build the stages and serve until stopped; then write, give back and deregister."""
-        if self.config.freeze_gc:
-            freeze_startup_heap()  # once per process, before the first claim (collector.py)
-        log = _log.bind(worker_id=self.id)
-        log.info(WORKER_REGISTERED, queues=list(self.config.queues), concurrency=self.config.concurrency)
-        metrics = self.config.metrics
-        tally = None if metrics is None else metrics.attach(self, store, self.config.queues)
-        try:
-            self._stages = build(
-                store=store,
-                config=self.config,
-                registry=self._registry,
-                clock=self._clock,
-                identity=self._identity,
-                signals=self.signals,
-                stats=self.stats,
-                cancel_local=self.cancel_local,
-                suspend_local=self.suspend_local,
-                report=self._report,
-                held=held,
-                tally=tally,
-            )
-            await self._serve(self._stages, task_status)
-        finally:
-            try:
-                await self._cleanup(store)
-            finally:  # a clean-up that fails must not leave the worker's gauges on scrapes
-                if metrics is not None and tally is not None:
-                    metrics.detach(tally)
-            log.info(WORKER_STOPPED, jobs_run=self.stats.finished)
 
     async def _register_with_retry(self, store: WorkerBackend) -> bool:
         """Check the schema and register, waiting out a database that is down or restarting.
@@ -406,18 +378,3 @@ def _ask_to_suspend(job_id: int) -> Callable[[Runner], bool]:
         return True
 
     return ask
-
-
-async def _open_quietly(held: Held) -> None:
-    """Connect ahead; a failure is not reported here: the first use connects again and reports it."""
-    with contextlib.suppress(Exception):
-        await held.open()
-
-
-async def _release_all(held: HeldPair) -> None:
-    """Give back held connections no stage took (a start cut short), shielded."""
-    with anyio.CancelScope(shield=True):
-        for h in held:
-            if h is not None:
-                with anyio.move_on_after(CLEANUP_DEADLINE_S):
-                    await h.release()

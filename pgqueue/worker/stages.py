@@ -76,14 +76,11 @@ def build(
     cancel_local: Callable[[int], object],
     suspend_local: Callable[[int], object],
     report: Callable[[BaseException, str], None],
-    held: tuple[Held | None, Held | None],
     tally: Tally | None = None,
 ) -> Stages:
     """Build every stage once, in data-flow order; later stages get earlier ones' callbacks.
 
-    ``held``: the connections the claims and the flushes keep (``store.hold()`` each, None
-    when the pool cannot spare them). ``tally``: where the fetcher and the flusher count
-    claims and flushes for metrics.
+    ``tally``: where the fetcher and the flusher count claims and flushes for metrics.
     """
     cfg = config
     jobs: JobBuffer[Job] = JobBuffer()
@@ -93,7 +90,8 @@ def build(
         high_water=cfg.buffer_max,
         monotonic=clock.monotonic,
     )
-    claim_conn, flush_conn = held
+    # Claims and flushes each keep a connection, when the pool can spare them.
+    claim_conn, flush_conn = store.hold(), store.hold()
     turns = Turns(enabled=cfg.take_turns)  # the claim and the flush take turns on the database
     built: list[Runner] = []  # the runners, for the fetcher's look at the jobs they run
     fetcher = Fetcher(
@@ -192,7 +190,7 @@ def build(
         report=report,
         signals=signals,
     )
-    kept = tuple(h for h in held if h is not None)
+    held = tuple(h for h in (claim_conn, flush_conn) if h is not None)
     return Stages(
         jobs,
         results,
@@ -205,7 +203,7 @@ def build(
         reaper,
         leader,
         progress,
-        kept,
+        held,
         store,
     )
 

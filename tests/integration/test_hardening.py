@@ -22,18 +22,7 @@ from pgqueue import (
     Worker,
 )
 from pgqueue._config import WorkerConfig
-from tests._support import (
-    Counter,
-    StoreWrapper,
-    fired,
-    hot_count,
-    pg_store,
-    running,
-    runs,
-    until,
-    wait,
-    worker_on,
-)
+from tests._support import Counter, fired, hot_count, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -171,32 +160,6 @@ async def test_run_raises_the_error_itself_not_a_group(dsn: str, schema_name: st
             await s.worker().run()
     finally:
         await s.close()
-
-
-async def test_a_start_that_fails_after_connecting_gives_the_held_connections_back(
-    scheduler: Scheduler,
-) -> None:
-    """The claims' and the flushes' connections open while the worker registers; a start
-    that then fails (here the registration itself) leaves none of them taken from the pool."""
-    store = await pg_store(scheduler)
-    pool = store.pool
-
-    def in_use() -> int:
-        return pool.get_size() - pool.get_idle_size()
-
-    class RefusedError(Exception):
-        pass
-
-    async def refuse(*_args: object) -> object:
-        await until(lambda: in_use() == 2)  # both held connections are open by now
-        raise RefusedError("registration refused")
-
-    wrapper = StoreWrapper(store)
-    wrapper.override("worker_register", refuse)
-    scheduler.register("noop", lambda job: None)
-    with pytest.raises(RefusedError):
-        await worker_on(scheduler, wrapper).run()
-    assert in_use() == 0
 
 
 @pytest.mark.parametrize(

@@ -218,10 +218,6 @@ class HeldConnection:
             conn = self._conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT_S)
         return conn
 
-    async def open(self) -> None:
-        """Acquire the connection now: a worker connects its stages while it registers."""
-        await self.get()
-
     async def release(self) -> None:
         """Give the connection back (after an error, and when the stage stops)."""
         conn, self._conn = self._conn, None
