@@ -178,7 +178,8 @@ class WorkerConfig:
     flush_max: int = FLUSH_MAX
     """Results buffered before they are written."""
     flush_age: float = FLUSH_AGE_S
-    """Seconds the oldest buffered result may wait before it is written."""
+    """Seconds the oldest buffered result may wait before it is written; an idle worker
+    writes at once, at most once per this many seconds."""
     buffer_max: int = FLUSH_MAX * BUFFER_BATCHES
     """Results buffered at most (default: 4 × flush_max); runners wait (and claims pause)
     above it."""
