@@ -257,8 +257,8 @@ class Fetcher(LimitedQueues):
             got = await self._claim(want, plain=plain)
             if plain:
                 self._backlog = got == want
-                if not got and not self._stats.outstanding:  # the queues ran dry after a full claim
-                    self._results.idle()
+                if not (got or self._stats.outstanding or self._pending or self._announced):
+                    self._results.idle()  # a search found nothing and nothing runs: idle
             if plain and not self._backlog and look_ahead and self._due_queues:
                 due = await self._store.job_next_due(self._due_queues, self._held)
                 look_ahead = False

@@ -1,7 +1,8 @@
 """Writes finished runs in batches: one statement ends or puts back the jobs and logs their runs.
 
-A flush is due at ``flush_max`` results or when the oldest is ``flush_age`` old (River's
-batch completer and pgxjob's buffered results). A failed write keeps the batch and retries
+A flush is due at ``flush_max`` results, when the oldest is ``flush_age`` old (River's
+batch completer and pgxjob's buffered results), or when the worker is idle (see
+``result_buffer.py``). A failed write keeps the batch and retries
 with backoff; while it fails the result buffer fills, runners block at its high-water mark
 and claiming pauses, so nothing is dropped and nothing piles up without bound. The write is
 fenced by (worker, attempt) in SQL, so retrying a flush that did commit changes nothing.

@@ -9,14 +9,13 @@ A flush is due at ``flush_max`` results, when the oldest is ``flush_age`` old, o
 as the worker is idle (:meth:`ResultBuffer.idle`: it holds no job and knows of none
 waiting): waiting would only delay the results (and ``wait()``) while nothing else
 competes for the database. Flushes for idleness go out at most once per ``flush_age``
-(the buffer's creation counts as one), so a trickle of jobs is still written in batches,
-one statement per ``flush_age`` as with the age rule alone.
+(the buffer's creation counts as one), so a trickle of jobs is still written in batches:
+besides the age flushes, at most one more statement per ``flush_age``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -81,12 +80,15 @@ class ResultBuffer(Generic[T]):
         return not self._drained.is_set()
 
     def idle(self) -> None:
-        """The worker holds no job any more: write what is buffered without waiting for its age.
+        """The worker is idle: write what is buffered without waiting for its age.
 
-        Called by a runner after its result, when nothing is running or waiting to run.
+        Called by the fetcher when the worker holds no job and knows of none waiting. With
+        nothing buffered it is ignored: idleness is about the results already here, and a
+        flag left standing would send the next burst's first result out alone.
         """
-        self._idle = True
-        self._full.set()  # wakes wait_batch, which decides
+        if self._items:
+            self._idle = True
+            self._full.set()  # wakes wait_batch, which decides
 
     async def wait_drained(self) -> None:
         """Wait until the flusher has brought the buffer below its low-water mark."""
@@ -116,7 +118,7 @@ class ResultBuffer(Generic[T]):
         while not self._items:
             self._nonempty.clear()
             await self._nonempty.wait()
-        while len(self._items) < self.flush_max:
+        while 0 < len(self._items) < self.flush_max:
             now = self._monotonic()
             due = self._first_at + self.flush_age
             if due <= now:
@@ -128,8 +130,11 @@ class ResultBuffer(Generic[T]):
                     return
                 due = min(due, idle_due)
             self._full.clear()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._full.wait(), due - now)
+            except TimeoutError:
+                return  # due by the loop's clock: not looping on a coarser monotonic clock
+            # woken: flush_max reached, or idle (look again)
 
     def take(self, limit: int) -> list[T]:
         """Remove and return the oldest ``limit`` items (the rest stay, as old as they were)."""

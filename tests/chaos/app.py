@@ -44,6 +44,7 @@ RETRY = LinearBackoff(5, 0.05)
 FLAKY_RETRY = LinearBackoff(3, 0.05)
 EXEC_TABLE = "chaos_exec"
 CAPPED_QUEUE = "capped"
+PULL_READY = "pull consumer ready"  # a pull consumer's log line once it handles SIGTERM
 CAPPED_LIMIT = 3
 PULLED_QUEUE = "pulled"
 CAPPED_TABLE = "chaos_capped"  # each capped run's start and end, for the harness's overlap check

@@ -55,6 +55,7 @@ from pgqueue import DatabaseUnavailableError, Scheduler
 from pgqueue._devdb import embedded_dsn
 from pgqueue.pull.store import PullStore
 from pgqueue.store.postgres import is_unavailable
+from tests._support import until
 from tests.chaos import app
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -352,6 +353,9 @@ class Workers:
         self.cfg = cfg
         self.pull = pull
         self.name = "pull" if pull else "worker"
+        # The log line after which the process handles SIGTERM: a SIGTERM before it (still
+        # importing) ends it the way it ends any Python program, which is not a bad stop.
+        self.ready_marker = app.PULL_READY.encode() if pull else b"worker_registered"
         self.env = {
             **os.environ,
             "PGQUEUE_DSN": dsn,
@@ -410,8 +414,14 @@ class Workers:
         return out
 
     async def stop_all(self, deadline_s: float) -> list[tuple[str, int | None, str]]:
-        """SIGTERM every live worker, wait, SIGKILL after the deadline; returns bad exits."""
+        """SIGTERM every live worker once it is ready, wait, SIGKILL after the deadline; returns bad exits.
+
+        A replacement started just before the stop may still be starting: it is given
+        until the deadline to say it is ready (one that never does is a bad exit too).
+        """
         bad: list[tuple[str, int | None, str]] = []
+        with contextlib.suppress(TimeoutError):
+            await until(lambda: all(self._ready(w) for w in self.live), deadline_s)
         for w in self.live:
             with contextlib.suppress(ProcessLookupError):
                 w.proc.send_signal(signal.SIGTERM)
@@ -427,6 +437,9 @@ class Workers:
                 bad.append((f"{self.name}-{w.index}", code, f"exit code {code}: {_last_error(w.log_path)}"))
             self._retire(w)
         return bad
+
+    def _ready(self, w: WorkerProc) -> bool:
+        return w.proc.returncode is not None or self.ready_marker in w.log_path.read_bytes()
 
     async def kill_all(self) -> None:
         for w in list(self.live):

@@ -19,6 +19,7 @@ import signal
 import sys
 
 import anyio
+import anyio.abc
 
 from pgqueue import Lease, LeaseLost, Scheduler
 from tests.chaos import app
@@ -61,13 +62,15 @@ async def main() -> None:
     app.register(scheduler)
     async with anyio.create_task_group() as tg:
 
-        async def stop_on_sigterm() -> None:
+        async def stop_on_sigterm(*, task_status: anyio.abc.TaskStatus[None]) -> None:
             with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                task_status.started()
                 async for _ in signals:
                     tg.cancel_scope.cancel()
                     return
 
-        tg.start_soon(stop_on_sigterm)
+        await tg.start(stop_on_sigterm)
+        _log.info(app.PULL_READY)  # the harness stops this process only after this line
         try:
             await consume(scheduler)
         finally:

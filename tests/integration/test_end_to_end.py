@@ -16,7 +16,7 @@ from pgqueue import Job, Outcome, Scheduler, log_final_runs
 from pgqueue._models import ShouldLogRun
 from pgqueue.store import FlushBatch
 from pgqueue.worker.results import RunResult
-from tests._support import Counter, hot_count, hot_empty, pg_store, running, runs, until, wait
+from tests._support import QUIET, Counter, hot_count, hot_empty, pg_store, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -273,17 +273,21 @@ async def test_an_idle_worker_writes_its_results_without_waiting_for_flush_age(
 ) -> None:
     """Nothing left to run: the results go out at once, though the oldest is far from flush_age.
 
-    The worker's start counts as a flush that was not full, so the clock is moved one
-    flush_age past it first; the results' own age then stays an hour away.
+    The worker's start counts as an idle flush, so the clock is moved one flush_age past
+    it first; the results' own age then stays an hour away. The runs end one by one: the
+    first results wait for the last run (the worker is not idle before it), and one flush
+    writes them all.
     """
     done = Counter(3)
 
     @scheduler.job("noop")
     async def noop(job: Job) -> None:
+        await anyio.sleep(0.02 * job.params)  # the runs end one by one, while others still run
         done.hit(job.id)
 
     clock = _MovedOn()
-    worker = scheduler.worker(flush_max=1000, flush_age=3600)
+    # No poll or heartbeat in the test's time: the last run's end is what makes it idle.
+    worker = scheduler.worker(flush_max=1000, flush_age=3600, **QUIET)
     worker._clock = clock  # the test's clock, before the run builds its stages
     async with running(worker):
         clock.ahead = 3600.0

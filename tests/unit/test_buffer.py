@@ -160,6 +160,18 @@ async def test_idle_flushes_that_are_not_full_go_out_once_per_flush_age() -> Non
     assert buf.take(1000) == [2]
 
 
+async def test_idle_with_nothing_buffered_does_not_send_the_next_result_out_alone() -> None:
+    """Idle on an empty buffer is ignored: the next results wait for their age or a real idle."""
+    clock = FakeMonotonic()
+    buf = result_buffer(flush_max=100, flush_age=10.0, clock=clock)
+    clock.now += 10.0
+    buf.idle()  # a search found nothing while nothing was buffered
+    await put(buf, 1)  # the first result of the next burst, the worker busy with the rest
+    async with started(buf.wait_batch) as (flag, tg):
+        assert not flag.done
+        tg.cancel_scope.cancel()
+
+
 async def test_idle_does_not_flush_within_flush_age_of_the_start() -> None:
     """A flush_age out of reach keeps results buffered while the worker idles (the start counts)."""
     clock = FakeMonotonic()
