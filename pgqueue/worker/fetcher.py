@@ -189,11 +189,7 @@ class Fetcher(LimitedQueues):
         return min(cfg.poll_interval, FAST_POLL_S)
 
     def on_capacity(self) -> None:
-        """A run finished: claim again if work is waiting and we fell to the low watermark.
-
-        With no work known to wait and no job held, the worker is idle: its results are
-        written now rather than at their age (result_buffer.py).
-        """
+        """A run finished: claim again if work waits and we fell to the low watermark; or idle."""
         if self._capped:  # its slot is free now: a reason to claim
             self._capped = False
             self._limited_due = True

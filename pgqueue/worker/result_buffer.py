@@ -133,6 +133,8 @@ class ResultBuffer(Generic[T]):
             try:
                 await asyncio.wait_for(self._full.wait(), due - now)
             except TimeoutError:
+                if self._idle:  # its turn came: counted as a flush for idleness
+                    self._idle_at = self._monotonic()
                 return  # due by the loop's clock: not looping on a coarser monotonic clock
             # woken: flush_max reached, or idle (look again)
 

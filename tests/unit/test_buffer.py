@@ -160,6 +160,29 @@ async def test_idle_flushes_that_are_not_full_go_out_once_per_flush_age() -> Non
     assert buf.take(1000) == [2]
 
 
+async def test_an_idle_flush_that_waited_for_its_turn_counts_as_one() -> None:
+    clock = FakeMonotonic()
+    buf = result_buffer(flush_max=100, flush_age=10.0, clock=clock)
+    clock.now += 10.0
+    await put(buf, 1)
+    buf.idle()
+    with anyio.fail_after(HANG_GUARD_S):
+        await buf.wait_batch()  # at once
+    assert buf.take(1000) == [1]
+    clock.now += 9.99
+    await put(buf, 2)
+    buf.idle()  # its turn is 10 s after the last one: it waits out the rest, then goes
+    with anyio.fail_after(HANG_GUARD_S):
+        await buf.wait_batch()
+    assert buf.take(1000) == [2]
+    clock.now += 0.02  # 10 s after the first idle flush, not after the second
+    await put(buf, 3)
+    buf.idle()
+    async with started(buf.wait_batch) as (flag, tg):
+        assert not flag.done
+        tg.cancel_scope.cancel()
+
+
 async def test_idle_with_nothing_buffered_does_not_send_the_next_result_out_alone() -> None:
     """Idle on an empty buffer is ignored: the next results wait for their age or a real idle."""
     clock = FakeMonotonic()
