@@ -40,13 +40,14 @@ class JobId(int):
     ``inserted`` is False when ``unique_key`` found a job that already held the key.
     """
 
-    inserted: bool
+    inserted: bool = True  # the class's default: only a found id sets its own
 
     @classmethod
     def of(cls, job_id: int, *, inserted: bool) -> JobId:
         """The id, marked as created by this call or found."""
         jid = cls(job_id)
-        jid.inserted = inserted
+        if not inserted:
+            jid.inserted = False
         return jid
 
 
@@ -76,7 +77,16 @@ def prepare(  # noqa: PLR0917 - schedule()'s own arguments, passed straight thro
     priority: int,
     timeout: float | None,
 ) -> Target:
-    """Check everything but the params; shared by schedule() and schedule_many()."""
+    """Check everything but the params; shared by schedule() and schedule_many().
+
+    A call that leaves every option at its default gets the type's target as checked the
+    first time (``Registry.targets``): ``schedule()`` is on the pickup-latency path.
+    """
+    plain = queue is None and run_at is None and timeout is None and type(priority) is int and priority == 0
+    if plain:
+        known = registry.targets.get(type_)
+        if known is not None:
+            return known
     jt = registry.require(type_)
     q = jt.queue if queue is None else queue
     check_name("queue", q)
@@ -85,7 +95,10 @@ def prepare(  # noqa: PLR0917 - schedule()'s own arguments, passed straight thro
     # The type's timeout is stored on the job too, so rescue knows the run's deadline.
     timeout_s = jt.timeout if limit is None else limit
     jobs = NewJobs(q, type_, at, check_priority(priority), timeout_s, delay)
-    return Target(jobs, jt.params, jt.unique_for, jt.unique_kept_after)
+    target = Target(jobs, jt.params, jt.unique_for, jt.unique_kept_after)
+    if plain:
+        registry.targets[type_] = target
+    return target
 
 
 def check_depends_on(depends_on: Iterable[int] | None) -> list[int]:

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import inspect
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from ._config import MAX_ATTEMPTS, check_max_attempts, check_name, check_timeout
 from ._errors import ConfigError, UnknownJobTypeError, check_delay
@@ -18,6 +19,9 @@ from ._params import ParamsAdapter, adapter_for
 from ._records import JobTypeInfo
 from ._retry import ErrorFilter
 from .periodic.spec import PeriodicSpec
+
+if TYPE_CHECKING:  # _enqueue imports this module
+    from ._enqueue import Target
 
 __all__ = ["JobType", "Registry"]
 
@@ -77,6 +81,8 @@ class Registry:
         self._types: dict[str, JobType] = {}
         self.by_name: Mapping[str, JobType] = self._types
         """Read-only view for the runner's per-job lookup (one dict get, no call)."""
+        self.targets: dict[str, Target] = {}
+        """Each type's target for a schedule() call with default options (``_enqueue.prepare``)."""
         self.periodic: dict[str, PeriodicSpec] = {}
         """Periodic declarations by name (``@scheduler.periodic``); the enqueuer reads them."""
 

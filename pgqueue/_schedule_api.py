@@ -96,7 +96,7 @@ class JobScheduling:
             if deps:
                 job_id = JobId.of(await self._insert_dependent(store, conn, t, encoded, deps), inserted=True)
             elif unique_key is None:
-                job_id = JobId.of(await store.job_insert(conn, t.jobs, encoded), inserted=True)
+                job_id = JobId(await store.job_insert(conn, t.jobs, encoded))  # inserted, the default
             else:
                 found, inserted = await store.job_insert_unique(
                     conn, t.jobs, encoded, key=unique_key, keep_s=t.keep_s, keep_after=t.keep_after

@@ -11,6 +11,7 @@ and the dispatch to a runner.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 
@@ -52,7 +53,7 @@ async def bench_latency(dsn: str, params: Params) -> dict[str, object]:
             for i in range(params.lat_n):
                 delay = base + i * params.lat_spacing_s - time.perf_counter()
                 if delay > 0:
-                    await anyio.sleep(delay)
+                    await asyncio.sleep(delay)  # the peers' grid loop (common.py), step for step
                 t_enq = time.time()
                 await producer.schedule(JOB_TYPE, {"i": i, "t_enq": t_enq, **PAYLOAD})
                 enqueue_ms.append((time.time() - t_enq) * 1000.0)

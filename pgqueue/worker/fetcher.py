@@ -210,16 +210,17 @@ class Fetcher(LimitedQueues):
         backoff = Backoff()
         while True:
             self._wake.clear()
-            look_ahead = self._deadlines_passed(clock.monotonic()) or look_ahead
-            if clock.monotonic() >= next_poll:
-                next_poll = clock.monotonic() + self._poll_interval()
+            now = clock.monotonic()  # once per cycle: the pickup's path runs through here
+            look_ahead = self._deadlines_passed(now) or look_ahead
+            if now >= next_poll:
+                next_poll = now + self._poll_interval()
                 self._pending = look_ahead = True
-            lease_at = self._lease_at(clock.monotonic()) if self._gates else None
-            if lease_at is not None and lease_at <= clock.monotonic():
+            lease_at = self._lease_at(now) if self._gates else None
+            if lease_at is not None and lease_at <= now:
                 await self._tend_leases_or_back_off(backoff)
                 continue
             want = self._want()
-            if want > 0 and self._announced and self._by_id_now(want):
+            if want > 0 and self._announced and self._by_id_now(want, now):
                 await self._claim_announced(want, backoff)
                 continue
             if want > 0 and (self._pending or self._backlog or self._limited_due):
@@ -227,7 +228,7 @@ class Fetcher(LimitedQueues):
                 continue
             deadlines = (self._next_due, self._relook_at, self._retry_at, lease_at)
             timeout = min([next_poll, *(t for t in deadlines if t is not None)])
-            timeout -= clock.monotonic()
+            timeout -= now
             # A timer on the loop rather than a cancel scope: this runs once per claim cycle,
             # on the pickup-latency path.
             timer = asyncio.get_running_loop().call_later(max(timeout, 0.0), self._wake.set)
@@ -269,7 +270,7 @@ class Fetcher(LimitedQueues):
             await self._claim_failed(exc, backoff)
         return look_ahead
 
-    def _by_id_now(self, want: int) -> bool:
+    def _by_id_now(self, want: int, now: float) -> bool:
         """Whether the announced jobs are claimed by id now; if not, a search is made pending.
 
         Not while a search is called for (it finds them, in priority order with the rest),
@@ -279,7 +280,7 @@ class Fetcher(LimitedQueues):
         if self._pending or self._backlog:
             self._announced.clear()
             return False
-        if len(self._announced) <= want and not self._seen and self._clock.monotonic() < self._limits_at:
+        if len(self._announced) <= want and not self._seen and now < self._limits_at:
             return True
         self.notify_ready()
         return False

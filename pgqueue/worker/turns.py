@@ -23,8 +23,7 @@ hangs (a database that stopped answering) delays the other by that much, never f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 
@@ -44,28 +43,60 @@ class Turns:
         self.waited = 0  # statements that found the other's turn in progress (tests read it)
         self._queued = 0  # statements waiting for the lock (one may be woken and not yet run)
 
-    @asynccontextmanager
-    async def turn(self, *, urgent: bool) -> AsyncIterator[None]:
-        """Hold a turn for one statement: wait (bounded) for it, or go at once when ``urgent``."""
-        if not self.enabled:
-            yield
-            return
-        lock = self._lock
-        held = False
+    def turn(self, *, urgent: bool) -> AbstractAsyncContextManager[None]:
+        """Hold a turn for one statement: wait (bounded) for it, or go at once when ``urgent``.
+
+        A class, not a generator-based context manager: the claim takes a turn on the
+        pickup-latency path, where the generator's machinery is the costlier part.
+        """
+        return _Turn(self, urgent=urgent) if self.enabled else _NO_TURN
+
+
+class _Turn:
+    """One statement's turn (``Turns.turn``)."""
+
+    __slots__ = ("_held", "_turns", "_urgent")
+
+    def __init__(self, turns: Turns, *, urgent: bool) -> None:
+        self._turns = turns
+        self._urgent = urgent
+        self._held = False
+
+    async def __aenter__(self) -> None:
+        turns = self._turns
+        lock = turns._lock  # noqa: SLF001 - the turn is part of Turns
         # A released lock whose waiter has not run yet is not free: acquire() queues behind it.
-        busy = lock.locked() or self._queued > 0
-        if busy:
-            self.waited += 1
-        if not (urgent and busy):
-            self._queued += 1
-            try:
-                with anyio.move_on_after(MAX_WAIT_S):
-                    await lock.acquire()
-                    held = True
-            finally:
-                self._queued -= 1
+        busy = lock.locked() or turns._queued > 0  # noqa: SLF001
+        if not busy:
+            await lock.acquire()  # free: asyncio's lock is taken at once, without a wait
+            self._held = True
+            return
+        turns.waited += 1
+        if self._urgent:
+            return
+        turns._queued += 1  # noqa: SLF001
         try:
-            yield
+            with anyio.move_on_after(MAX_WAIT_S):
+                await lock.acquire()
+                self._held = True
         finally:
-            if held:
-                lock.release()
+            turns._queued -= 1  # noqa: SLF001
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._held:
+            self._turns._lock.release()  # noqa: SLF001
+
+
+class _NoTurn:
+    """Every statement goes at once (``take_turns=False``)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
+_NO_TURN = _NoTurn()

@@ -86,6 +86,30 @@ async def test_a_pending_job_s_record(backend_scheduler: Scheduler) -> None:
     assert [(await s.get_job(i)).priority for i in (lowest, highest)] == [-32768, 32767]
 
 
+async def test_options_after_a_call_with_the_defaults_are_still_checked_and_kept(
+    backend_scheduler: Scheduler,
+) -> None:
+    # A call with every option at its default reuses what the first such call checked:
+    # a later call's own options must not be lost to it.
+    s = backend_scheduler
+    s.register("t", lambda job: None, queue="q0")
+    plain = await s.schedule("t")
+    moved = await s.schedule("t", queue="q1", priority=5)
+    with pytest.raises(ConfigError, match="priority"):
+        await s.schedule("t", priority=False)
+    with pytest.raises(ConfigError, match="timeout"):
+        await s.schedule("t", timeout=-1.0)
+    delayed = await s.schedule("t", run_at=dt.timedelta(hours=1))
+    again = await s.schedule("t")
+    records = {i: await s.get_job(i) for i in (plain, moved, delayed, again)}
+    assert [(r.queue, r.priority, r.state) for r in records.values()] == [
+        ("q0", 0, JobState.PENDING),
+        ("q1", 5, JobState.PENDING),
+        ("q0", 0, JobState.SCHEDULED),
+        ("q0", 0, JobState.PENDING),
+    ]
+
+
 async def test_a_delayed_job_is_scheduled_until_its_time(backend_scheduler: Scheduler) -> None:
     s = backend_scheduler
     s.register("t", lambda job: None)

@@ -83,6 +83,23 @@ async def test_schedule_while_the_database_is_down_raises_a_clear_error(
     assert isinstance(await proxied.schedule("noop"), int)
 
 
+async def test_schedule_after_its_connection_was_cut_uses_a_fresh_one(
+    proxy: PgProxy, proxied: Scheduler, db: asyncpg.Connection
+) -> None:
+    # schedule() keeps one pool connection for itself between calls: once that connection
+    # is cut, the call that finds it dead reports the outage and the next call reconnects.
+    proxied.register("noop", lambda job: None)
+    first = await proxied.schedule("noop")
+    assert proxy.cut() >= 1
+    try:
+        second: int | None = await proxied.schedule("noop")
+    except DatabaseUnavailableError:
+        second = None
+    third = await proxied.schedule("noop")
+    ids = {r["id"] for r in await db.fetch(f"SELECT id FROM {proxied.schema}.jobs")}
+    assert ids == {first, third} | ({second} if second is not None else set())
+
+
 async def test_a_worker_started_while_the_database_is_down_waits_and_reports(
     proxy: PgProxy, proxied: Scheduler, db: asyncpg.Connection
 ) -> None:

@@ -38,12 +38,10 @@ class JobsMixin(StoreBase):
         if conn is None and lane is not None and not self._lane_busy:
             self._lane_busy = True
             try:
-                async with self._connection(lane) as held:
-                    return cast("int", await held.fetchval(self.q.job_insert, *args))
+                return cast("int", await lane.fetchval(self.q.job_insert, *args))
             finally:
                 self._lane_busy = False
-        job_id = await (self.pool if conn is None else conn).fetchval(self.q.job_insert, *args)
-        return cast("int", job_id)
+        return cast("int", await (self.pool if conn is None else conn).fetchval(self.q.job_insert, *args))
 
     def _insert_args(self, jobs: NewJobs, params: str | list[str]) -> tuple[object, ...]:
         """$1..$8 of every insert (each adds the trace and the tenant after its own)."""
@@ -158,16 +156,13 @@ class JobsMixin(StoreBase):
         self, queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
     ) -> list[Row]:
         """Claim up to ``limit`` due jobs for ``worker_id`` (on ``held`` when given)."""
-        async with self._connection(held) as conn:
-            rows = await conn.fetch(self.q.job_claim_many, queues, limit, worker_id)
-        return cast("list[Row]", rows)
+        return cast("list[Row]", await self._fetch(held, self.q.job_claim_many, queues, limit, worker_id))
 
     async def job_claim_announced(
         self, ids: Sequence[int], queues: Sequence[str], limit: int, worker_id: int, held: Held | None = None
     ) -> list[Row]:
         """Claim those of ``ids`` still ready in ``queues`` (at most ``limit``), as job_claim_many would."""
-        async with self._connection(held) as conn:
-            rows = await conn.fetch(self.q.job_claim_announced, queues, limit, worker_id, ids)
+        rows = await self._fetch(held, self.q.job_claim_announced, queues, limit, worker_id, ids)
         return cast("list[Row]", rows)
 
     async def job_next_due(self, queues: Sequence[str], held: Held | None = None) -> float | None:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
@@ -199,11 +198,14 @@ class HeldConnection:
 
     It saves the pool's acquire and release on every claim and flush (~30 µs, more after an
     idle gap, and on the pickup-latency path), as the raw design's dedicated connections do.
-    After any error the connection goes back to the pool, which drops it if it broke, and
-    the next use acquires a fresh one. A worker therefore keeps two connections of the pool
-    while it runs (plus one for LISTEN, outside the pool when the DSN is known), and
-    schedule() one more, but only on pools of at least HOLD_MIN_POOL connections: a smaller
-    pool would be starved of connections for everything else.
+    ``fetch`` and ``fetchval`` run one statement on it, for the calls on the pickup's path
+    (the claim, ``schedule()``): fewer calls than ``StoreBase._connection``'s context,
+    which the other statements use. After any error the connection goes back to the pool,
+    which drops it if it broke, and the next use acquires a fresh one. A worker therefore
+    keeps two connections of the pool while it runs (plus one for LISTEN, outside the pool
+    when the DSN is known), and schedule() one more, but only on pools of at least
+    HOLD_MIN_POOL connections: a smaller pool would be starved of connections for
+    everything else.
     """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -217,6 +219,26 @@ class HeldConnection:
             await self.release()
             conn = self._conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT_S)
         return conn
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        """``fetch`` on the held connection, given back after an error (the claim's call)."""
+        conn = await self.get()
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+        except BaseException:
+            await self.release()
+            raise
+        return rows
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        """``fetchval`` on the held connection, given back after an error (``schedule()``'s call)."""
+        conn = await self.get()
+        try:
+            value: object = await conn.fetchval(query, *args)
+        except BaseException:
+            await self.release()
+            raise
+        return value
 
     async def release(self) -> None:
         """Give the connection back (after an error, and when the stage stops)."""
@@ -271,6 +293,43 @@ def usable(conn: asyncpg.Connection | PoolConnectionProxy) -> bool:
         return False
 
 
+def _held(held: Held) -> HeldConnection:
+    """``held`` as this store's own, or TypeError (a memory store's, say)."""
+    if not isinstance(held, HeldConnection):
+        raise TypeError(f"not a connection held from this store: {held!r}")
+    return held
+
+
+class _Using:
+    """The connection a stage's statement runs on: its held one, or the pool.
+
+    The one place for the held-connection rule: after any error the connection goes back
+    to the pool (which drops it if it broke), and the next use acquires a fresh one. A
+    class rather than a generator-based context manager: the claim and ``schedule()`` use
+    it on the pickup-latency path, where the generator's machinery is the costlier part.
+    """
+
+    __slots__ = ("_held", "_pool")
+
+    def __init__(self, pool: asyncpg.Pool, held: Held | None) -> None:
+        self._pool = pool
+        self._held = None if held is None else _held(held)
+
+    async def __aenter__(self) -> Executor:
+        held = self._held
+        if held is None:
+            return self._pool
+        try:
+            return await held.get()
+        except BaseException:
+            await held.release()
+            raise
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        if exc_type is not None and self._held is not None:
+            await self._held.release()
+
+
 class StoreBase:
     """What every part of the PostgreSQL store shares: the pool, the schema, its queries."""
 
@@ -319,20 +378,13 @@ class StoreBase:
         """A pool connection for one stage to keep, or None when the pool is too small."""
         return HeldConnection(self.pool) if can_hold(self.pool) else None
 
-    @asynccontextmanager
-    async def _connection(self, held: Held | None) -> AsyncIterator[Executor]:
-        """``held``'s connection, or the pool when there is none.
+    def _connection(self, held: Held | None) -> _Using:
+        """``held``'s connection, or the pool when there is none (``async with``)."""
+        return _Using(self.pool, held)
 
-        The one place for the held-connection rule: after any error the connection goes back
-        to the pool (which drops it if it broke), and the next use acquires a fresh one.
-        """
+    async def _fetch(self, held: Held | None, query: str, *args: object) -> list[asyncpg.Record]:
+        """One ``fetch`` on ``held``'s connection, or on the pool when there is none."""
         if held is None:
-            yield self.pool
-            return
-        if not isinstance(held, HeldConnection):
-            raise TypeError(f"not a connection held from this store: {held!r}")
-        try:
-            yield await held.get()
-        except BaseException:
-            await held.release()
-            raise
+            rows: list[asyncpg.Record] = await self.pool.fetch(query, *args)
+            return rows
+        return await _held(held).fetch(query, *args)
