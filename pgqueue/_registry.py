@@ -82,7 +82,9 @@ class Registry:
         self.by_name: Mapping[str, JobType] = self._types
         """Read-only view for the runner's per-job lookup (one dict get, no call)."""
         self.targets: dict[str, Target] = {}
-        """Each type's target for a schedule() call with default options (``_enqueue.prepare``)."""
+        """Each type's target for a schedule() call with default options (``_enqueue.prepare``).
+
+        Never invalidated: a registered type is neither replaced nor removed."""
         self.periodic: dict[str, PeriodicSpec] = {}
         """Periodic declarations by name (``@scheduler.periodic``); the enqueuer reads them."""
 

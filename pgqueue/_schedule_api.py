@@ -94,7 +94,7 @@ class JobScheduling:
         try:  # not translated(): schedule() is on the pickup-latency path, and a context manager costs
             store = self._store or await self.open()
             if deps:
-                job_id = JobId.of(await self._insert_dependent(store, conn, t, encoded, deps), inserted=True)
+                job_id = JobId(await self._insert_dependent(store, conn, t, encoded, deps))
             elif unique_key is None:
                 job_id = JobId(await store.job_insert(conn, t.jobs, encoded))  # inserted, the default
             else:

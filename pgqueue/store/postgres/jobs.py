@@ -38,7 +38,8 @@ class JobsMixin(StoreBase):
         if conn is None and lane is not None and not self._lane_busy:
             self._lane_busy = True
             try:
-                return cast("int", await lane.fetchval(self.q.job_insert, *args))
+                rows = await lane.fetch(self.q.job_insert, *args)
+                return cast("int", rows[0][0])
             finally:
                 self._lane_busy = False
         return cast("int", await (self.pool if conn is None else conn).fetchval(self.q.job_insert, *args))

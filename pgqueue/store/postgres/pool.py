@@ -198,9 +198,9 @@ class HeldConnection:
 
     It saves the pool's acquire and release on every claim and flush (~30 µs, more after an
     idle gap, and on the pickup-latency path), as the raw design's dedicated connections do.
-    ``fetch`` and ``fetchval`` run one statement on it, for the calls on the pickup's path
-    (the claim, ``schedule()``): fewer calls than ``StoreBase._connection``'s context,
-    which the other statements use. After any error the connection goes back to the pool,
+    ``fetch`` runs one statement on it, for the calls on the pickup's path (the claim,
+    ``schedule()``): fewer calls than ``StoreBase._connection``'s context, which the other
+    statements use. After any error the connection goes back to the pool,
     which drops it if it broke, and the next use acquires a fresh one. A worker therefore
     keeps two connections of the pool while it runs (plus one for LISTEN, outside the pool
     when the DSN is known), and schedule() one more, but only on pools of at least
@@ -221,24 +221,14 @@ class HeldConnection:
         return conn
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        """``fetch`` on the held connection, given back after an error (the claim's call)."""
-        conn = await self.get()
+        """``fetch`` on the held connection, given back after any error (as ``_Using`` does)."""
         try:
+            conn = await self.get()
             rows: list[asyncpg.Record] = await conn.fetch(query, *args)
         except BaseException:
             await self.release()
             raise
         return rows
-
-    async def fetchval(self, query: str, *args: object) -> object:
-        """``fetchval`` on the held connection, given back after an error (``schedule()``'s call)."""
-        conn = await self.get()
-        try:
-            value: object = await conn.fetchval(query, *args)
-        except BaseException:
-            await self.release()
-            raise
-        return value
 
     async def release(self) -> None:
         """Give the connection back (after an error, and when the stage stops)."""
@@ -293,7 +283,7 @@ def usable(conn: asyncpg.Connection | PoolConnectionProxy) -> bool:
         return False
 
 
-def _held(held: Held) -> HeldConnection:
+def _own(held: Held) -> HeldConnection:
     """``held`` as this store's own, or TypeError (a memory store's, say)."""
     if not isinstance(held, HeldConnection):
         raise TypeError(f"not a connection held from this store: {held!r}")
@@ -301,19 +291,20 @@ def _held(held: Held) -> HeldConnection:
 
 
 class _Using:
-    """The connection a stage's statement runs on: its held one, or the pool.
+    """The connection a statement runs on: the stage's held one, or the pool.
 
-    The one place for the held-connection rule: after any error the connection goes back
-    to the pool (which drops it if it broke), and the next use acquires a fresh one. A
-    class rather than a generator-based context manager: the claim and ``schedule()`` use
-    it on the pickup-latency path, where the generator's machinery is the costlier part.
+    The held-connection rule for the statements off the pickup's path (those on it call
+    ``HeldConnection.fetch``, which keeps the same rule): after any error the connection
+    goes back to the pool (which drops it if it broke), and the next use acquires a fresh
+    one. A class rather than a generator-based context manager, which costs several times
+    more on a CPU that has been idle.
     """
 
     __slots__ = ("_held", "_pool")
 
     def __init__(self, pool: asyncpg.Pool, held: Held | None) -> None:
         self._pool = pool
-        self._held = None if held is None else _held(held)
+        self._held = None if held is None else _own(held)
 
     async def __aenter__(self) -> Executor:
         held = self._held
@@ -387,4 +378,4 @@ class StoreBase:
         if held is None:
             rows: list[asyncpg.Record] = await self.pool.fetch(query, *args)
             return rows
-        return await _held(held).fetch(query, *args)
+        return await _own(held).fetch(query, *args)
