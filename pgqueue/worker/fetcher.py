@@ -375,7 +375,8 @@ class Fetcher(LimitedQueues):
                         gate.held += 1
             self._jobs.push_many([Job._from_row(r) for r in rows])  # noqa: SLF001 - the fast path
             self._stats.debug = debug_enabled()  # per batch: a logging change reaches the runners
-            _log.debug(BATCH_CLAIMED, jobs=len(rows), wanted=wanted)
+            if self._stats.debug:  # a disabled debug call still costs structlog's dispatch
+                _log.debug(BATCH_CLAIMED, jobs=len(rows), wanted=wanted)
         return True
 
     def _want(self) -> int:

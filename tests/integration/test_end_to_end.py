@@ -419,7 +419,7 @@ async def test_structured_log_events(scheduler: Scheduler, caplog: pytest.LogCap
     assert (retry["job_id"], retry["attempt"], retry["retry_at"]) == (failing, 1, "+0s")
     [failed] = events["job_failed"]
     assert (failed["job_id"], failed["attempt"], failed["error"]) == (failing, 2, "RuntimeError: nope")
-    assert {"worker_registered", "listener_connected", "worker_stopped"} <= set(events)
+    assert {"worker_registered", "listener_connected", "worker_stopped", "batch_claimed"} <= set(events)
 
 
 async def test_an_error_message_with_a_nul_byte_does_not_stop_the_flusher(
