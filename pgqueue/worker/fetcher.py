@@ -229,8 +229,7 @@ class Fetcher(LimitedQueues):
             deadlines = (self._next_due, self._relook_at, self._retry_at, lease_at)
             timeout = min([next_poll, *(t for t in deadlines if t is not None)])
             timeout -= now
-            # A timer on the loop rather than a cancel scope: this runs once per claim cycle,
-            # on the pickup-latency path.
+            # A loop timer, not a cancel scope: this runs once per claim cycle, on the pickup's path.
             timer = asyncio.get_running_loop().call_later(max(timeout, 0.0), self._wake.set)
             try:
                 await self._wake.wait()
@@ -260,8 +259,7 @@ class Fetcher(LimitedQueues):
                 due = await self._store.job_next_due(self._due_queues, self._held)
                 look_ahead = False
                 if due is not None:
-                    # Due now but nothing claimable (another worker holds it locked):
-                    # look again shortly rather than in a tight loop.
+                    # Due now but held locked by another worker: look again shortly, not in a tight loop.
                     self.note_due(max(due, EMPTY_CLAIM_REARM_S) if got == 0 else due)
             backoff.succeeded()
         except Exception as exc:  # noqa: BLE001 - a lost connection or a restart must not stop the worker

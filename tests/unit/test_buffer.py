@@ -139,15 +139,24 @@ async def test_idle_makes_a_young_batch_due_at_once() -> None:
     assert buf.take(1000) == [1]
 
 
-async def test_idle_flushes_that_are_not_full_go_out_once_per_flush_age() -> None:
+async def idle_flushed_once() -> tuple[FakeMonotonic, ResultBuffer[int]]:
+    """A buffer (flush_age 10 s) that has just made its first idle flush, of the result 1.
+
+    It is made a flush_age after the buffer's creation, so it goes out at once.
+    """
     clock = FakeMonotonic()
     buf = result_buffer(flush_max=100, flush_age=10.0, clock=clock)
     clock.now += 10.0
     await put(buf, 1)
     buf.idle()
     with anyio.fail_after(HANG_GUARD_S):
-        await buf.wait_batch()  # a flush_age after the creation: at once
+        await buf.wait_batch()
     assert buf.take(1000) == [1]
+    return clock, buf
+
+
+async def test_idle_flushes_that_are_not_full_go_out_once_per_flush_age() -> None:
+    clock, buf = await idle_flushed_once()
     clock.now += 4.0
     await put(buf, 2)
     buf.idle()  # idle again 4 s after the last short flush: not before 10 s after it
@@ -161,14 +170,7 @@ async def test_idle_flushes_that_are_not_full_go_out_once_per_flush_age() -> Non
 
 
 async def test_an_idle_flush_that_waited_for_its_turn_counts_as_one() -> None:
-    clock = FakeMonotonic()
-    buf = result_buffer(flush_max=100, flush_age=10.0, clock=clock)
-    clock.now += 10.0
-    await put(buf, 1)
-    buf.idle()
-    with anyio.fail_after(HANG_GUARD_S):
-        await buf.wait_batch()  # at once
-    assert buf.take(1000) == [1]
+    clock, buf = await idle_flushed_once()
     clock.now += 9.99
     await put(buf, 2)
     buf.idle()  # its turn is 10 s after the last one: it waits out the rest, then goes
