@@ -126,8 +126,9 @@ async def bench_drain(  # noqa: PLR0915 - one drain, its counters and its probe,
     see ``_metrics``). ``work_s``: each job awaits that long instead of yielding once (the
     I/O-bound drains). ``probe``: a loop-lag probe that runs on this loop from the worker's
     report that it has started (and claims) until the database shows every job finished
-    (``colocate``); the start-up before it (registration, LISTEN, the one-time
-    ``gc.freeze()`` of the process's heap) is reported as ``start_ms``. ``dedicated``: the
+    (``colocate``); the start-up before it (registration, LISTEN; ``pgqueue bench`` does the
+    one-time ``gc.freeze()`` of its heap before its first phase) is reported as ``start_ms``.
+    ``dedicated``: the
     worker runs as ``pgqueue worker`` does (``DEDICATED_TURNS``); False: with the defaults of a
     worker inside an application (``colocate``).
     """

@@ -41,6 +41,10 @@ class CallerConnection(Protocol):
 class Held(Protocol):
     """A connection a stage keeps for its lifetime (claims, flushes); opaque to the stage."""
 
+    async def open(self) -> None:
+        """Connect now rather than at the first use; a failure is left to that use to report."""
+        ...
+
     async def release(self) -> None:
         """Give it back (when the stage stops)."""
         ...

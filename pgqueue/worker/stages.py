@@ -76,10 +76,13 @@ def build(
     cancel_local: Callable[[int], object],
     suspend_local: Callable[[int], object],
     report: Callable[[BaseException, str], None],
+    held: tuple[Held | None, Held | None],
     tally: Tally | None = None,
 ) -> Stages:
     """Build every stage once, in data-flow order; later stages get earlier ones' callbacks.
 
+    ``held``: the connections the claims and the flushes keep (``store.hold()``; None when
+    the pool cannot spare one), opened by the worker while it registered.
     ``tally``: where the fetcher and the flusher count claims and flushes for metrics.
     """
     cfg = config
@@ -90,8 +93,7 @@ def build(
         high_water=cfg.buffer_max,
         monotonic=clock.monotonic,
     )
-    # Claims and flushes each keep a connection, when the pool can spare them.
-    claim_conn, flush_conn = store.hold(), store.hold()
+    claim_conn, flush_conn = held
     turns = Turns(enabled=cfg.take_turns)  # the claim and the flush take turns on the database
     built: list[Runner] = []  # the runners, for the fetcher's look at the jobs they run
     fetcher = Fetcher(
@@ -190,7 +192,6 @@ def build(
         report=report,
         signals=signals,
     )
-    held = tuple(h for h in (claim_conn, flush_conn) if h is not None)
     return Stages(
         jobs,
         results,
@@ -203,7 +204,7 @@ def build(
         reaper,
         leader,
         progress,
-        held,
+        tuple(h for h in held if h is not None),
         store,
     )
 

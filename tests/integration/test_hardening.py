@@ -8,6 +8,7 @@ import datetime as dt
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import asyncpg
@@ -22,7 +23,8 @@ from pgqueue import (
     Worker,
 )
 from pgqueue._config import WorkerConfig
-from tests._support import Counter, fired, hot_count, running, runs, until, wait
+from pgqueue.store.postgres.pool import HeldConnection
+from tests._support import Counter, fired, hot_count, pg_store, running, runs, until, wait
 
 pytestmark = pytest.mark.pg
 
@@ -160,6 +162,53 @@ async def test_run_raises_the_error_itself_not_a_group(dsn: str, schema_name: st
             await s.worker().run()
     finally:
         await s.close()
+
+
+async def test_a_worker_whose_start_fails_gives_back_the_connections_it_opened(
+    dsn: str, schema_name: str
+) -> None:
+    """The claim's and the flush's connections open while the worker registers; when the
+    registration fails (an unmigrated schema here), they go back to the pool."""
+    s = Scheduler(dsn, schema=schema_name)
+    s.register("t", lambda job: None)
+    try:
+        pool = (await pg_store(s)).pool
+        # Three idle connections: the held ones are taken at once, while the schema check
+        # still waits for its answer.
+        conns = [await pool.acquire() for _ in range(3)]
+        for conn in conns:
+            await pool.release(conn)
+        with pytest.raises(SchemaNotMigratedError):
+            await s.worker().run()
+        assert pool.get_size() >= 3
+        assert pool.get_idle_size() == pool.get_size()
+    finally:
+        with anyio.fail_after(10):  # a pool closes only once its connections are back
+            await s.close()
+
+
+async def test_a_worker_opens_its_held_connections_while_it_registers(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    store = await pg_store(scheduler)
+    register, open_held = type(store).worker_register, HeldConnection.open
+
+    async def recorded_register(*args: Any, **kwargs: Any) -> Any:
+        result = await register(*args, **kwargs)
+        events.append("registered")
+        return result
+
+    async def recorded_open(self: HeldConnection) -> None:
+        events.append("open")
+        await open_held(self)
+
+    monkeypatch.setattr(type(store), "worker_register", recorded_register)
+    monkeypatch.setattr(HeldConnection, "open", recorded_open)
+    scheduler.register("t", lambda job: None)
+    async with running(scheduler.worker()):
+        pass
+    assert events[:3] == ["open", "open", "registered"]
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ def _stages(config: WorkerConfig) -> Stages:
         cancel_local=lambda job_id: None,
         suspend_local=lambda job_id: None,
         report=lambda exc, action: None,
+        held=(None, None),
     )
 
 

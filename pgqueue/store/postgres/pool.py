@@ -220,6 +220,14 @@ class HeldConnection:
             conn = self._conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT_S)
         return conn
 
+    async def open(self) -> None:
+        """Acquire now: a worker opens its held connections while it registers (``Worker.run``).
+
+        A failure is left to the first claim or flush, which acquires again and reports it.
+        """
+        with contextlib.suppress(Exception):
+            await self.get()
+
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         """``fetch`` on the held connection, given back after any error (as ``_Using`` does)."""
         try:
