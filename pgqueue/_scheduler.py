@@ -54,7 +54,7 @@ from .pull import Consumer
 from .pull.store import PullStore
 from .store import Store
 from .store.memory import MemoryClock, MemoryStore
-from .store.postgres import Pool, PostgresStore, create_pool
+from .store.postgres import Pool, PostgresStore, close_pool, create_pool
 from .worker import Worker
 
 if TYPE_CHECKING:  # pgqueue.metrics imports prometheus-client, an optional extra
@@ -197,7 +197,7 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
             return self._store
 
     async def close(self) -> None:
-        """Close the pool if the scheduler created it."""
+        """Close the pool if the scheduler created it (within ``POOL_CLOSE_S``, see ``close_pool``)."""
         await self._waiters.close(scheduler_closing=True)
         consumer, self._consumer = self._consumer, None  # a reopened scheduler pulls afresh
         if consumer is not None:
@@ -208,7 +208,7 @@ class Scheduler(JobScheduling, JobManagement, QueueLimits, PeriodicScheduling, R
         if store is not None:
             await store.close()
             if self._owns_pool and self._pool is not None:
-                await self._pool.close()
+                await close_pool(self._pool)
                 self._pool = None
 
     async def __aenter__(self) -> Self:

@@ -10,7 +10,8 @@ Stages do not call each other; they share the buffers and a few callbacks wired 
 once, in order, by :func:`.stages.build`. Nothing is changed on a stage after it is built.
 
 Start (``await tg.start(worker.run)`` or ``await worker.run()``): check the schema version
-and register the worker row, retrying with backoff while the database is unreachable
+and register the worker row (opening the connections the claims and the flushes keep
+meanwhile), retrying with backoff while the database is unreachable
 (each failure goes to ``on_error`` and the log); a missing or newer schema, a wrong
 password or an unknown database fail at once. Then LISTEN, start the stages, report
 started.
@@ -222,37 +223,12 @@ class Worker:
         try:
             store = await self._open_store()
             held = (store.hold(), store.hold())  # the claims' and the flushes' (None: a small pool)
-            if not await self._register_connecting(store, held):
-                return  # shutdown() while the database was still unreachable
-            if self.config.freeze_gc:
-                freeze_startup_heap()  # once per process, before the first claim (collector.py)
-            log = _log.bind(worker_id=self.id)
-            log.info(WORKER_REGISTERED, queues=list(self.config.queues), concurrency=self.config.concurrency)
-            metrics = self.config.metrics
-            tally = None if metrics is None else metrics.attach(self, store, self.config.queues)
             try:
-                self._stages = build(
-                    store=store,
-                    config=self.config,
-                    registry=self._registry,
-                    clock=self._clock,
-                    identity=self._identity,
-                    signals=self.signals,
-                    stats=self.stats,
-                    cancel_local=self.cancel_local,
-                    suspend_local=self.suspend_local,
-                    report=self._report,
-                    held=held,
-                    tally=tally,
-                )
-                await self._serve(self._stages, task_status)
+                if await self._register_connecting(store, held):
+                    await self._run_registered(store, held, task_status)
+                # else: shutdown() while the database was still unreachable
             finally:
-                try:
-                    await self._cleanup(store)
-                finally:  # a clean-up that fails must not leave the worker's gauges on scrapes
-                    if metrics is not None and tally is not None:
-                        metrics.detach(tally)
-                log.info(WORKER_STOPPED, jobs_run=self.stats.finished)
+                await _release(held)  # after the clean-up's last flush, however the run ended
         except BaseExceptionGroup as group:
             # The stages' task groups wrap what they raise; callers get the error itself.
             raise unwrap_group(group) from None
@@ -268,21 +244,53 @@ class Worker:
         The pool connects on first use, so the registration, the first claim and the first
         flush would otherwise each wait for a connection of their own (a few ms each, against
         a fraction of a second for a 20,000-job drain). Returns False when :meth:`shutdown`
-        came first; then, and after an error, the connections go back.
+        came first. :meth:`run` gives the connections back in every case.
         """
-        registered = False
-        try:
-            async with anyio.create_task_group() as tg:
-                for h in held:
-                    if h is not None:
-                        tg.start_soon(h.open)
-                registered = await self._register_with_retry(store)
-                if not registered:
-                    tg.cancel_scope.cancel()
-        finally:
+        async with anyio.create_task_group() as tg:
+            for h in held:
+                if h is not None:
+                    tg.start_soon(h.open)
+            registered = await self._register_with_retry(store)
             if not registered:
-                await _release(held)
+                tg.cancel_scope.cancel()
         return registered
+
+    async def _run_registered(
+        self,
+        store: WorkerBackend,
+        held: tuple[Held | None, Held | None],
+        task_status: anyio.abc.TaskStatus[None],
+    ) -> None:
+        """Build the stages and serve until stopped; then the clean-up, whatever ended it."""
+        if self.config.freeze_gc:
+            freeze_startup_heap()  # once per process, before the first claim (collector.py)
+        log = _log.bind(worker_id=self.id)
+        log.info(WORKER_REGISTERED, queues=list(self.config.queues), concurrency=self.config.concurrency)
+        metrics = self.config.metrics
+        tally = None if metrics is None else metrics.attach(self, store, self.config.queues)
+        try:
+            self._stages = build(
+                store=store,
+                config=self.config,
+                registry=self._registry,
+                clock=self._clock,
+                identity=self._identity,
+                signals=self.signals,
+                stats=self.stats,
+                cancel_local=self.cancel_local,
+                suspend_local=self.suspend_local,
+                report=self._report,
+                held=held,
+                tally=tally,
+            )
+            await self._serve(self._stages, task_status)
+        finally:
+            try:
+                await self._cleanup(store)
+            finally:  # a clean-up that fails must not leave the worker's gauges on scrapes
+                if metrics is not None and tally is not None:
+                    metrics.detach(tally)
+            log.info(WORKER_STOPPED, jobs_run=self.stats.finished)
 
     async def _register_with_retry(self, store: WorkerBackend) -> bool:
         """Check the schema and register, waiting out a database that is down or restarting.
@@ -363,7 +371,6 @@ class Worker:
             if st is not None:
                 await self._release_unstarted(st)
                 await st.flusher.drain(CLEANUP_DEADLINE_S)
-                await _release(st.held)
             with anyio.move_on_after(CLEANUP_DEADLINE_S):
                 try:
                     await store.worker_deregister(self.id)

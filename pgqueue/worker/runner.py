@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -126,13 +127,26 @@ class Runner:
         The slot is taken here and given back from the thread's own end, not when the await
         ends: a timed-out or cancelled run stops waiting at once, but its thread keeps the
         slot until the function really returns, so threads never exceed ``concurrency``.
+
+        A run stopped before a thread has started it never starts (anyio drops a call whose
+        waiter is gone), so nothing would give its slot back and the runners would lose it
+        for good. ``abandoned`` and ``started``, set under one lock, decide who gives it
+        back: the thread if it started first, this side if the stop came first (and a
+        thread that picks the call up after that returns without running it).
         """
         limiter = self._limiter
         token = object()
         await limiter.acquire_on_behalf_of(token)
         loop = asyncio.get_running_loop()
+        lock = threading.Lock()
+        started = abandoned = False
 
         def call() -> object:
+            nonlocal started
+            with lock:
+                if abandoned:
+                    return None  # stopped before it began: its slot is back already
+                started = True
             try:
                 return fn(job)
             except Exception:
@@ -143,7 +157,15 @@ class Runner:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to free
                     loop.call_soon_threadsafe(limiter.release_on_behalf_of, token)
 
-        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=_THREADS)
+        try:
+            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=_THREADS)
+        except BaseException:
+            with lock:
+                abandoned = True
+                ran = started
+            if not ran:
+                limiter.release_on_behalf_of(token)
+            raise
 
     def _take_reason(self) -> Outcome | None:
         reason = self._reason

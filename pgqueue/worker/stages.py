@@ -60,7 +60,6 @@ class Stages:
     reaper: Reaper
     leader: Leader | None
     progress: ProgressWriter
-    held: tuple[Held, ...]
     store: WorkerBackend
 
 
@@ -204,7 +203,6 @@ def build(
         reaper,
         leader,
         progress,
-        tuple(h for h in held if h is not None),
         store,
     )
 

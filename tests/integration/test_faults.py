@@ -15,6 +15,7 @@ import pytest
 
 from pgqueue import DatabaseUnavailableError, Job, JobNotFound, JobState, Scheduler, WaitTimeoutError
 from pgqueue.store import FinalizeResult, Subscription
+from pgqueue.store.postgres import pool as pool_module
 from pgqueue.store.postgres.listen import PgSubscription
 from pgqueue.worker.fetcher import Fetcher
 from tests._proxy import PgProxy
@@ -364,6 +365,22 @@ async def test_pgbouncer_pools_send_no_session_settings(dsn: str) -> None:
     finally:
         await plain.close()
         await bouncer.close()
+
+
+async def test_close_over_a_silent_network_drops_the_connections_after_its_deadline(
+    proxy: PgProxy, proxied: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops answering without closing anything (a half-open network): a
+    graceful close would wait for the kernel to give up on the sockets."""
+    monkeypatch.setattr(pool_module, "POOL_CLOSE_S", 0.5)
+    proxied.register("noop", lambda job: None)
+    await proxied.schedule("noop")  # the pool has a connection open
+    pool = (await pg_store(proxied)).pool
+    proxy.blackhole = True
+    with anyio.fail_after(30):
+        await proxied.close()
+    assert pool.is_closing()
+    proxy.blackhole = False
 
 
 async def test_shutdown_while_waiting_for_the_database_at_start(proxy: PgProxy, proxied: Scheduler) -> None:

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from pgqueue import (
+    ConfigError,
     Job,
     LinearBackoff,
     ParamsEncodeError,
@@ -164,13 +165,20 @@ async def test_run_raises_the_error_itself_not_a_group(dsn: str, schema_name: st
         await s.close()
 
 
+@pytest.mark.parametrize("failing", ["registration", "stages"])
 async def test_a_worker_whose_start_fails_gives_back_the_connections_it_opened(
-    dsn: str, schema_name: str
+    dsn: str, schema_name: str, failing: str
 ) -> None:
     """The claim's and the flush's connections open while the worker registers; when the
-    registration fails (an unmigrated schema here), they go back to the pool."""
+    start fails (an unmigrated schema, or a periodic declaration of an unknown type found
+    while the stages are built), they go back to the pool."""
     s = Scheduler(dsn, schema=schema_name)
     s.register("t", lambda job: None)
+    expected: type[Exception] = SchemaNotMigratedError
+    if failing == "stages":
+        await s.migrate()
+        s.add_periodic("nightly", "0 3 * * *", job="missing_type")
+        expected = ConfigError
     try:
         pool = (await pg_store(s)).pool
         # Three idle connections: the held ones are taken at once, while the schema check
@@ -178,7 +186,7 @@ async def test_a_worker_whose_start_fails_gives_back_the_connections_it_opened(
         conns = [await pool.acquire() for _ in range(3)]
         for conn in conns:
             await pool.release(conn)
-        with pytest.raises(SchemaNotMigratedError):
+        with pytest.raises(expected):
             await s.worker().run()
         assert pool.get_size() >= 3
         assert pool.get_idle_size() == pool.get_size()

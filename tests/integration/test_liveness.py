@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TypedDict
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 import anyio
 import asyncpg
@@ -392,6 +393,35 @@ async def test_sync_threads_never_exceed_concurrency_even_when_abandoned(
     assert peak == 2
     outcomes = {(r["job_id"], r["outcome"]) for r in await runs(db, scheduler.schema)}
     assert {(i, "timeout") for i in ids} <= outcomes
+
+
+async def test_a_sync_run_stopped_before_its_thread_started_gives_its_slot_back(
+    scheduler: Scheduler, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """anyio drops a thread call whose waiter is gone before a thread picks it up. The
+    run's slot of the runners' thread limiter must come back all the same: at concurrency
+    1 the next sync job would otherwise wait for it forever."""
+    real = anyio.to_thread.run_sync
+    dropped: list[object] = []
+
+    async def drop_the_first_run(func: Callable[..., object], *args: object, **kwargs: Any) -> object:
+        if not dropped and func.__qualname__.startswith("Runner."):
+            dropped.append(func)
+            await anyio.sleep_forever()  # no thread starts it; the run's timeout cancels the wait
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", drop_the_first_run)
+
+    @scheduler.job("sync", timeout=0.2, retry=LinearBackoff(max_retries=0, base_delay=0))
+    def sync(job: Job) -> None:
+        return None
+
+    first, second = await scheduler.schedule_many("sync", [1, 2])
+    async with running(scheduler.worker(concurrency=1)):
+        await until(lambda: hot_empty(db, scheduler.schema))
+    outcomes = {(r["job_id"], r["outcome"]) for r in await runs(db, scheduler.schema)}
+    assert outcomes == {(first, "timeout"), (second, "succeeded")}
+    assert len(dropped) == 1
 
 
 async def test_a_due_job_held_by_someone_else_does_not_cause_a_claim_storm(

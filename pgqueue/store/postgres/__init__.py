@@ -20,6 +20,7 @@ from .periodic import PeriodicMixin
 from .pool import (
     HeldConnection,
     Pool,
+    close_pool,
     connect_error_hint,
     create_pool,
     is_conflict,
@@ -35,6 +36,7 @@ __all__ = [
     "HeldConnection",
     "Pool",
     "PostgresStore",
+    "close_pool",
     "connect_error_hint",
     "create_pool",
     "is_conflict",

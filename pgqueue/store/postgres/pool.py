@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
@@ -35,6 +36,7 @@ __all__ = [
     "StoreBase",
     "again_on_conflict",
     "can_hold",
+    "close_pool",
     "connect_error_hint",
     "create_pool",
     "is_conflict",
@@ -46,6 +48,7 @@ T = TypeVar("T")
 _log = get_logger()
 
 CONNECT_TIMEOUT_S = 10.0
+POOL_CLOSE_S = 10.0  # Scheduler.close(): a graceful close of answering connections takes ms
 HOLD_MIN_POOL = 4  # connections a pool needs before stages may hold some for themselves
 APP_NAME = "pgqueue"  # pg_stat_activity.application_name of our pooled connections
 LISTENER_APP_NAME = "pgqueue-listener"
@@ -186,6 +189,21 @@ async def create_pool(
         ),
     )
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Close a pool gracefully within ``POOL_CLOSE_S`` seconds, then drop what is left.
+
+    A graceful close waits for every connection in use to come back and for the server to
+    see each one off; over a network that went silent (a server or a link gone without a
+    reset) that takes until the kernel gives up, a quarter of an hour or more. Past the
+    deadline the pool terminates its connections (asyncpg's ``Pool.terminate``): sockets
+    closed at once, nothing more sent.
+    """
+    with anyio.move_on_after(POOL_CLOSE_S):
+        await pool.close()
+        return
+    pool.terminate()
 
 
 def can_hold(pool: asyncpg.Pool) -> bool:
