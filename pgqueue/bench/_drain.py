@@ -128,9 +128,8 @@ async def bench_drain(  # noqa: PLR0915 - one drain, its counters and its probe,
     report that it has started (and claims) until the database shows every job finished
     (``colocate``); the start-up before it (registration, LISTEN; ``pgqueue bench`` does the
     one-time ``gc.freeze()`` of its heap before its first phase) is reported as ``start_ms``.
-    ``dedicated``: the
-    worker runs as ``pgqueue worker`` does (``DEDICATED_TURNS``); False: with the defaults of a
-    worker inside an application (``colocate``).
+    ``dedicated``: the worker runs as ``pgqueue worker`` does (``DEDICATED_TURNS``); False:
+    with the defaults of a worker inside an application (``colocate``).
     """
     tracker = Tracker(n, work_s=work_s)
     timeout = max(params.drain_timeout_s, n / BIG_RATE_FLOOR) if big else params.drain_timeout_s
