@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from pgqueue._backoff import Backoff
 from pgqueue._clock import Clock, SystemClock
 from pgqueue._config import WorkerConfig
 from pgqueue._context import CURRENT_SCHEDULER, reset_scheduler
-from pgqueue._errors import SchemaError, describe, unwrap_group
+from pgqueue._errors import describe, unwrap_group
 from pgqueue._log import WORKER_ERROR, WORKER_REGISTERED, WORKER_STOPPED, get_logger
 from pgqueue._models import Job, Outcome
 from pgqueue._registry import Registry
@@ -45,6 +44,7 @@ from pgqueue.store import Held, WorkerBackend
 from .collector import freeze_startup_heap
 from .job_buffer import JobBuffer
 from .lease import Identity
+from .registration import register
 from .results import RunStats
 from .runner import Runner
 from .stages import Stages, build
@@ -224,7 +224,16 @@ class Worker:
             store = await self._open_store()
             held = (store.hold(), store.hold())  # the claims' and the flushes' (None: a small pool)
             try:
-                if await self._register_connecting(store, held):
+                registered = await register(
+                    store,
+                    identity=self._identity,
+                    queues=self.config.queues,
+                    clock=self._clock,
+                    held=held,
+                    stop=self._stop,
+                    report=self._report,
+                )
+                if registered:
                     await self._run_registered(store, held, task_status)
                 # else: shutdown() while the database was still unreachable
             finally:
@@ -237,23 +246,6 @@ class Worker:
                 reset_scheduler(scheduler)
             self._running = False
             self._done.set()
-
-    async def _register_connecting(self, store: WorkerBackend, held: Sequence[Held | None]) -> bool:
-        """Register while the held connections open, rather than one connection after another.
-
-        The pool connects on first use, so the registration, the first claim and the first
-        flush would otherwise each wait for a connection of their own (a few ms each, against
-        a fraction of a second for a 20,000-job drain). Returns False when :meth:`shutdown`
-        came first. :meth:`run` gives the connections back in every case.
-        """
-        async with anyio.create_task_group() as tg:
-            for h in held:
-                if h is not None:
-                    tg.start_soon(h.open)
-            registered = await self._register_with_retry(store)
-            if not registered:
-                tg.cancel_scope.cancel()
-        return registered
 
     async def _run_registered(
         self,
@@ -291,29 +283,6 @@ class Worker:
                 if metrics is not None and tally is not None:
                     metrics.detach(tally)
             log.info(WORKER_STOPPED, jobs_run=self.stats.finished)
-
-    async def _register_with_retry(self, store: WorkerBackend) -> bool:
-        """Check the schema and register, waiting out a database that is down or restarting.
-
-        Returns False when :meth:`shutdown` came first (nothing was registered).
-        """
-        backoff = Backoff()
-        while not self._stop.is_set():
-            try:
-                await store.schema_check()
-                await self._identity.register(store, self.config.queues, self._clock)
-            except SchemaError:
-                raise
-            except Exception as exc:
-                if not store.is_unavailable(exc):
-                    raise  # wrong password, unknown database, a bug: waiting will not help
-                delay = backoff.failed()
-                self._report(exc, "start", retry_in_s=delay)
-                with anyio.move_on_after(delay):
-                    await self._stop.wait()
-                continue
-            return True
-        return False
 
     def _report(self, exc: BaseException, action: str, **fields: object) -> None:
         _log.warning(WORKER_ERROR, worker_id=self.id, action=action, error=describe(exc), **fields)

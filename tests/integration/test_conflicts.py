@@ -25,7 +25,7 @@ import pytest
 from pgqueue import Job, JobState, Outcome, Scheduler
 from pgqueue.store import FinalizeResult
 from pgqueue.store.postgres import PostgresStore
-from pgqueue.store.postgres.pool import CONFLICT_RETRIES, again_on_conflict, is_conflict
+from pgqueue.store.postgres.errors import CONFLICT_RETRIES, again_on_conflict, is_conflict
 from pgqueue.worker.flusher import build_batch
 from pgqueue.worker.results import RunResult
 from tests._support import (

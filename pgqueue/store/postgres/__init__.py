@@ -11,22 +11,14 @@ runs a statement on a caller's connection instead, inside the caller's transacti
 
 from __future__ import annotations
 
+from .errors import connect_error_hint, is_conflict, is_unavailable, is_undefined_object
 from .jobs import JobsMixin
 from .leader import LeaderMixin
 from .limits import LimitsMixin
 from .listen import ListenMixin
 from .migrate import MigrateMixin
 from .periodic import PeriodicMixin
-from .pool import (
-    HeldConnection,
-    Pool,
-    close_pool,
-    connect_error_hint,
-    create_pool,
-    is_conflict,
-    is_unavailable,
-    is_undefined_object,
-)
+from .pool import HeldConnection, Pool, close_pool, create_pool
 from .pull import PullMixin
 from .retention import RetentionMixin
 from .runs import RunsMixin

@@ -13,7 +13,8 @@ from pgqueue._records import CancelCounts, JobRecord, JobState
 from pgqueue.store import CallerConnection, Held, NewJobs, ProgressReport
 from pgqueue.store.records import Edges, job_record
 
-from .pool import StoreBase, again_on_conflict
+from .errors import again_on_conflict
+from .pool import StoreBase
 
 __all__ = ["CANCEL_NOTE", "JobsMixin"]
 

@@ -13,7 +13,8 @@ from pgqueue._limits import LimitedClaim, LimitSeen, QueueLimit, RateLimit
 from pgqueue._models import Row
 from pgqueue.store import Held
 
-from .pool import StoreBase, again_on_conflict
+from .errors import again_on_conflict
+from .pool import StoreBase
 
 __all__ = ["LimitsMixin"]
 

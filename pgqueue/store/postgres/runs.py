@@ -9,7 +9,8 @@ import asyncpg
 from pgqueue._records import ActivityCounts
 from pgqueue.store import ActivityRows, FinalizeResult, FlushBatch, Held
 
-from .pool import StoreBase, again_on_conflict
+from .errors import again_on_conflict
+from .pool import StoreBase
 
 __all__ = ["RunsMixin"]
 

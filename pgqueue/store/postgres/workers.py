@@ -11,7 +11,8 @@ import anyio
 from pgqueue._errors import WorkerHasActiveJobs, WorkerNotFound
 from pgqueue._records import WorkerInfo
 
-from .pool import CONNECT_TIMEOUT_S, StoreBase, again_on_conflict
+from .errors import again_on_conflict
+from .pool import CONNECT_TIMEOUT_S, StoreBase
 from .queries import quote_ident
 
 __all__ = ["WorkersMixin"]
