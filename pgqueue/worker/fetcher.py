@@ -18,7 +18,8 @@ to run, so runners do not wait for its round trip (with slow jobs, whose target 
 
 The target adapts, so prefetching does not hoard: it is ``concurrency`` plus the jobs the
 runners get through in ``PREFETCH_HORIZON`` claim round trips (Little's law, from the
-measured claim time and run time), capped by ``prefetch``. No-op jobs get the full
+measured claim time and run time), capped by ``prefetch``; one claim brings at most
+``CLAIM_MAX`` rows, whose decoding holds the event loop about 1 ms. No-op jobs get the full
 ``prefetch`` batch (one claim per hundreds of jobs); one-second jobs get about
 ``concurrency``, leaving the rest of the queue to other workers. pgxjob and pgqueuer use a
 fixed batch and hoard; River caps fetches by free slots and pays a round trip per few jobs.
@@ -60,6 +61,7 @@ from .turns import Turns
 __all__ = ["Fetcher"]
 
 PREFETCH_HORIZON = 8.0  # claim round trips' worth of work to hold beyond concurrency
+CLAIM_MAX = 500  # rows one claim brings at most, however large prefetch is
 DEFAULT_RTT_S = 0.002  # until the first claim is measured
 FAST_POLL_S = 0.5  # poll interval while the LISTEN connection is down
 EMPTY_CLAIM_REARM_S = 0.05  # a due job another worker holds: look again after this
@@ -386,7 +388,7 @@ class Fetcher(LimitedQueues):
         held = self._stats.outstanding
         if held > self._low_water or self._results.blocked():
             return 0
-        return target - held
+        return min(target - held, CLAIM_MAX)
 
     def _target(self) -> int:
         cfg, stats = self._config, self._stats

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, cast
 from pgqueue._clock import SystemClock
 from pgqueue._config import WorkerConfig
 from pgqueue._models import Job
-from pgqueue.worker.fetcher import Fetcher
+from pgqueue.worker.fetcher import CLAIM_MAX, Fetcher
 from pgqueue.worker.job_buffer import JobBuffer
 from pgqueue.worker.lease import Identity
 from pgqueue.worker.result_buffer import ResultBuffer
@@ -31,13 +31,13 @@ class FixedClock:
 
 
 def make_fetcher(
-    *, high_water: int = 2000, clock: object | None = None
+    *, high_water: int = 2000, clock: object | None = None, config: WorkerConfig | None = None
 ) -> tuple[Fetcher, RunStats, ResultBuffer[RunResult]]:
     stats = RunStats()
     results: ResultBuffer[RunResult] = ResultBuffer(flush_max=1, flush_age=1.0, high_water=high_water)
     fetcher = Fetcher(
         store=cast("Store", None),
-        config=WorkerConfig(queues=("q",), concurrency=CONCURRENCY, prefetch=PREFETCH),
+        config=config or WorkerConfig(queues=("q",), concurrency=CONCURRENCY, prefetch=PREFETCH),
         identity=Identity(),
         jobs=JobBuffer[Job](),
         results=results,
@@ -125,6 +125,37 @@ def test_slow_jobs_claim_as_soon_as_a_runner_is_free_and_nothing_waits() -> None
     assert fetcher._want() == target - CONCURRENCY
     stats.outstanding = CONCURRENCY - 1  # one runner free
     assert fetcher._want() == target - CONCURRENCY + 1
+
+
+def test_short_jobs_at_a_high_concurrency_claim_while_round_trips_of_work_still_wait() -> None:
+    """200 runners of 10 ms jobs, claims taking 5 ms: with the default prefetch, the claim
+    goes out while the waiting jobs still last at least two of its round trips, so runners
+    do not run dry while it is in flight."""
+    concurrency, run_s, rtt_s = 200, 0.010, 0.005
+    fetcher, stats, _ = make_fetcher(config=WorkerConfig.build(["q"], concurrency=concurrency))
+    fetcher._rtt = rtt_s
+    finish(stats, concurrency, concurrency * run_s)
+    stats.outstanding = concurrency
+    assert fetcher._want() > 0
+    for held in range(concurrency, fetcher._target_now + 1):
+        stats.outstanding = held
+        if fetcher._want() > 0:
+            claimed_at = held  # the highest count of held jobs at which a claim goes out
+    waiting_s = (claimed_at - concurrency) * run_s / concurrency  # how long the waiting jobs last
+    assert waiting_s >= 2 * rtt_s
+
+
+def test_one_claim_brings_at_most_claim_max_rows_whatever_the_prefetch() -> None:
+    """A large prefetch fills over several claims: each one's decoding stays a short step."""
+    fetcher, stats, _ = make_fetcher(
+        config=WorkerConfig(queues=("q",), concurrency=CONCURRENCY, prefetch=5 * CLAIM_MAX)
+    )
+    fetcher._rtt = 0.002
+    finish(stats, 10, 1e-5)  # fast jobs: the target is the whole prefetch
+    assert fetcher._target() == 5 * CLAIM_MAX
+    for held in (0, CONCURRENCY, fetcher._low_water):
+        stats.outstanding = held
+        assert fetcher._want() == CLAIM_MAX, held
 
 
 def test_want_is_zero_while_the_result_buffer_is_blocked() -> None:

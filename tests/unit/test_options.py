@@ -94,8 +94,11 @@ def test_scheduler_worker_takes_every_field_by_name() -> None:
 
 
 def test_derived_defaults() -> None:
-    assert WorkerConfig.build(["q"], concurrency=800).prefetch == 800
+    assert WorkerConfig.build(["q"], concurrency=800).prefetch == 3200  # 4 per runner
+    assert WorkerConfig.build(["q"], concurrency=200).prefetch == 800
+    assert WorkerConfig.build(["q"], concurrency=125).prefetch == PREFETCH
     assert WorkerConfig.build(["q"], concurrency=8).prefetch == PREFETCH
+    assert WorkerConfig.build(["q"], concurrency=200, prefetch=300).prefetch == 300  # given beats derived
     assert WorkerConfig.build(["q"], flush_max=10).buffer_max == 10 * BUFFER_BATCHES
     plain, bouncer = WorkerConfig.build(["q"]), WorkerConfig.build(["q"], True)
     assert (plain.listen, plain.vacuum_min_dead) == (True, VACUUM_MIN_DEAD)
