@@ -231,7 +231,9 @@ class WorkerConfig:
     freeze_gc: bool = True
     """When the first worker of the process starts, collect garbage once and ``gc.freeze()``
     what is alive, so later full collections (pauses of the whole event loop) walk only the
-    objects created since. False leaves Python's collector alone."""
+    objects created since, and raise the youngest generation's threshold to 10,000 (when
+    lower and the collector is enabled), so the jobs in flight do not trigger a young
+    collection every few hundred jobs. False leaves Python's collector alone."""
 
     @classmethod
     def build(

@@ -182,7 +182,9 @@ def colocate_rows(line: JsonObject) -> list[tuple[str, str, str]]:
                 f"target p99 ≤ {TARGET_P99_MS:g} / max ≤ {TARGET_MAX_MS:g} ms: "
                 f"{'met' if met else 'NOT met'}; {get_num(d, 'jps') or 0:,.0f} jobs/s "
                 f"({d.get('n')} at C={CONCURRENCY}); gen-2 GCs {d.get('gc2_count')} "
-                f"(total {d.get('gc2_total_ms')}, max {d.get('gc2_max_ms')} ms); "
+                f"(total {d.get('gc2_total_ms')}, max {d.get('gc2_max_ms')} ms), young GCs "
+                f"{d.get('gc_young_count')} (total {d.get('gc_young_total_ms')}, max "
+                f"{d.get('gc_young_max_ms')} ms); "
                 f"start-up {d.get('start_ms')} ms"
             ),
         ),

@@ -10,9 +10,10 @@ A sample is how long the loop kept the probe waiting beyond the 1 ms it asked fo
 idle loop it is the timer's own overshoot (the baseline). The probe does nothing else,
 so it costs the loop one wake-up per millisecond and cannot be the bottleneck.
 
-While it runs it also watches the garbage collector (``gc.callbacks``): a full
-(generation 2) collection stops the loop for its whole duration, and its count and
-times tell whether the worst lag is a collection or the worker's own work.
+While it runs it also watches the garbage collector (``gc.callbacks``): a collection
+stops the loop for its whole duration, and the count and times of the full (generation
+2) ones and of the young ones (generations 0 and 1) tell whether a lag is a collection or
+the worker's own work.
 
 A late wake has two causes: the loop was busy (some task held it), or the process was
 ready to run and waited for a CPU (the operating system gave the cores to others: on a
@@ -75,12 +76,12 @@ def held_summary(lags_ms: list[float], waits_ms: list[float]) -> dict[str, objec
     }
 
 
-def gc_summary(durations_ms: list[float]) -> dict[str, object]:
-    """Count, total and longest of the generation-2 collections, in milliseconds."""
+def gc_summary(durations_ms: list[float], prefix: str = "gc2") -> dict[str, object]:
+    """Count, total and longest of some collections (by default the full ones), in milliseconds."""
     return {
-        "gc2_count": len(durations_ms),
-        "gc2_total_ms": round(sum(durations_ms), 3),
-        "gc2_max_ms": round(max(durations_ms), 3) if durations_ms else None,
+        f"{prefix}_count": len(durations_ms),
+        f"{prefix}_total_ms": round(sum(durations_ms), 3),
+        f"{prefix}_max_ms": round(max(durations_ms), 3) if durations_ms else None,
     }
 
 
@@ -91,18 +92,18 @@ class LoopProbe:
         self.lags_ms: list[float] = []
         self.runq_ms: list[float] = []  # per sample: the wait for a CPU inside its lag (Linux)
         self.gc2_ms: list[float] = []
+        self.young_ms: list[float] = []  # collections of generations 0 and 1
         self._gc_started: float | None = None
         self._stopped = False
         self.window = (0.0, 0.0)
         """Wall-clock start and end of the window (``time.time()``): what other processes stamp."""
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
-        if info.get("generation") != 2:  # noqa: PLR2004 - the oldest generation: a full collection
-            return
         if phase == "start":
             self._gc_started = time.perf_counter()
         elif self._gc_started is not None:
-            self.gc2_ms.append((time.perf_counter() - self._gc_started) * 1000.0)
+            full = info.get("generation") == 2  # noqa: PLR2004 - the oldest generation
+            (self.gc2_ms if full else self.young_ms).append((time.perf_counter() - self._gc_started) * 1000.0)
             self._gc_started = None
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -135,9 +136,10 @@ class LoopProbe:
             gc.callbacks.remove(self._on_gc)
 
     def summary(self) -> dict[str, object]:
-        """The window's lag percentiles and its full collections."""
+        """The window's lag percentiles and its collections, full and young."""
         return {
             **lag_summary(self.lags_ms),
             **held_summary(self.lags_ms, self.runq_ms),
             **gc_summary(self.gc2_ms),
+            **gc_summary(self.young_ms, "gc_young"),
         }

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 import anyio
 
 from pgqueue import __version__
-from pgqueue.worker.collector import freeze_startup_heap
+from pgqueue.worker.collector import tune_collector
 
 from ._churn import bench_churn
 from ._colocate import bench_colocate
@@ -115,21 +115,21 @@ async def _other_phases(target: str, params: Params, phases: tuple[str, ...]) ->
     return out
 
 
-def _freeze_heap() -> float | None:
-    """The worker's once-per-process heap freeze (``collector.py``), done before any clock; its ms.
+def _tune_collector() -> float | None:
+    """The worker's once-per-process collector tuning (``collector.py``), before any clock; its ms.
 
     Its cost follows the size of the process's heap (here the benchmark's own imports), not
     the work of a drain, and a process pays it once: timed inside the first drain, it would
     weigh on that drain alone. None when an earlier call in this process froze it already.
     """
     t0 = time.perf_counter()
-    froze = freeze_startup_heap()
+    froze = tune_collector()
     return round((time.perf_counter() - t0) * 1000.0, 1) if froze else None
 
 
 async def _main(params: Params, phases: tuple[str, ...], dsn: str | None) -> JsonObject:
     target = dsn or default_dsn(DB_NAME)
-    results: JsonObject = {"heap_freeze_ms": _freeze_heap()}
+    results: JsonObject = {"heap_freeze_ms": _tune_collector()}
     first_c = params.concurrencies[0]
     if "enqueue" in phases:
         STDERR.log("enqueue")

@@ -41,7 +41,7 @@ from pgqueue._registry import Registry
 from pgqueue._signals import Signal, WorkerSignals
 from pgqueue.store import Held, WorkerBackend
 
-from .collector import freeze_startup_heap
+from .collector import tune_collector
 from .job_buffer import JobBuffer
 from .lease import Identity
 from .registration import register
@@ -255,7 +255,7 @@ class Worker:
     ) -> None:
         """Build the stages and serve until stopped; then the clean-up, whatever ended it."""
         if self.config.freeze_gc:
-            freeze_startup_heap()  # once per process, before the first claim (collector.py)
+            tune_collector()  # once per process, before the first claim (collector.py)
         log = _log.bind(worker_id=self.id)
         log.info(WORKER_REGISTERED, queues=list(self.config.queues), concurrency=self.config.concurrency)
         metrics = self.config.metrics

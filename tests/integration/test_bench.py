@@ -36,7 +36,18 @@ COST_KEYS = {
     "db_cpu_us_per_job",  # None unless the server runs on this machine
     "db_backends_cpu_us_per_job",
 }
-LAG_KEYS = {"samples", "p50_ms", "p99_ms", "max_ms", "gc2_count", "gc2_total_ms", "gc2_max_ms"}
+LAG_KEYS = {
+    "samples",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "gc2_count",
+    "gc2_total_ms",
+    "gc2_max_ms",
+    "gc_young_count",
+    "gc_young_total_ms",
+    "gc_young_max_ms",
+}
 TINY = Params(n=200, single_n=20, lat_n=10, lat_spacing_s=0.005, lat_warmup=2, big_n=300, progress=False)
 
 

@@ -75,19 +75,25 @@ def test_lag_summary_percentiles() -> None:
 def test_gc_summary() -> None:
     assert gc_summary([2.0, 5.5]) == {"gc2_count": 2, "gc2_total_ms": 7.5, "gc2_max_ms": 5.5}
     assert gc_summary([]) == {"gc2_count": 0, "gc2_total_ms": 0, "gc2_max_ms": None}
+    young = {"gc_young_count": 1, "gc_young_total_ms": 1.0, "gc_young_max_ms": 1.0}
+    assert gc_summary([1.0], "gc_young") == young
 
 
-def test_probe_counts_full_collections_only_inside_its_window() -> None:
+def test_probe_counts_full_and_young_collections_only_inside_its_window() -> None:
     probe = LoopProbe()
     gc.callbacks.append(probe._on_gc)  # what run() registers, without a loop
     try:
         gc.collect(0)
+        gc.collect(1)
         gc.collect()  # a full collection
     finally:
         probe.stop()
     assert probe._on_gc not in gc.callbacks
     gc.collect()  # after the window
+    gc.collect(0)
     assert len(probe.gc2_ms) == 1
+    assert len(probe.young_ms) == 2
+    assert set(probe.summary()) >= {"gc2_count", "gc_young_count", "gc_young_max_ms"}
 
 
 def test_ping_summary_keeps_the_requests_of_the_window() -> None:

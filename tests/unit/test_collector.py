@@ -1,4 +1,5 @@
-"""The worker freezes the start-up heap once per process (``freeze_gc``), and only when asked.
+"""The worker tunes the collector once per process (``freeze_gc``), and only when asked:
+it freezes the start-up heap and raises the young generation's threshold.
 
 The freeze is process-wide and happens once, so each case runs in a fresh interpreter:
 in this test process an earlier test's worker may already have frozen the heap.
@@ -6,6 +7,7 @@ in this test process an earlier test's worker may already have frozen the heap.
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -14,6 +16,7 @@ import pytest
 
 from pgqueue import ConfigError
 from pgqueue._config import WorkerConfig
+from pgqueue.worker.collector import YOUNG_THRESHOLD
 
 _SCRIPT = textwrap.dedent(
     """
@@ -22,6 +25,10 @@ _SCRIPT = textwrap.dedent(
     from pgqueue import Scheduler
 
     async def main(freeze: bool) -> None:
+        if len(sys.argv) > 2:  # the application's own collector settings, before any worker
+            gc.set_threshold(int(sys.argv[2]), 10, 10)
+            if sys.argv[3:] == ["off"]:
+                gc.disable()
         s = Scheduler.in_memory()
 
         @s.job("noop")
@@ -36,7 +43,7 @@ _SCRIPT = textwrap.dedent(
                     await tg.start(w.run)
                     after_start = gc.get_freeze_count()
                     await w.shutdown()
-                print(before, after_start, flush=True)
+                print(before, after_start, gc.get_threshold()[0], gc.isenabled(), flush=True)
                 gc.unfreeze()  # the second worker must leave it unfrozen
 
     anyio.run(main, sys.argv[1] == "1")
@@ -44,15 +51,20 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _counts(freeze: bool) -> list[tuple[int, int]]:
+def _run(freeze: bool, *app_settings: str) -> list[list[str]]:
+    """Per worker start: frozen objects before and after it, the young threshold, enabled."""
     out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, "1" if freeze else "0"],
+        [sys.executable, "-c", _SCRIPT, "1" if freeze else "0", *app_settings],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout
-    return [(int(a), int(b)) for a, b in (line.split() for line in out.splitlines())]
+    return [line.split() for line in out.splitlines()]
+
+
+def _counts(freeze: bool) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b, *_ in _run(freeze)]
 
 
 def test_the_first_worker_freezes_the_heap_and_a_second_one_does_not() -> None:
@@ -64,6 +76,26 @@ def test_the_first_worker_freezes_the_heap_and_a_second_one_does_not() -> None:
 
 def test_freeze_gc_false_leaves_the_collector_alone() -> None:
     assert _counts(freeze=False) == [(0, 0), (0, 0)]
+    default_young = str(gc.get_threshold()[0])  # this interpreter's own default (700 on 3.11)
+    assert [row[2:] for row in _run(freeze=False)] == [[default_young, "True"]] * 2
+
+
+def test_the_first_worker_raises_the_young_threshold() -> None:
+    assert [row[2:] for row in _run(freeze=True)] == [[str(YOUNG_THRESHOLD), "True"]] * 2
+
+
+@pytest.mark.parametrize(
+    ("app_settings", "expected"),
+    [
+        (("50000",), ["50000", "True"]),  # the application's higher threshold is kept
+        (("700", "off"), ["700", "False"]),  # a disabled collector stays as it is
+        (("0",), ["0", "True"]),  # so do automatic collections turned off by a zero threshold
+    ],
+)
+def test_the_threshold_is_only_raised_and_never_while_the_collector_is_off(
+    app_settings: tuple[str, ...], expected: list[str]
+) -> None:
+    assert [row[2:] for row in _run(True, *app_settings)] == [expected] * 2
 
 
 def test_freeze_gc_must_be_a_bool() -> None:
