@@ -7,7 +7,6 @@ in this test process an earlier test's worker may already have frozen the heap.
 
 from __future__ import annotations
 
-import gc
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ from pgqueue.worker.collector import YOUNG_THRESHOLD
 _SCRIPT = textwrap.dedent(
     """
     import gc, sys
+    print(gc.get_threshold()[0], flush=True)  # the interpreter's own default
     import anyio
     from pgqueue import Scheduler
 
@@ -51,8 +51,9 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _run(freeze: bool, *app_settings: str) -> list[list[str]]:
-    """Per worker start: frozen objects before and after it, the young threshold, enabled."""
+def _run(freeze: bool, *app_settings: str) -> tuple[str, list[list[str]]]:
+    """The default young threshold; per worker start: frozen objects before and after it,
+    the young threshold, whether the collector is enabled."""
     out = subprocess.run(
         [sys.executable, "-c", _SCRIPT, "1" if freeze else "0", *app_settings],
         capture_output=True,
@@ -60,11 +61,12 @@ def _run(freeze: bool, *app_settings: str) -> list[list[str]]:
         check=True,
         timeout=60,
     ).stdout
-    return [line.split() for line in out.splitlines()]
+    default, *starts = out.splitlines()
+    return default, [line.split() for line in starts]
 
 
 def _counts(freeze: bool) -> list[tuple[int, int]]:
-    return [(int(a), int(b)) for a, b, *_ in _run(freeze)]
+    return [(int(a), int(b)) for a, b, *_ in _run(freeze)[1]]
 
 
 def test_the_first_worker_freezes_the_heap_and_a_second_one_does_not() -> None:
@@ -76,12 +78,14 @@ def test_the_first_worker_freezes_the_heap_and_a_second_one_does_not() -> None:
 
 def test_freeze_gc_false_leaves_the_collector_alone() -> None:
     assert _counts(freeze=False) == [(0, 0), (0, 0)]
-    default_young = str(gc.get_threshold()[0])  # this interpreter's own default (700 on 3.11)
-    assert [row[2:] for row in _run(freeze=False)] == [[default_young, "True"]] * 2
+    default, starts = _run(freeze=False)
+    assert [row[2:] for row in starts] == [[default, "True"]] * 2
 
 
 def test_the_first_worker_raises_the_young_threshold() -> None:
-    assert [row[2:] for row in _run(freeze=True)] == [[str(YOUNG_THRESHOLD), "True"]] * 2
+    default, starts = _run(freeze=True)
+    assert int(default) < YOUNG_THRESHOLD
+    assert [row[2:] for row in starts] == [[str(YOUNG_THRESHOLD), "True"]] * 2
 
 
 @pytest.mark.parametrize(
@@ -95,7 +99,7 @@ def test_the_first_worker_raises_the_young_threshold() -> None:
 def test_the_threshold_is_only_raised_and_never_while_the_collector_is_off(
     app_settings: tuple[str, ...], expected: list[str]
 ) -> None:
-    assert [row[2:] for row in _run(True, *app_settings)] == [expected] * 2
+    assert [row[2:] for row in _run(True, *app_settings)[1]] == [expected] * 2
 
 
 def test_freeze_gc_must_be_a_bool() -> None:
