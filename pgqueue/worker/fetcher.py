@@ -18,11 +18,10 @@ to run, so runners do not wait for its round trip (with slow jobs, whose target 
 
 The target adapts, so prefetching does not hoard: it is ``concurrency`` plus the jobs the
 runners get through in ``PREFETCH_HORIZON`` claim round trips (Little's law, from the
-measured claim time and run time), capped by ``prefetch``; one claim brings at most
-``CLAIM_MAX`` rows, whose decoding holds the event loop about 1 ms. No-op jobs get the full
-``prefetch`` batch (one claim per hundreds of jobs); one-second jobs get about
-``concurrency``, leaving the rest of the queue to other workers. pgxjob and pgqueuer use a
-fixed batch and hoard; River caps fetches by free slots and pays a round trip per few jobs.
+measured claim time and run time), capped by ``prefetch``, in claims of at most
+``CLAIM_MAX`` rows (decoding them holds the loop about 1 ms). No-op jobs get the whole
+``prefetch``; one-second jobs about ``concurrency``, leaving the rest of the queue to other
+workers. pgxjob and pgqueuer use a fixed batch and hoard; River caps fetches by free slots.
 
 Delayed jobs: the fetcher sleeps until the earliest due time it knows of, learned from
 ``d:`` notifications, from retries this worker wrote, and from ``job_next_due`` after a
