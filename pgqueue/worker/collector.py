@@ -20,9 +20,9 @@ to the flush: a few milliseconds to tens of milliseconds, thousands of objects a
   promoted, and their later deaths do not count against the threshold: a draining worker
   triggers a young collection every ~250 jobs, each 0.2-1 ms of a stopped loop, 1-5 µs
   per job in all. With the threshold at ``YOUNG_THRESHOLD`` the jobs in flight die before
-  one comes: in the benchmark's 40,000-job drains, 165-187 young collections (43-195 ms in
-  all) at 700, and 0-1 (under 2.1 ms) at 10,000. It is only raised, never lowered, and not while the
-  collector is disabled.
+  one comes: in the benchmark's 40,000-job drains, 165-187 young collections (43-195 ms
+  in all) at 700, and 0-1 (under 2.1 ms) at 10,000. The threshold is only raised, never
+  lowered, and not while the collector is disabled.
 
 ``scheduler.worker(freeze_gc=False)`` (``pgqueue worker --no-freeze-gc``) leaves the
 collector alone.
