@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pgqueue.metrics imports prometheus-client, an optional extr
     from .metrics import Metrics
 
 __all__ = [
+    "DERIVED_DEFAULTS",
     "SchedulerConfig",
     "WorkerConfig",
     "check_max_attempts",
@@ -44,6 +45,8 @@ POLL_INTERVAL_S = 5.0  # backstop when no notification arrives (LISTEN normally 
 FLUSH_MAX = 500  # results buffered before a flush
 FLUSH_AGE_S = 0.02  # oldest buffered result waits at most this long
 BUFFER_BATCHES = 4  # results buffered beyond flush_max × this block the runners
+DERIVED_DEFAULTS = {"prefetch": "max(500, 4 × concurrency)", "buffer_max": "4 × flush_max"}
+"""How ``WorkerConfig.build`` derives these defaults from other options (the CLI's help shows it)."""
 HEARTBEAT_INTERVAL_S = 5.0
 DEAD_AFTER_S = 30.0  # a worker silent this long is dead; its jobs are freed
 SHUTDOWN_GRACE_S = 30.0  # running jobs get this long to finish on shutdown before they are interrupted

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 import typer
 
-from pgqueue._config import WorkerConfig, field_docs
+from pgqueue._config import DERIVED_DEFAULTS, WorkerConfig, field_docs
 from pgqueue._errors import PgQueueError
 from pgqueue._scheduler import Scheduler
 
@@ -89,7 +89,8 @@ def config_options(config: type[WorkerConfig]) -> list[inspect.Parameter]:
             if kind is None:  # queues has its own option; callables cannot come from a command line
                 continue
             decl = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
-            option = typer.Option(decl, help=help_text, show_default=str(f.default))
+            shown = DERIVED_DEFAULTS.get(f.name, str(f.default))
+            option = typer.Option(decl, help=help_text, show_default=shown)
             annotation = Annotated[kind | None, option]
         params.append(
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)

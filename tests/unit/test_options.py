@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import typing
 from typing import Any
 
 import pytest
@@ -91,6 +92,19 @@ def test_scheduler_worker_takes_every_field_by_name() -> None:
     worker = s.worker(["q"], **values)
     for name, value in values.items():
         assert getattr(worker.config, name) == value, name
+
+
+def test_the_help_shows_how_derived_defaults_are_derived() -> None:
+    shown = {
+        p.name: typing.get_args(p.annotation)[1].show_default
+        for p in config_options(WorkerConfig)
+        if typing.get_origin(p.annotation) is typing.Annotated
+    }
+    assert shown["prefetch"] == "max(500, 4 × concurrency)"
+    assert shown["buffer_max"] == "4 × flush_max"
+    assert shown["concurrency"] == "10"
+    assert WorkerConfig.build(["q"], concurrency=300, flush_max=7).prefetch == max(500, 4 * 300)
+    assert WorkerConfig.build(["q"], flush_max=7).buffer_max == 4 * 7
 
 
 def test_derived_defaults() -> None:
