@@ -23,9 +23,8 @@ measured claim time and run time), capped by ``prefetch``, in claims of at most
 ``prefetch``; one-second jobs about ``concurrency``, leaving the rest of the queue to other
 workers. pgxjob and pgqueuer use a fixed batch and hoard; River caps fetches by free slots.
 
-Delayed jobs: the fetcher sleeps until the earliest due time it knows of, learned from
-``d:`` notifications, from retries this worker wrote, and from ``job_next_due`` after a
-timer or poll claim; polling is only the backstop.
+Delayed jobs: the fetcher sleeps until the earliest due time it knows of (``d:``
+notifications, retries it wrote, ``job_next_due`` after a timer or poll claim).
 
 Limited queues (``Scheduler.set_queue_limit``) are claimed and leased as ``limited.py``
 says; a worker without them pays one look-up per heartbeat interval.
