@@ -36,20 +36,40 @@ from .results import RunResult
 from .tally import Tally
 from .turns import Turns
 
-__all__ = ["Flusher", "build_batch"]
+__all__ = ["BUILD_CHUNK", "Flusher", "add_results", "build_batch", "newest_attempts"]
 
 WRITE_TIMEOUT_S = 30.0  # one flush statement may take this long before it is abandoned and retried
 _log = get_logger()
 _SUCCEEDED = Outcome.SUCCEEDED
+BUILD_CHUNK = 100  # results added to a flush's arrays per event-loop step (about 60 µs of work)
 
 
 def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> FlushBatch:
-    """Split results into ended and put-back jobs, as the arrays of one finalize statement.
+    """Split results into ended and put-back jobs, as the arrays of one finalize statement."""
+    batch = FlushBatch()
+    add_results(batch, newest_attempts(items), should_log_run)
+    return batch
+
+
+def newest_attempts(items: list[RunResult]) -> list[RunResult]:
+    """The results with one per job: its newest attempt (the finalize statement expects unique ids).
 
     A job appears twice only when a batch that put it back failed ambiguously (committed,
     but the acknowledgement was lost) and this worker claimed and ran it again before the
-    retry: the older entry is then already written, so only the newest attempt is kept
-    (the finalize statement expects unique ids).
+    retry: the older entry is then already written.
+    """
+    if len({r[0].row[ROW_ID] for r in items}) == len(items):
+        return items
+    latest: dict[int, RunResult] = {}
+    for r in items:
+        seen = latest.get(r.job.id)
+        if seen is None or seen.job.attempt < r.job.attempt:
+            latest[r.job.id] = r
+    return list(latest.values())
+
+
+def add_results(b: FlushBatch, items: list[RunResult], should_log_run: ShouldLogRun | None) -> None:
+    """Append results (unique jobs) to ``b``: ended jobs to its end arrays, the others to its put-back ones.
 
     Runs once per job: fields are read by position from the claimed row and the results
     are unpacked as tuples, because a property call per field is a visible share of the
@@ -57,14 +77,6 @@ def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> 
     else is recorded with :meth:`FlushBatch.end_detail`, and a run's ``job.log`` lines
     with :meth:`FlushBatch.add_lines` (a batch where no handler logged sends no lines).
     """
-    b = FlushBatch()
-    if len({r[0].row[ROW_ID] for r in items}) < len(items):
-        latest: dict[int, RunResult] = {}
-        for r in items:
-            seen = latest.get(r.job.id)
-            if seen is None or seen.job.attempt < r.job.attempt:
-                latest[r.job.id] = r
-        items = list(latest.values())
     ids, attempts, started_at, finished_at = b.end_ids, b.end_attempts, b.end_started, b.end_finished
     for job, outcome, started, finished, error, result, retry, error_inc, lines in items:
         row = job.row
@@ -95,7 +107,6 @@ def build_batch(items: list[RunResult], should_log_run: ShouldLogRun | None) -> 
             b.back_error_inc.append(error_inc)
             b.back_log.append(log)
             b.back_checkpoint.append(job._saved_checkpoint)  # noqa: SLF001 - the worker's own read of the run's state
-    return b
 
 
 def _wants_log(hook: ShouldLogRun, job: Job, run: RunInfo) -> bool:
@@ -209,7 +220,14 @@ class Flusher:
     async def _write(
         self, items: list[RunResult], *, with_runs: bool = True, urgent: bool = True
     ) -> FinalizeResult:
-        batch = build_batch(items, self._should_log_run)
+        # Built a chunk per loop step: a whole flush_max batch in one step would hold the
+        # loop (and an application's requests sharing it) for a millisecond or more.
+        batch = FlushBatch()
+        items = newest_attempts(items)
+        for start in range(0, len(items), BUILD_CHUNK):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            add_results(batch, items[start : start + BUILD_CHUNK], self._should_log_run)
         if not with_runs:
             batch.without_runs()
         identity = self._identity

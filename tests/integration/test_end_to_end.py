@@ -450,18 +450,17 @@ async def test_a_run_row_the_database_refuses_does_not_block_the_others(
     writes the rest, ends that job without its row, and keeps going."""
     from pgqueue.worker import flusher
 
-    real = flusher.build_batch
+    real = flusher.add_results
     poisoned: list[int] = []
 
-    def corrupting(items: list[RunResult], should_log_run: ShouldLogRun | None) -> FlushBatch:
-        batch = real(items, should_log_run)
+    def corrupting(batch: FlushBatch, items: list[RunResult], should_log_run: ShouldLogRun | None) -> None:
+        real(batch, items, should_log_run)
         for item in items:
             if item.job.params == 0 and item.job.id in batch.end_ids:  # the poisoned job
                 batch.end_detail(batch.end_ids.index(item.job.id), "bogus", None, None, True)
                 poisoned.append(item.job.id)
-        return batch
 
-    monkeypatch.setattr(flusher, "build_batch", corrupting)
+    monkeypatch.setattr(flusher, "add_results", corrupting)
     done = Counter(5)
 
     @scheduler.job("work")

@@ -9,12 +9,14 @@ import pytest
 
 from pgqueue._clock import SystemClock
 from pgqueue._config import WorkerConfig
+from pgqueue._models import ShouldLogRun
 from pgqueue._registry import Registry
 from pgqueue._signals import WorkerSignals
 from pgqueue.store import FinalizeResult, FlushBatch, WorkerStore
 from pgqueue.store.memory import MemoryStore
+from pgqueue.worker import flusher as flusher_module
 from pgqueue.worker import turns as turns_module
-from pgqueue.worker.flusher import Flusher
+from pgqueue.worker.flusher import BUILD_CHUNK, Flusher
 from pgqueue.worker.lease import Identity
 from pgqueue.worker.result_buffer import ResultBuffer
 from pgqueue.worker.results import RunResult, RunStats
@@ -58,11 +60,13 @@ class _RecordingStore:
 
     def __init__(self) -> None:
         self.batches: list[int] = []
+        self.last = FlushBatch()
 
     async def job_finalize_many(
         self, worker_id: int, batch: FlushBatch, held: object = None, *, clock_offset: float = 0.0
     ) -> FinalizeResult:
         self.batches.append(len(batch.end_ids))
+        self.last = batch
         return FinalizeResult(frozenset(batch.end_ids), {}, len(batch.end_ids), None)
 
     def is_unavailable(self, exc: BaseException) -> bool:
@@ -70,6 +74,53 @@ class _RecordingStore:
 
     def is_conflict(self, exc: BaseException) -> bool:
         return False
+
+
+def _flusher(
+    store: _RecordingStore, results: ResultBuffer[RunResult], batch_max: int, turns: Turns
+) -> Flusher:
+    return Flusher(
+        store=cast("WorkerStore", store),
+        results=results,
+        identity=Identity(),
+        should_log_run=None,
+        on_put_back=lambda delay: None,
+        batch_max=batch_max,
+        turns=turns,
+    )
+
+
+@pytest.mark.anyio
+async def test_a_large_flush_is_built_a_chunk_per_loop_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other tasks run between the chunks of a flush's build: it never holds the loop whole."""
+    n = 2 * BUILD_CHUNK + 1
+    results: ResultBuffer[RunResult] = ResultBuffer(flush_max=n, flush_age=1.0, high_water=n)
+    for i in range(1, n + 1):
+        results.put(success(make_job(i, 1)))
+    store = _RecordingStore()
+    flusher = _flusher(store, results, n, Turns())
+    other_steps = 0
+    seen: list[int] = []  # the other task's step count as each chunk is added
+    real = flusher_module.add_results
+
+    def recording(batch: FlushBatch, items: list[RunResult], should_log_run: ShouldLogRun | None) -> None:
+        seen.append(other_steps)
+        real(batch, items, should_log_run)
+
+    async def other() -> None:
+        nonlocal other_steps
+        while True:
+            await anyio.lowlevel.checkpoint()
+            other_steps += 1
+
+    monkeypatch.setattr(flusher_module, "add_results", recording)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        assert await flusher.flush_once()
+        tg.cancel_scope.cancel()
+    assert len(seen) == 3
+    assert seen[0] < seen[1] < seen[2]
+    assert store.last.end_ids == list(range(1, n + 1))  # every result once, in order
 
 
 async def _flush_while_a_claim_holds_the_turn(*, urgent: bool, blocked: bool) -> tuple[list[str], Turns]:
@@ -81,15 +132,7 @@ async def _flush_while_a_claim_holds_the_turn(*, urgent: bool, blocked: bool) ->
     for i in range(1, 3):
         results.put(success(make_job(i, 1)))
     store = _RecordingStore()
-    flusher = Flusher(
-        store=cast("WorkerStore", store),
-        results=results,
-        identity=Identity(),
-        should_log_run=None,
-        on_put_back=lambda delay: None,
-        batch_max=2,
-        turns=turns,
-    )
+    flusher = _flusher(store, results, 2, turns)
     entered, leave = anyio.Event(), anyio.Event()
 
     async def claim() -> None:
